@@ -1,0 +1,142 @@
+-- wattrace store (DESIGN §3). One database holds many runs; a run is written in one transaction
+-- (all or nothing) and never changes an earlier run. Every table carries run_id, so runs and
+-- variants compare in plain SQL. Units are in column names: *_ns nanoseconds, *_s seconds,
+-- joules, watts. Times *_ns are relative to the run's base timestamp (runs.base_ts_ns), the
+-- first timestamp of the run's traces, so they stay exact integers.
+-- This script is idempotent; the schema version is PRAGMA user_version (1).
+
+-- One replay of a pipeline (one variant) over its traces.
+CREATE TABLE IF NOT EXISTS runs (
+  -- Increasing id; `matrix` and `report` default to the newest.
+  run_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  -- The pipeline's `name`.
+  pipeline     TEXT NOT NULL,
+  -- The variant that was applied, 'base' for none.
+  variant      TEXT NOT NULL DEFAULT 'base',
+  -- The resolved pipeline settings as JSON (absolute paths, stages in run order, variant applied).
+  params       TEXT NOT NULL,
+  -- The inputs as JSON: {"<kind>": {"path", "sha256", "bytes"}} for each trace and the profile.
+  inputs       TEXT NOT NULL,
+  -- Wall-clock start and end of the replay, ISO 8601 UTC.
+  started_at   TEXT NOT NULL,
+  finished_at  TEXT,
+  -- wattrace version that wrote the run.
+  tool_version TEXT NOT NULL,
+  -- The run's time origin: the smallest first timestamp of its traces, exact decimal ns.
+  base_ts_ns   TEXT,
+  -- Accounted span of the run: from the first period's start to the last event.
+  -- Formula: duration_ns = t1_ns − t0_ns; energy_matrix.watts = joules / (duration_ns / 1e9).
+  t0_ns        INTEGER,
+  t1_ns        INTEGER,
+  duration_ns  INTEGER,
+  -- Reporting interval of the energy rows.
+  interval_ns  INTEGER
+);
+
+-- The energy matrix of Figure 5 in long form, per reporting interval: who (consumer, and the
+-- guest resource container inside it) consumed how much energy of which physical device, in
+-- which state, directly or through a driver VM.
+CREATE TABLE IF NOT EXISTS energy (
+  run_id    INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  -- Reporting interval [t0_ns, t1_ns), clipped to the run's span. An interval may appear in
+  -- several rows for one key (a late contribution after an early flush); always SUM.
+  t0_ns     INTEGER NOT NULL,
+  t1_ns     INTEGER NOT NULL,
+  -- A profile VM id, 'idle' (the idle virtual processor: halt cycles) or '(unattributed)'.
+  consumer  TEXT NOT NULL,
+  -- Guest resource container, NULL at host level. Container rows repeat (split up) the
+  -- energy of their VM's host-level rows: sum either level, never both.
+  container TEXT,
+  -- NULL for direct consumption; else the driver VM that consumed it on the consumer's behalf.
+  via       TEXT,
+  -- Physical device: 'cpu' (all physical CPUs of the log) or a disk id of the profile.
+  device    TEXT NOT NULL,
+  -- 'idle': the device's minimum consumption (§3.2: cpu from the TSC, disk idle_watts);
+  -- 'active': the access consumption above it.
+  kind      TEXT NOT NULL CHECK (kind IN ('idle', 'active')),
+  joules    REAL NOT NULL
+);
+-- Covers the energy_matrix view, so summing a run reads only the index.
+CREATE INDEX IF NOT EXISTS energy_by_key ON energy (run_id, container, consumer, via, device, kind, joules);
+
+-- The energy matrix summed over a run at host level (container IS NULL).
+-- Formula: watts = joules / (runs.duration_ns / 1e9).
+CREATE VIEW IF NOT EXISTS energy_matrix AS
+SELECT e.run_id, e.consumer, e.via, e.device, e.kind,
+       SUM(e.joules) AS joules,
+       SUM(e.joules) / (r.duration_ns / 1e9) AS watts
+FROM energy e JOIN runs r ON r.run_id = e.run_id
+WHERE e.container IS NULL
+GROUP BY e.run_id, e.consumer, e.via, e.device, e.kind;
+
+-- Each VM's private view of the performance counters (§3.4.1): per interval, the advance of
+-- each event while the VM ran (hardware value minus the other VMs' advances).
+CREATE TABLE IF NOT EXISTS virtual_counters (
+  run_id  INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  t0_ns   INTEGER NOT NULL,
+  t1_ns   INTEGER NOT NULL,
+  vm      TEXT NOT NULL,
+  -- An event column of the profile, or 'tsc'.
+  event   TEXT NOT NULL,
+  -- Events counted, as a number (exact below 2^53).
+  advance REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS virtual_counters_by_vm ON virtual_counters (run_id, vm, event);
+
+-- Host-level CPU manager (§3.3.4, §3.3.6), one row per VM per manager period.
+CREATE TABLE IF NOT EXISTS cpu_policy (
+  run_id      INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  -- End of the manager period.
+  t_ns        INTEGER NOT NULL,
+  vm          TEXT NOT NULL,
+  -- Stride-scheduler tickets after this period's adjustment.
+  share       REAL NOT NULL,
+  -- The VM's active CPU power limit, NULL when unlimited or before start_s.
+  limit_watts REAL,
+  -- Active CPU power in the period. Formula: watts = active joules / period.
+  watts       REAL NOT NULL,
+  -- CPU work completed in the period, in seconds of recorded CPU time.
+  work_s      REAL NOT NULL,
+  -- Demand delayed so far, in seconds of recorded CPU time.
+  backlog_s   REAL NOT NULL
+);
+
+-- Host-level disk request shaping (§3.3.5, §3.3.6), one row per client per manager period.
+CREATE TABLE IF NOT EXISTS disk_policy (
+  run_id      INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  t_ns        INTEGER NOT NULL,
+  vm          TEXT NOT NULL,
+  -- Throttle factor t of the paper's formula, within [0, t_max].
+  throttle    REAL NOT NULL,
+  -- Requests the driver serves per refresh period.
+  budget      REAL NOT NULL,
+  limit_watts REAL,
+  -- Driver-side active power for this client: disk active + driver CPU for its requests.
+  watts       REAL NOT NULL,
+  -- Requests and bytes served in the period; requests still waiting at its end.
+  requests    INTEGER NOT NULL,
+  bytes       INTEGER NOT NULL,
+  backlog     INTEGER NOT NULL
+);
+
+-- Resource containers inside energy-aware guests (§3.4.3), one row per container per period.
+CREATE TABLE IF NOT EXISTS containers (
+  run_id       INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  t_ns         INTEGER NOT NULL,
+  vm           TEXT NOT NULL,
+  container    TEXT NOT NULL,
+  limit_watts  REAL,
+  -- Power as the guest accounts it (virtual counters + driver-returned disk cost).
+  watts        REAL NOT NULL,
+  work_s       REAL NOT NULL,
+  -- Time the container was preempted for an exhausted budget in the period.
+  preempted_ns INTEGER NOT NULL
+);
+
+-- Summary figures of a run, read by `compare` (DESIGN §6). The unit is in the name.
+CREATE TABLE IF NOT EXISTS metrics (
+  run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  name   TEXT NOT NULL,
+  value  REAL NOT NULL,
+  PRIMARY KEY (run_id, name)
+);

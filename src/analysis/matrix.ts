@@ -1,0 +1,107 @@
+/**
+ * The energy matrix of a finished run (Figure 5): rows are consumers (and, for charged energy,
+ * the driver VM it went through), columns are device × {idle, active}. Reads the `energy_matrix`
+ * view and pivots it with arquero.
+ */
+import * as aq from 'arquero';
+import { WattraceError } from '../core/errors.js';
+import { IDLE_VM, UNATTRIBUTED } from '../core/profile.js';
+import type { DB } from '../store/store.js';
+import { latestRunId } from '../store/store.js';
+import { fmt, formatTable } from './table.js';
+
+export interface MatrixCell {
+  consumer: string;
+  via: string | null;
+  device: string;
+  kind: 'idle' | 'active';
+  joules: number;
+  watts: number;
+}
+
+export interface RunInfo {
+  run_id: number;
+  pipeline: string;
+  variant: string;
+  duration_ns: number;
+  started_at: string;
+}
+
+export function resolveRun(db: DB, run: number | undefined, file: string): RunInfo {
+  const id = run ?? latestRunId(db);
+  if (id === null) throw new WattraceError('E_STORE', 'the database holds no finished run yet', { file });
+  const info = db.prepare('SELECT run_id, pipeline, variant, duration_ns, started_at FROM runs WHERE run_id = ? AND finished_at IS NOT NULL').get(id) as RunInfo | undefined;
+  if (!info) throw new WattraceError('E_USAGE', `no run ${id} in the database`, { file });
+  return info;
+}
+
+export function matrixCells(db: DB, runId: number): MatrixCell[] {
+  return db.prepare('SELECT consumer, via, device, kind, joules, watts FROM energy_matrix WHERE run_id = ?').all(runId) as MatrixCell[];
+}
+
+/** Consumers in a stable, readable order: VMs by name, then `idle`, then `(unattributed)`. */
+function consumerRank(c: string): string {
+  return c === UNATTRIBUTED ? `2${c}` : c === IDLE_VM ? `1${c}` : `0${c}`;
+}
+
+/** Device columns: cpu first, then disks by name; idle before active. */
+function columnOrder(cells: readonly MatrixCell[]): { device: string; kind: 'idle' | 'active' }[] {
+  const devices = [...new Set(cells.map((c) => c.device))].sort((a, b) => (a === 'cpu' ? -1 : b === 'cpu' ? 1 : a < b ? -1 : 1));
+  return devices.flatMap((device) => (['idle', 'active'] as const).map((kind) => ({ device, kind }))).filter((c) =>
+    cells.some((x) => x.device === c.device && x.kind === c.kind),
+  );
+}
+
+export interface MatrixTable {
+  columns: { device: string; kind: 'idle' | 'active' }[];
+  rows: { consumer: string; via: string | null; watts: number[]; totalWatts: number; totalJoules: number }[];
+}
+
+/** Pivots the run's cells into one row per (consumer, via). */
+export function pivotMatrix(cells: readonly MatrixCell[]): MatrixTable {
+  const columns = columnOrder(cells);
+  if (cells.length === 0) return { columns, rows: [] };
+  const keyOf = (device: string, kind: string) => `${device}|${kind}`;
+  // Direct consumption has via NULL in SQL, '-' here (no VM id can be '-').
+  const DIRECT = '-';
+  const table = aq
+    .from(cells.map((c) => ({ ...c, via: c.via ?? DIRECT, col: keyOf(c.device, c.kind) })))
+    .groupby('consumer', 'via')
+    .pivot('col', { w: (d: { watts: number }) => aq.op.sum(d.watts) });
+  const totals = aq
+    .from(cells.map((c) => ({ ...c, via: c.via ?? DIRECT })))
+    .groupby('consumer', 'via')
+    .rollup({ tw: (d: { watts: number }) => aq.op.sum(d.watts), tj: (d: { joules: number }) => aq.op.sum(d.joules) });
+  const joined = table.join(totals, [['consumer', 'via'], ['consumer', 'via']]).objects() as Record<string, unknown>[];
+  const rows = joined.map((o) => ({
+    consumer: o['consumer'] as string,
+    via: o['via'] === DIRECT ? null : (o['via'] as string),
+    watts: columns.map((c) => (o[keyOf(c.device, c.kind)] as number | undefined) ?? 0),
+    totalWatts: o['tw'] as number,
+    totalJoules: o['tj'] as number,
+  }));
+  rows.sort((a, b) => {
+    const ka = consumerRank(a.consumer);
+    const kb = consumerRank(b.consumer);
+    if (ka !== kb) return ka < kb ? -1 : 1;
+    return (a.via ?? '') < (b.via ?? '') ? -1 : (a.via ?? '') > (b.via ?? '') ? 1 : 0;
+  });
+  return { columns, rows };
+}
+
+export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[]): string {
+  const m = pivotMatrix(cells);
+  const headers = ['consumer', 'via', ...m.columns.map((c) => `${c.device} ${c.kind} W`), 'total W', 'total J'];
+  const numeric = headers.map((_, i) => i >= 2);
+  const body = m.rows.map((r) => [r.consumer, r.via ?? '-', ...r.watts.map((w) => fmt(w, 3)), fmt(r.totalWatts, 3), fmt(r.totalJoules, 3)]);
+  const sumCol = (i: number) => m.rows.reduce((a, r) => a + (r.watts[i] ?? 0), 0);
+  body.push([
+    'total',
+    '',
+    ...m.columns.map((_, i) => fmt(sumCol(i), 3)),
+    fmt(m.rows.reduce((a, r) => a + r.totalWatts, 0), 3),
+    fmt(m.rows.reduce((a, r) => a + r.totalJoules, 0), 3),
+  ]);
+  const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(info.duration_ns / 1e9, 3)} s`;
+  return `${title}\n${formatTable(headers, body, numeric)}`;
+}

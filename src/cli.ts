@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * wattrace command line (DESIGN §4). Every command is declared here; handlers are imported
+ * lazily. Errors a user can fix print one line naming file, line and column, and exit 2 (bad
+ * input) or 1 (a broken expectation); anything else is a bug: exit 70.
+ */
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import yargs from 'yargs';
+import { EXIT_BAD_INPUT, EXIT_INTERNAL, WattraceError, isWattraceError } from './core/errors.js';
+import { processIO, type IO } from './commands/io.js';
+
+const DEFAULT_DB = 'wattrace.sqlite';
+
+/** Runs the CLI on `argv` (without `node wattrace`); resolves to the exit status. */
+export async function main(argv: readonly string[], io: IO = processIO): Promise<number> {
+  const cli = yargs([...argv])
+    .scriptName('wattrace')
+    .usage('$0 <command> [options]\n\nReplay hypervisor traces offline: who spent the energy, on which device, directly or through a driver VM.')
+    .command(
+      'replay <pipeline>',
+      'Run a pipeline over its traces, store the run in SQLite and print the energy matrix',
+      (y) =>
+        y
+          .positional('pipeline', { type: 'string', demandOption: true, describe: 'Pipeline file (pipelines/*.json); its paths are relative to it' })
+          .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database to add the run to (created if missing)' })
+          .option('variant', { type: 'string', describe: "Apply one of the pipeline's named variants" })
+          .option('trace', { type: 'string', array: true, describe: 'Use another trace: KIND=PATH, KIND one of cswitch, disk, guest, measured (repeatable)' })
+          .option('profile', { type: 'string', describe: 'Use another machine profile' })
+          .option('interval-ms', { type: 'number', describe: "Reporting interval of the energy table (overrides the pipeline's interval_ms)" })
+          .option('quiet', { type: 'boolean', default: false, describe: 'Print only the run summary, not the matrix' })
+          .example('$0 replay pipelines/demo.json --db out.sqlite', 'replay the demo pipeline into out.sqlite')
+          .example('$0 replay pipelines/demo.json --trace cswitch=my.csv', "the demo's settings over another trace"),
+      async (a) => {
+        const { replay } = await import('./commands/replay.js');
+        await replay(
+          { pipeline: a.pipeline, db: a.db, variant: a.variant, trace: a.trace, profile: a.profile, intervalMs: a['interval-ms'], quiet: a.quiet },
+          io,
+        );
+      },
+    )
+    .command(
+      'matrix',
+      'Print the energy matrix of a stored run (rows: consumers and the driver they went through; columns: device × idle/active)',
+      (y) =>
+        y
+          .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database written by replay' })
+          .option('run', { type: 'number', describe: 'Run id (default: the newest run)' })
+          .option('format', { choices: ['table', 'json', 'csv'] as const, default: 'table' as const, describe: 'Output format' })
+          .example('$0 matrix --db out.sqlite', 'the newest run')
+          .example('$0 matrix --db out.sqlite --run 2 --format csv', 'run 2 as CSV'),
+      async (a) => {
+        const { matrix } = await import('./commands/matrix.js');
+        matrix({ db: a.db, run: a.run, format: a.format }, io);
+      },
+    )
+    .demandCommand(1, 'Name a command: replay or matrix (see --help).')
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new WattraceError('E_USAGE', `${msg}\nRun 'wattrace --help' for usage.`);
+    });
+  try {
+    await cli.parseAsync();
+    return 0;
+  } catch (e) {
+    if (isWattraceError(e)) {
+      io.err(`wattrace: ${e.format()}`);
+      return e.exitCode;
+    }
+    io.err(`wattrace: internal error: ${(e as Error)?.message ?? String(e)}`);
+    if (process.env['WATTRACE_DEBUG']) io.err(String((e as Error)?.stack));
+    else io.err('(this is a bug in wattrace; run with WATTRACE_DEBUG=1 for the stack trace and report it)');
+    return EXIT_INTERNAL;
+  }
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return fs.realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then(
+    (code) => (process.exitCode = code),
+    () => (process.exitCode = EXIT_BAD_INPUT),
+  );
+}

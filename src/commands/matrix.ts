@@ -1,0 +1,33 @@
+/** `wattrace matrix --db FILE [--run N]`: the energy matrix of a stored run. */
+import { matrixCells, pivotMatrix, renderMatrix, resolveRun } from '../analysis/matrix.js';
+import { openForReading } from '../store/store.js';
+import type { IO } from './io.js';
+
+export interface MatrixArgs {
+  db: string;
+  run?: number | undefined;
+  format?: 'table' | 'json' | 'csv' | undefined;
+}
+
+export function matrix(args: MatrixArgs, io: IO): void {
+  const db = openForReading(args.db);
+  try {
+    const info = resolveRun(db, args.run, args.db);
+    const cells = matrixCells(db, info.run_id);
+    switch (args.format ?? 'table') {
+      case 'table':
+        io.out(renderMatrix(info, cells));
+        break;
+      case 'json':
+        io.out(JSON.stringify({ run: info, cells, matrix: pivotMatrix(cells) }, null, 2));
+        break;
+      case 'csv':
+        io.out(
+          ['consumer,via,device,kind,joules,watts', ...cells.map((c) => [c.consumer, c.via ?? '', c.device, c.kind, c.joules, c.watts].join(','))].join('\n'),
+        );
+        break;
+    }
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,71 @@
+/** `wattrace replay <pipeline.json>`: run a pipeline, store the run, print the energy matrix. */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { loadPipeline, parseTraceArgs } from '../core/pipeline.js';
+import { loadProfile } from '../core/profile.js';
+import { runPipeline } from '../core/runner.js';
+import { TOOL_VERSION } from '../core/version.js';
+import { matrixCells, renderMatrix, resolveRun } from '../analysis/matrix.js';
+import { fmt } from '../analysis/table.js';
+import { planStages } from '../stages/registry.js';
+import { RunWriter, openForReading } from '../store/store.js';
+import { checkTraceFile } from '../traces/csv.js';
+import type { IO } from './io.js';
+import { progressBar } from './progress.js';
+
+export interface ReplayArgs {
+  pipeline: string;
+  db: string;
+  variant?: string | undefined;
+  trace?: readonly string[] | undefined;
+  profile?: string | undefined;
+  intervalMs?: number | undefined;
+  quiet?: boolean | undefined;
+}
+
+export interface ReplayResult {
+  runId: number;
+}
+
+export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
+  const p = loadPipeline(args.pipeline, {
+    ...(args.variant !== undefined ? { variant: args.variant } : {}),
+    ...(args.profile !== undefined ? { profile: args.profile } : {}),
+    ...(args.intervalMs !== undefined ? { intervalMs: args.intervalMs } : {}),
+    traces: parseTraceArgs(args.trace ?? []),
+  });
+  const machine = loadProfile(p.profilePath);
+  const { defs, traces } = planStages(p);
+  const total = traces.reduce((a, k) => a + checkTraceFile(p.traces[k]!, k), 0);
+
+  const writer = RunWriter.begin(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION });
+  const bar = progressBar(io, total, `replay ${p.name}`);
+  try {
+    const summary = await runPipeline(p, machine, defs, traces, writer, bar ? { onProgress: (d, t) => bar.update(d, t) } : {});
+    bar?.stop();
+    const profileText = fs.readFileSync(p.profilePath);
+    const inputs = {
+      profile: { path: p.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') },
+      ...summary.inputs,
+    };
+    writer.commit({ inputs, baseTsNs: summary.baseTsNs, t0Ns: summary.t0, t1Ns: summary.t1, intervalNs: Math.round(p.intervalMs * 1e6) });
+    const rows = Object.entries(summary.inputs)
+      .map(([k, v]) => `${v!.rows.toLocaleString('en-US')} ${k} rows`)
+      .join(', ');
+    io.out(`run ${writer.runId}: pipeline '${p.name}' (variant '${p.variant}'), ${fmt((summary.t1 - summary.t0) / 1e9, 3)} s of trace, ${rows} → ${args.db}`);
+  } catch (e) {
+    bar?.stop();
+    writer.abort();
+    throw e;
+  }
+  if (!args.quiet) {
+    const db = openForReading(args.db);
+    try {
+      const info = resolveRun(db, writer.runId, args.db);
+      io.out(renderMatrix(info, matrixCells(db, info.run_id)));
+    } finally {
+      db.close();
+    }
+  }
+  return { runId: writer.runId };
+}

@@ -1,0 +1,145 @@
+/**
+ * Time-ordered events, carried in columnar batches (struct of typed arrays) so the record path
+ * allocates nothing per record: a CSV reader or a hand byte scanner fills the same columns.
+ *
+ * Every batch has `t`, the record's own timestamp (ns relative to the run's base), which is the
+ * order key of the merged stream, and `line`, the source line of each record for error messages.
+ */
+
+export type BatchKind = 'switch' | 'disk' | 'container' | 'measured';
+
+interface BatchBase {
+  readonly file: string;
+  length: number;
+  readonly capacity: number;
+  /** Record timestamp (ns since the run's base); for periods, the end of the period. */
+  readonly t: Float64Array;
+  /** 1-based line in `file`. */
+  readonly line: Float64Array;
+}
+
+/** One period between two context switches on one physical CPU (DESIGN §1, cswitch.csv). */
+export interface SwitchBatch extends BatchBase {
+  readonly kind: 'switch';
+  /** Physical CPU number as written in the log. */
+  readonly cpu: Int32Array;
+  /** Consumer index (Machine.consumers) of the VM that ran in the period. */
+  readonly vm: Int32Array;
+  /** Period start: the previous row's timestamp on the same CPU. */
+  readonly t0: Float64Array;
+  /** TSC advance over the period, in ticks. */
+  readonly dtsc: Float64Array;
+  /** Event advances, row-major: dev[i * nEvents + e] for Machine.eventNames[e]. */
+  readonly dev: Float64Array;
+  readonly nEvents: number;
+}
+
+/** One completed disk request (DESIGN §1, disk.csv). */
+export interface DiskBatch extends BatchBase {
+  readonly kind: 'disk';
+  /** Consumer index of the client VM. */
+  readonly vm: Int32Array;
+  /** 0 = read, 1 = write. */
+  readonly op: Uint8Array;
+  readonly offset: Float64Array;
+  readonly bytes: Float64Array;
+  /** Device service time in ns, NaN when not recorded. */
+  readonly latency: Float64Array;
+  /** Index into `names` of the issuing container, −1 for none. */
+  readonly container: Int32Array;
+  /** Index into `names` of the disk, −1 for the profile's only disk. */
+  readonly disk: Int32Array;
+  /** Interned container and disk names, shared by all batches of one reader. */
+  readonly names: string[];
+}
+
+/** One period between two resource-container switches inside a guest (DESIGN §1, guest.csv). */
+export interface ContainerBatch extends BatchBase {
+  readonly kind: 'container';
+  readonly vm: Int32Array;
+  readonly cpu: Int32Array;
+  /** Index into `names` of the container that ran. */
+  readonly container: Int32Array;
+  readonly t0: Float64Array;
+  readonly dtsc: Float64Array;
+  readonly dev: Float64Array;
+  readonly nEvents: number;
+  readonly names: string[];
+}
+
+/** One sample of an external power meter (DESIGN §1, measured.csv). */
+export interface MeasuredBatch extends BatchBase {
+  readonly kind: 'measured';
+  /** Index into `names` of the device. */
+  readonly device: Int32Array;
+  readonly watts: Float64Array;
+  readonly names: string[];
+}
+
+export type Batch = SwitchBatch | DiskBatch | ContainerBatch | MeasuredBatch;
+
+/** Records [from, to) of one batch: a run of the merged stream that no other source interleaves. */
+export interface EventSlice<B extends Batch = Batch> {
+  readonly batch: B;
+  readonly from: number;
+  readonly to: number;
+}
+
+export const BATCH_CAPACITY = 4096;
+
+function base(file: string, capacity: number) {
+  return { file, length: 0, capacity, t: new Float64Array(capacity), line: new Float64Array(capacity) };
+}
+
+export function newSwitchBatch(file: string, nEvents: number, capacity = BATCH_CAPACITY): SwitchBatch {
+  return {
+    kind: 'switch',
+    ...base(file, capacity),
+    cpu: new Int32Array(capacity),
+    vm: new Int32Array(capacity),
+    t0: new Float64Array(capacity),
+    dtsc: new Float64Array(capacity),
+    dev: new Float64Array(capacity * nEvents),
+    nEvents,
+  };
+}
+
+export function newDiskBatch(file: string, names: string[], capacity = BATCH_CAPACITY): DiskBatch {
+  return {
+    kind: 'disk',
+    ...base(file, capacity),
+    vm: new Int32Array(capacity),
+    op: new Uint8Array(capacity),
+    offset: new Float64Array(capacity),
+    bytes: new Float64Array(capacity),
+    latency: new Float64Array(capacity),
+    container: new Int32Array(capacity),
+    disk: new Int32Array(capacity),
+    names,
+  };
+}
+
+export function newContainerBatch(file: string, nEvents: number, names: string[], capacity = BATCH_CAPACITY): ContainerBatch {
+  return {
+    kind: 'container',
+    ...base(file, capacity),
+    vm: new Int32Array(capacity),
+    cpu: new Int32Array(capacity),
+    container: new Int32Array(capacity),
+    t0: new Float64Array(capacity),
+    dtsc: new Float64Array(capacity),
+    dev: new Float64Array(capacity * nEvents),
+    nEvents,
+    names,
+  };
+}
+
+export function newMeasuredBatch(file: string, names: string[], capacity = BATCH_CAPACITY): MeasuredBatch {
+  return {
+    kind: 'measured',
+    ...base(file, capacity),
+    device: new Int32Array(capacity),
+    watts: new Float64Array(capacity),
+    names,
+  };
+}

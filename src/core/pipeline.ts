@@ -1,0 +1,190 @@
+/** Pipeline files (DESIGN §5): loading, `extends`, variants and command-line overrides. */
+import path from 'node:path';
+import { WattraceError } from './errors.js';
+import { readJsonFile, validateAgainst } from './json.js';
+
+export const STAGE_ORDER = [
+  'cpu-split',
+  'disk-energy',
+  'driver-charge',
+  'virtual-counters',
+  'host-strides',
+  'disk-budgets',
+  'guest-containers',
+] as const;
+export type StageName = (typeof STAGE_ORDER)[number];
+
+export const TRACE_KINDS = ['cswitch', 'disk', 'guest', 'measured'] as const;
+export type TraceKind = (typeof TRACE_KINDS)[number];
+
+export interface Expectation {
+  metric: string;
+  variant?: string;
+  min?: number;
+  max?: number;
+  max_delta?: number;
+}
+
+/** The pipeline file as written (after schema defaults). */
+export interface PipelineFile {
+  name: string;
+  description?: string;
+  extends?: string;
+  profile: string;
+  traces: Partial<Record<TraceKind, string>>;
+  interval_ms: number;
+  stages: StageName[];
+  policy?: Record<string, unknown>;
+  variants?: Record<string, Record<string, unknown>>;
+  expect?: Expectation[];
+}
+
+/** A pipeline ready to run: absolute paths, stages in canonical order, a variant applied. */
+export interface ResolvedPipeline {
+  readonly file: string;
+  readonly name: string;
+  readonly variant: string;
+  readonly profilePath: string;
+  readonly traces: Partial<Record<TraceKind, string>>;
+  readonly intervalMs: number;
+  readonly stages: readonly StageName[];
+  readonly policy: Record<string, unknown>;
+  readonly expect: readonly Expectation[];
+  /** The settings as resolved, stored in `runs.params`. */
+  readonly params: Record<string, unknown>;
+}
+
+export interface PipelineOverrides {
+  variant?: string;
+  profile?: string;
+  traces?: Partial<Record<TraceKind, string>>;
+  intervalMs?: number;
+}
+
+const PATH_KEYS = new Set(['profile', 'extends']);
+
+/** Reads a pipeline file, following `extends`, with paths made absolute against each file. */
+function readPipelineFile(file: string, seen: string[] = []): PipelineFile {
+  const abs = path.resolve(file);
+  if (seen.includes(abs)) {
+    throw new WattraceError('E_PIPELINE', `pipeline 'extends' forms a cycle: ${[...seen, abs].join(' → ')}`, { file, path: '/extends' });
+  }
+  const raw = readJsonFile(abs, 'pipeline') as Record<string, unknown>;
+  const dir = path.dirname(abs);
+  let merged: Record<string, unknown> = raw;
+  if (typeof raw === 'object' && raw !== null && typeof raw['extends'] === 'string') {
+    const parent = readPipelineFile(path.resolve(dir, raw['extends']), [...seen, abs]) as unknown as Record<string, unknown>;
+    merged = deepMerge(parent, absolutize(raw, dir));
+    delete merged['extends'];
+    return validateAgainst<PipelineFile>(merged, 'pipeline.schema.json', file, 'pipeline');
+  }
+  const p = validateAgainst<PipelineFile>(raw, 'pipeline.schema.json', file, 'pipeline');
+  return absolutize(p as unknown as Record<string, unknown>, dir) as unknown as PipelineFile;
+}
+
+function absolutize(p: Record<string, unknown>, dir: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...p };
+  for (const k of PATH_KEYS) if (typeof out[k] === 'string' && k !== 'extends') out[k] = path.resolve(dir, out[k] as string);
+  if (typeof out['traces'] === 'object' && out['traces'] !== null) {
+    out['traces'] = Object.fromEntries(
+      Object.entries(out['traces'] as Record<string, string>).map(([k, v]) => [k, path.resolve(dir, v)]),
+    );
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
+/**
+ * Sets `value` at a dotted path. Every segment but the last must exist; the last must exist too,
+ * except inside `limits_watts` maps, which name VMs and containers freely.
+ */
+export function applyOverride(target: Record<string, unknown>, dotted: string, value: unknown, file: string, where: string): void {
+  const parts = dotted.split('.');
+  let node: unknown = target;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const key = parts[i]!;
+    if (!isPlainObject(node) || !(key in node)) {
+      throw new WattraceError('E_PIPELINE', `override '${dotted}': '${parts.slice(0, i + 1).join('.')}' does not exist in the pipeline`, { file, path: where });
+    }
+    node = node[key];
+  }
+  const last = parts[parts.length - 1]!;
+  const parentIsMap = parts.includes('limits_watts');
+  if (!isPlainObject(node) || (!(last in node) && !parentIsMap)) {
+    throw new WattraceError('E_PIPELINE', `override '${dotted}' names a setting that does not exist in the pipeline`, { file, path: where });
+  }
+  node[last] = value;
+}
+
+export function loadPipeline(file: string, over: PipelineOverrides = {}): ResolvedPipeline {
+  const abs = path.resolve(file);
+  const p = structuredClone(readPipelineFile(abs));
+  const variant = over.variant ?? 'base';
+  if (over.variant !== undefined && over.variant !== 'base') {
+    const overrides = p.variants?.[over.variant];
+    if (!overrides) {
+      const known = Object.keys(p.variants ?? {});
+      throw new WattraceError(
+        'E_PIPELINE',
+        `no variant '${over.variant}' in the pipeline (${known.length ? `known: ${known.join(', ')}` : 'it has no variants'})`,
+        { file, path: '/variants' },
+      );
+    }
+    for (const [k, v] of Object.entries(overrides)) {
+      applyOverride(p as unknown as Record<string, unknown>, k, v, file, `/variants/${over.variant}/${k}`);
+    }
+    validateAgainst(p, 'pipeline.schema.json', file, `pipeline with variant '${over.variant}'`);
+  }
+  const traces = { ...p.traces };
+  for (const [k, v] of Object.entries(over.traces ?? {})) traces[k as TraceKind] = path.resolve(v);
+  const profilePath = over.profile !== undefined ? path.resolve(over.profile) : p.profile;
+  const intervalMs = over.intervalMs ?? p.interval_ms;
+  const stages = STAGE_ORDER.filter((s) => p.stages.includes(s));
+  const params: Record<string, unknown> = {
+    name: p.name,
+    variant,
+    profile: profilePath,
+    traces,
+    interval_ms: intervalMs,
+    stages,
+    policy: p.policy ?? {},
+  };
+  return {
+    file: abs,
+    name: p.name,
+    variant,
+    profilePath,
+    traces,
+    intervalMs,
+    stages,
+    policy: p.policy ?? {},
+    expect: p.expect ?? [],
+    params,
+  };
+}
+
+/** Parses `--trace KIND=PATH` arguments. */
+export function parseTraceArgs(args: readonly string[]): Partial<Record<TraceKind, string>> {
+  const out: Partial<Record<TraceKind, string>> = {};
+  for (const a of args) {
+    const eq = a.indexOf('=');
+    const kind = a.slice(0, eq) as TraceKind;
+    if (eq <= 0 || !TRACE_KINDS.includes(kind)) {
+      throw new WattraceError('E_USAGE', `--trace expects KIND=PATH with KIND one of ${TRACE_KINDS.join(', ')}; got '${a}'`);
+    }
+    out[kind] = a.slice(eq + 1);
+  }
+  return out;
+}

@@ -1,0 +1,70 @@
+/**
+ * The stage contract. A stage is a pure push-based core: it receives time-ordered event slices
+ * and writes results to a RunSink, with no I/O of its own. The runner (core/runner.ts) feeds it
+ * from streamed files; tests feed it arrays. Same core, so streaming and batch cannot disagree.
+ */
+import type { BatchKind, EventSlice } from './events.js';
+import type { ResolvedPipeline, StageName, TraceKind } from './pipeline.js';
+import type { Machine } from './profile.js';
+
+export type EnergyKind = 'idle' | 'active';
+
+/** One row of the `energy` table (DESIGN §3). Times are ns relative to the run's base. */
+export interface EnergyRow {
+  readonly t0: number;
+  readonly t1: number;
+  readonly consumer: string;
+  readonly container: string | null;
+  readonly via: string | null;
+  readonly device: string;
+  readonly kind: EnergyKind;
+  readonly joules: number;
+}
+
+/** Where a run's results go: the SQLite store, or memory in tests. */
+export interface RunSink {
+  energy(row: EnergyRow): void;
+  metric(name: string, value: number): void;
+}
+
+export interface StageContext {
+  readonly machine: Machine;
+  readonly pipeline: ResolvedPipeline;
+  /** Reporting interval of the energy table, in ns. */
+  readonly intervalNs: number;
+  readonly sink: RunSink;
+}
+
+export interface Stage {
+  readonly name: StageName;
+  /** The event kinds this stage wants to see. */
+  readonly consumes: readonly BatchKind[];
+  /** Receives the next slice of the merged, time-ordered stream. */
+  push(slice: EventSlice): void;
+  /** The input has ended: emit everything still held. */
+  finish(): void;
+}
+
+export interface StageDefinition {
+  readonly name: StageName;
+  /** Traces the stage reads. */
+  readonly traces: readonly TraceKind[];
+  /** Stages whose output it needs, which must also be in the pipeline. */
+  readonly requires: readonly StageName[];
+  /** A one-line summary for --help and error messages. */
+  readonly summary: string;
+  /** Null while the stage is not part of this version of wattrace. */
+  readonly create: ((ctx: StageContext) => Stage) | null;
+}
+
+/** Feeds slices to the stages that consume their kind (shared by the streaming and batch paths). */
+export function dispatch(stages: readonly Stage[], slice: EventSlice): void {
+  const kind = slice.batch.kind;
+  for (const s of stages) if (s.consumes.includes(kind)) s.push(slice);
+}
+
+/** The batch adapter: runs stages over slices held in memory. */
+export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>): void {
+  for (const slice of slices) dispatch(stages, slice);
+  for (const s of stages) s.finish();
+}

@@ -1,0 +1,28 @@
+/** A RunSink that keeps everything in memory: the batch adapter's sink, used by tests. */
+import type { EnergyRow, RunSink } from '../core/stage.js';
+
+export class MemorySink implements RunSink {
+  readonly rows: EnergyRow[] = [];
+  readonly metrics = new Map<string, number>();
+
+  energy(row: EnergyRow): void {
+    this.rows.push(row);
+  }
+
+  metric(name: string, value: number): void {
+    this.metrics.set(name, value);
+  }
+
+  /** Joules summed by `key(row)` over host-level rows. */
+  sumBy(key: (r: EnergyRow) => string): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const r of this.rows) if (r.container === null) m.set(key(r), (m.get(key(r)) ?? 0) + r.joules);
+    return m;
+  }
+
+  total(filter: (r: EnergyRow) => boolean = () => true): number {
+    let s = 0;
+    for (const r of this.rows) if (r.container === null && filter(r)) s += r.joules;
+    return s;
+  }
+}

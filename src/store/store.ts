@@ -1,0 +1,158 @@
+/**
+ * The SQLite store (DESIGN §3). A run is one transaction: the runs row, its energy rows and its
+ * metrics are all committed together or rolled back, leaving the database file byte for byte as
+ * it was (a database that did not exist before a failed run is removed again).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { WattraceError } from '../core/errors.js';
+import { SCHEMA_DIR } from '../core/json.js';
+import type { EnergyRow, RunSink } from '../core/stage.js';
+
+export const SCHEMA_VERSION = 1;
+
+export type DB = Database.Database;
+
+function storeError(file: string, e: unknown): WattraceError {
+  return new WattraceError('E_STORE', `cannot use the database: ${(e as Error).message}`, { file });
+}
+
+/** Opens an existing database read-only for queries. */
+export function openForReading(file: string): DB {
+  if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'database does not exist (run `wattrace replay` first)', { file });
+  let db: DB;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    const v = db.pragma('user_version', { simple: true }) as number;
+    if (v === 0) throw new Error('it is not a wattrace store (no schema version)');
+    if (v > SCHEMA_VERSION) throw new Error(`it was written by a newer wattrace (schema ${v}, this one knows ${SCHEMA_VERSION})`);
+  } catch (e) {
+    throw storeError(file, e);
+  }
+  return db;
+}
+
+export interface RunMeta {
+  pipeline: string;
+  variant: string;
+  params: unknown;
+  toolVersion: string;
+}
+
+export interface RunFinish {
+  inputs: unknown;
+  baseTsNs: string;
+  t0Ns: number;
+  t1Ns: number;
+  intervalNs: number;
+}
+
+/**
+ * A run being written: a RunSink whose rows go into an open transaction. `commit` makes the run
+ * visible; `abort` rolls everything back.
+ */
+export class RunWriter implements RunSink {
+  readonly runId: number;
+  private readonly insEnergy: Database.Statement;
+  private readonly metrics = new Map<string, number>();
+  private closed = false;
+
+  private constructor(
+    private readonly db: DB,
+    private readonly file: string,
+    private readonly createdFile: boolean,
+    meta: RunMeta,
+  ) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      migrate(db);
+      const r = db
+        .prepare('INSERT INTO runs (pipeline, variant, params, inputs, started_at, tool_version) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(meta.pipeline, meta.variant, JSON.stringify(meta.params), '{}', new Date().toISOString(), meta.toolVersion);
+      this.runId = Number(r.lastInsertRowid);
+      this.insEnergy = db.prepare(
+        'INSERT INTO energy (run_id, t0_ns, t1_ns, consumer, container, via, device, kind, joules) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+    } catch (e) {
+      this.abort();
+      throw storeError(file, e);
+    }
+  }
+
+  /** Opens (creating if needed) the database at `file` and starts a run in a transaction. */
+  static begin(file: string, meta: RunMeta): RunWriter {
+    const existed = fs.existsSync(file);
+    if (!existed) {
+      const dir = path.dirname(path.resolve(file));
+      if (!fs.existsSync(dir)) throw new WattraceError('E_FILE', `cannot create the database: folder ${dir} does not exist`, { file });
+    }
+    let db: DB;
+    try {
+      db = new Database(file);
+      db.pragma('busy_timeout = 600000');
+      db.pragma('foreign_keys = ON');
+      const v = db.pragma('user_version', { simple: true }) as number;
+      if (v > SCHEMA_VERSION) throw new Error(`it was written by a newer wattrace (schema ${v}, this one knows ${SCHEMA_VERSION})`);
+      if (v === 0 && existed && (db.prepare("SELECT count(*) AS n FROM sqlite_master").get() as { n: number }).n > 0) {
+        throw new Error('it is not a wattrace store (it has tables but no wattrace schema version)');
+      }
+    } catch (e) {
+      if (!existed) removeDatabase(file);
+      throw storeError(file, e);
+    }
+    return new RunWriter(db, file, !existed, meta);
+  }
+
+  energy(r: EnergyRow): void {
+    this.insEnergy.run(this.runId, Math.round(r.t0), Math.round(r.t1), r.consumer, r.container, r.via, r.device, r.kind, r.joules);
+  }
+
+  metric(name: string, value: number): void {
+    this.metrics.set(name, value);
+  }
+
+  /** Writes the remaining run fields and the metrics, and commits. */
+  commit(f: RunFinish): void {
+    try {
+      this.db
+        .prepare('UPDATE runs SET inputs = ?, finished_at = ?, base_ts_ns = ?, t0_ns = ?, t1_ns = ?, duration_ns = ?, interval_ns = ? WHERE run_id = ?')
+        .run(JSON.stringify(f.inputs), new Date().toISOString(), f.baseTsNs, Math.round(f.t0Ns), Math.round(f.t1Ns), Math.round(f.t1Ns - f.t0Ns), Math.round(f.intervalNs), this.runId);
+      const ins = this.db.prepare('INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)');
+      for (const [k, v] of [...this.metrics].sort(([a], [b]) => (a < b ? -1 : 1))) ins.run(this.runId, k, v);
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.abort();
+      throw storeError(this.file, e);
+    }
+    this.closed = true;
+    this.db.close();
+  }
+
+  /** Rolls the run back; the database is as it was before `begin`. */
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    } finally {
+      this.db.close();
+      if (this.createdFile) removeDatabase(this.file);
+    }
+  }
+}
+
+function removeDatabase(file: string): void {
+  for (const f of [file, `${file}-journal`, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+}
+
+/** Creates or updates the schema (schemas/store.sql is idempotent). */
+export function migrate(db: DB): void {
+  db.exec(fs.readFileSync(path.join(SCHEMA_DIR, 'store.sql'), 'utf8'));
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
+}
+
+export function latestRunId(db: DB): number | null {
+  const r = db.prepare('SELECT max(run_id) AS id FROM runs WHERE finished_at IS NOT NULL').get() as { id: number | null };
+  return r.id;
+}

@@ -1,0 +1,154 @@
+/**
+ * The context-switch PMC log (DESIGN §1): `ts_ns,cpu,vm,tsc,<event>...`, one row per VM switch on
+ * a physical CPU with the cumulative counters read at the switch (§3.3.1). The decoder turns
+ * consecutive rows of one CPU into periods with counter advances (modulo wrap); `vm` on a row is
+ * the VM that ran in the period that ends there. A CPU's first row only opens its first period.
+ */
+import { newSwitchBatch, type SwitchBatch } from '../core/events.js';
+import type { Machine } from '../core/profile.js';
+import { Decoder, type TimeBase } from './decoder.js';
+import { PARSED, counterAdvance, exceedsBits, formatExact } from './exact.js';
+
+export const MAX_CPU = 4095;
+const TSC_BITS = 64;
+
+export class CswitchDecoder extends Decoder<SwitchBatch> {
+  private readonly nEv: number;
+  private readonly bits: number;
+  private iTs = 0;
+  private iCpu = 0;
+  private iVm = 0;
+  private iTsc = 0;
+  private evCol: Int32Array;
+  // Per-CPU state of the previous row, indexed by CPU number (grown on demand).
+  private seen = new Uint8Array(0);
+  private prevT = new Float64Array(0);
+  private prevLine = new Float64Array(0);
+  private tscHi = new Float64Array(0);
+  private tscLo = new Float64Array(0);
+  private evHi = new Float64Array(0);
+  private evLo = new Float64Array(0);
+  // This row's parsed counters.
+  private readonly curHi: Float64Array;
+  private readonly curLo: Float64Array;
+
+  constructor(
+    file: string,
+    base: TimeBase,
+    private readonly machine: Machine,
+  ) {
+    super(file, base, { required: ['ts_ns', 'cpu', 'vm', 'tsc'], events: machine.eventNames }, 'cswitch');
+    this.nEv = machine.eventNames.length;
+    this.bits = machine.profile.cpu.counter_bits;
+    this.evCol = new Int32Array(this.nEv);
+    this.curHi = new Float64Array(this.nEv);
+    this.curLo = new Float64Array(this.nEv);
+  }
+
+  protected newBatch(): SwitchBatch {
+    return newSwitchBatch(this.file, this.machine.eventNames.length);
+  }
+
+  protected override onHeader(): void {
+    this.iTs = this.col('ts_ns');
+    this.iCpu = this.col('cpu');
+    this.iVm = this.col('vm');
+    this.iTsc = this.col('tsc');
+    this.machine.eventNames.forEach((e, k) => (this.evCol[k] = this.col(e)));
+  }
+
+  /** CPUs seen so far, in ascending order. */
+  cpus(): number[] {
+    const out: number[] = [];
+    for (let c = 0; c < this.seen.length; c++) if (this.seen[c]) out.push(c);
+    return out;
+  }
+
+  private grow(cpu: number): void {
+    const n = Math.max(cpu + 1, this.seen.length * 2, 4);
+    const g = <T extends Float64Array | Uint8Array>(a: T, len: number): T => {
+      const b = new (a.constructor as new (n: number) => T)(len);
+      b.set(a);
+      return b;
+    };
+    this.seen = g(this.seen, n);
+    this.prevT = g(this.prevT, n);
+    this.prevLine = g(this.prevLine, n);
+    this.tscHi = g(this.tscHi, n);
+    this.tscLo = g(this.tscLo, n);
+    this.evHi = g(this.evHi, n * this.nEv);
+    this.evLo = g(this.evLo, n * this.nEv);
+  }
+
+  protected decode(f: string[]): void {
+    const t = this.time(f, this.iTs);
+    const cpu = this.smallInt(f, this.iCpu, MAX_CPU);
+    const vmName = f[this.iVm]!;
+    const vm = this.machine.consumerIndex.get(vmName);
+    if (vm === undefined) {
+      this.fail(
+        'E_VM',
+        `unknown VM '${vmName}': the profile's VMs are ${this.machine.consumers.slice(0, -1).join(', ')} (and 'idle', the idle processor)`,
+        this.iVm,
+      );
+    }
+    this.uint(f, this.iTsc);
+    const tHi = PARSED.hi;
+    const tLo = PARSED.lo;
+    const nEv = this.nEv;
+    const bits = this.bits;
+    for (let e = 0; e < nEv; e++) {
+      const c = this.evCol[e]!;
+      this.uint(f, c);
+      if (exceedsBits(PARSED.hi, PARSED.lo, bits)) {
+        this.fail('E_FIELD', `${this.columnName(c)} is ${f[c]}, above the ${bits}-bit counter range of the profile (counter_bits)`, c);
+      }
+      this.curHi[e] = PARSED.hi;
+      this.curLo[e] = PARSED.lo;
+    }
+    if (cpu >= this.seen.length) this.grow(cpu);
+    const o = cpu * nEv;
+    if (this.seen[cpu] === 1) {
+      const t0 = this.prevT[cpu]!;
+      if (t < t0) {
+        this.fail('E_ORDER', `time goes backwards on cpu ${cpu}: ${f[this.iTs]} is before the previous row of that CPU (line ${this.prevLine[cpu]})`, this.iTs);
+      }
+      const dtsc = counterAdvance(tHi, tLo, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
+      if (dtsc < 0) this.backwards(f, this.iTsc, cpu, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
+      const b = this.batch;
+      const i = b.length;
+      const d = i * nEv;
+      for (let e = 0; e < nEv; e++) {
+        const adv = counterAdvance(this.curHi[e]!, this.curLo[e]!, this.evHi[o + e]!, this.evLo[o + e]!, bits);
+        if (adv < 0) this.backwards(f, this.evCol[e]!, cpu, this.evHi[o + e]!, this.evLo[o + e]!, bits);
+        b.dev[d + e] = adv;
+      }
+      b.t[i] = t;
+      b.t0[i] = t0;
+      b.cpu[i] = cpu;
+      b.vm[i] = vm;
+      b.dtsc[i] = dtsc;
+      b.line[i] = this.line;
+      b.length = i + 1;
+    } else {
+      this.seen[cpu] = 1;
+    }
+    this.prevT[cpu] = t;
+    this.prevLine[cpu] = this.line;
+    this.tscHi[cpu] = tHi;
+    this.tscLo[cpu] = tLo;
+    for (let e = 0; e < nEv; e++) {
+      this.evHi[o + e] = this.curHi[e]!;
+      this.evLo[o + e] = this.curLo[e]!;
+    }
+  }
+
+  private backwards(f: string[], c: number, cpu: number, phi: number, plo: number, bits: number): never {
+    this.fail(
+      'E_COUNTER',
+      `counter ${this.columnName(c)} goes backwards on cpu ${cpu}, from ${formatExact(phi, plo)} (line ${this.prevLine[cpu]}) to ${f[c]}, ` +
+        `which is no plausible wrap of a ${bits}-bit counter (a wrap must advance by less than 2^${bits - 1})`,
+      c,
+    );
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * The push core shared by all trace readers: header checks, line counting, field errors, and
+ * batch hand-off. A decoder sees one record at a time as an array of strings and has no I/O,
+ * so the streaming reader (csv-parse over a file) and the in-memory adapter feed the same code.
+ */
+import { WattraceError, type ErrorCode } from '../core/errors.js';
+import type { Batch } from '../core/events.js';
+import { OK, PARSED, describeStatus, diffExact, parseUint } from './exact.js';
+
+/** The time origin of a run: the exact first timestamp, as hi · 1e9 + lo. */
+export interface TimeBase {
+  readonly hi: number;
+  readonly lo: number;
+}
+
+export interface ColumnSpec {
+  /** Columns that must be present (fixed names). */
+  readonly required: readonly string[];
+  /** Columns that may be present. */
+  readonly optional?: readonly string[];
+  /** Event columns: must match the profile's events exactly. */
+  readonly events?: readonly string[];
+}
+
+export abstract class Decoder<B extends Batch> {
+  /** Current 1-based line: the header is line 1. */
+  line = 0;
+  rows = 0;
+  protected cols = new Map<string, number>();
+  protected nCols = 0;
+  /** The batch being filled; created once the header is known (subclasses are set up by then). */
+  protected batch!: B;
+  private sink: ((b: B) => void) | null = null;
+
+  constructor(
+    readonly file: string,
+    protected readonly base: TimeBase,
+    private readonly spec: ColumnSpec,
+    protected readonly traceName: string,
+  ) {}
+
+  protected abstract newBatch(): B;
+  /** Decodes the record at `this.line`; may append to `this.batch`. */
+  protected abstract decode(fields: string[]): void;
+
+  /** Where full batches go. A batch handed over is never written again. */
+  onBatch(sink: (b: B) => void): this {
+    this.sink = sink;
+    return this;
+  }
+
+  /** Feeds one record (the first is the header). */
+  push(fields: string[]): void {
+    this.line++;
+    if (this.line === 1) {
+      this.header(fields);
+      return;
+    }
+    if (fields.length !== this.nCols) {
+      if (fields.length === 1 && fields[0] === '') this.fail('E_FIELD', `empty line; expected ${this.nCols} comma-separated fields`);
+      this.fail('E_FIELD', `expected ${this.nCols} fields as in the header, found ${fields.length}`);
+    }
+    this.rows++;
+    this.decode(fields);
+    if (this.batch.length === this.batch.capacity) this.flush();
+  }
+
+  /** Ends the input: hands over the last partial batch; an input without a header is an error. */
+  finish(): void {
+    if (this.line === 0) {
+      throw new WattraceError('E_EMPTY', `${this.traceName} trace is empty; expected a header line (${this.expectedHeader()})`, { file: this.file, line: 1 });
+    }
+    this.flush();
+  }
+
+  protected flush(): void {
+    if (this.batch.length === 0) return;
+    const b = this.batch;
+    this.batch = this.newBatch();
+    this.sink?.(b);
+  }
+
+  private expectedHeader(): string {
+    return [...this.spec.required, ...(this.spec.events ?? [])].join(',');
+  }
+
+  private header(fields: string[]): void {
+    const { required, optional = [], events } = this.spec;
+    const eventSet = new Set(events ?? []);
+    const known = new Set([...required, ...optional]);
+    fields.forEach((raw, i) => {
+      const name = raw.trim();
+      const at = { file: this.file, line: 1, column: i + 1 };
+      if (name === '') throw new WattraceError('E_HEADER', `${this.traceName} header has an empty column name; expected ${this.expectedHeader()}`, at);
+      if (this.cols.has(name)) {
+        throw new WattraceError('E_HEADER', `${this.traceName} header names column '${name}' twice (first at column ${this.cols.get(name)! + 1})`, at);
+      }
+      if (!known.has(name) && !eventSet.has(name)) {
+        if (events) {
+          throw new WattraceError(
+            'E_HEADER',
+            `unknown event column '${name}': the profile has no weight for it (its events: ${events.join(', ') || 'none'})`,
+            at,
+          );
+        }
+        throw new WattraceError('E_HEADER', `unknown column '${name}' in ${this.traceName} header; expected ${this.expectedHeader()}${optional.length ? ` and optionally ${optional.join(', ')}` : ''}`, at);
+      }
+      this.cols.set(name, i);
+    });
+    for (const r of [...required, ...(events ?? [])]) {
+      if (!this.cols.has(r)) {
+        const what = eventSet.has(r) ? `event column '${r}', which the profile gives a weight` : `column '${r}'`;
+        throw new WattraceError('E_HEADER', `${this.traceName} header lacks ${what}; expected ${this.expectedHeader()}`, { file: this.file, line: 1 });
+      }
+    }
+    this.nCols = fields.length;
+    this.batch = this.newBatch();
+    this.onHeader();
+  }
+
+  /** Called once the header is known to be good. */
+  protected onHeader(): void {}
+
+  protected col(name: string): number {
+    return this.cols.get(name) ?? -1;
+  }
+
+  protected columnName(index: number): string {
+    for (const [k, v] of this.cols) if (v === index) return k;
+    return `#${index + 1}`;
+  }
+
+  fail(code: ErrorCode, message: string, column?: number): never {
+    throw new WattraceError(code, message, {
+      file: this.file,
+      line: this.line,
+      ...(column !== undefined ? { column: column + 1, columnName: this.columnName(column) } : {}),
+    });
+  }
+
+  /** Parses field `i` as an unsigned integer into PARSED, or fails naming the column. */
+  protected uint(fields: string[], i: number): void {
+    const s = fields[i]!;
+    const st = parseUint(s);
+    if (st !== OK) this.fail('E_FIELD', `${this.columnName(i)} ${describeStatus(st, s)}`, i);
+  }
+
+  /** Field `i` as a timestamp relative to the run's base, in ns (exact while within ~104 days). */
+  protected time(fields: string[], i: number): number {
+    this.uint(fields, i);
+    return diffExact(PARSED.hi, PARSED.lo, this.base.hi, this.base.lo);
+  }
+
+  /** Field `i` as a small non-negative integer (a CPU number). */
+  protected smallInt(fields: string[], i: number, max: number): number {
+    this.uint(fields, i);
+    if (PARSED.hi !== 0 || PARSED.lo > max) this.fail('E_FIELD', `${this.columnName(i)} is ${fields[i]}; expected at most ${max}`, i);
+    return PARSED.lo;
+  }
+
+  /** Field `i` as a finite non-negative decimal number (watts). */
+  protected nonNegativeNumber(fields: string[], i: number): number {
+    const s = fields[i]!;
+    const v = s.trim() === '' ? NaN : Number(s);
+    if (!Number.isFinite(v)) this.fail('E_FIELD', `${this.columnName(i)} is not a number ('${s}')`, i);
+    if (v < 0) this.fail('E_FIELD', `${this.columnName(i)} is negative ('${s}'); expected a value ≥ 0`, i);
+    return v;
+  }
+}
+
+/** Interns names into a shared table so batches carry small integers. */
+export class NameTable {
+  readonly names: string[] = [];
+  private readonly index = new Map<string, number>();
+
+  intern(name: string): number {
+    let i = this.index.get(name);
+    if (i === undefined) {
+      i = this.names.length;
+      this.names.push(name);
+      this.index.set(name, i);
+    }
+    return i;
+  }
+}

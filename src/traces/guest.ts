@@ -1,0 +1,127 @@
+/**
+ * The guest container log (DESIGN §1): `ts_ns,vm,cpu,container,tsc,<event>...`, one row per switch
+ * between resource containers inside an energy-aware guest (§3.4.3), with the hardware counters
+ * read at that instant. Consecutive rows of one (vm, cpu) form a period of the container named on
+ * the later row; the first row of each (vm, cpu) only opens a period.
+ */
+import { newContainerBatch, type ContainerBatch } from '../core/events.js';
+import type { Machine } from '../core/profile.js';
+import { Decoder, NameTable, type TimeBase } from './decoder.js';
+import { PARSED, counterAdvance, exceedsBits, formatExact } from './exact.js';
+import { MAX_CPU } from './cswitch.js';
+
+interface Lane {
+  t: number;
+  line: number;
+  tscHi: number;
+  tscLo: number;
+  evHi: Float64Array;
+  evLo: Float64Array;
+}
+
+export class GuestDecoder extends Decoder<ContainerBatch> {
+  private readonly names = new NameTable();
+  private readonly nEv: number;
+  private readonly bits: number;
+  private iTs = 0;
+  private iVm = 0;
+  private iCpu = 0;
+  private iCont = 0;
+  private iTsc = 0;
+  private evCol: Int32Array;
+  private readonly lanes = new Map<number, Lane>();
+  private readonly curHi: Float64Array;
+  private readonly curLo: Float64Array;
+
+  constructor(
+    file: string,
+    base: TimeBase,
+    private readonly machine: Machine,
+  ) {
+    super(file, base, { required: ['ts_ns', 'vm', 'cpu', 'container', 'tsc'], events: machine.eventNames }, 'guest');
+    this.nEv = machine.eventNames.length;
+    this.bits = machine.profile.cpu.counter_bits;
+    this.evCol = new Int32Array(this.nEv);
+    this.curHi = new Float64Array(this.nEv);
+    this.curLo = new Float64Array(this.nEv);
+  }
+
+  protected newBatch(): ContainerBatch {
+    return newContainerBatch(this.file, this.nEv, this.names.names);
+  }
+
+  protected override onHeader(): void {
+    this.iTs = this.col('ts_ns');
+    this.iVm = this.col('vm');
+    this.iCpu = this.col('cpu');
+    this.iCont = this.col('container');
+    this.iTsc = this.col('tsc');
+    this.machine.eventNames.forEach((e, k) => (this.evCol[k] = this.col(e)));
+  }
+
+  protected decode(f: string[]): void {
+    const t = this.time(f, this.iTs);
+    const vmName = f[this.iVm]!;
+    const vm = this.machine.consumerIndex.get(vmName);
+    if (vm === undefined || vm >= this.machine.vmCount) {
+      this.fail('E_VM', `unknown VM '${vmName}': the profile's VMs are ${this.machine.consumers.slice(0, -1).join(', ')}`, this.iVm);
+    }
+    if (!this.machine.profile.vms[vm]!.energy_aware) {
+      this.fail('E_VM', `VM '${vmName}' is not energy_aware in the profile, so it has no resource containers`, this.iVm);
+    }
+    const cpu = this.smallInt(f, this.iCpu, MAX_CPU);
+    const contName = f[this.iCont]!;
+    if (contName === '') this.fail('E_FIELD', 'container is empty; expected the name of a resource container', this.iCont);
+    const container = this.names.intern(contName);
+    this.uint(f, this.iTsc);
+    const tHi = PARSED.hi;
+    const tLo = PARSED.lo;
+    for (let e = 0; e < this.nEv; e++) {
+      const c = this.evCol[e]!;
+      this.uint(f, c);
+      if (exceedsBits(PARSED.hi, PARSED.lo, this.bits)) {
+        this.fail('E_FIELD', `${this.columnName(c)} is ${f[c]}, above the ${this.bits}-bit counter range of the profile (counter_bits)`, c);
+      }
+      this.curHi[e] = PARSED.hi;
+      this.curLo[e] = PARSED.lo;
+    }
+    const key = vm * (MAX_CPU + 1) + cpu;
+    const lane = this.lanes.get(key);
+    if (!lane) {
+      this.lanes.set(key, { t, line: this.line, tscHi: tHi, tscLo: tLo, evHi: Float64Array.from(this.curHi), evLo: Float64Array.from(this.curLo) });
+      return;
+    }
+    if (t < lane.t) this.fail('E_ORDER', `time goes backwards for ${vmName} on cpu ${cpu}: ${f[this.iTs]} is before line ${lane.line}`, this.iTs);
+    const dtsc = counterAdvance(tHi, tLo, lane.tscHi, lane.tscLo, 64);
+    if (dtsc < 0) this.backwards(f, this.iTsc, lane, lane.tscHi, lane.tscLo, 64);
+    const b = this.batch;
+    const i = b.length;
+    for (let e = 0; e < this.nEv; e++) {
+      const adv = counterAdvance(this.curHi[e]!, this.curLo[e]!, lane.evHi[e]!, lane.evLo[e]!, this.bits);
+      if (adv < 0) this.backwards(f, this.evCol[e]!, lane, lane.evHi[e]!, lane.evLo[e]!, this.bits);
+      b.dev[i * this.nEv + e] = adv;
+    }
+    b.t[i] = t;
+    b.t0[i] = lane.t;
+    b.line[i] = this.line;
+    b.vm[i] = vm;
+    b.cpu[i] = cpu;
+    b.container[i] = container;
+    b.dtsc[i] = dtsc;
+    b.length = i + 1;
+    lane.t = t;
+    lane.line = this.line;
+    lane.tscHi = tHi;
+    lane.tscLo = tLo;
+    lane.evHi.set(this.curHi);
+    lane.evLo.set(this.curLo);
+  }
+
+  private backwards(f: string[], c: number, lane: Lane, phi: number, plo: number, bits: number): never {
+    this.fail(
+      'E_COUNTER',
+      `counter ${this.columnName(c)} goes backwards, from ${formatExact(phi, plo)} (line ${lane.line}) to ${f[c]}, which is no plausible wrap of a ${bits}-bit counter`,
+      c,
+    );
+  }
+}
