@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { WattraceError } from './errors.js';
 
 /** The project root: `schemas/` lives beside `src/` and `dist/`. */
@@ -19,22 +20,25 @@ export function readTextFile(file: string, what: string): string {
   }
 }
 
-/** Parses JSON; a syntax error names the line and column where it was found. */
+/**
+ * Parses JSON; a syntax error names the line and column where it was found (located with
+ * jsonc-parser in strict mode, since V8's messages do not always carry a position).
+ */
 export function readJsonFile(file: string, what: string): unknown {
   const text = readTextFile(file, what);
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    const msg = (e as Error).message;
-    const m = /position (\d+)/.exec(msg);
-    if (m) {
-      const pos = Number(m[1]);
-      const before = text.slice(0, pos);
+    const errors: ParseError[] = [];
+    parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+    const first = errors[0];
+    if (first) {
+      const before = text.slice(0, first.offset);
       const line = before.split('\n').length;
-      const column = pos - before.lastIndexOf('\n');
-      throw new WattraceError('E_JSON', `${what} is not valid JSON: ${msg.replace(/ in JSON at position \d+.*$/, '')}`, { file, line, column });
+      const column = first.offset - before.lastIndexOf('\n');
+      throw new WattraceError('E_JSON', `${what} is not valid JSON: ${printParseErrorCode(first.error)}`, { file, line, column });
     }
-    throw new WattraceError('E_JSON', `${what} is not valid JSON: ${msg}`, { file });
+    throw new WattraceError('E_JSON', `${what} is not valid JSON: ${(e as Error).message}`, { file });
   }
 }
 

@@ -69,8 +69,23 @@ class TallySink implements RunSink {
   }
 }
 
+/**
+ * The streaming adapter: merges `streams` and feeds every slice to `stages` (without finishing
+ * them). Streams are closed whatever happens.
+ */
+export async function pump(streams: readonly AsyncIterableIterator<Batch>[], stages: readonly Stage[], span?: Span): Promise<void> {
+  try {
+    for await (const slice of mergeSources(streams)) {
+      span?.see(slice);
+      dispatch(stages, slice);
+    }
+  } finally {
+    for (const s of streams) await s.return?.();
+  }
+}
+
 /** Tracks the accounted span of the merged stream: first period start to last event. */
-class Span {
+export class Span {
   t0 = Infinity;
   t1 = -Infinity;
   periods = 0;
@@ -119,14 +134,7 @@ export async function runPipeline(
   const decoders = files.map((f) => makeDecoder(f.kind, f.path, base!, machine));
   const streams: CsvBatchStream<Batch>[] = files.map((f, i) => openTraceStream(f.path, decoders[i]!, onBytes));
   const span = new Span();
-  try {
-    for await (const slice of mergeSources(streams)) {
-      span.see(slice);
-      dispatch(stages, slice);
-    }
-  } finally {
-    for (const s of streams) await s.return();
-  }
+  await pump(streams, stages, span);
   const inputs: RunSummary['inputs'] = {};
   files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: streams[i]!.info.bytes, sha256: streams[i]!.info.sha256, rows: decoders[i]!.rows }));
   if (kinds.includes('cswitch') && span.periods === 0) {

@@ -88,22 +88,29 @@ export abstract class Decoder<B extends Batch> {
     const { required, optional = [], events } = this.spec;
     const eventSet = new Set(events ?? []);
     const known = new Set([...required, ...optional]);
+    const names = fields.map((f) => f.trim());
+    const lacking = required.filter((r) => !names.includes(r));
     fields.forEach((raw, i) => {
       const name = raw.trim();
-      const at = { file: this.file, line: 1, column: i + 1 };
+      const at = { file: this.file, line: 1, column: i + 1, columnName: name };
       if (name === '') throw new WattraceError('E_HEADER', `${this.traceName} header has an empty column name; expected ${this.expectedHeader()}`, at);
       if (this.cols.has(name)) {
         throw new WattraceError('E_HEADER', `${this.traceName} header names column '${name}' twice (first at column ${this.cols.get(name)! + 1})`, at);
       }
       if (!known.has(name) && !eventSet.has(name)) {
-        if (events) {
+        if (events && lacking.length === 0) {
           throw new WattraceError(
             'E_HEADER',
             `unknown event column '${name}': the profile has no weight for it (its events: ${events.join(', ') || 'none'})`,
             at,
           );
         }
-        throw new WattraceError('E_HEADER', `unknown column '${name}' in ${this.traceName} header; expected ${this.expectedHeader()}${optional.length ? ` and optionally ${optional.join(', ')}` : ''}`, at);
+        const lacks = lacking.length ? ` (it lacks ${lacking.join(', ')})` : '';
+        throw new WattraceError(
+          'E_HEADER',
+          `unknown column '${name}' in ${this.traceName} header${lacks}; expected ${this.expectedHeader()}${optional.length ? ` and optionally ${optional.join(', ')}` : ''}`,
+          at,
+        );
       }
       this.cols.set(name, i);
     });

@@ -1,0 +1,143 @@
+/**
+ * Every bad input of DESIGN §1 is a clear error naming file, line and column, exit status 2,
+ * and the store is left byte for byte as it was (or not created at all).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { profileOf, sha256File, tmpDir } from '../helpers.js';
+
+const dir = tmpDir();
+const GOOD_TRACE = ['ts_ns,cpu,vm,tsc,uops', '1000,0,a,0,0', '2000,0,a,1000,500', '3000,0,b,2000,900', ''].join('\n');
+const db = path.join(dir, 'store.sqlite');
+
+function write(name: string, content: string | object): string {
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, typeof content === 'string' ? content : JSON.stringify(content, null, 2));
+  return f;
+}
+
+function pipelineFor(name: string, over: Record<string, unknown> = {}): string {
+  return write(`${name}.pipeline.json`, {
+    name,
+    profile: over['profile'] ?? 'machine.json',
+    traces: over['traces'] ?? { cswitch: `${name}.csv` },
+    stages: over['stages'] ?? ['cpu-split'],
+    ...Object.fromEntries(Object.entries(over).filter(([k]) => !['profile', 'traces', 'stages'].includes(k))),
+  });
+}
+
+async function run(args: string[]) {
+  const io = bufferIO();
+  const code = await main(args, io);
+  return { code, err: io.stderr.join('\n'), out: io.stdout.join('\n') };
+}
+
+beforeAll(async () => {
+  write('machine.json', profileOf());
+  write('good.csv', GOOD_TRACE);
+  const r = await run(['replay', pipelineFor('good'), '--db', db, '--quiet']);
+  expect(r.code, r.err).toBe(0);
+});
+
+interface Case {
+  name: string;
+  /** The trace to write as <name>.csv, if any. */
+  trace?: string;
+  /** Extra pipeline settings or files. */
+  pipeline?: Record<string, unknown>;
+  setup?: () => void;
+  /** Where the error must point: a regex over stderr. */
+  where: RegExp;
+  /** What it must say. */
+  says: RegExp;
+}
+
+const header = 'ts_ns,cpu,vm,tsc,uops';
+const rows = (...r: string[]) => [header, '1000,0,a,0,0', ...r, ''].join('\n');
+
+const CASES: Case[] = [
+  { name: 'wrong-header', trace: 'time,cpu,vm,tsc,uops\n1,0,a,0,0\n', where: /wrong-header\.csv:1:1 \(column time\)/, says: /unknown column 'time'/ },
+  { name: 'unknown-event', trace: 'ts_ns,cpu,vm,tsc,uops,l3_miss\n', where: /unknown-event\.csv:1:6 \(column l3_miss\)/, says: /unknown event column 'l3_miss'/ },
+  { name: 'missing-event', trace: 'ts_ns,cpu,vm,tsc\n1,0,a,0\n', where: /missing-event\.csv:1:/, says: /lacks event column 'uops'/ },
+  { name: 'duplicate-column', trace: 'ts_ns,cpu,vm,tsc,uops,cpu\n', where: /duplicate-column\.csv:1:6 \(column cpu\)/, says: /names column 'cpu' twice/ },
+  { name: 'unknown-vm', trace: rows('2000,0,zz,1000,5'), where: /unknown-vm\.csv:3:3 \(column vm\)/, says: /unknown VM 'zz'/ },
+  { name: 'non-numeric', trace: rows('2000,0,a,12x,5'), where: /non-numeric\.csv:3:4 \(column tsc\)/, says: /tsc is not a number \('12x'\)/ },
+  { name: 'negative-counter', trace: rows('2000,0,a,1000,-5'), where: /negative-counter\.csv:3:5 \(column uops\)/, says: /uops is negative/ },
+  { name: 'fractional-counter', trace: rows('2000,0,a,1000,5.5'), where: /fractional-counter\.csv:3:5 \(column uops\)/, says: /not a whole number/ },
+  { name: 'time-backwards', trace: rows('2000,0,a,1000,5', '1999,0,a,2000,6'), where: /time-backwards\.csv:4:1 \(column ts_ns\)/, says: /time goes backwards on cpu 0.*line 3/ },
+  { name: 'counter-backwards', trace: rows('2000,0,a,1000,500', '3000,0,a,2000,400'), where: /counter-backwards\.csv:4:5 \(column uops\)/, says: /goes backwards on cpu 0, from 500 \(line 3\) to 400.*no plausible wrap/ },
+  { name: 'tsc-backwards', trace: rows('2000,0,a,1000,5', '3000,0,a,999,6'), where: /tsc-backwards\.csv:4:4 \(column tsc\)/, says: /counter tsc goes backwards/ },
+  { name: 'counter-too-wide', trace: rows(`2000,0,a,1000,${2n ** 48n}`), where: /counter-too-wide\.csv:3:5/, says: /above the 48-bit counter range/ },
+  { name: 'field-count', trace: rows('2000,0,a,1000'), where: /field-count\.csv:3:/, says: /expected 5 fields as in the header, found 4/ },
+  { name: 'empty-line', trace: [header, '1000,0,a,0,0', '', '2000,0,a,1000,5', ''].join('\n'), where: /empty-line\.csv:3:/, says: /empty line/ },
+  { name: 'empty-file', trace: '', where: /empty-file\.csv:1:/, says: /trace is empty; expected a header line \(ts_ns,cpu,vm,tsc,uops\)/ },
+  { name: 'no-period', trace: rows(), where: /no-period\.csv:/, says: /no complete period/ },
+  { name: 'late-error', trace: rows(...Array.from({ length: 20000 }, (_, i) => `${2000 + i},0,a,${1000 + i},${5 + i}`), '999999,0,a,5,x'), where: /late-error\.csv:20003:5/, says: /uops is not a number/ },
+  { name: 'trace-missing', pipeline: { traces: { cswitch: 'does-not-exist.csv' } }, where: /does-not-exist\.csv: /, says: /cswitch trace file does not exist/ },
+  { name: 'missing-profile-key', trace: GOOD_TRACE, pipeline: { profile: 'no-tsc.json' }, setup: () => {
+      const p = profileOf() as unknown as { cpu: Record<string, unknown> };
+      delete p.cpu['tsc_hz'];
+      write('no-tsc.json', p);
+    }, where: /no-tsc\.json at \/cpu: /, says: /missing required key 'tsc_hz'/ },
+  { name: 'profile-bad-type', trace: GOOD_TRACE, pipeline: { profile: 'bad-type.json' }, setup: () => {
+      const p = profileOf() as unknown as { cpu: Record<string, unknown> };
+      p.cpu['idle_watts'] = 'forty';
+      write('bad-type.json', p);
+    }, where: /bad-type\.json at \/cpu\/idle_watts: /, says: /must be number/ },
+  { name: 'unknown-stage', trace: GOOD_TRACE, pipeline: { stages: ['cpu-split', 'cpu-splitt'] }, where: /unknown-stage\.pipeline\.json at \/stages\/1: /, says: /must be one of "cpu-split", "disk-energy"/ },
+  { name: 'stage-missing-trace', trace: GOOD_TRACE, pipeline: { stages: ['cpu-split', 'disk-energy'] }, where: /stage-missing-trace\.pipeline\.json at \/stages: /, says: /stage 'disk-energy'/ },
+  { name: 'bad-json', setup: () => write('bad-json.pipeline.json', '{ "name": "x",\n  "profile": }'), where: /bad-json\.pipeline\.json:2:14: /, says: /not valid JSON/ },
+  { name: 'service-cycle', trace: GOOD_TRACE, pipeline: { profile: 'cycle.json' }, setup: () => {
+      const p = profileOf();
+      p.vms.push({ id: 'd1', role: 'driver' }, { id: 'd2', role: 'driver' });
+      p.services = [
+        { id: 's1', driver: 'd1', device: 's2', clients: ['a'] },
+        { id: 's2', driver: 'd2', device: 's1', clients: ['d1'] },
+      ];
+      write('cycle.json', p);
+    }, where: /cycle\.json at \/services: /, says: /services form a cycle: s1 → s2 → s1/ },
+];
+
+describe('bad input: clear error, exit 2, store unchanged', () => {
+  it('covers at least 12 distinct bad inputs', () => {
+    expect(CASES.length).toBeGreaterThanOrEqual(12);
+  });
+
+  for (const c of CASES) {
+    it(c.name, async () => {
+      c.setup?.();
+      if (c.trace !== undefined) write(`${c.name}.csv`, c.trace);
+      const pipeline = c.name === 'bad-json' ? path.join(dir, 'bad-json.pipeline.json') : pipelineFor(c.name, c.pipeline);
+      const before = sha256File(db);
+      const r = await run(['replay', pipeline, '--db', db]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(c.where);
+      expect(r.err).toMatch(c.says);
+      expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+      expect(sha256File(db)).toBe(before);
+      // A database that did not exist is not created by a failed run.
+      const fresh = path.join(dir, `${c.name}.fresh.sqlite`);
+      const r2 = await run(['replay', pipeline, '--db', fresh]);
+      expect(r2.code).toBe(2);
+      expect(fs.existsSync(fresh)).toBe(false);
+      expect(fs.existsSync(`${fresh}-journal`)).toBe(false);
+    });
+  }
+
+  it('an unknown variant and a bad --trace are errors too', async () => {
+    const p = pipelineFor('good');
+    const before = sha256File(db);
+    let r = await run(['replay', p, '--db', db, '--variant', 'nope']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/no variant 'nope'/);
+    r = await run(['replay', p, '--db', db, '--trace', 'cpu=x.csv']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--trace expects KIND=PATH/);
+    r = await run(['replay']);
+    expect(r.code).toBe(2);
+    expect(sha256File(db)).toBe(before);
+  });
+});

@@ -1,0 +1,101 @@
+/** Small in-memory machines and replays for tests: the batch and streaming adapters over text. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { Batch, EventSlice } from '../src/core/events.js';
+import type { ResolvedPipeline } from '../src/core/pipeline.js';
+import { resolveProfile, type Machine, type Profile } from '../src/core/profile.js';
+import { pump } from '../src/core/runner.js';
+import { runSlices, type Stage, type StageContext } from '../src/core/stage.js';
+import { CpuSplit } from '../src/stages/accounting/cpu-split.js';
+import { MemorySink } from '../src/store/memory.js';
+import { chunkStream, decodeText, firstTimestampOf } from '../src/traces/csv.js';
+import { CswitchDecoder } from '../src/traces/cswitch.js';
+import type { TimeBase } from '../src/traces/decoder.js';
+
+export interface MiniProfile {
+  tscHz?: number;
+  idleWatts?: number;
+  bits?: number;
+  split?: 'equal' | 'by-time';
+  events?: Record<string, number>;
+  vms?: string[];
+}
+
+export function profileOf(o: MiniProfile = {}): Profile {
+  return {
+    cpu: {
+      tsc_hz: o.tscHz ?? 1e9,
+      idle_watts: o.idleWatts ?? 10,
+      counter_bits: o.bits ?? 48,
+      idle_split: o.split ?? 'equal',
+      events: o.events ?? { uops: 1e-9 },
+    },
+    disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
+    vms: (o.vms ?? ['a', 'b']).map((id) => ({ id, role: 'client' as const })),
+    services: [],
+  };
+}
+
+export function machineOf(o: MiniProfile = {}): Machine {
+  return resolveProfile(profileOf(o), 'test-machine.json');
+}
+
+export function pipelineStub(intervalMs = 100): ResolvedPipeline {
+  return {
+    file: 'test-pipeline.json',
+    name: 'test',
+    variant: 'base',
+    profilePath: 'test-machine.json',
+    traces: { cswitch: 'cswitch.csv' },
+    intervalMs,
+    stages: ['cpu-split'],
+    policy: {},
+    expect: [],
+    params: {},
+  };
+}
+
+export function baseOf(text: string): TimeBase {
+  return firstTimestampOf(text) ?? { hi: 0, lo: 0 };
+}
+
+function cpuSplitStages(machine: Machine, intervalMs: number, sink: MemorySink): Stage[] {
+  const ctx: StageContext = { machine, pipeline: pipelineStub(intervalMs), intervalNs: Math.round(intervalMs * 1e6), sink };
+  return [new CpuSplit(ctx)];
+}
+
+/** The batch adapter: decode the whole text, then run cpu-split over the slices. */
+export function cpuSplitBatch(machine: Machine, text: string, intervalMs = 100, file = 'cswitch.csv'): MemorySink {
+  const sink = new MemorySink();
+  const batches = decodeText(text, new CswitchDecoder(file, baseOf(text), machine));
+  const slices: EventSlice[] = batches.map((b: Batch) => ({ batch: b, from: 0, to: b.length }));
+  runSlices(cpuSplitStages(machine, intervalMs, sink), slices);
+  return sink;
+}
+
+/** The streaming adapter: csv-parse over the given chunks, merged and pumped like a file. */
+export async function cpuSplitStream(machine: Machine, chunks: readonly (string | Buffer)[], intervalMs = 100): Promise<MemorySink> {
+  const sink = new MemorySink();
+  const text = Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))).toString();
+  const stages = cpuSplitStages(machine, intervalMs, sink);
+  await pump([chunkStream(chunks, new CswitchDecoder('cswitch.csv', baseOf(text), machine))], stages);
+  for (const s of stages) s.finish();
+  return sink;
+}
+
+export function tmpDir(prefix = 'wattrace-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function sha256File(file: string): string | null {
+  return fs.existsSync(file) ? createHash('sha256').update(fs.readFileSync(file)).digest('hex') : null;
+}
+
+/** Relative difference |a − b| / max(|a|, |b|, tiny). */
+export function relDiff(a: number, b: number): number {
+  return Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-300);
+}
+
+export const SHARED = path.resolve(__dirname, '..', '..', 'shared');

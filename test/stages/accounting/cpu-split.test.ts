@@ -1,0 +1,188 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { EnergyRow } from '../../../src/core/stage.js';
+import { cpuSplitBatch, cpuSplitStream, machineOf, relDiff } from '../../helpers.js';
+
+// Timestamps above 2^53 on purpose: T is 2^53 + 1 ns.
+const T = 9007199254740993n;
+const at = (ns: bigint) => (T + ns).toString();
+
+/**
+ * Three rows on one CPU of a machine with tsc_hz = 1e9, idle_watts = 10 (w_tsc = 1e-8 J/tick)
+ * and one event, uops, at 1e-9 J:
+ *   row 1 (t = 0):     opens the period.
+ *   row 2 (t = 1 s):   'a' ran 1 s:   Δtsc = 1e9 → idle 10 J;  Δuops = 2e9 → active 2 J to a.
+ *   row 3 (t = 1.5 s): halted 0.5 s: Δtsc = 5e8 → idle  5 J;  Δuops = 0   → active 0.
+ * equal:   idle 15 J split over the profile's VMs a and b: 7.5 J each; a active 2 J. Total 17 J.
+ * by-time: a gets the 10 J idle of its own period, the idle processor keeps 5 J.
+ */
+const THREE_ROWS = ['ts_ns,cpu,vm,tsc,uops', `${at(0n)},0,a,0,0`, `${at(1_000_000_000n)},0,a,1000000000,2000000000`, `${at(1_500_000_000n)},0,idle,1500000000,2000000000`, ''].join('\n');
+
+const sumWhere = (rows: readonly EnergyRow[], f: (r: EnergyRow) => boolean) => rows.filter(f).reduce((a, r) => a + r.joules, 0);
+
+describe('cpu-split by hand', () => {
+  it('splits idle energy equally among the profile VMs (the paper\'s code)', () => {
+    const sink = cpuSplitBatch(machineOf({ split: 'equal' }), THREE_ROWS, 100);
+    const by = sink.sumBy((r) => `${r.consumer}/${r.kind}`);
+    expect(by.get('a/idle')).toBeCloseTo(7.5, 12);
+    expect(by.get('b/idle')).toBeCloseTo(7.5, 12);
+    expect(by.get('a/active')).toBeCloseTo(2, 12);
+    expect(by.has('idle/idle')).toBe(false);
+    expect(by.has('b/active')).toBe(false);
+    expect(sink.total()).toBeCloseTo(17, 12);
+    expect(sink.rows.every((r) => r.device === 'cpu' && r.via === null && r.container === null)).toBe(true);
+  });
+
+  it('gives idle energy to whoever held the CPU with by-time', () => {
+    const sink = cpuSplitBatch(machineOf({ split: 'by-time' }), THREE_ROWS, 100);
+    const by = sink.sumBy((r) => `${r.consumer}/${r.kind}`);
+    expect(by.get('a/idle')).toBeCloseTo(10, 12);
+    expect(by.get('idle/idle')).toBeCloseTo(5, 12);
+    expect(by.get('a/active')).toBeCloseTo(2, 12);
+    expect(by.has('b/idle')).toBe(false);
+  });
+
+  it('splits a period across reporting intervals in proportion to time', () => {
+    // 300 ms intervals: period 1 [0, 1 s) covers k = 0..3 with fractions .3, .3, .3, .1;
+    // period 2 [1 s, 1.5 s) covers k = 3 (0.2 s of it, 0.4) and k = 4 (0.3 s, 0.6).
+    // k = 3 = [900 ms, 1200 ms): idle 0.1·10 + 0.4·5 = 3 J → 1.5 J each to a and b; a active 0.1·2 = 0.2 J.
+    const sink = cpuSplitBatch(machineOf({ split: 'equal' }), THREE_ROWS, 300);
+    const k3 = sink.rows.filter((r) => r.t0 === 900e6);
+    expect(k3.every((r) => r.t1 === 1200e6)).toBe(true);
+    expect(sumWhere(k3, (r) => r.consumer === 'a' && r.kind === 'idle')).toBeCloseTo(1.5, 12);
+    expect(sumWhere(k3, (r) => r.consumer === 'b' && r.kind === 'idle')).toBeCloseTo(1.5, 12);
+    expect(sumWhere(k3, (r) => r.consumer === 'a' && r.kind === 'active')).toBeCloseTo(0.2, 12);
+    // The last interval is clipped to the end of the trace: [1200 ms, 1500 ms).
+    const last = sink.rows.filter((r) => r.t0 === 1200e6);
+    expect(last.length).toBeGreaterThan(0);
+    expect(last.every((r) => r.t1 === 1500e6)).toBe(true);
+    expect(sumWhere(last, () => true)).toBeCloseTo(3, 12);
+  });
+
+  it('accounts a counter that wraps at counter_bits', () => {
+    // 16-bit uops counter: 65530 → 4 is an advance of 10 events.
+    const text = ['ts_ns,cpu,vm,tsc,uops', `${at(0n)},0,a,0,65530`, `${at(1000n)},0,a,1000,4`, ''].join('\n');
+    const sink = cpuSplitBatch(machineOf({ bits: 16, events: { uops: 1 } }), text, 100);
+    expect(sink.total((r) => r.kind === 'active')).toBe(10);
+  });
+
+  it('keeps CPUs apart: each period is between rows of the same CPU', () => {
+    const text = [
+      'ts_ns,cpu,vm,tsc,uops',
+      `${at(0n)},0,a,0,0`,
+      `${at(10n)},1,b,500,7`,
+      `${at(100n)},0,a,100,40`, // cpu 0: a ran 100 ns: 100 ticks, 40 uops
+      `${at(210n)},1,b,700,27`, // cpu 1: b ran 200 ns: 200 ticks, 20 uops
+      '',
+    ].join('\n');
+    const sink = cpuSplitBatch(machineOf({ split: 'by-time', idleWatts: 1e9, events: { uops: 1 } }), text, 1000);
+    const by = sink.sumBy((r) => `${r.consumer}/${r.kind}`);
+    expect(by.get('a/idle')).toBeCloseTo(100, 9); // w_tsc = 1e9/1e9 = 1 J per tick
+    expect(by.get('b/idle')).toBeCloseTo(200, 9);
+    expect(by.get('a/active')).toBe(40);
+    expect(by.get('b/active')).toBe(20);
+  });
+});
+
+// ---- Properties over random traces ----
+
+interface GenRow { dt: number; cpu: number; vm: string; dtsc: number; dev: number[] }
+
+const VMS = ['a', 'b', 'c', 'idle'];
+const rowArb = (cpus: number, nEv: number) =>
+  fc.record({
+    dt: fc.integer({ min: 0, max: 400_000_000 }),
+    cpu: fc.integer({ min: 0, max: cpus - 1 }),
+    vm: fc.constantFrom(...VMS),
+    dtsc: fc.integer({ min: 0, max: 2_000_000_000 }),
+    dev: fc.array(fc.integer({ min: 0, max: 30_000 }), { minLength: nEv, maxLength: nEv }),
+  });
+const traceArb = fc
+  .record({ cpus: fc.integer({ min: 1, max: 3 }), start: fc.bigInt({ min: 0n, max: 2n ** 63n }) })
+  .chain(({ cpus, start }) => fc.record({ cpus: fc.constant(cpus), start: fc.constant(start), rows: fc.array(rowArb(cpus, 2), { minLength: 2, maxLength: 60 }) }));
+
+/** Writes rows as a CSV with 16-bit event counters (so they wrap) and returns the expected totals. */
+function render(t: { cpus: number; start: bigint; rows: GenRow[] }) {
+  const w = { uops: 1e-6, miss: 3e-5 };
+  const tsc = new Array<bigint>(t.cpus).fill(0n);
+  const ev = Array.from({ length: t.cpus }, () => [65_000n, 12n]);
+  const time = new Array<bigint>(t.cpus).fill(t.start);
+  const seen = new Array<boolean>(t.cpus).fill(false);
+  let idle = 0;
+  let active = 0;
+  const lines = ['ts_ns,cpu,vm,tsc,uops,miss'];
+  for (const r of t.rows) {
+    time[r.cpu] = time[r.cpu]! + BigInt(r.dt);
+    tsc[r.cpu] = tsc[r.cpu]! + BigInt(r.dtsc);
+    ev[r.cpu] = ev[r.cpu]!.map((v, e) => (v + BigInt(r.dev[e]!)) % 65536n);
+    if (seen[r.cpu]) {
+      idle += r.dtsc * (10 / 1e9);
+      active += r.dev[0]! * w.uops + r.dev[1]! * w.miss;
+    }
+    seen[r.cpu] = true;
+    lines.push(`${time[r.cpu]},${r.cpu},${r.vm},${tsc[r.cpu]},${ev[r.cpu]![0]},${ev[r.cpu]![1]}`);
+  }
+  return { text: lines.join('\n') + '\n', idle, active, w };
+}
+
+const consumerTotals = (rows: readonly EnergyRow[]) => {
+  const m = new Map<string, number>();
+  for (const r of rows) m.set(`${r.consumer}/${r.kind}`, (m.get(`${r.consumer}/${r.kind}`) ?? 0) + r.joules);
+  return m;
+};
+
+describe('cpu-split properties', () => {
+  it('conserves energy: all CPU energy = w_tsc · Σ Δtsc + Σ w_e · Δe (to 1e-9 relative)', () => {
+    fc.assert(
+      fc.property(traceArb, fc.constantFrom<'equal' | 'by-time'>('equal', 'by-time'), (t, split) => {
+        const { text, idle, active, w } = render(t);
+        const m = machineOf({ split, bits: 16, idleWatts: 10, tscHz: 1e9, events: w, vms: ['a', 'b', 'c'] });
+        const sink = cpuSplitBatch(m, text, 100);
+        const total = sink.total();
+        if (idle + active === 0) {
+          expect(total).toBe(0);
+        } else {
+          expect(relDiff(total, idle + active)).toBeLessThan(1e-9);
+          if (idle > 0) expect(relDiff(sink.total((r) => r.kind === 'idle'), idle)).toBeLessThan(1e-9);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('gives the same per-consumer totals for interval_ms 100, 37 and 1000', () => {
+    fc.assert(
+      fc.property(traceArb, (t) => {
+        const { text, w } = render(t);
+        const m = machineOf({ bits: 16, events: w, vms: ['a', 'b', 'c'] });
+        const [a, b, c] = [100, 37, 1000].map((ms) => consumerTotals(cpuSplitBatch(m, text, ms).rows));
+        for (const other of [b!, c!]) {
+          expect([...other.keys()].sort()).toEqual([...a!.keys()].sort());
+          for (const [k, v] of a!) expect(relDiff(other.get(k)!, v)).toBeLessThan(1e-9);
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('streaming equals batch, and splitting the CSV at arbitrary byte boundaries changes nothing', async () => {
+    await fc.assert(
+      fc.asyncProperty(traceArb, fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 12 }), async (t, cuts) => {
+        const { text, w } = render(t);
+        const m = machineOf({ bits: 16, events: w, vms: ['a', 'b', 'c'] });
+        const batch = cpuSplitBatch(m, text, 37).rows;
+        const bytes = Buffer.from(text);
+        const points = [...new Set(cuts.map((c) => Math.floor(c * bytes.length)))].sort((x, y) => x - y);
+        const chunks: Buffer[] = [];
+        let prev = 0;
+        for (const p of [...points, bytes.length]) {
+          chunks.push(bytes.subarray(prev, p));
+          prev = p;
+        }
+        const streamed = (await cpuSplitStream(m, chunks, 37)).rows;
+        expect(streamed).toEqual(batch);
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
