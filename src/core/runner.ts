@@ -10,7 +10,7 @@ import { UNATTRIBUTED } from './profile.js';
 import { dispatch, type EnergyRow, type RunSink, type Stage, type StageContext, type StageDefinition } from './stage.js';
 import { msToNs } from './units.js';
 import { WattraceError } from './errors.js';
-import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
+import { CsvBatchStream, checkTraceFile, hashFileInWorker, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
 import type { Decoder, TimeBase } from '../traces/decoder.js';
 import { CswitchDecoder } from '../traces/cswitch.js';
 import { DiskDecoder } from '../traces/disk.js';
@@ -133,10 +133,12 @@ export async function runPipeline(
   const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), total) : undefined;
   const decoders = files.map((f) => makeDecoder(f.kind, f.path, base!, machine));
   const streams: CsvBatchStream<Batch>[] = files.map((f, i) => openTraceStream(f.path, decoders[i]!, onBytes));
+  const hashes = files.map((f) => hashFileInWorker(f.path));
   const span = new Span();
   await pump(streams, stages, span);
+  const sha = await Promise.all(hashes);
   const inputs: RunSummary['inputs'] = {};
-  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: streams[i]!.info.bytes, sha256: streams[i]!.info.sha256, rows: decoders[i]!.rows }));
+  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: streams[i]!.info.bytes, sha256: sha[i] ?? null, rows: decoders[i]!.rows }));
   if (kinds.includes('cswitch') && span.periods === 0) {
     throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p.traces.cswitch! });
   }

@@ -39,7 +39,10 @@ export interface Stage {
   readonly name: StageName;
   /** The event kinds this stage wants to see. */
   readonly consumes: readonly BatchKind[];
-  /** Receives the next slice of the merged, time-ordered stream. */
+  /**
+   * Receives the next slice of the merged, time-ordered stream. The batch is lent: it is reused
+   * after push returns, so a stage copies what it wants to keep.
+   */
   push(slice: EventSlice): void;
   /** The input has ended: emit everything still held. */
   finish(): void;

@@ -3,7 +3,7 @@
  * with backpressure, as an async iterator of batches) and at once (a string, for tests).
  * Both use the same options, so they cannot disagree.
  */
-import { createHash } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { parse, type Options } from 'csv-parse';
@@ -32,17 +32,20 @@ const HIGH_WATER_BATCHES = 4;
 export interface StreamInfo {
   /** Bytes read so far. */
   bytes: number;
-  /** sha256 of everything read, available once the stream has ended. */
-  sha256: string | null;
 }
 
-/** Streams `input` through csv-parse into `decoder`, yielding its batches as they fill. */
+/**
+ * Streams `input` through csv-parse into `decoder`, yielding its batches as they fill. A batch
+ * yielded is valid until the following call to next(), which recycles it.
+ */
 export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B> {
-  readonly info: StreamInfo = { bytes: 0, sha256: null };
+  readonly info: StreamInfo = { bytes: 0 };
   private readonly queue: B[] = [];
   private done = false;
   private error: unknown = null;
   private wake: (() => void) | null = null;
+  /** The batch returned by the previous next(): the caller is done with it once it asks again. */
+  private lent: B | null = null;
   private readonly input: Readable;
   private readonly parser: ReturnType<typeof parse>;
 
@@ -52,7 +55,6 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
     onBytes?: (n: number) => void,
   ) {
     this.input = input;
-    const hash = createHash('sha256');
     const parser = parse(CSV_OPTIONS);
     this.parser = parser;
     decoder.onBatch((b) => {
@@ -61,7 +63,6 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
       this.notify();
     });
     input.on('data', (chunk: Buffer | string) => {
-      hash.update(chunk);
       this.info.bytes += chunk.length;
       onBytes?.(chunk.length);
     });
@@ -85,7 +86,6 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
         this.fail(e);
         return;
       }
-      this.info.sha256 = hash.digest('hex');
       this.done = true;
       this.notify();
     });
@@ -108,11 +108,16 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
   }
 
   async next(): Promise<IteratorResult<B>> {
+    if (this.lent !== null) {
+      this.decoder.recycle(this.lent);
+      this.lent = null;
+    }
     for (;;) {
       if (this.error !== null) throw this.error;
       const b = this.queue.shift();
       if (b !== undefined) {
         if (this.queue.length < HIGH_WATER_BATCHES / 2 && this.parser.isPaused()) this.parser.resume();
+        this.lent = b;
         return { value: b, done: false };
       }
       if (this.done) return { value: undefined, done: true };
@@ -197,4 +202,30 @@ export function minBase(a: TimeBase | null, b: TimeBase | null): TimeBase | null
   if (a === null) return b;
   if (b === null) return a;
   return a.hi < b.hi || (a.hi === b.hi && a.lo <= b.lo) ? a : b;
+}
+
+const HASH_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const fs = require('node:fs');
+const h = createHash('sha256');
+fs.createReadStream(workerData, { highWaterMark: 1 << 20 })
+  .on('data', (c) => h.update(c))
+  .on('end', () => parentPort.postMessage(h.digest('hex')))
+  .on('error', (e) => parentPort.postMessage({ error: String(e) }));
+`;
+
+/**
+ * sha256 of a file, computed in a worker thread so that it runs beside the replay on another
+ * core instead of on the record path. Resolves to null if the file cannot be read.
+ */
+export function hashFileInWorker(file: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const w = new Worker(HASH_WORKER, { eval: true, workerData: file });
+    w.once('message', (m: unknown) => {
+      resolve(typeof m === 'string' ? m : null);
+      void w.terminate();
+    });
+    w.once('error', () => resolve(null));
+  });
 }

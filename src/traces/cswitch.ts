@@ -7,7 +7,7 @@
 import { newSwitchBatch, type SwitchBatch } from '../core/events.js';
 import type { Machine } from '../core/profile.js';
 import { Decoder, type TimeBase } from './decoder.js';
-import { PARSED, counterAdvance, exceedsBits, formatExact } from './exact.js';
+import { PARSED, counterAdvance, formatExact, maxOfBits } from './exact.js';
 
 export const MAX_CPU = 4095;
 const TSC_BITS = 64;
@@ -15,6 +15,9 @@ const TSC_BITS = 64;
 export class CswitchDecoder extends Decoder<SwitchBatch> {
   private readonly nEv: number;
   private readonly bits: number;
+  /** Largest counter value, split like PARSED. */
+  private readonly maxHi: number;
+  private readonly maxLo: number;
   private iTs = 0;
   private iCpu = 0;
   private iVm = 0;
@@ -40,6 +43,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     super(file, base, { required: ['ts_ns', 'cpu', 'vm', 'tsc'], events: machine.eventNames }, 'cswitch');
     this.nEv = machine.eventNames.length;
     this.bits = machine.profile.cpu.counter_bits;
+    [this.maxHi, this.maxLo] = maxOfBits(this.bits);
     this.evCol = new Int32Array(this.nEv);
     this.curHi = new Float64Array(this.nEv);
     this.curLo = new Float64Array(this.nEv);
@@ -100,7 +104,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     for (let e = 0; e < nEv; e++) {
       const c = this.evCol[e]!;
       this.uint(f, c);
-      if (exceedsBits(PARSED.hi, PARSED.lo, bits)) {
+      if (PARSED.hi > this.maxHi || (PARSED.hi === this.maxHi && PARSED.lo > this.maxLo)) {
         this.fail('E_FIELD', `${this.columnName(c)} is ${f[c]}, above the ${bits}-bit counter range of the profile (counter_bits)`, c);
       }
       this.curHi[e] = PARSED.hi;

@@ -30,6 +30,8 @@ export abstract class Decoder<B extends Batch> {
   protected nCols = 0;
   /** The batch being filled; created once the header is known (subclasses are set up by then). */
   protected batch!: B;
+  /** Batches handed back by the consumer, reused so the record path allocates nothing. */
+  private readonly free: B[] = [];
   private sink: ((b: B) => void) | null = null;
 
   constructor(
@@ -76,8 +78,20 @@ export abstract class Decoder<B extends Batch> {
   protected flush(): void {
     if (this.batch.length === 0) return;
     const b = this.batch;
-    this.batch = this.newBatch();
+    this.batch = this.nextBatch();
     this.sink?.(b);
+  }
+
+  private nextBatch(): B {
+    const b = this.free.pop();
+    if (b === undefined) return this.newBatch();
+    b.length = 0;
+    return b;
+  }
+
+  /** The consumer is done with `b` (no stage holds on to it): it may be filled again. */
+  recycle(b: B): void {
+    if (this.free.length < 8) this.free.push(b);
   }
 
   private expectedHeader(): string {
@@ -121,7 +135,7 @@ export abstract class Decoder<B extends Batch> {
       }
     }
     this.nCols = fields.length;
-    this.batch = this.newBatch();
+    this.batch = this.nextBatch();
     this.onHeader();
   }
 
@@ -155,6 +169,9 @@ export abstract class Decoder<B extends Batch> {
   /** Field `i` as a timestamp relative to the run's base, in ns (exact while within ~104 days). */
   protected time(fields: string[], i: number): number {
     this.uint(fields, i);
+    const dh = PARSED.hi - this.base.hi;
+    // The common case inline (|Δ| < 2^53 surely); diffExact handles the rest exactly.
+    if (dh > -9e6 && dh < 9e6) return dh * 1e9 + (PARSED.lo - this.base.lo);
     return diffExact(PARSED.hi, PARSED.lo, this.base.hi, this.base.lo);
   }
 

@@ -28,14 +28,19 @@ export function parseUint(s: string): number {
   const n = s.length;
   if (n === 0) return EMPTY;
   if (n > 20) return classifyBad(s, n);
-  const split = n - LO_DIGITS;
+  const split = n > LO_DIGITS ? n - LO_DIGITS : 0;
   let hi = 0;
   let lo = 0;
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  for (; i < split; i++) {
     const d = s.charCodeAt(i) - 48;
     if (d < 0 || d > 9) return classifyBad(s, n);
-    if (i < split) hi = hi * 10 + d;
-    else lo = lo * 10 + d;
+    hi = hi * 10 + d;
+  }
+  for (; i < n; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return classifyBad(s, n);
+    lo = lo * 10 + d;
   }
   if (n === 20 && (hi > U64_MAX_HI || (hi === U64_MAX_HI && lo > U64_MAX_LO))) return TOO_LARGE;
   PARSED.hi = hi;
@@ -81,6 +86,12 @@ export function diffExact(ahi: number, alo: number, bhi: number, blo: number): n
   const dh = ahi - bhi;
   if (dh > -FAST_HI_SPAN && dh < FAST_HI_SPAN) return dh * LO_SCALE + (alo - blo);
   return Number(toBigInt(ahi, alo) - toBigInt(bhi, blo));
+}
+
+/** The largest value of a `bits`-bit counter as [hi, lo], for an inline range check. */
+export function maxOfBits(bits: number): [number, number] {
+  const max = (1n << BigInt(bits)) - 1n;
+  return [Number(max / 1000000000n), Number(max % 1000000000n)];
 }
 
 /** True when hi · 1e9 + lo ≥ 2^bits. */

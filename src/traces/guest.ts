@@ -7,7 +7,7 @@
 import { newContainerBatch, type ContainerBatch } from '../core/events.js';
 import type { Machine } from '../core/profile.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
-import { PARSED, counterAdvance, exceedsBits, formatExact } from './exact.js';
+import { PARSED, counterAdvance, formatExact, maxOfBits } from './exact.js';
 import { MAX_CPU } from './cswitch.js';
 
 interface Lane {
@@ -23,6 +23,9 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
   private readonly names = new NameTable();
   private readonly nEv: number;
   private readonly bits: number;
+  /** Largest counter value, split like PARSED. */
+  private readonly maxHi: number;
+  private readonly maxLo: number;
   private iTs = 0;
   private iVm = 0;
   private iCpu = 0;
@@ -41,6 +44,7 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     super(file, base, { required: ['ts_ns', 'vm', 'cpu', 'container', 'tsc'], events: machine.eventNames }, 'guest');
     this.nEv = machine.eventNames.length;
     this.bits = machine.profile.cpu.counter_bits;
+    [this.maxHi, this.maxLo] = maxOfBits(this.bits);
     this.evCol = new Int32Array(this.nEv);
     this.curHi = new Float64Array(this.nEv);
     this.curLo = new Float64Array(this.nEv);
@@ -79,7 +83,7 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     for (let e = 0; e < this.nEv; e++) {
       const c = this.evCol[e]!;
       this.uint(f, c);
-      if (exceedsBits(PARSED.hi, PARSED.lo, this.bits)) {
+      if (PARSED.hi > this.maxHi || (PARSED.hi === this.maxHi && PARSED.lo > this.maxLo)) {
         this.fail('E_FIELD', `${this.columnName(c)} is ${f[c]}, above the ${this.bits}-bit counter range of the profile (counter_bits)`, c);
       }
       this.curHi[e] = PARSED.hi;
