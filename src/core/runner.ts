@@ -11,11 +11,9 @@ import { dispatch, type EnergyRow, type RunSink, type Stage, type StageContext, 
 import { msToNs } from './units.js';
 import { WattraceError } from './errors.js';
 import { CsvBatchStream, checkTraceFile, hashFileInWorker, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
-import type { Decoder, TimeBase } from '../traces/decoder.js';
-import { CswitchDecoder } from '../traces/cswitch.js';
-import { DiskDecoder } from '../traces/disk.js';
-import { GuestDecoder } from '../traces/guest.js';
-import { MeasuredDecoder } from '../traces/measured.js';
+import type { TimeBase } from '../traces/decoder.js';
+import { WorkerBatchStream, threadedReadingAvailable } from '../traces/threaded.js';
+import { makeDecoder } from './decoders.js';
 import { mergeSources } from '../traces/merge.js';
 import { formatExact } from '../traces/exact.js';
 
@@ -39,17 +37,8 @@ export interface RunSummary {
 export interface RunOptions {
   /** Called as bytes are read: (bytes read so far, total bytes of all traces). */
   onProgress?: (done: number, total: number) => void;
-}
-
-export function makeDecoder(kind: TraceKind, file: string, base: TimeBase, machine: Machine): Decoder<Batch> {
-  const make = {
-    cswitch: () => new CswitchDecoder(file, base, machine),
-    disk: () => new DiskDecoder(file, base, machine),
-    guest: () => new GuestDecoder(file, base, machine),
-    measured: () => new MeasuredDecoder(file, base, machine),
-  }[kind];
-  // Each decoder emits only its own batch kind; the stream treats them alike.
-  return make() as unknown as Decoder<Batch>;
+  /** Decode on a worker thread when possible (default true). */
+  threads?: boolean;
 }
 
 /** Tallies energy per consumer on its way to the real sink, for the run-wide metrics. */
@@ -131,14 +120,25 @@ export async function runPipeline(
 
   let done = 0;
   const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), total) : undefined;
-  const decoders = files.map((f) => makeDecoder(f.kind, f.path, base!, machine));
-  const streams: CsvBatchStream<Batch>[] = files.map((f, i) => openTraceStream(f.path, decoders[i]!, onBytes));
+  // One trace is decoded on a worker thread (a second core) when the build allows; several share
+  // the cores with the main thread, so they are read in-thread.
+  const threaded = threadedReadingAvailable() && files.length === 1 && opts.threads !== false;
+  const readers = files.map((f) => {
+    if (threaded) {
+      const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes);
+      return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes };
+    }
+    const d = makeDecoder(f.kind, f.path, base!, machine);
+    const s: CsvBatchStream<Batch> = openTraceStream(f.path, d, onBytes);
+    return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes };
+  });
+  const streams = readers.map((r) => r.stream);
   const hashes = files.map((f) => hashFileInWorker(f.path));
   const span = new Span();
   await pump(streams, stages, span);
   const sha = await Promise.all(hashes);
   const inputs: RunSummary['inputs'] = {};
-  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: streams[i]!.info.bytes, sha256: sha[i] ?? null, rows: decoders[i]!.rows }));
+  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: sha[i] ?? null, rows: readers[i]!.rows() }));
   if (kinds.includes('cswitch') && span.periods === 0) {
     throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p.traces.cswitch! });
   }

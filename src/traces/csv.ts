@@ -53,6 +53,8 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
     input: Readable,
     private readonly decoder: Decoder<B>,
     onBytes?: (n: number) => void,
+    /** False when yielded batches leave this thread (transferred), so they cannot be reused. */
+    private readonly recycleOnNext = true,
   ) {
     this.input = input;
     const parser = parse(CSV_OPTIONS);
@@ -109,7 +111,7 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
 
   async next(): Promise<IteratorResult<B>> {
     if (this.lent !== null) {
-      this.decoder.recycle(this.lent);
+      if (this.recycleOnNext) this.decoder.recycle(this.lent);
       this.lent = null;
     }
     for (;;) {
@@ -135,8 +137,8 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
   }
 }
 
-export function openTraceStream<B extends Batch>(file: string, decoder: Decoder<B>, onBytes?: (n: number) => void): CsvBatchStream<B> {
-  return new CsvBatchStream(fs.createReadStream(file, { highWaterMark: READ_CHUNK }), decoder, onBytes);
+export function openTraceStream<B extends Batch>(file: string, decoder: Decoder<B>, onBytes?: (n: number) => void, recycleOnNext = true): CsvBatchStream<B> {
+  return new CsvBatchStream(fs.createReadStream(file, { highWaterMark: READ_CHUNK }), decoder, onBytes, recycleOnNext);
 }
 
 /** Streams in-memory chunks (strings or buffers cut anywhere) through the same path as a file. */

@@ -1,0 +1,83 @@
+/** The compiled CLI end to end, as a user runs it (dist/ is built by the global setup). */
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../src/core/json.js';
+import { tmpDir } from '../helpers.js';
+
+const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
+const dir = tmpDir();
+
+function wattrace(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, encoding: 'utf8', env: { ...process.env, ...env } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('wattrace CLI', () => {
+  it('--help explains each command', () => {
+    const r = wattrace(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/replay <pipeline>\s+Run a pipeline/);
+    expect(r.out).toMatch(/matrix\s+Print the energy matrix/);
+    const rr = wattrace(['replay', '--help']);
+    for (const opt of ['--db', '--variant', '--trace', '--profile', '--interval-ms']) expect(rr.out).toContain(opt);
+  });
+
+  it('replays the demo and prints the energy matrix (what npm start does)', () => {
+    const db = path.join(dir, 'demo.sqlite');
+    const r = wattrace(['replay', 'pipelines/demo.json', '--db', db]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^run 1: pipeline 'demo' \(variant 'base'\), 9\.917 s of trace, 5,000 cswitch rows/);
+    for (const vm of ['core', 'drv', 'vm1', 'vm2']) expect(r.out).toMatch(new RegExp(`^${vm}\\s+-\\s+\\d+\\.\\d{3}`, 'm'));
+    // Equal idle split: 2 CPUs × 42 W idle over 4 VMs is about 21 W each.
+    const idle = [...r.out.matchAll(/^(core|drv|vm1|vm2)\s+-\s+([\d.]+)/gm)].map((m) => Number(m[2]));
+    for (const w of idle) expect(w).toBeCloseTo(21, 0);
+    const m = wattrace(['matrix', '--db', db, '--format', 'json']);
+    expect(m.code).toBe(0);
+    const j = JSON.parse(m.out) as { run: { run_id: number }; cells: unknown[] };
+    expect(j.run.run_id).toBe(1);
+  });
+
+  it('decodes on a worker thread with the same results as in-thread', () => {
+    const a = path.join(dir, 'threads.sqlite');
+    const b = path.join(dir, 'nothreads.sqlite');
+    expect(wattrace(['replay', 'pipelines/demo.json', '--db', a, '--quiet']).code).toBe(0);
+    expect(wattrace(['replay', 'pipelines/demo.json', '--db', b, '--quiet'], { WATTRACE_THREADS: '0' }).code).toBe(0);
+    const rows = (f: string) => {
+      const d = new Database(f, { readonly: true });
+      const r = d.prepare('SELECT t0_ns, t1_ns, consumer, kind, joules FROM energy ORDER BY rowid').all();
+      d.close();
+      return r;
+    };
+    expect(rows(a)).toEqual(rows(b));
+    expect(rows(a).length).toBeGreaterThan(500);
+  });
+
+  it('prints bad input as one line without a stack trace and exits 2', () => {
+    const bad = path.join(dir, 'bad.csv');
+    fs.writeFileSync(bad, 'ts_ns,cpu,vm,tsc,uops,l2_miss\n1,0,vm1,0,0,0\n2,0,vm9,1,1,1\n');
+    const r = wattrace(['replay', 'pipelines/demo.json', '--db', path.join(dir, 'x.sqlite'), '--trace', `cswitch=${bad}`]);
+    expect(r.code).toBe(2);
+    expect(r.err.trim()).toMatch(/^wattrace: .*bad\.csv:3:3 \(column vm\): unknown VM 'vm9'/);
+    expect(r.err.trim().split('\n')).toHaveLength(1);
+    expect(fs.existsSync(path.join(dir, 'x.sqlite'))).toBe(false);
+  });
+
+  it('reports a missing database and an unknown run clearly', () => {
+    expect(wattrace(['matrix', '--db', path.join(dir, 'none.sqlite')])).toMatchObject({ code: 2 });
+    const db = path.join(dir, 'demo.sqlite');
+    const r = wattrace(['matrix', '--db', db, '--run', '99']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/no run 99/);
+    expect(wattrace(['frobnicate']).code).toBe(2);
+  });
+
+  it('is the package bin', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    expect(pkg.bin['wattrace']).toBe('dist/cli.js');
+    expect(fs.readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node')).toBe(true);
+    expect(execFileSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' }).trim()).toBe('0.1.0');
+  });
+});

@@ -1,0 +1,55 @@
+/** The JSON Schemas themselves, and the shipped files that must satisfy them. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../src/core/json.js';
+import { loadPipeline } from '../src/core/pipeline.js';
+import { loadProfile } from '../src/core/profile.js';
+
+const schemas = ['profile.schema.json', 'pipeline.schema.json'];
+
+describe('schemas', () => {
+  it('are valid JSON Schema 2020-12 (checked here, not on every start)', () => {
+    const ajv = new Ajv2020({ strict: true, validateSchema: true });
+    for (const s of schemas) {
+      const schema = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'schemas', s), 'utf8')) as object;
+      expect(() => ajv.compile(schema), s).not.toThrow();
+    }
+  });
+
+  it('accept every shipped pipeline and its profile', () => {
+    const dir = path.join(PROJECT_ROOT, 'pipelines');
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const p = loadPipeline(path.join(dir, f));
+      expect(() => loadProfile(p.profilePath), f).not.toThrow();
+    }
+  });
+
+  it('accept the example profile of DESIGN §1', () => {
+    const example = {
+      cpu: { tsc_hz: 3.0e9, idle_watts: 42, counter_bits: 48, idle_split: 'equal', events: { uops: 1.5e-9, l2_miss: 2.0e-8 } },
+      disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5.0e7, rate_window: 50, idle_period_ms: 50 } },
+      vms: [ { id: 'core', role: 'core' }, { id: 'drv', role: 'driver' }, { id: 'vm1', role: 'client' }, { id: 'vm2', role: 'client', energy_aware: true } ],
+      services: [ { id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] } ],
+    };
+    const f = path.join(fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'wt-')), 'machine.json');
+    fs.writeFileSync(f, JSON.stringify(example));
+    const m = loadProfile(f);
+    expect(m.consumers).toEqual(['core', 'drv', 'vm1', 'vm2', 'idle']);
+    expect(m.tscWeight).toBeCloseTo(42 / 3e9, 20);
+  });
+});
+
+describe('variants', () => {
+  it('override existing settings by dotted path and refuse unknown paths', () => {
+    const demo = path.join(PROJECT_ROOT, 'pipelines', 'demo.json');
+    expect(loadPipeline(demo, { variant: 'coarse' }).intervalMs).toBe(1000);
+    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'wt-'));
+    const f = path.join(dir, 'p.json');
+    fs.writeFileSync(f, JSON.stringify({ name: 'x', profile: demo, traces: {}, stages: ['cpu-split'], variants: { typo: { interval_msec: 5 } } }));
+    expect(() => loadPipeline(f, { variant: 'typo' })).toThrow(/override 'interval_msec' names a setting that does not exist/);
+  });
+});

@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import type { ContainerBatch, DiskBatch, MeasuredBatch, SwitchBatch } from '../../src/core/events.js';
+import { resolveProfile } from '../../src/core/profile.js';
+import { decodeText, firstTimestampOf } from '../../src/traces/csv.js';
+import { CswitchDecoder } from '../../src/traces/cswitch.js';
+import { DiskDecoder } from '../../src/traces/disk.js';
+import { GuestDecoder } from '../../src/traces/guest.js';
+import { MeasuredDecoder } from '../../src/traces/measured.js';
+import { machineOf, profileOf } from '../helpers.js';
+
+const base = { hi: 0, lo: 0 };
+
+describe('cswitch reader', () => {
+  it('keeps nanoseconds exact above 2^53 by subtracting the first timestamp', () => {
+    // 2^63 + k: consecutive values differ by 1 ns, which doubles could not tell apart.
+    const t = 9223372036854775808n;
+    const text = ['ts_ns,cpu,vm,tsc,uops', `${t},0,a,0,0`, `${t + 1n},0,a,3,1`, `${t + 2n},0,b,6,2`, ''].join('\n');
+    const b = decodeText(text, new CswitchDecoder('c.csv', firstTimestampOf(text)!, machineOf()))[0] as SwitchBatch;
+    expect(Array.from(b.t.subarray(0, b.length))).toEqual([1, 2]);
+    expect(Array.from(b.t0.subarray(0, b.length))).toEqual([0, 1]);
+    expect(Array.from(b.dtsc.subarray(0, b.length))).toEqual([3, 3]);
+  });
+
+  it('accepts columns in any order, CRLF line ends and a byte-order mark', () => {
+    const text = '\uFEFFuops,tsc,vm,cpu,ts_ns\r\n0,0,a,0,100\r\n7,50,b,0,200\r\n';
+    const b = decodeText(text, new CswitchDecoder('c.csv', firstTimestampOf(text)!, machineOf()))[0] as SwitchBatch;
+    expect(b.length).toBe(1);
+    expect([b.t[0], b.t0[0], b.dtsc[0], b.dev[0]]).toEqual([100, 0, 50, 7]);
+  });
+
+  it('hands over batches of at most BATCH_CAPACITY rows, none lost', () => {
+    const rows = Array.from({ length: 10001 }, (_, i) => `${i},0,a,${i},${i}`);
+    const batches = decodeText(['ts_ns,cpu,vm,tsc,uops', ...rows, ''].join('\n'), new CswitchDecoder('c.csv', base, machineOf()));
+    expect(batches.reduce((a, b) => a + b.length, 0)).toBe(10000);
+    expect(batches.length).toBe(3);
+  });
+});
+
+describe('disk reader', () => {
+  it('reads required and optional columns', () => {
+    const text = ['ts_ns,vm,op,offset,bytes,latency_ns,container', '100,a,R,0,4096,80,web', '200,b,W,4096,512,,', '300,a,R,8192,65536,1200,db', ''].join('\n');
+    const b = decodeText(text, new DiskDecoder('d.csv', base, machineOf()))[0] as DiskBatch;
+    expect(b.length).toBe(3);
+    expect(Array.from(b.op.subarray(0, 3))).toEqual([0, 1, 0]);
+    expect(Array.from(b.bytes.subarray(0, 3))).toEqual([4096, 512, 65536]);
+    expect(b.latency[0]).toBe(80);
+    expect(Number.isNaN(b.latency[1]!)).toBe(true);
+    expect([...b.container.subarray(0, 3)].map((i) => (i < 0 ? null : b.names[i]))).toEqual(['web', null, 'db']);
+  });
+
+  it('rejects a bad op, a negative size and an unknown disk', () => {
+    const m = machineOf();
+    expect(() => decodeText('ts_ns,vm,op,offset,bytes\n1,a,X,0,1\n', new DiskDecoder('d.csv', base, m))).toThrow(/op is 'X'; expected R or W/);
+    expect(() => decodeText('ts_ns,vm,op,offset,bytes\n1,a,R,0,-4096\n', new DiskDecoder('d.csv', base, m))).toThrow(/bytes is negative/);
+    expect(() => decodeText('ts_ns,vm,op,offset,bytes,disk\n1,a,R,0,1,sdz\n', new DiskDecoder('d.csv', base, m))).toThrow(/unknown disk 'sdz'/);
+    expect(() => decodeText('ts_ns,vm,op,offset,bytes\n5,a,R,0,1\n4,a,R,0,1\n', new DiskDecoder('d.csv', base, m))).toThrow(/time goes backwards/);
+  });
+
+  it('needs a disk column when the profile has several disks', () => {
+    const p = profileOf();
+    p.disks['ssd'] = { active_watts: 3, idle_watts: 1, nominal_rate_bps: 5e8, rate_window: 50, idle_period_ms: 50 };
+    const m = resolveProfile(p, 'm.json');
+    expect(() => decodeText('ts_ns,vm,op,offset,bytes\n1,a,R,0,1\n', new DiskDecoder('d.csv', base, m))).toThrow(/needs a 'disk' column/);
+    const b = decodeText('ts_ns,vm,op,offset,bytes,disk\n1,a,R,0,1,ssd\n2,b,R,0,1,disk\n', new DiskDecoder('d.csv', base, m))[0] as DiskBatch;
+    expect([b.names[b.disk[0]!], b.names[b.disk[1]!]]).toEqual(['ssd', 'disk']);
+  });
+});
+
+describe('guest reader', () => {
+  const p = profileOf();
+  p.vms[1]!.energy_aware = true;
+  const m = resolveProfile(p, 'm.json');
+
+  it('forms container periods per (vm, cpu)', () => {
+    const text = ['ts_ns,vm,cpu,container,tsc,uops', '0,b,0,x,0,0', '0,b,1,y,0,0', '10,b,0,x,10,5', '12,b,1,y,12,6', '20,b,0,z,20,9', ''].join('\n');
+    const g = decodeText(text, new GuestDecoder('g.csv', base, m))[0] as ContainerBatch;
+    expect(g.length).toBe(3);
+    expect([...g.container.subarray(0, 3)].map((i) => g.names[i])).toEqual(['x', 'y', 'z']);
+    expect(Array.from(g.dev.subarray(0, 3))).toEqual([5, 6, 4]);
+    expect(Array.from(g.t0.subarray(0, 3))).toEqual([0, 0, 10]);
+  });
+
+  it('refuses containers of a VM that is not energy-aware', () => {
+    expect(() => decodeText('ts_ns,vm,cpu,container,tsc,uops\n0,a,0,x,0,0\n', new GuestDecoder('g.csv', base, m))).toThrow(/not energy_aware/);
+  });
+});
+
+describe('measured reader', () => {
+  it('reads watts per device and rejects unknown devices', () => {
+    const b = decodeText('ts_ns,device,watts\n0,cpu,42.5\n1,disk,3.6\n', new MeasuredDecoder('m.csv', base, machineOf()))[0] as MeasuredBatch;
+    expect(Array.from(b.watts.subarray(0, 2))).toEqual([42.5, 3.6]);
+    expect(() => decodeText('ts_ns,device,watts\n0,gpu,1\n', new MeasuredDecoder('m.csv', base, machineOf()))).toThrow(/unknown device 'gpu'/);
+    expect(() => decodeText('ts_ns,device,watts\n0,cpu,-1\n', new MeasuredDecoder('m.csv', base, machineOf()))).toThrow(/negative/);
+  });
+});
