@@ -17,17 +17,19 @@ CREATE TABLE IF NOT EXISTS runs (
   params       TEXT NOT NULL,
   -- The inputs as JSON: {"<kind>": {"path", "sha256", "bytes"}} for each trace and the profile.
   inputs       TEXT NOT NULL,
-  -- Wall-clock start and end of the replay, ISO 8601 UTC.
+  -- Wall-clock start of the replay, ISO 8601 UTC.
   started_at   TEXT NOT NULL,
+  -- Wall-clock end of the replay; set in the same transaction, so never NULL once committed.
   finished_at  TEXT,
   -- wattrace version that wrote the run.
   tool_version TEXT NOT NULL,
   -- The run's time origin: the smallest first timestamp of its traces, exact decimal ns.
   base_ts_ns   TEXT,
   -- Accounted span of the run: from the first period's start to the last event.
-  -- Formula: duration_ns = t1_ns − t0_ns; energy_matrix.watts = joules / (duration_ns / 1e9).
+  -- t0_ns: start of the first accounted period; t1_ns: the last event.
   t0_ns        INTEGER,
   t1_ns        INTEGER,
+  -- Formula: duration_ns = t1_ns − t0_ns; energy_matrix.watts = joules / (duration_ns / 1e9).
   duration_ns  INTEGER,
   -- Reporting interval of the energy rows.
   interval_ns  INTEGER
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS runs (
 -- guest resource container inside it) consumed how much energy of which physical device, in
 -- which state, directly or through a driver VM.
 CREATE TABLE IF NOT EXISTS energy (
+  -- The run this row belongs to (in every table below as well).
   run_id    INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
   -- Reporting interval [t0_ns, t1_ns), clipped to the run's span. An interval may appear in
   -- several rows for one key (a late contribution after an early flush); always SUM.
@@ -73,12 +76,14 @@ GROUP BY e.run_id, e.consumer, e.via, e.device, e.kind;
 -- each event while the VM ran (hardware value minus the other VMs' advances).
 CREATE TABLE IF NOT EXISTS virtual_counters (
   run_id  INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  -- Reporting interval [t0_ns, t1_ns).
   t0_ns   INTEGER NOT NULL,
   t1_ns   INTEGER NOT NULL,
+  -- The VM whose private view this is.
   vm      TEXT NOT NULL,
   -- An event column of the profile, or 'tsc'.
   event   TEXT NOT NULL,
-  -- Events counted, as a number (exact below 2^53).
+  -- Events counted in the interval, as a number (exact below 2^53).
   advance REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS virtual_counters_by_vm ON virtual_counters (run_id, vm, event);
@@ -88,6 +93,7 @@ CREATE TABLE IF NOT EXISTS cpu_policy (
   run_id      INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
   -- End of the manager period.
   t_ns        INTEGER NOT NULL,
+  -- The VM (or 'idle', the idle virtual processor that halts).
   vm          TEXT NOT NULL,
   -- Stride-scheduler tickets after this period's adjustment.
   share       REAL NOT NULL,
@@ -104,30 +110,39 @@ CREATE TABLE IF NOT EXISTS cpu_policy (
 -- Host-level disk request shaping (§3.3.5, §3.3.6), one row per client per manager period.
 CREATE TABLE IF NOT EXISTS disk_policy (
   run_id      INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  -- End of the manager period.
   t_ns        INTEGER NOT NULL,
+  -- The client VM.
   vm          TEXT NOT NULL,
   -- Throttle factor t of the paper's formula, within [0, t_max].
   throttle    REAL NOT NULL,
   -- Requests the driver serves per refresh period.
   budget      REAL NOT NULL,
+  -- The client's driver-side active power limit, NULL when unlimited or before start_s.
   limit_watts REAL,
   -- Driver-side active power for this client: disk active + driver CPU for its requests.
   watts       REAL NOT NULL,
-  -- Requests and bytes served in the period; requests still waiting at its end.
+  -- Requests served in the period.
   requests    INTEGER NOT NULL,
+  -- Bytes served in the period.
   bytes       INTEGER NOT NULL,
+  -- Requests still waiting at the end of the period.
   backlog     INTEGER NOT NULL
 );
 
 -- Resource containers inside energy-aware guests (§3.4.3), one row per container per period.
 CREATE TABLE IF NOT EXISTS containers (
   run_id       INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  -- End of the guest's budget period.
   t_ns         INTEGER NOT NULL,
+  -- The energy-aware guest VM and its resource container.
   vm           TEXT NOT NULL,
   container    TEXT NOT NULL,
+  -- The container's power limit in the period (static or its share of the VM budget).
   limit_watts  REAL,
   -- Power as the guest accounts it (virtual counters + driver-returned disk cost).
   watts        REAL NOT NULL,
+  -- CPU work the container completed in the period, in seconds of recorded CPU time.
   work_s       REAL NOT NULL,
   -- Time the container was preempted for an exhausted budget in the period.
   preempted_ns INTEGER NOT NULL
@@ -136,6 +151,7 @@ CREATE TABLE IF NOT EXISTS containers (
 -- Summary figures of a run, read by `compare` (DESIGN §6). The unit is in the name.
 CREATE TABLE IF NOT EXISTS metrics (
   run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  -- Dotted name, e.g. energy.total_joules, energy.<consumer>.joules, cpu.<vm>.mean_watts.
   name   TEXT NOT NULL,
   value  REAL NOT NULL,
   PRIMARY KEY (run_id, name)
