@@ -31,9 +31,6 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
   private tscLo = new Float64Array(0);
   private evHi = new Float64Array(0);
   private evLo = new Float64Array(0);
-  // This row's parsed counters.
-  private readonly curHi: Float64Array;
-  private readonly curLo: Float64Array;
 
   constructor(
     file: string,
@@ -45,8 +42,6 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.bits = machine.profile.cpu.counter_bits;
     [this.maxHi, this.maxLo] = maxOfBits(this.bits);
     this.evCol = new Int32Array(this.nEv);
-    this.curHi = new Float64Array(this.nEv);
-    this.curLo = new Float64Array(this.nEv);
   }
 
   protected newBatch(): SwitchBatch {
@@ -86,7 +81,10 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
 
   protected decode(f: string[]): void {
     const t = this.time(f, this.iTs);
-    const cpu = this.smallInt(f, this.iCpu, MAX_CPU);
+    const cpuS = f[this.iCpu]!;
+    // A one-digit CPU number is the common case; anything else goes through the full check.
+    const c0 = cpuS.length === 1 ? cpuS.charCodeAt(0) - 48 : -1;
+    const cpu = c0 >= 0 && c0 <= 9 ? c0 : this.smallInt(f, this.iCpu, MAX_CPU);
     const vmName = f[this.iVm]!;
     const vm = this.machine.consumerIndex.get(vmName);
     if (vm === undefined) {
@@ -99,34 +97,39 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.uint(f, this.iTsc);
     const tHi = PARSED.hi;
     const tLo = PARSED.lo;
+    if (cpu >= this.seen.length) this.grow(cpu);
     const nEv = this.nEv;
     const bits = this.bits;
+    const { evCol, evHi, evLo, maxHi, maxLo } = this;
+    const o = cpu * nEv;
+    const seen = this.seen[cpu] === 1;
+    const b = this.batch;
+    const i = b.length;
+    const d = i * nEv;
+    // One pass over the events: parse, range-check, advance against this CPU's previous row.
     for (let e = 0; e < nEv; e++) {
-      const c = this.evCol[e]!;
+      const c = evCol[e]!;
       this.uint(f, c);
-      if (PARSED.hi > this.maxHi || (PARSED.hi === this.maxHi && PARSED.lo > this.maxLo)) {
+      const hi = PARSED.hi;
+      const lo = PARSED.lo;
+      if (hi > maxHi || (hi === maxHi && lo > maxLo)) {
         this.fail('E_FIELD', `${this.columnName(c)} is ${f[c]}, above the ${bits}-bit counter range of the profile (counter_bits)`, c);
       }
-      this.curHi[e] = PARSED.hi;
-      this.curLo[e] = PARSED.lo;
+      if (seen) {
+        const adv = counterAdvance(hi, lo, evHi[o + e]!, evLo[o + e]!, bits);
+        if (adv < 0) this.backwards(f, c, cpu, evHi[o + e]!, evLo[o + e]!, bits);
+        b.dev[d + e] = adv;
+      }
+      evHi[o + e] = hi;
+      evLo[o + e] = lo;
     }
-    if (cpu >= this.seen.length) this.grow(cpu);
-    const o = cpu * nEv;
-    if (this.seen[cpu] === 1) {
+    if (seen) {
       const t0 = this.prevT[cpu]!;
       if (t < t0) {
         this.fail('E_ORDER', `time goes backwards on cpu ${cpu}: ${f[this.iTs]} is before the previous row of that CPU (line ${this.prevLine[cpu]})`, this.iTs);
       }
       const dtsc = counterAdvance(tHi, tLo, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
       if (dtsc < 0) this.backwards(f, this.iTsc, cpu, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
-      const b = this.batch;
-      const i = b.length;
-      const d = i * nEv;
-      for (let e = 0; e < nEv; e++) {
-        const adv = counterAdvance(this.curHi[e]!, this.curLo[e]!, this.evHi[o + e]!, this.evLo[o + e]!, bits);
-        if (adv < 0) this.backwards(f, this.evCol[e]!, cpu, this.evHi[o + e]!, this.evLo[o + e]!, bits);
-        b.dev[d + e] = adv;
-      }
       b.t[i] = t;
       b.t0[i] = t0;
       b.cpu[i] = cpu;
@@ -141,10 +144,6 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.prevLine[cpu] = this.line;
     this.tscHi[cpu] = tHi;
     this.tscLo[cpu] = tLo;
-    for (let e = 0; e < nEv; e++) {
-      this.evHi[o + e] = this.curHi[e]!;
-      this.evLo[o + e] = this.curLo[e]!;
-    }
   }
 
   private backwards(f: string[], c: number, cpu: number, phi: number, plo: number, bits: number): never {
