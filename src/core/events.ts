@@ -87,19 +87,33 @@ export interface EventSlice<B extends Batch = Batch> {
 
 export const BATCH_CAPACITY = 4096;
 
+/**
+ * Batches of a thread that hands them to another (the decoder thread) live in shared memory:
+ * both threads see the same columns, so nothing is copied or transferred, and no memory is
+ * allocated in one thread and freed in the other. Per thread: module state is per thread.
+ */
+let sharedColumns = false;
+export function allocateBatchesInSharedMemory(): void {
+  sharedColumns = true;
+}
+const buffer = (bytes: number): ArrayBuffer => (sharedColumns ? (new SharedArrayBuffer(bytes) as unknown as ArrayBuffer) : new ArrayBuffer(bytes));
+const f64 = (n: number) => new Float64Array(buffer(8 * n));
+const i32 = (n: number) => new Int32Array(buffer(4 * n));
+const u8 = (n: number) => new Uint8Array(buffer(n));
+
 function base(file: string, capacity: number) {
-  return { file, length: 0, capacity, t: new Float64Array(capacity), line: new Float64Array(capacity) };
+  return { file, length: 0, capacity, t: f64(capacity), line: f64(capacity) };
 }
 
 export function newSwitchBatch(file: string, nEvents: number, capacity = BATCH_CAPACITY): SwitchBatch {
   return {
     kind: 'switch',
     ...base(file, capacity),
-    cpu: new Int32Array(capacity),
-    vm: new Int32Array(capacity),
-    t0: new Float64Array(capacity),
-    dtsc: new Float64Array(capacity),
-    dev: new Float64Array(capacity * nEvents),
+    cpu: i32(capacity),
+    vm: i32(capacity),
+    t0: f64(capacity),
+    dtsc: f64(capacity),
+    dev: f64(capacity * nEvents),
     nEvents,
   };
 }
@@ -108,13 +122,13 @@ export function newDiskBatch(file: string, names: string[], capacity = BATCH_CAP
   return {
     kind: 'disk',
     ...base(file, capacity),
-    vm: new Int32Array(capacity),
-    op: new Uint8Array(capacity),
-    offset: new Float64Array(capacity),
-    bytes: new Float64Array(capacity),
-    latency: new Float64Array(capacity),
-    container: new Int32Array(capacity),
-    disk: new Int32Array(capacity),
+    vm: i32(capacity),
+    op: u8(capacity),
+    offset: f64(capacity),
+    bytes: f64(capacity),
+    latency: f64(capacity),
+    container: i32(capacity),
+    disk: i32(capacity),
     names,
   };
 }
@@ -123,12 +137,12 @@ export function newContainerBatch(file: string, nEvents: number, names: string[]
   return {
     kind: 'container',
     ...base(file, capacity),
-    vm: new Int32Array(capacity),
-    cpu: new Int32Array(capacity),
-    container: new Int32Array(capacity),
-    t0: new Float64Array(capacity),
-    dtsc: new Float64Array(capacity),
-    dev: new Float64Array(capacity * nEvents),
+    vm: i32(capacity),
+    cpu: i32(capacity),
+    container: i32(capacity),
+    t0: f64(capacity),
+    dtsc: f64(capacity),
+    dev: f64(capacity * nEvents),
     nEvents,
     names,
   };
@@ -138,8 +152,8 @@ export function newMeasuredBatch(file: string, names: string[], capacity = BATCH
   return {
     kind: 'measured',
     ...base(file, capacity),
-    device: new Int32Array(capacity),
-    watts: new Float64Array(capacity),
+    device: i32(capacity),
+    watts: f64(capacity),
     names,
   };
 }

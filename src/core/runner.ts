@@ -10,7 +10,7 @@ import { UNATTRIBUTED } from './profile.js';
 import { dispatch, type EnergyRow, type RunSink, type Stage, type StageContext, type StageDefinition } from './stage.js';
 import { msToNs } from './units.js';
 import { WattraceError } from './errors.js';
-import { CsvBatchStream, checkTraceFile, hashFileInWorker, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
+import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
 import { WorkerBatchStream, threadedReadingAvailable } from '../traces/threaded.js';
 import { makeDecoder } from './decoders.js';
@@ -126,19 +126,17 @@ export async function runPipeline(
   const readers = files.map((f) => {
     if (threaded) {
       const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes);
-      return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes };
+      return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
     }
     const d = makeDecoder(f.kind, f.path, base!, machine);
     const s: CsvBatchStream<Batch> = openTraceStream(f.path, d, onBytes);
-    return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes };
+    return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
   });
   const streams = readers.map((r) => r.stream);
-  const hashes = files.map((f) => hashFileInWorker(f.path));
   const span = new Span();
   await pump(streams, stages, span);
-  const sha = await Promise.all(hashes);
   const inputs: RunSummary['inputs'] = {};
-  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: sha[i] ?? null, rows: readers[i]!.rows() }));
+  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: readers[i]!.sha256(), rows: readers[i]!.rows() }));
   if (kinds.includes('cswitch') && span.periods === 0) {
     throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p.traces.cswitch! });
   }

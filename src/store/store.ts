@@ -97,6 +97,9 @@ export class RunWriter implements RunSink {
     try {
       db = new Database(file);
       db.pragma('busy_timeout = 600000');
+      // Energy rows are appended in a few key ranges: 4 MB of page cache is plenty, and it keeps
+      // the replay's memory flat (better-sqlite3's default is 16 MB).
+      db.pragma('cache_size = -4000');
       db.pragma('foreign_keys = ON');
       const v = db.pragma('user_version', { simple: true }) as number;
       if (v > SCHEMA_VERSION) throw new Error(`it was written by a newer wattrace (schema ${v}, this one knows ${SCHEMA_VERSION})`);

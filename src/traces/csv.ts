@@ -3,7 +3,7 @@
  * with backpressure, as an async iterator of batches) and at once (a string, for tests).
  * Both use the same options, so they cannot disagree.
  */
-import { Worker } from 'node:worker_threads';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { parse, type Options } from 'csv-parse';
@@ -32,6 +32,8 @@ const HIGH_WATER_BATCHES = 4;
 export interface StreamInfo {
   /** Bytes read so far. */
   bytes: number;
+  /** sha256 of everything read, once the stream has ended. */
+  sha256: string | null;
 }
 
 /**
@@ -39,7 +41,7 @@ export interface StreamInfo {
  * yielded is valid until the following call to next(), which recycles it.
  */
 export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B> {
-  readonly info: StreamInfo = { bytes: 0 };
+  readonly info: StreamInfo = { bytes: 0, sha256: null };
   private readonly queue: B[] = [];
   private done = false;
   private error: unknown = null;
@@ -59,12 +61,14 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
     this.input = input;
     const parser = parse(CSV_OPTIONS);
     this.parser = parser;
+    const hash = createHash('sha256');
     decoder.onBatch((b) => {
       this.queue.push(b);
       if (this.queue.length >= HIGH_WATER_BATCHES) parser.pause();
       this.notify();
     });
     input.on('data', (chunk: Buffer | string) => {
+      hash.update(chunk);
       this.info.bytes += chunk.length;
       onBytes?.(chunk.length);
     });
@@ -88,6 +92,7 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
         this.fail(e);
         return;
       }
+      this.info.sha256 = hash.digest('hex');
       this.done = true;
       this.notify();
     });
@@ -206,28 +211,3 @@ export function minBase(a: TimeBase | null, b: TimeBase | null): TimeBase | null
   return a.hi < b.hi || (a.hi === b.hi && a.lo <= b.lo) ? a : b;
 }
 
-const HASH_WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const fs = require('node:fs');
-const h = createHash('sha256');
-fs.createReadStream(workerData, { highWaterMark: 1 << 20 })
-  .on('data', (c) => h.update(c))
-  .on('end', () => parentPort.postMessage(h.digest('hex')))
-  .on('error', (e) => parentPort.postMessage({ error: String(e) }));
-`;
-
-/**
- * sha256 of a file, computed in a worker thread so that it runs beside the replay on another
- * core instead of on the record path. Resolves to null if the file cannot be read.
- */
-export function hashFileInWorker(file: string): Promise<string | null> {
-  return new Promise((resolve) => {
-    const w = new Worker(HASH_WORKER, { eval: true, workerData: file });
-    w.once('message', (m: unknown) => {
-      resolve(typeof m === 'string' ? m : null);
-      void w.terminate();
-    });
-    w.once('error', () => resolve(null));
-  });
-}

@@ -85,15 +85,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     // A one-digit CPU number is the common case; anything else goes through the full check.
     const c0 = cpuS.length === 1 ? cpuS.charCodeAt(0) - 48 : -1;
     const cpu = c0 >= 0 && c0 <= 9 ? c0 : this.smallInt(f, this.iCpu, MAX_CPU);
-    const vmName = f[this.iVm]!;
-    const vm = this.machine.consumerIndex.get(vmName);
-    if (vm === undefined) {
-      this.fail(
-        'E_VM',
-        `unknown VM '${vmName}': the profile's VMs are ${this.machine.consumers.slice(0, -1).join(', ')} (and 'idle', the idle processor)`,
-        this.iVm,
-      );
-    }
+    const vm = this.vmIndex(f, this.iVm, this.machine, true);
     this.uint(f, this.iTsc);
     const tHi = PARSED.hi;
     const tLo = PARSED.lo;

@@ -1,18 +1,18 @@
 /**
  * Worker thread that reads and decodes one trace file (csv-parse + the trace's decoder) and posts
- * its batches to the main thread, transferring their buffers. The main thread hands each batch
- * back once its stages are done with it, which is both the flow control and the recycling.
+ * its batches, which live in shared memory, to the main thread. The main thread names each batch
+ * back once its stages are done with it: that is both the flow control and the recycling.
  * Errors travel back as plain data and become the same WattraceError on the other side.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Batch } from '../core/events.js';
+import { allocateBatchesInSharedMemory, type Batch } from '../core/events.js';
 import { isWattraceError } from '../core/errors.js';
 import type { TraceKind } from '../core/pipeline.js';
 import { resolveProfile, type Profile } from '../core/profile.js';
 import { makeDecoder } from '../core/decoders.js';
 import type { TimeBase } from './decoder.js';
 import { openTraceStream } from './csv.js';
-import { batchBuffers, type FromWorker, type ToWorker } from './threaded.js';
+import type { FromWorker, ToWorker } from './threaded.js';
 
 export interface DecodeWorkerData {
   kind: TraceKind;
@@ -25,29 +25,42 @@ export interface DecodeWorkerData {
 }
 
 async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): Promise<void> {
+  allocateBatchesInSharedMemory();
   const machine = resolveProfile(d.profile, d.profileFile);
   const decoder = makeDecoder(d.kind, d.file, d.base, machine);
   let inFlight = 0;
   let credit: (() => void) | null = null;
+  const ids = new Map<Batch, number>();
+  const byId = new Map<number, Batch>();
   port.on('message', (m: ToWorker) => {
     if (m.type === 'recycle') {
-      decoder.recycle(m.batch);
+      const b = byId.get(m.id)!;
+      if (!decoder.recycle(b)) {
+        byId.delete(m.id);
+        ids.delete(b);
+      }
       inFlight--;
       const c = credit;
       credit = null;
       c?.();
     }
   });
-  const send = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+  const send = (m: FromWorker) => port.postMessage(m);
   let bytes = 0;
   const stream = openTraceStream(d.file, decoder, (n) => (bytes += n), false);
   try {
     for await (const b of stream as AsyncIterable<Batch>) {
       while (inFlight >= d.window) await new Promise<void>((r) => (credit = r));
       inFlight++;
-      send({ type: 'batch', batch: b, bytes }, batchBuffers(b));
+      let id = ids.get(b);
+      if (id === undefined) {
+        id = ids.size === 0 ? 0 : Math.max(...byId.keys()) + 1;
+        ids.set(b, id);
+        byId.set(id, b);
+      }
+      send({ type: 'batch', id, batch: b, bytes });
     }
-    send({ type: 'done', rows: decoder.rows, bytes });
+    send({ type: 'done', rows: decoder.rows, bytes, sha256: stream.info.sha256 });
   } catch (e) {
     if (isWattraceError(e)) send({ type: 'error', error: { code: e.code, message: e.message, where: e.where, exitCode: e.exitCode } });
     else send({ type: 'crash', message: (e as Error)?.message ?? String(e), stack: (e as Error)?.stack ?? '' });

@@ -5,6 +5,7 @@
  */
 import { WattraceError, type ErrorCode } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
+import type { Machine } from '../core/profile.js';
 import { OK, PARSED, describeStatus, diffExact, parseUint } from './exact.js';
 
 /** The time origin of a run: the exact first timestamp, as hi · 1e9 + lo. */
@@ -89,9 +90,14 @@ export abstract class Decoder<B extends Batch> {
     return b;
   }
 
-  /** The consumer is done with `b` (no stage holds on to it): it may be filled again. */
-  recycle(b: B): void {
-    if (this.free.length < 8) this.free.push(b);
+  /**
+   * The consumer is done with `b` (no stage holds on to it): it may be filled again. Returns
+   * false when enough batches are spare already and `b` is let go.
+   */
+  recycle(b: B): boolean {
+    if (this.free.length >= 16) return false;
+    this.free.push(b);
+    return true;
   }
 
   private expectedHeader(): string {
@@ -180,6 +186,20 @@ export abstract class Decoder<B extends Batch> {
     this.uint(fields, i);
     if (PARSED.hi !== 0 || PARSED.lo > max) this.fail('E_FIELD', `${this.columnName(i)} is ${fields[i]}; expected at most ${max}`, i);
     return PARSED.lo;
+  }
+
+  /**
+   * Field `i` as the consumer index of a profile VM; `idle` (the idle processor) only where
+   * `allowIdle`. Fails naming the VMs the profile has.
+   */
+  protected vmIndex(fields: string[], i: number, machine: Machine, allowIdle: boolean): number {
+    const name = fields[i]!;
+    const vm = machine.consumerIndex.get(name);
+    if (vm === undefined || (!allowIdle && vm >= machine.vmCount)) {
+      const idle = allowIdle ? " (and 'idle', the idle processor)" : '';
+      this.fail('E_VM', `unknown VM '${name}': the profile's VMs are ${machine.consumers.slice(0, machine.vmCount).join(', ')}${idle}`, i);
+    }
+    return vm;
   }
 
   /** Field `i` as a finite non-negative decimal number (watts). */

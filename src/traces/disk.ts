@@ -56,11 +56,7 @@ export class DiskDecoder extends Decoder<DiskBatch> {
 
   protected decode(f: string[]): void {
     const t = this.time(f, this.iTs);
-    const vmName = f[this.iVm]!;
-    const vm = this.machine.consumerIndex.get(vmName);
-    if (vm === undefined || vm >= this.machine.vmCount) {
-      this.fail('E_VM', `unknown VM '${vmName}': the profile's VMs are ${this.machine.consumers.slice(0, -1).join(', ')}`, this.iVm);
-    }
+    const vm = this.vmIndex(f, this.iVm, this.machine, false);
     const opS = f[this.iOp]!;
     const op = opS === 'R' ? 0 : opS === 'W' ? 1 : this.fail('E_FIELD', `op is '${opS}'; expected R or W`, this.iOp);
     this.uint(f, this.iOff);

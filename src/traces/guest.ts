@@ -65,11 +65,8 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
 
   protected decode(f: string[]): void {
     const t = this.time(f, this.iTs);
+    const vm = this.vmIndex(f, this.iVm, this.machine, false);
     const vmName = f[this.iVm]!;
-    const vm = this.machine.consumerIndex.get(vmName);
-    if (vm === undefined || vm >= this.machine.vmCount) {
-      this.fail('E_VM', `unknown VM '${vmName}': the profile's VMs are ${this.machine.consumers.slice(0, -1).join(', ')}`, this.iVm);
-    }
     if (!this.machine.profile.vms[vm]!.energy_aware) {
       this.fail('E_VM', `VM '${vmName}' is not energy_aware in the profile, so it has no resource containers`, this.iVm);
     }

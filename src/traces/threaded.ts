@@ -1,8 +1,10 @@
 /**
  * Reading a trace on a second core: a worker thread runs csv-parse and the decoder
- * (decode-worker.ts) while the main thread runs the stages and the store. Batches cross as
- * transferred buffers and come back for reuse, so nothing is copied per record. Falls back to
- * the in-thread reader when the compiled worker is not there (running from TypeScript sources).
+ * (decode-worker.ts) while the main thread runs the stages and the store. The worker's batches
+ * live in shared memory: a message names a batch (its columns are shared, not copied) and the
+ * main thread names it back when its stages are done, which is both the recycling and the flow
+ * control. Falls back to the in-thread reader when the compiled worker is not there (running
+ * from TypeScript sources).
  */
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -13,19 +15,12 @@ import type { TraceKind } from '../core/pipeline.js';
 import type { Machine } from '../core/profile.js';
 import type { TimeBase } from './decoder.js';
 
-export type ToWorker = { type: 'recycle'; batch: Batch };
+export type ToWorker = { type: 'recycle'; id: number };
 export type FromWorker =
-  | { type: 'batch'; batch: Batch; bytes: number }
-  | { type: 'done'; rows: number; bytes: number }
+  | { type: 'batch'; id: number; batch: Batch; bytes: number }
+  | { type: 'done'; rows: number; bytes: number; sha256: string | null }
   | { type: 'error'; error: { code: ErrorCode; message: string; where: Where; exitCode: number } }
   | { type: 'crash'; message: string; stack: string };
-
-/** The distinct ArrayBuffers behind a batch's typed arrays (its transfer list). */
-export function batchBuffers(b: Batch): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const v of Object.values(b)) if (ArrayBuffer.isView(v)) out.add(v.buffer as ArrayBuffer);
-  return [...out];
-}
 
 const WORKER_FILE = fileURLToPath(new URL('./decode-worker.js', import.meta.url));
 
@@ -36,10 +31,10 @@ export function threadedReadingAvailable(): boolean {
 
 /** Batches of one trace file decoded on a worker thread. Same contract as CsvBatchStream. */
 export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
-  readonly info = { bytes: 0, rows: 0 };
+  readonly info: { bytes: number; rows: number; sha256: string | null } = { bytes: 0, rows: 0, sha256: null };
   private readonly worker: Worker;
-  private readonly queue: Batch[] = [];
-  private lent: Batch | null = null;
+  private readonly queue: { id: number; batch: Batch }[] = [];
+  private lent: number | null = null;
   private done = false;
   private error: unknown = null;
   private wake: (() => void) | null = null;
@@ -53,11 +48,11 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
         case 'batch':
           onBytes?.(m.bytes - this.info.bytes);
           this.info.bytes = m.bytes;
-          this.queue.push(m.batch);
+          this.queue.push({ id: m.id, batch: m.batch });
           break;
         case 'done':
           onBytes?.(m.bytes - this.info.bytes);
-          Object.assign(this.info, { rows: m.rows, bytes: m.bytes });
+          Object.assign(this.info, { rows: m.rows, bytes: m.bytes, sha256: m.sha256 });
           this.done = true;
           void this.worker.terminate();
           break;
@@ -72,6 +67,10 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
     });
     this.worker.on('error', (e) => {
       this.fail(e);
+      this.notify();
+    });
+    this.worker.on('exit', (code) => {
+      if (!this.done && this.error === null) this.fail(new Error(`the decoder thread for ${file} stopped (exit code ${code}) before the end of the trace`));
       this.notify();
     });
   }
@@ -89,15 +88,15 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
 
   async next(): Promise<IteratorResult<Batch>> {
     if (this.lent !== null) {
-      if (!this.done && this.error === null) this.worker.postMessage({ type: 'recycle', batch: this.lent } satisfies ToWorker, batchBuffers(this.lent));
+      if (!this.done && this.error === null) this.worker.postMessage({ type: 'recycle', id: this.lent } satisfies ToWorker);
       this.lent = null;
     }
     for (;;) {
       if (this.error !== null) throw this.error;
-      const b = this.queue.shift();
-      if (b !== undefined) {
-        this.lent = b;
-        return { value: b, done: false };
+      const q = this.queue.shift();
+      if (q !== undefined) {
+        this.lent = q.id;
+        return { value: q.batch, done: false };
       }
       if (this.done) return { value: undefined, done: true };
       await new Promise<void>((r) => (this.wake = r));
