@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS runs (
   finished_at  TEXT,
   -- wattrace version that wrote the run.
   tool_version TEXT NOT NULL,
-  -- The run's time origin: the smallest first timestamp of its traces, exact decimal ns.
+  -- The run's time origin, exact decimal ns: the smallest ts_ns in the first 64 KiB of its traces.
   base_ts_ns   TEXT,
   -- Accounted span of the run: from the first period's start to the last event.
   -- t0_ns: start of the first accounted period; t1_ns: the last event.

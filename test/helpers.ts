@@ -7,6 +7,7 @@ import type { Batch, EventSlice } from '../src/core/events.js';
 import type { ResolvedPipeline } from '../src/core/pipeline.js';
 import { resolveProfile, type Machine, type Profile } from '../src/core/profile.js';
 import { pump } from '../src/core/runner.js';
+import { Span } from '../src/core/span.js';
 import { runSlices, type Stage, type StageContext } from '../src/core/stage.js';
 import { CpuSplit } from '../src/stages/accounting/cpu-split.js';
 import { MemorySink } from '../src/store/memory.js';
@@ -80,8 +81,9 @@ export async function cpuSplitStream(machine: Machine, chunks: readonly (string 
   const sink = new MemorySink();
   const text = Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))).toString();
   const stages = cpuSplitStages(machine, intervalMs, sink);
-  await pump([chunkStream(chunks, new CswitchDecoder('cswitch.csv', baseOf(text), machine))], stages);
-  for (const s of stages) s.finish();
+  const span = new Span();
+  await pump([chunkStream(chunks, new CswitchDecoder('cswitch.csv', baseOf(text), machine))], stages, span);
+  for (const s of stages) s.finish(span.get());
   return sink;
 }
 

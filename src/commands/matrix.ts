@@ -2,6 +2,7 @@
 import { matrixCells, pivotMatrix, renderMatrix, resolveRun } from '../analysis/matrix.js';
 import { openForReading } from '../store/store.js';
 import type { IO } from './io.js';
+import { WattraceError } from '../core/errors.js';
 
 export interface MatrixArgs {
   db: string;
@@ -10,6 +11,9 @@ export interface MatrixArgs {
 }
 
 export function matrix(args: MatrixArgs, io: IO): void {
+  if (args.run !== undefined && !(Number.isInteger(args.run) && args.run > 0)) {
+    throw new WattraceError('E_USAGE', `--run must be a run id (a positive integer); got ${args.run}`);
+  }
   const db = openForReading(args.db);
   try {
     const info = resolveRun(db, args.run, args.db);

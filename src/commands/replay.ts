@@ -1,7 +1,7 @@
 /** `wattrace replay <pipeline.json>`: run a pipeline, store the run, print the energy matrix. */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { loadPipeline, parseTraceArgs } from '../core/pipeline.js';
+import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
 import { runPipeline } from '../core/runner.js';
 import { TOOL_VERSION } from '../core/version.js';
@@ -36,12 +36,19 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   });
   const machine = loadProfile(p.profilePath);
   const { defs, traces } = planStages(p);
+  // Every trace named must exist, read or not (a wrong path is a mistake worth stopping for).
+  for (const [k, f] of Object.entries(p.traces)) checkTraceFile(f, k);
+  for (const k of Object.keys(p.traces) as TraceKind[]) {
+    if (!traces.includes(k)) io.err(`wattrace: note: no stage of pipeline '${p.name}' reads the ${k} trace; it is not used`);
+  }
   const total = traces.reduce((a, k) => a + checkTraceFile(p.traces[k]!, k), 0);
 
   const writer = RunWriter.begin(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION });
-  const bar = progressBar(io, total, `replay ${p.name}`);
+  let bar: ReturnType<typeof progressBar> = null;
   try {
-    const summary = await runPipeline(p, machine, defs, traces, writer, bar ? { onProgress: (d, t) => bar.update(d, t) } : {});
+    bar = progressBar(io, total, `replay ${p.name}`);
+    const b = bar;
+    const summary = await runPipeline(p, machine, defs, traces, writer, b ? { onProgress: (d, t) => b.update(d, t) } : {});
     bar?.stop();
     const profileText = fs.readFileSync(p.profilePath);
     const inputs = {

@@ -47,7 +47,7 @@ export interface DiskBatch extends BatchBase {
   readonly latency: Float64Array;
   /** Index into `names` of the issuing container, −1 for none. */
   readonly container: Int32Array;
-  /** Index into `names` of the disk, −1 for the profile's only disk. */
+  /** Index into `names` of the disk (the profile's only disk when the log does not say). */
   readonly disk: Int32Array;
   /** Interned container and disk names, shared by all batches of one reader. */
   readonly names: string[];

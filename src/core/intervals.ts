@@ -46,9 +46,10 @@ export class IntervalAccumulator {
     if (k === this.lastK) return this.lastSlots!;
     let s = this.open.get(k);
     if (s === undefined) {
+      // Make room first, so the interval being opened cannot be the one flushed.
+      if (this.open.size >= this.maxOpen) this.flushOldest(this.maxOpen >> 1);
       s = new Float64Array(this.width);
       this.open.set(k, s);
-      if (this.open.size > this.maxOpen) this.flushOldest(this.maxOpen >> 1);
     }
     this.lastK = k;
     this.lastSlots = s;

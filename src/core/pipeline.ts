@@ -147,6 +147,9 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
     }
     validateAgainst(p, 'pipeline.schema.json', file, `pipeline with variant '${over.variant}'`);
   }
+  if (over.intervalMs !== undefined && !(Number.isFinite(over.intervalMs) && over.intervalMs > 0)) {
+    throw new WattraceError('E_USAGE', `--interval-ms must be a positive number of milliseconds; got ${over.intervalMs}`);
+  }
   const traces = { ...p.traces };
   for (const [k, v] of Object.entries(over.traces ?? {})) traces[k as TraceKind] = path.resolve(v);
   const profilePath = over.profile !== undefined ? path.resolve(over.profile) : p.profile;

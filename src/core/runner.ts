@@ -7,6 +7,7 @@ import type { Batch, EventSlice } from './events.js';
 import type { ResolvedPipeline, TraceKind } from './pipeline.js';
 import type { Machine } from './profile.js';
 import { UNATTRIBUTED } from './profile.js';
+import { Span } from './span.js';
 import { dispatch, type EnergyRow, type RunSink, type Stage, type StageContext, type StageDefinition } from './stage.js';
 import { msToNs } from './units.js';
 import { WattraceError } from './errors.js';
@@ -62,31 +63,14 @@ class TallySink implements RunSink {
  * The streaming adapter: merges `streams` and feeds every slice to `stages` (without finishing
  * them). Streams are closed whatever happens.
  */
-export async function pump(streams: readonly AsyncIterableIterator<Batch>[], stages: readonly Stage[], span?: Span): Promise<void> {
+export async function pump(streams: readonly AsyncIterableIterator<Batch>[], stages: readonly Stage[], span: Span): Promise<void> {
   try {
     for await (const slice of mergeSources(streams)) {
-      span?.see(slice);
+      span.see(slice);
       dispatch(stages, slice);
     }
   } finally {
     for (const s of streams) await s.return?.();
-  }
-}
-
-/** Tracks the accounted span of the merged stream: first period start to last event. */
-export class Span {
-  t0 = Infinity;
-  t1 = -Infinity;
-  periods = 0;
-  see(s: EventSlice): void {
-    const b = s.batch;
-    if (b.kind === 'switch') this.periods += s.to - s.from;
-    const starts = b.kind === 'switch' || b.kind === 'container' ? b.t0 : b.t;
-    let lo = this.t0;
-    for (let i = s.from; i < s.to; i++) if (starts[i]! < lo) lo = starts[i]!;
-    this.t0 = lo;
-    const last = b.t[s.to - 1]!;
-    if (last > this.t1) this.t1 = last;
   }
 }
 
@@ -95,7 +79,8 @@ function writeRunMetrics(sink: RunSink, tally: TallySink, span: Span, inputs: Ru
   sink.metric('energy.total_joules', tally.total);
   for (const [c, j] of tally.byConsumer) sink.metric(`energy.${c}.joules`, j);
   sink.metric('accounting.unattributed_joules', tally.byConsumer.get(UNATTRIBUTED) ?? 0);
-  sink.metric('run.duration_s', span.t1 > span.t0 ? (span.t1 - span.t0) / 1e9 : 0);
+  const run = span.get();
+  sink.metric('run.duration_s', (run.t1 - run.t0) / 1e9);
   for (const [k, v] of Object.entries(inputs)) if (v) sink.metric(`trace.${k}.rows`, v.rows);
 }
 
@@ -140,7 +125,8 @@ export async function runPipeline(
   if (kinds.includes('cswitch') && span.periods === 0) {
     throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p.traces.cswitch! });
   }
-  for (const s of stages) s.finish();
+  const run = span.get();
+  for (const s of stages) s.finish(run);
   writeRunMetrics(tally, tally, span, inputs);
-  return { baseTsNs: formatExact(base.hi, base.lo), t0: span.t0, t1: span.t1, inputs, stages };
+  return { baseTsNs: formatExact(base.hi, base.lo), t0: run.t0, t1: run.t1, inputs, stages };
 }

@@ -5,6 +5,7 @@
  */
 import type { BatchKind, EventSlice } from './events.js';
 import type { ResolvedPipeline, StageName, TraceKind } from './pipeline.js';
+import { Span, type RunSpan } from './span.js';
 import type { Machine } from './profile.js';
 
 export type EnergyKind = 'idle' | 'active';
@@ -44,8 +45,8 @@ export interface Stage {
    * after push returns, so a stage copies what it wants to keep.
    */
   push(slice: EventSlice): void;
-  /** The input has ended: emit everything still held. */
-  finish(): void;
+  /** The input has ended: emit everything still held. `run` is the accounted span of the run. */
+  finish(run: RunSpan): void;
 }
 
 export interface StageDefinition {
@@ -66,8 +67,14 @@ export function dispatch(stages: readonly Stage[], slice: EventSlice): void {
   for (const s of stages) if (s.consumes.includes(kind)) s.push(slice);
 }
 
-/** The batch adapter: runs stages over slices held in memory. */
-export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>): void {
-  for (const slice of slices) dispatch(stages, slice);
-  for (const s of stages) s.finish();
+/** The batch adapter: runs stages over slices held in memory. Returns the run's span. */
+export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>): RunSpan {
+  const span = new Span();
+  for (const slice of slices) {
+    span.see(slice);
+    dispatch(stages, slice);
+  }
+  const run = span.get();
+  for (const s of stages) s.finish(run);
+  return run;
 }

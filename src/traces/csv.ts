@@ -179,8 +179,9 @@ export function checkTraceFile(file: string, kind: string): number {
 }
 
 /**
- * The first data row's `ts_ns` of a CSV trace, exactly, read from the file's first bytes; null
- * when the file is too short or malformed there (the decoder reports that properly later).
+ * The smallest `ts_ns` among the complete data rows in a CSV trace's first 64 KiB, exactly (rows
+ * of different CPUs may interleave, so the first row need not be the earliest); null when there
+ * is none there (the decoder reports a malformed file properly later).
  */
 export function peekFirstTimestamp(file: string): TimeBase | null {
   const fd = fs.openSync(file, 'r');
@@ -194,14 +195,18 @@ export function peekFirstTimestamp(file: string): TimeBase | null {
 }
 
 export function firstTimestampOf(text: string): TimeBase | null {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/, 2);
-  const header = lines[0]!.split(',').map((s) => s.trim());
+  const lines = text.replace(/^\uFEFF/, '').split('\n');
+  if (!text.endsWith('\n')) lines.pop(); // a row cut by the 64 KiB window
+  const header = (lines[0] ?? '').replace(/\r$/, '').split(',').map((s) => s.trim());
   const i = header.indexOf('ts_ns');
-  const row = lines[1];
-  if (i < 0 || row === undefined) return null;
-  const field = row.split(',')[i];
-  if (field === undefined || parseUint(field) !== OK) return null;
-  return { hi: PARSED.hi, lo: PARSED.lo };
+  if (i < 0) return null;
+  let best: TimeBase | null = null;
+  for (let k = 1; k < lines.length; k++) {
+    const field = lines[k]!.replace(/\r$/, '').split(',')[i];
+    if (field === undefined || parseUint(field) !== OK) continue;
+    best = minBase(best, { hi: PARSED.hi, lo: PARSED.lo });
+  }
+  return best;
 }
 
 /** The smaller of two time bases (null-tolerant). */

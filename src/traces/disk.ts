@@ -18,7 +18,7 @@ export class DiskDecoder extends Decoder<DiskBatch> {
   private iCont = -1;
   private iDisk = -1;
   private readonly diskIds: string[];
-  /** Last completion time and line per disk (index in `names`, or −1 → slot 0). */
+  /** Last completion time and line per disk (index in `names`). */
   private readonly lastT = new Map<number, { t: number; line: number }>();
 
   constructor(
@@ -76,6 +76,8 @@ export class DiskDecoder extends Decoder<DiskBatch> {
       disk = this.names.intern(d);
     } else if (this.diskIds.length !== 1) {
       this.fail('E_FIELD', `disk is empty, but the profile has ${this.diskIds.length} disks (${this.diskIds.join(', ')})`, this.iDisk);
+    } else {
+      disk = this.names.intern(this.diskIds[0]!);
     }
     const last = this.lastT.get(disk);
     if (last && t < last.t) {

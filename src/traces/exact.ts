@@ -21,6 +21,8 @@ const LO_SCALE = 1e9;
 /** |Δhi| below this keeps Δhi · 1e9 + Δlo under 2^53. */
 const FAST_HI_SPAN = 9e6;
 const U64_MAX_HI = 18446744073;
+/** POW2[b] = 2^b, exact in doubles. */
+const POW2 = Float64Array.from({ length: 65 }, (_, b) => 2 ** b);
 const U64_MAX_LO = 709551615;
 
 /** Parses `s` into PARSED.{hi,lo}; returns OK or a status saying what is wrong. */
@@ -103,25 +105,24 @@ export function exceedsBits(hi: number, lo: number, bits: number): boolean {
 
 /**
  * Advance of a counter of `bits` bits from (phi, plo) to (hi, lo), modulo 2^bits (§3.2.1: the
- * hardware counters wrap). A reading below the previous one is a wrap only if the wrapped advance
- * is under half the counter's range; otherwise the counter went backwards and −1 is returned.
+ * hardware counters wrap). Two readings tell the advance unambiguously only if it is under half
+ * the counter's range: a reading below the previous one is a wrap when the wrapped advance is
+ * under 2^(bits−1), and any advance of 2^(bits−1) or more (forward, or backwards beyond a
+ * plausible wrap) is refused with −1.
  */
 export function counterAdvance(hi: number, lo: number, phi: number, plo: number, bits: number): number {
   const dh = hi - phi;
+  if (bits <= 52 && dh > -FAST_HI_SPAN && dh < FAST_HI_SPAN) {
+    let d = dh * LO_SCALE + (lo - plo);
+    if (d < 0) d += POW2[bits]!;
+    return d < POW2[bits - 1]! ? d : -1;
+  }
   if (dh >= 0 && dh < FAST_HI_SPAN) {
     const d = dh * LO_SCALE + (lo - plo);
-    if (d >= 0) return d;
-    if (bits <= 52) {
-      const w = d + 2 ** bits;
-      return w < 2 ** (bits - 1) ? w : -1;
-    }
-  } else if (dh < 0 && dh > -FAST_HI_SPAN && bits <= 52) {
-    const w = dh * LO_SCALE + (lo - plo) + 2 ** bits;
-    return w >= 0 && w < 2 ** (bits - 1) ? w : -1;
+    if (d >= 0) return d < POW2[bits - 1]! ? d : -1;
   }
-  let d = toBigInt(hi, lo) - toBigInt(phi, plo);
-  if (d >= 0n) return Number(d);
   const range = 1n << BigInt(bits);
-  d += range;
-  return d >= 0n && d < range >> 1n ? Number(d) : -1;
+  let d = toBigInt(hi, lo) - toBigInt(phi, plo);
+  if (d < 0n) d += range;
+  return d < range >> 1n ? Number(d) : -1;
 }

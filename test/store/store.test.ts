@@ -38,17 +38,22 @@ describe('store', () => {
   it('gives the same matrix for every reporting interval, and watts = joules / duration', () => {
     const d = new Database(db, { readonly: true });
     const m = (run: number) =>
-      d.prepare('SELECT consumer, kind, joules, watts FROM energy_matrix WHERE run_id = ? AND device = ? ORDER BY consumer, kind').all(run, 'cpu') as {
-        consumer: string;
-        kind: string;
-        joules: number;
-        watts: number;
-      }[];
+      new Map(
+        (d.prepare('SELECT consumer, kind, joules, watts FROM energy_matrix WHERE run_id = ? AND device = ?').all(run, 'cpu') as {
+          consumer: string;
+          kind: string;
+          joules: number;
+          watts: number;
+        }[]).map((r) => [`${r.consumer}/${r.kind}`, r]),
+      );
     const [a, b, c] = [m(1), m(2), m(3)];
-    expect(a.map((r) => `${r.consumer}/${r.kind}`)).toEqual(['core/active', 'core/idle', 'drv/active', 'drv/idle', 'idle/active', 'vm1/active', 'vm1/idle', 'vm2/active', 'vm2/idle'].filter((k) => a.some((r) => `${r.consumer}/${r.kind}` === k)));
-    for (const other of [b, c]) other.forEach((r, i) => expect(r.joules).toBeCloseTo(a[i]!.joules, 6));
+    expect([...a.keys()].sort()).toEqual(['(unattributed)/idle', 'core/active', 'core/idle', 'drv/active', 'drv/idle', 'vm1/active', 'vm1/idle', 'vm2/active', 'vm2/idle']);
+    for (const other of [b, c]) {
+      expect([...other.keys()].sort()).toEqual([...a.keys()].sort());
+      for (const [k, r] of a) expect(other.get(k)!.joules, k).toBeCloseTo(r.joules, 6);
+    }
     const dur = (d.prepare('SELECT duration_ns FROM runs WHERE run_id = 1').get() as { duration_ns: number }).duration_ns;
-    for (const r of a) expect(r.watts).toBeCloseTo(r.joules / (dur / 1e9), 9);
+    for (const r of a.values()) expect(r.watts).toBeCloseTo(r.joules / (dur / 1e9), 9);
     d.close();
   });
 
@@ -57,11 +62,17 @@ describe('store', () => {
     const metric = (name: string) => (d.prepare('SELECT value FROM metrics WHERE run_id = 1 AND name = ?').get(name) as { value: number } | undefined)?.value;
     const total = (d.prepare('SELECT sum(joules) AS j FROM energy WHERE run_id = 1').get() as { j: number }).j;
     expect(metric('energy.total_joules')).toBeCloseTo(total, 6);
-    expect(metric('accounting.unattributed_joules')).toBe(0);
+    // The demo's second CPU starts 1 µs late and stops up to a period early: that idle time is
+    // logged nowhere, so it is kept as (unattributed).
+    const un = (d.prepare("SELECT sum(joules) AS j FROM energy WHERE run_id = 1 AND consumer = '(unattributed)'").get() as { j: number }).j;
+    expect(un).toBeGreaterThan(0);
+    expect(metric('accounting.unattributed_joules')).toBeCloseTo(un, 9);
     const vm1 = (d.prepare("SELECT sum(joules) AS j FROM energy WHERE run_id = 1 AND consumer = 'vm1'").get() as { j: number }).j;
     expect(metric('energy.vm1.joules')).toBeCloseTo(vm1, 6);
-    // Conservation: the CPU energy in the table is exactly what the counters say.
-    expect(total).toBeCloseTo(metric('accounting.cpu.idle_joules')! + metric('accounting.cpu.active_joules')!, 6);
+    // Conservation (DESIGN §3): 2 CPUs × 42 W × duration + all access energy, to 1e-9 relative.
+    const dur = (d.prepare('SELECT duration_ns FROM runs WHERE run_id = 1').get() as { duration_ns: number }).duration_ns / 1e9;
+    const expected = 2 * 42 * dur + metric('accounting.cpu.active_joules')!;
+    expect(Math.abs(total - expected) / expected).toBeLessThan(1e-9);
     d.close();
   });
 
@@ -74,7 +85,8 @@ describe('store', () => {
       console.warn('sqlite3 shell not installed: skipping the shell check (better-sqlite3 checks the same view above)');
       return;
     }
-    expect(out.split('\n')[0]).toMatch(/^core\|active\|\d+\.\d+/);
+    expect(out).toMatch(/^core\|active\|\d+\.\d+$/m);
+    expect(out).toMatch(/^vm1\|idle\|2\d\.\d+$/m);
   });
 });
 

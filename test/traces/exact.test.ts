@@ -56,6 +56,12 @@ describe('differences and counter advances', () => {
     expect(counterAdvance(ch, cl, ph, pl, 64)).toBe(7);
   });
 
+  it('rejects a jump of half the range or more, forward or backwards', () => {
+    expect(counterAdvance(...split(2n ** 48n - 10n), ...split(10n), 48)).toBe(-1);
+    expect(counterAdvance(...split(2n ** 47n - 1n), 0, 0, 48)).toBe(2 ** 47 - 1);
+    expect(counterAdvance(...split(2n ** 47n), 0, 0, 48)).toBe(-1);
+  });
+
   it('rejects a backwards step that is no plausible wrap', () => {
     const [ph, pl] = split(1000n);
     const [ch, cl] = split(999n);
@@ -74,7 +80,7 @@ describe('differences and counter advances', () => {
         const prev = a % range;
         const cur = b % range;
         const adv = (((cur - prev) % range) + range) % range;
-        const expected = cur >= prev ? Number(cur - prev) : adv < range / 2n ? Number(adv) : -1;
+        const expected = adv < range / 2n ? Number(adv) : -1;
         expect(counterAdvance(...split(cur), ...split(prev), bits)).toBe(expected);
       }),
       { numRuns: 2000 },

@@ -4,17 +4,21 @@
  * For each period between two switches on one CPU, with counter advances Δ:
  *   idle energy   = w_tsc · Δtsc, w_tsc = idle_watts / tsc_hz  (the TSC counts halted cycles too)
  *   access energy = Σ_e w_e · Δe                                 (charged to the VM that ran)
- * Idle energy goes, per `idle_split`:
- *   equal   — to all the profile's VMs in equal parts, as the paper's code does
- *             (`vm[id].cpu_idle += weight[0] * pmc[0] / max_vms`);
- *   by-time — to whoever held the CPU in the period, so each VM pays the base power for its own
- *             CPU time and the idle processor's halt time stays with the consumer `idle`.
+ * Idle energy goes to the profile's VMs, per `idle_split`:
+ *   equal   — in equal parts, as the paper's code does (`vm[id].cpu_idle += weight[0] * pmc[0] /
+ *             max_vms`), whoever ran;
+ *   by-time — in proportion to CPU time: a VM's period pays its own idle energy, and the idle
+ *             energy of halt periods is shared in proportion to each VM's CPU time over the run.
  * The `idle` VM's periods are halt cycles: their (usually zero) access energy is charged to
- * `idle`, never to a VM, and their idle energy is split like any other.
- * A period that straddles reporting intervals is split in proportion to time.
+ * `idle`, never to a VM. A period that straddles reporting intervals is split in proportion to
+ * time. Time within the run when a CPU has no open period (before its first row, after its last)
+ * still costs idle_watts: that energy is kept as `(unattributed)`, so the CPU's energy in the
+ * table is n_cpus × idle_watts × duration + Σ access (with the TSC as the clock of idle energy).
  */
 import type { EventSlice, SwitchBatch } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
+import { UNATTRIBUTED } from '../../core/profile.js';
+import type { RunSpan } from '../../core/span.js';
 import type { Stage, StageContext } from '../../core/stage.js';
 
 export const CPU_DEVICE = 'cpu';
@@ -25,14 +29,20 @@ export class CpuSplit implements Stage {
 
   private readonly acc: IntervalAccumulator;
   private readonly nCons: number;
+  /** Slot of the idle energy still to be shared among the VMs (all of it with `equal`). */
   private readonly pool: number;
   private readonly equal: boolean;
   private readonly weights: Float64Array;
   private readonly wTsc: number;
+  private firstT0 = new Float64Array(0);
   private lastT = new Float64Array(0);
   private cpuSeen = new Uint8Array(0);
   private minT0 = Infinity;
   private maxT1 = -Infinity;
+  /** by-time: CPU time of each consumer (ns), and the halt-period idle energy per interval. */
+  private readonly cpuTime: Float64Array;
+  private haltK: number[] = [];
+  private haltJ: number[] = [];
   /** Totals over the run, for the conservation metrics. */
   idleJoules = 0;
   activeJoules = 0;
@@ -45,12 +55,14 @@ export class CpuSplit implements Stage {
     this.equal = m.profile.cpu.idle_split !== 'by-time';
     this.weights = m.eventWeights;
     this.wTsc = m.tscWeight;
+    this.cpuTime = new Float64Array(this.nCons);
     this.acc = new IntervalAccumulator(ctx.intervalNs, 2 * this.nCons + 1, (k, s) => this.emit(k, s));
   }
 
   push(slice: EventSlice): void {
     const b = slice.batch as SwitchBatch;
-    const { weights, wTsc, equal, pool } = this;
+    const { weights, wTsc, equal, pool, cpuTime } = this;
+    const idleVm = this.ctx.machine.idleIndex;
     const nEv = b.nEvents;
     const I = this.ctx.intervalNs;
     for (let i = slice.from; i < slice.to; i++) {
@@ -64,7 +76,8 @@ export class CpuSplit implements Stage {
       for (let e = 0; e < nEv; e++) eAct += weights[e]! * b.dev[d + e]!;
       this.idleJoules += eIdle;
       this.activeJoules += eAct;
-      const idleSlot = equal ? pool : 2 * vm;
+      const idleSlot = equal || vm === idleVm ? pool : 2 * vm;
+      cpuTime[vm] = cpuTime[vm]! + (t1 - t0);
       const k0 = Math.floor(t0 / I);
       if (t1 <= t0 || Math.ceil(t1 / I) - 1 <= k0) {
         const s = this.acc.slots(k0);
@@ -80,19 +93,56 @@ export class CpuSplit implements Stage {
       if (t0 < this.minT0) this.minT0 = t0;
       if (t1 > this.maxT1) this.maxT1 = t1;
       if (cpu >= this.lastT.length) this.growCpus(cpu);
+      if (this.cpuSeen[cpu] === 0) {
+        this.cpuSeen[cpu] = 1;
+        this.firstT0[cpu] = t0;
+      }
       this.lastT[cpu] = t1;
-      this.cpuSeen[cpu] = 1;
     }
     this.periods += slice.to - slice.from;
     this.acc.flushBefore(this.watermark());
   }
 
-  finish(): void {
+  finish(run: RunSpan): void {
     this.acc.flushAll();
-    const { sink } = this.ctx;
-    sink.metric('accounting.cpu.idle_joules', this.idleJoules);
+    const { sink, machine } = this.ctx;
+    if (!this.equal) this.shareHaltEnergy(run);
+    // Time a CPU spent outside its logged periods: idle power, owner unknown.
+    const idleWatts = machine.profile.cpu.idle_watts;
+    let unattributed = 0;
+    const gap = (a: number, b: number) => {
+      if (b <= a) return;
+      const j = (idleWatts * (b - a)) / 1e9;
+      unattributed += j;
+      spread(a, b, this.ctx.intervalNs, (k, f) => this.row(k, UNATTRIBUTED, 'idle', j * f, run));
+    };
+    for (let c = 0; c < this.cpuSeen.length; c++) {
+      if (!this.cpuSeen[c]) continue;
+      gap(run.t0, this.firstT0[c]!);
+      gap(this.lastT[c]!, run.t1);
+    }
+    sink.metric('accounting.cpu.idle_joules', this.idleJoules + unattributed);
     sink.metric('accounting.cpu.active_joules', this.activeJoules);
+    sink.metric('accounting.cpu.unlogged_idle_joules', unattributed);
     sink.metric('accounting.cpu.periods', this.periods);
+    sink.metric('accounting.cpu.cpus', this.cpuSeen.reduce((a, v) => a + v, 0));
+  }
+
+  /** by-time: the idle energy of halt periods, shared by the VMs' CPU time over the whole run. */
+  private shareHaltEnergy(run: RunSpan): void {
+    const { consumers, vmCount } = this.ctx.machine;
+    let busy = 0;
+    for (let c = 0; c < vmCount; c++) busy += this.cpuTime[c]!;
+    for (let n = 0; n < this.haltK.length; n++) {
+      const k = this.haltK[n]!;
+      const j = this.haltJ[n]!;
+      for (let c = 0; c < vmCount; c++) {
+        const share = busy > 0 ? this.cpuTime[c]! / busy : 1 / vmCount;
+        if (share > 0) this.row(k, consumers[c]!, 'idle', j * share, run);
+      }
+    }
+    this.haltK = [];
+    this.haltJ = [];
   }
 
   /** Every CPU has reported up to here, so earlier intervals are complete. */
@@ -104,26 +154,36 @@ export class CpuSplit implements Stage {
 
   private growCpus(cpu: number): void {
     const n = Math.max(cpu + 1, 2 * this.lastT.length);
-    const t = new Float64Array(n);
-    t.set(this.lastT);
-    this.lastT = t;
-    const s = new Uint8Array(n);
-    s.set(this.cpuSeen);
-    this.cpuSeen = s;
+    const grow = <T extends Float64Array | Uint8Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(n);
+      b.set(a);
+      return b;
+    };
+    this.lastT = grow(this.lastT);
+    this.firstT0 = grow(this.firstT0);
+    this.cpuSeen = grow(this.cpuSeen);
+  }
+
+  private row(k: number, consumer: string, kind: 'idle' | 'active', joules: number, span?: RunSpan): void {
+    if (joules === 0) return;
+    const I = this.ctx.intervalNs;
+    const t0 = Math.max(k * I, span ? span.t0 : this.minT0);
+    const t1 = Math.min((k + 1) * I, span ? span.t1 : this.maxT1);
+    this.ctx.sink.energy({ t0, t1, consumer, container: null, via: null, device: CPU_DEVICE, kind, joules });
   }
 
   private emit(k: number, s: Float64Array): void {
-    const I = this.ctx.intervalNs;
-    const t0 = Math.max(k * I, this.minT0);
-    const t1 = Math.min((k + 1) * I, this.maxT1);
     const { consumers, vmCount } = this.ctx.machine;
-    const share = this.equal ? s[this.pool]! / vmCount : 0;
+    const pool = s[this.pool]!;
+    let share = 0;
+    if (this.equal) share = pool / vmCount;
+    else if (pool !== 0) {
+      this.haltK.push(k);
+      this.haltJ.push(pool);
+    }
     for (let c = 0; c < this.nCons; c++) {
-      const consumer = consumers[c]!;
-      const idle = s[2 * c]! + (c < vmCount ? share : 0);
-      if (idle !== 0) this.ctx.sink.energy({ t0, t1, consumer, container: null, via: null, device: CPU_DEVICE, kind: 'idle', joules: idle });
-      const active = s[2 * c + 1]!;
-      if (active !== 0) this.ctx.sink.energy({ t0, t1, consumer, container: null, via: null, device: CPU_DEVICE, kind: 'active', joules: active });
+      this.row(k, consumers[c]!, 'idle', s[2 * c]! + (c < vmCount ? share : 0));
+      this.row(k, consumers[c]!, 'active', s[2 * c + 1]!);
     }
   }
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { EnergyRow } from '../../../src/core/stage.js';
+import { DEMO_OPTIONS } from '../../../src/generate/demo-fixture.js';
+import { syntheticCswitch } from '../../../src/generate/synthetic-cswitch.js';
 import { cpuSplitBatch, cpuSplitStream, machineOf, relDiff } from '../../helpers.js';
 
 // Timestamps above 2^53 on purpose: T is 2^53 + 1 ns.
@@ -14,7 +16,8 @@ const at = (ns: bigint) => (T + ns).toString();
  *   row 2 (t = 1 s):   'a' ran 1 s:   Δtsc = 1e9 → idle 10 J;  Δuops = 2e9 → active 2 J to a.
  *   row 3 (t = 1.5 s): halted 0.5 s: Δtsc = 5e8 → idle  5 J;  Δuops = 0   → active 0.
  * equal:   idle 15 J split over the profile's VMs a and b: 7.5 J each; a active 2 J. Total 17 J.
- * by-time: a gets the 10 J idle of its own period, the idle processor keeps 5 J.
+ * by-time: a pays the 10 J idle of its own period, and the 5 J of the halt period are shared by
+ *          CPU time over the run: a had all of it (b never ran), so a gets 15 J.
  */
 const THREE_ROWS = ['ts_ns,cpu,vm,tsc,uops', `${at(0n)},0,a,0,0`, `${at(1_000_000_000n)},0,a,1000000000,2000000000`, `${at(1_500_000_000n)},0,idle,1500000000,2000000000`, ''].join('\n');
 
@@ -33,13 +36,21 @@ describe('cpu-split by hand', () => {
     expect(sink.rows.every((r) => r.device === 'cpu' && r.via === null && r.container === null)).toBe(true);
   });
 
-  it('gives idle energy to whoever held the CPU with by-time', () => {
+  it('splits idle energy in proportion to CPU time with by-time', () => {
     const sink = cpuSplitBatch(machineOf({ split: 'by-time' }), THREE_ROWS, 100);
     const by = sink.sumBy((r) => `${r.consumer}/${r.kind}`);
-    expect(by.get('a/idle')).toBeCloseTo(10, 12);
-    expect(by.get('idle/idle')).toBeCloseTo(5, 12);
+    expect(by.get('a/idle')).toBeCloseTo(15, 12);
     expect(by.get('a/active')).toBeCloseTo(2, 12);
+    expect(by.has('idle/idle')).toBe(false);
     expect(by.has('b/idle')).toBe(false);
+  });
+
+  it('shares halt-time idle energy by run-wide CPU time with by-time', () => {
+    // a runs 3 s, b runs 1 s, then 4 s of halt: 40 J of halt idle energy go 3:1 to a and b.
+    const text = ['ts_ns,cpu,vm,tsc,uops', `${at(0n)},0,a,0,0`, `${at(3_000_000_000n)},0,a,3000000000,0`, `${at(4_000_000_000n)},0,b,4000000000,0`, `${at(8_000_000_000n)},0,idle,8000000000,0`, ''].join('\n');
+    const by = cpuSplitBatch(machineOf({ split: 'by-time' }), text, 100).sumBy((r) => `${r.consumer}/${r.kind}`);
+    expect(by.get('a/idle')).toBeCloseTo(30 + 30, 9);
+    expect(by.get('b/idle')).toBeCloseTo(10 + 10, 9);
   });
 
   it('splits a period across reporting intervals in proportion to time', () => {
@@ -81,6 +92,9 @@ describe('cpu-split by hand', () => {
     expect(by.get('b/idle')).toBeCloseTo(200, 9);
     expect(by.get('a/active')).toBe(40);
     expect(by.get('b/active')).toBe(20);
+    // The run spans [0, 210] ns: cpu 0 is unlogged for 110 ns, cpu 1 for 10 ns, at 1e9 W idle.
+    expect(by.get('(unattributed)/idle')).toBeCloseTo(120, 9);
+    expect(sink.total()).toBeCloseTo(2 * 1e9 * 210e-9 + 60, 9);
   });
 });
 
@@ -108,6 +122,8 @@ function render(t: { cpus: number; start: bigint; rows: GenRow[] }) {
   const ev = Array.from({ length: t.cpus }, () => [65_000n, 12n]);
   const time = new Array<bigint>(t.cpus).fill(t.start);
   const seen = new Array<boolean>(t.cpus).fill(false);
+  const first = new Array<bigint | null>(t.cpus).fill(null);
+  const last = new Array<bigint | null>(t.cpus).fill(null);
   let idle = 0;
   let active = 0;
   const lines = ['ts_ns,cpu,vm,tsc,uops,miss'];
@@ -118,9 +134,17 @@ function render(t: { cpus: number; start: bigint; rows: GenRow[] }) {
     if (seen[r.cpu]) {
       idle += r.dtsc * (10 / 1e9);
       active += r.dev[0]! * w.uops + r.dev[1]! * w.miss;
-    }
+      last[r.cpu] = time[r.cpu]!;
+    } else first[r.cpu] = time[r.cpu]!;
     seen[r.cpu] = true;
     lines.push(`${time[r.cpu]},${r.cpu},${r.vm},${tsc[r.cpu]},${ev[r.cpu]![0]},${ev[r.cpu]![1]}`);
+  }
+  // CPUs with a period: the run spans their periods; time a CPU is not logged costs 10 W idle.
+  const logged = [...Array(t.cpus).keys()].filter((c) => last[c] !== null);
+  if (logged.length > 0) {
+    const t0 = logged.reduce((a, c) => (first[c]! < a ? first[c]! : a), first[logged[0]!]!);
+    const t1 = logged.reduce((a, c) => (last[c]! > a ? last[c]! : a), last[logged[0]!]!);
+    for (const c of logged) idle += (10 * Number(first[c]! - t0 + (t1 - last[c]!))) / 1e9;
   }
   return { text: lines.join('\n') + '\n', idle, active, w };
 }
@@ -184,5 +208,33 @@ describe('cpu-split properties', () => {
       }),
       { numRuns: 100 },
     );
+  });
+});
+
+describe('cpu-split over long traces (many batches, early flushes)', () => {
+  const text = [...syntheticCswitch({ ...DEMO_OPTIONS, rows: 30_000, cpus: 3, meanPeriodNs: 700_000 })].join('');
+  const m = machineOf({ bits: 48, tscHz: 3e9, idleWatts: 42, events: { uops: 4e-9, l2_miss: 2e-7 }, vms: ['core', 'drv', 'vm1', 'vm2'] });
+
+  it('gives the same per-consumer totals for 100, 37 and 1000 ms, streamed or not', async () => {
+    for (const split of ['equal', 'by-time'] as const) {
+      const mm = machineOf({ bits: 48, tscHz: 3e9, idleWatts: 42, split, events: { uops: 4e-9, l2_miss: 2e-7 }, vms: ['core', 'drv', 'vm1', 'vm2'] });
+      const a = consumerTotals(cpuSplitBatch(mm, text, 100).rows);
+      for (const ms of [37, 1000]) {
+        const b = consumerTotals((await cpuSplitStream(mm, [text.slice(0, 777_777), text.slice(777_777)], ms)).rows);
+        expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+        for (const [k, v] of a) expect(relDiff(b.get(k)!, v), `${split} ${k} at ${ms} ms`).toBeLessThan(1e-9);
+      }
+    }
+  });
+
+  it('conserves energy: n_cpus × idle_watts × duration + Σ access (TSC consistent with time)', () => {
+    const sink = cpuSplitBatch(m, text, 37);
+    const ts = text.split('\n').slice(1, -1).map((l) => BigInt(l.split(',')[0]!));
+    const duration = Number(ts.reduce((a, b) => (b > a ? b : a)) - ts.reduce((a, b) => (b < a ? b : a))) / 1e9;
+    const expected = 3 * 42 * duration + sink.metrics.get('accounting.cpu.active_joules')!;
+    expect(relDiff(sink.total(), expected)).toBeLessThan(1e-9);
+    expect(sink.rows.filter((r) => r.consumer === '(unattributed)').length).toBeGreaterThan(0);
+    // Rows cover the run in 37 ms steps, some intervals more than once (late rows): sums still hold.
+    expect(sink.rows.length).toBeGreaterThan(100);
   });
 });
