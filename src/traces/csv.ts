@@ -55,10 +55,8 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
     input: Readable,
     private readonly decoder: Decoder<B>,
     onBytes?: (n: number) => void,
-    /** False when yielded batches leave this thread (shared), so the receiver recycles them. */
+    /** False when yielded batches leave this thread (transferred), so they cannot be reused. */
     private readonly recycleOnNext = true,
-    /** Hash what is read (off when another thread hashes the file). */
-    hashing = true,
   ) {
     this.input = input;
     const parser = parse(CSV_OPTIONS);
@@ -70,7 +68,7 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
       this.notify();
     });
     input.on('data', (chunk: Buffer | string) => {
-      if (hashing) hash.update(chunk);
+      hash.update(chunk);
       this.info.bytes += chunk.length;
       onBytes?.(chunk.length);
     });
@@ -94,7 +92,7 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
         this.fail(e);
         return;
       }
-      if (hashing) this.info.sha256 = hash.digest('hex');
+      this.info.sha256 = hash.digest('hex');
       this.done = true;
       this.notify();
     });
@@ -144,26 +142,8 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
   }
 }
 
-export function openTraceStream<B extends Batch>(
-  file: string,
-  decoder: Decoder<B>,
-  onBytes?: (n: number) => void,
-  recycleOnNext = true,
-  hashing = true,
-): CsvBatchStream<B> {
-  return new CsvBatchStream(fs.createReadStream(file, { highWaterMark: READ_CHUNK }), decoder, onBytes, recycleOnNext, hashing);
-}
-
-/** sha256 of a file, read on this thread (used while another thread decodes it). */
-export function hashFile(file: string): Promise<string | null> {
-  return new Promise((resolve) => {
-    const h = createHash('sha256');
-    // Small reads: this runs beside the decoder and should not add to the memory peak.
-    fs.createReadStream(file, { highWaterMark: 64 * 1024 })
-      .on('data', (c) => h.update(c))
-      .on('end', () => resolve(h.digest('hex')))
-      .on('error', () => resolve(null));
-  });
+export function openTraceStream<B extends Batch>(file: string, decoder: Decoder<B>, onBytes?: (n: number) => void, recycleOnNext = true): CsvBatchStream<B> {
+  return new CsvBatchStream(fs.createReadStream(file, { highWaterMark: READ_CHUNK }), decoder, onBytes, recycleOnNext);
 }
 
 /** Streams in-memory chunks (strings or buffers cut anywhere) through the same path as a file. */

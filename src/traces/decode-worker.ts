@@ -47,8 +47,7 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
   });
   const send = (m: FromWorker) => port.postMessage(m);
   let bytes = 0;
-  // The main thread hashes the file meanwhile (it has time to spare); this thread only decodes.
-  const stream = openTraceStream(d.file, decoder, (n) => (bytes += n), false, false);
+  const stream = openTraceStream(d.file, decoder, (n) => (bytes += n), false);
   try {
     for await (const b of stream as AsyncIterable<Batch>) {
       while (inFlight >= d.window) await new Promise<void>((r) => (credit = r));
@@ -61,7 +60,7 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
       }
       send({ type: 'batch', id, batch: b, bytes });
     }
-    send({ type: 'done', rows: decoder.rows, bytes });
+    send({ type: 'done', rows: decoder.rows, bytes, sha256: stream.info.sha256 });
   } catch (e) {
     if (isWattraceError(e)) send({ type: 'error', error: { code: e.code, message: e.message, where: e.where, exitCode: e.exitCode } });
     else send({ type: 'crash', message: (e as Error)?.message ?? String(e), stack: (e as Error)?.stack ?? '' });

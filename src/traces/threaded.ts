@@ -14,12 +14,11 @@ import type { Batch } from '../core/events.js';
 import type { TraceKind } from '../core/pipeline.js';
 import type { Machine } from '../core/profile.js';
 import type { TimeBase } from './decoder.js';
-import { hashFile } from './csv.js';
 
 export type ToWorker = { type: 'recycle'; id: number };
 export type FromWorker =
   | { type: 'batch'; id: number; batch: Batch; bytes: number }
-  | { type: 'done'; rows: number; bytes: number }
+  | { type: 'done'; rows: number; bytes: number; sha256: string | null }
   | { type: 'error'; error: { code: ErrorCode; message: string; where: Where; exitCode: number } }
   | { type: 'crash'; message: string; stack: string };
 
@@ -33,8 +32,6 @@ export function threadedReadingAvailable(): boolean {
 /** Batches of one trace file decoded on a worker thread. Same contract as CsvBatchStream. */
 export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
   readonly info: { bytes: number; rows: number; sha256: string | null } = { bytes: 0, rows: 0, sha256: null };
-  /** The file's sha256, computed on this thread while the worker decodes. */
-  private readonly hashing: Promise<string | null>;
   private readonly worker: Worker;
   private readonly queue: { id: number; batch: Batch }[] = [];
   private lent: number | null = null;
@@ -43,7 +40,6 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
   private wake: (() => void) | null = null;
 
   constructor(kind: TraceKind, file: string, base: TimeBase, machine: Machine, onBytes?: (n: number) => void, window = 4) {
-    this.hashing = hashFile(file);
     this.worker = new Worker(WORKER_FILE, {
       workerData: { kind, file, base, profile: machine.profile, profileFile: machine.file, window },
     });
@@ -56,14 +52,10 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
           break;
         case 'done':
           onBytes?.(m.bytes - this.info.bytes);
-          Object.assign(this.info, { rows: m.rows, bytes: m.bytes });
+          Object.assign(this.info, { rows: m.rows, bytes: m.bytes, sha256: m.sha256 });
+          this.done = true;
           void this.worker.terminate();
-          void this.hashing.then((h) => {
-            this.info.sha256 = h;
-            this.done = true;
-            this.notify();
-          });
-          return;
+          break;
         case 'error':
           this.fail(new WattraceError(m.error.code, m.error.message, m.error.where, m.error.exitCode));
           break;
