@@ -3,7 +3,7 @@
  * into one time-ordered stream, feeds the stages, and adds the run-wide metrics. It writes only
  * to the RunSink it is given, so the caller decides about transactions.
  */
-import type { Batch, EventSlice } from './events.js';
+import type { Batch } from './events.js';
 import type { ResolvedPipeline, TraceKind } from './pipeline.js';
 import type { Machine } from './profile.js';
 import { UNATTRIBUTED } from './profile.js';
