@@ -75,7 +75,8 @@ export async function pump(streams: readonly AsyncIterableIterator<Batch>[], sta
 }
 
 /** Writes the metrics every run has (DESIGN §6): energy totals and unattributed energy. */
-function writeRunMetrics(sink: RunSink, tally: TallySink, span: Span, inputs: RunSummary['inputs']): void {
+function writeRunMetrics(tally: TallySink, span: Span, inputs: RunSummary['inputs']): void {
+  const sink: RunSink = tally;
   sink.metric('energy.total_joules', tally.total);
   for (const [c, j] of tally.byConsumer) sink.metric(`energy.${c}.joules`, j);
   sink.metric('accounting.unattributed_joules', tally.byConsumer.get(UNATTRIBUTED) ?? 0);
@@ -127,6 +128,6 @@ export async function runPipeline(
   }
   const run = span.get();
   for (const s of stages) s.finish(run);
-  writeRunMetrics(tally, tally, span, inputs);
+  writeRunMetrics(tally, span, inputs);
   return { baseTsNs: formatExact(base.hi, base.lo), t0: run.t0, t1: run.t1, inputs, stages };
 }

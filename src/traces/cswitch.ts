@@ -5,9 +5,10 @@
  * the VM that ran in the period that ends there. A CPU's first row only opens its first period.
  */
 import { newSwitchBatch, type SwitchBatch } from '../core/events.js';
+import { resized } from '../core/typed.js';
 import type { Machine } from '../core/profile.js';
 import { Decoder, type TimeBase } from './decoder.js';
-import { PARSED, counterAdvance, formatExact, maxOfBits } from './exact.js';
+import { PARSED, counterAdvance, formatExact } from './exact.js';
 
 export const MAX_CPU = 4095;
 const TSC_BITS = 64;
@@ -15,9 +16,6 @@ const TSC_BITS = 64;
 export class CswitchDecoder extends Decoder<SwitchBatch> {
   private readonly nEv: number;
   private readonly bits: number;
-  /** Largest counter value, split like PARSED. */
-  private readonly maxHi: number;
-  private readonly maxLo: number;
   private iTs = 0;
   private iCpu = 0;
   private iVm = 0;
@@ -40,7 +38,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     super(file, base, { required: ['ts_ns', 'cpu', 'vm', 'tsc'], events: machine.eventNames }, 'cswitch');
     this.nEv = machine.eventNames.length;
     this.bits = machine.profile.cpu.counter_bits;
-    [this.maxHi, this.maxLo] = maxOfBits(this.bits);
+    this.counterRange(this.bits);
     this.evCol = new Int32Array(this.nEv);
   }
 
@@ -65,18 +63,13 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
 
   private grow(cpu: number): void {
     const n = Math.max(cpu + 1, this.seen.length * 2, 4);
-    const g = <T extends Float64Array | Uint8Array>(a: T, len: number): T => {
-      const b = new (a.constructor as new (n: number) => T)(len);
-      b.set(a);
-      return b;
-    };
-    this.seen = g(this.seen, n);
-    this.prevT = g(this.prevT, n);
-    this.prevLine = g(this.prevLine, n);
-    this.tscHi = g(this.tscHi, n);
-    this.tscLo = g(this.tscLo, n);
-    this.evHi = g(this.evHi, n * this.nEv);
-    this.evLo = g(this.evLo, n * this.nEv);
+    this.seen = resized(this.seen, n);
+    this.prevT = resized(this.prevT, n);
+    this.prevLine = resized(this.prevLine, n);
+    this.tscHi = resized(this.tscHi, n);
+    this.tscLo = resized(this.tscLo, n);
+    this.evHi = resized(this.evHi, n * this.nEv);
+    this.evLo = resized(this.evLo, n * this.nEv);
   }
 
   protected decode(f: string[]): void {
@@ -92,7 +85,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     if (cpu >= this.seen.length) this.grow(cpu);
     const nEv = this.nEv;
     const bits = this.bits;
-    const { evCol, evHi, evLo, maxHi, maxLo } = this;
+    const { evCol, evHi, evLo } = this;
     const o = cpu * nEv;
     const seen = this.seen[cpu] === 1;
     const b = this.batch;
@@ -101,12 +94,9 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     // One pass over the events: parse, range-check, advance against this CPU's previous row.
     for (let e = 0; e < nEv; e++) {
       const c = evCol[e]!;
-      this.uint(f, c);
+      this.counter(f, c);
       const hi = PARSED.hi;
       const lo = PARSED.lo;
-      if (hi > maxHi || (hi === maxHi && lo > maxLo)) {
-        this.fail('E_FIELD', `${this.columnName(c)} is ${f[c]}, above the ${bits}-bit counter range of the profile (counter_bits)`, c);
-      }
       if (seen) {
         const adv = counterAdvance(hi, lo, evHi[o + e]!, evLo[o + e]!, bits);
         if (adv < 0) this.backwards(f, c, cpu, evHi[o + e]!, evLo[o + e]!, bits);

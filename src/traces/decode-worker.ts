@@ -31,6 +31,7 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
   let inFlight = 0;
   let credit: (() => void) | null = null;
   const ids = new Map<Batch, number>();
+  let nextId = 0;
   const byId = new Map<number, Batch>();
   port.on('message', (m: ToWorker) => {
     if (m.type === 'recycle') {
@@ -54,7 +55,7 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
       inFlight++;
       let id = ids.get(b);
       if (id === undefined) {
-        id = ids.size === 0 ? 0 : Math.max(...byId.keys()) + 1;
+        id = nextId++;
         ids.set(b, id);
         byId.set(id, b);
       }

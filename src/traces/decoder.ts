@@ -6,7 +6,7 @@
 import { WattraceError, type ErrorCode } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
 import type { Machine } from '../core/profile.js';
-import { OK, PARSED, describeStatus, diffExact, parseUint } from './exact.js';
+import { OK, PARSED, describeStatus, diffExact, maxOfBits, parseUint } from './exact.js';
 
 /** The time origin of a run: the exact first timestamp, as hi · 1e9 + lo. */
 export interface TimeBase {
@@ -170,6 +170,24 @@ export abstract class Decoder<B extends Batch> {
     const s = fields[i]!;
     const st = parseUint(s);
     if (st !== OK) this.fail('E_FIELD', `${this.columnName(i)} ${describeStatus(st, s)}`, i);
+  }
+
+  private counterMaxHi = Infinity;
+  private counterMaxLo = Infinity;
+  private counterBits = 64;
+
+  /** Sets the width of the event counters that `counter` checks. */
+  protected counterRange(bits: number): void {
+    this.counterBits = bits;
+    [this.counterMaxHi, this.counterMaxLo] = maxOfBits(bits);
+  }
+
+  /** Parses event counter field `i` into PARSED; fails when it is above the counter's range. */
+  protected counter(fields: string[], i: number): void {
+    this.uint(fields, i);
+    if (PARSED.hi > this.counterMaxHi || (PARSED.hi === this.counterMaxHi && PARSED.lo > this.counterMaxLo)) {
+      this.fail('E_FIELD', `${this.columnName(i)} is ${fields[i]}, above the ${this.counterBits}-bit counter range of the profile (counter_bits)`, i);
+    }
   }
 
   /** Field `i` as a timestamp relative to the run's base, in ns (exact while within ~104 days). */

@@ -98,9 +98,8 @@ export function maxOfBits(bits: number): [number, number] {
 
 /** True when hi · 1e9 + lo ≥ 2^bits. */
 export function exceedsBits(hi: number, lo: number, bits: number): boolean {
-  if (bits >= 64) return false; // parseUint already rejects ≥ 2^64
-  if (bits <= 52) return hi * LO_SCALE + lo >= 2 ** bits;
-  return toBigInt(hi, lo) >= 1n << BigInt(bits);
+  const [maxHi, maxLo] = maxOfBits(bits);
+  return hi > maxHi || (hi === maxHi && lo > maxLo);
 }
 
 /**

@@ -7,7 +7,7 @@
 import { newContainerBatch, type ContainerBatch } from '../core/events.js';
 import type { Machine } from '../core/profile.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
-import { PARSED, counterAdvance, formatExact, maxOfBits } from './exact.js';
+import { PARSED, counterAdvance, formatExact } from './exact.js';
 import { MAX_CPU } from './cswitch.js';
 
 interface Lane {
@@ -23,9 +23,6 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
   private readonly names = new NameTable();
   private readonly nEv: number;
   private readonly bits: number;
-  /** Largest counter value, split like PARSED. */
-  private readonly maxHi: number;
-  private readonly maxLo: number;
   private iTs = 0;
   private iVm = 0;
   private iCpu = 0;
@@ -44,7 +41,7 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     super(file, base, { required: ['ts_ns', 'vm', 'cpu', 'container', 'tsc'], events: machine.eventNames }, 'guest');
     this.nEv = machine.eventNames.length;
     this.bits = machine.profile.cpu.counter_bits;
-    [this.maxHi, this.maxLo] = maxOfBits(this.bits);
+    this.counterRange(this.bits);
     this.evCol = new Int32Array(this.nEv);
     this.curHi = new Float64Array(this.nEv);
     this.curLo = new Float64Array(this.nEv);
@@ -79,10 +76,7 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     const tLo = PARSED.lo;
     for (let e = 0; e < this.nEv; e++) {
       const c = this.evCol[e]!;
-      this.uint(f, c);
-      if (PARSED.hi > this.maxHi || (PARSED.hi === this.maxHi && PARSED.lo > this.maxLo)) {
-        this.fail('E_FIELD', `${this.columnName(c)} is ${f[c]}, above the ${this.bits}-bit counter range of the profile (counter_bits)`, c);
-      }
+      this.counter(f, c);
       this.curHi[e] = PARSED.hi;
       this.curLo[e] = PARSED.lo;
     }

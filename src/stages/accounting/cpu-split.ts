@@ -20,6 +20,7 @@ import { IntervalAccumulator, spread } from '../../core/intervals.js';
 import { UNATTRIBUTED } from '../../core/profile.js';
 import type { RunSpan } from '../../core/span.js';
 import type { Stage, StageContext } from '../../core/stage.js';
+import { resized } from '../../core/typed.js';
 
 export const CPU_DEVICE = 'cpu';
 
@@ -154,14 +155,9 @@ export class CpuSplit implements Stage {
 
   private growCpus(cpu: number): void {
     const n = Math.max(cpu + 1, 2 * this.lastT.length);
-    const grow = <T extends Float64Array | Uint8Array>(a: T): T => {
-      const b = new (a.constructor as new (n: number) => T)(n);
-      b.set(a);
-      return b;
-    };
-    this.lastT = grow(this.lastT);
-    this.firstT0 = grow(this.firstT0);
-    this.cpuSeen = grow(this.cpuSeen);
+    this.lastT = resized(this.lastT, n);
+    this.firstT0 = resized(this.firstT0, n);
+    this.cpuSeen = resized(this.cpuSeen, n);
   }
 
   private row(k: number, consumer: string, kind: 'idle' | 'active', joules: number, span?: RunSpan): void {
