@@ -10,8 +10,13 @@ import { pump } from '../src/core/runner.js';
 import { Span } from '../src/core/span.js';
 import { runSlices, type Stage, type StageContext } from '../src/core/stage.js';
 import { CpuSplit } from '../src/stages/accounting/cpu-split.js';
+import { DRIVER_DEFAULTS } from '../src/stages/accounting/driver-charge.js';
+import { stageDefinition } from '../src/stages/registry.js';
+import { createStages } from '../src/core/stage.js';
+import { makeDecoder } from '../src/core/decoders.js';
+import type { DriverChargeSettings, StageName, TraceKind } from '../src/core/pipeline.js';
 import { MemorySink } from '../src/store/memory.js';
-import { chunkStream, decodeText, firstTimestampOf } from '../src/traces/csv.js';
+import { chunkStream, decodeText, firstTimestampOf, minBase } from '../src/traces/csv.js';
 import { CswitchDecoder } from '../src/traces/cswitch.js';
 import type { TimeBase } from '../src/traces/decoder.js';
 
@@ -52,6 +57,7 @@ export function pipelineStub(intervalMs = 100): ResolvedPipeline {
     traces: { cswitch: 'cswitch.csv' },
     intervalMs,
     stages: ['cpu-split'],
+    accounting: { driver: { ...DRIVER_DEFAULTS } },
     policy: {},
     expect: [],
     params: {},
@@ -63,7 +69,7 @@ export function baseOf(text: string): TimeBase {
 }
 
 function cpuSplitStages(machine: Machine, intervalMs: number, sink: MemorySink): Stage[] {
-  const ctx: StageContext = { machine, pipeline: pipelineStub(intervalMs), intervalNs: Math.round(intervalMs * 1e6), sink };
+  const ctx: StageContext = { machine, pipeline: pipelineStub(intervalMs), intervalNs: Math.round(intervalMs * 1e6), sink, span: new Span() };
   return [new CpuSplit(ctx)];
 }
 
@@ -101,3 +107,48 @@ export function relDiff(a: number, b: number): number {
 }
 
 export const SHARED = path.resolve(__dirname, '..', '..', 'shared');
+
+export interface ReplayTextOptions {
+  intervalMs?: number;
+  driver?: Partial<DriverChargeSettings>;
+  /** Cut every trace into chunks of this many bytes (default: whole). */
+  chunkBytes?: number;
+}
+
+/**
+ * Runs `stages` over in-memory traces through the streaming path (csv-parse, merge, pump), the
+ * way `replay` runs files, into a MemorySink.
+ */
+export async function replayTexts(
+  machine: Machine,
+  texts: Partial<Record<TraceKind, string>>,
+  stageNames: readonly StageName[],
+  o: ReplayTextOptions = {},
+): Promise<MemorySink> {
+  const sink = new MemorySink();
+  const intervalMs = o.intervalMs ?? 100;
+  const kinds = (['cswitch', 'disk', 'guest', 'measured'] as const).filter((k) => texts[k] !== undefined);
+  let base: TimeBase | null = null;
+  for (const k of kinds) base = minBase(base, firstTimestampOf(texts[k]!));
+  base ??= { hi: 0, lo: 0 };
+  const pipeline = { ...pipelineStub(intervalMs), stages: [...stageNames], accounting: { driver: { ...DRIVER_DEFAULTS, ...o.driver } } };
+  const span = new Span();
+  const stages = createStages(stageNames.map(stageDefinition), { machine, pipeline, intervalNs: Math.round(intervalMs * 1e6), span }, sink);
+  const cut = (text: string): Buffer[] => {
+    const buf = Buffer.from(text);
+    const n = o.chunkBytes ?? buf.length;
+    const out: Buffer[] = [];
+    for (let i = 0; i < buf.length; i += n) out.push(buf.subarray(i, i + n));
+    return out;
+  };
+  const streams = kinds.map((k) => chunkStream(cut(texts[k]!), makeDecoder(k, `${k}.csv`, base!, machine)) as AsyncIterableIterator<Batch>);
+  await pump(streams, stages, span);
+  const run = span.get();
+  for (const s of stages) s.finish(run);
+  return sink;
+}
+
+/** Joules per (consumer, via, device, kind) over host-level rows, key `consumer|via|device|kind`. */
+export function cells(sink: MemorySink): Map<string, number> {
+  return sink.sumBy((r) => `${r.consumer}|${r.via ?? '-'}|${r.device}|${r.kind}`);
+}

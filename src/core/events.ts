@@ -60,9 +60,17 @@ export interface ContainerBatch extends BatchBase {
   readonly cpu: Int32Array;
   /** Index into `names` of the container that ran. */
   readonly container: Int32Array;
+  /** Period start; equal to `t` for the row that opens a (vm, cpu) lane (an empty period). */
   readonly t0: Float64Array;
+  /** Hardware counter advances over the period, as read inside the guest. */
   readonly dtsc: Float64Array;
   readonly dev: Float64Array;
+  /**
+   * The same advances in the VM's private counter view (§3.4.1): hardware minus the advances of
+   * other VMs that ran on the CPU meanwhile. Filled in by the virtual-counters stage; NaN before.
+   */
+  readonly vdtsc: Float64Array;
+  readonly vdev: Float64Array;
   readonly nEvents: number;
   readonly names: string[];
 }
@@ -143,6 +151,8 @@ export function newContainerBatch(file: string, nEvents: number, names: string[]
     t0: f64(capacity),
     dtsc: f64(capacity),
     dev: f64(capacity * nEvents),
+    vdtsc: f64(capacity),
+    vdev: f64(capacity * nEvents),
     nEvents,
     names,
   };

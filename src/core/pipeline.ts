@@ -25,6 +25,19 @@ export interface Expectation {
   max_delta?: number;
 }
 
+/** Settings of driver-charge (`accounting.driver`, schema defaults applied). */
+export interface DriverChargeSettings {
+  model: 'constant' | 'per-byte';
+  window: number;
+  baseline_window_ms: number;
+  baseline_watts?: Record<string, number>;
+  forget: number;
+}
+
+export interface AccountingSettings {
+  driver: DriverChargeSettings;
+}
+
 /** The pipeline file as written (after schema defaults). */
 export interface PipelineFile {
   name: string;
@@ -34,6 +47,7 @@ export interface PipelineFile {
   traces: Partial<Record<TraceKind, string>>;
   interval_ms: number;
   stages: StageName[];
+  accounting: AccountingSettings;
   policy?: Record<string, unknown>;
   variants?: Record<string, Record<string, unknown>>;
   expect?: Expectation[];
@@ -48,6 +62,7 @@ export interface ResolvedPipeline {
   readonly traces: Partial<Record<TraceKind, string>>;
   readonly intervalMs: number;
   readonly stages: readonly StageName[];
+  readonly accounting: AccountingSettings;
   readonly policy: Record<string, unknown>;
   readonly expect: readonly Expectation[];
   /** The settings as resolved, stored in `runs.params`. */
@@ -108,7 +123,7 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
 
 /**
  * Sets `value` at a dotted path. Every segment but the last must exist; the last must exist too,
- * except inside `limits_watts` maps, which name VMs and containers freely.
+ * except inside `limits_watts` and `baseline_watts` maps, which name VMs and containers freely.
  */
 export function applyOverride(target: Record<string, unknown>, dotted: string, value: unknown, file: string, where: string): void {
   const parts = dotted.split('.');
@@ -121,7 +136,7 @@ export function applyOverride(target: Record<string, unknown>, dotted: string, v
     node = node[key];
   }
   const last = parts[parts.length - 1]!;
-  const parentIsMap = parts.includes('limits_watts');
+  const parentIsMap = parts.includes('limits_watts') || parts.includes('baseline_watts');
   if (!isPlainObject(node) || (!(last in node) && !parentIsMap)) {
     throw new WattraceError('E_PIPELINE', `override '${dotted}' names a setting that does not exist in the pipeline`, { file, path: where });
   }
@@ -162,6 +177,7 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
     traces,
     interval_ms: intervalMs,
     stages,
+    accounting: p.accounting,
     policy: p.policy ?? {},
   };
   return {
@@ -172,6 +188,7 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
     traces,
     intervalMs,
     stages,
+    accounting: p.accounting,
     policy: p.policy ?? {},
     expect: p.expect ?? [],
     params,

@@ -1,6 +1,7 @@
 /** The machine profile (DESIGN §1): loading, validation, and the resolved form stages use. */
 import { WattraceError } from './errors.js';
 import { readJsonFile, validateAgainst } from './json.js';
+import { servicesFor } from './services.js';
 
 export type IdleSplit = 'equal' | 'by-time';
 export type VmRole = 'core' | 'driver' | 'client';
@@ -95,10 +96,20 @@ export function resolveProfile(p: Profile, file: string): Machine {
     }
     s.clients.forEach((c, j) => {
       if (!vmIds.has(c)) err(`/services/${i}/clients/${j}`, `service '${s.id}' names client '${c}', which is not among the VMs`);
+      if (c === s.driver) err(`/services/${i}/clients/${j}`, `service '${s.id}': driver '${c}' cannot be a client of its own service`);
     });
   });
   const cycle = findServiceCycle(p.services);
   if (cycle) err('/services', `services form a cycle: ${cycle.join(' → ')}`);
+  // A disk request names its client and its disk; the service it went through must follow.
+  for (const vm of p.vms) {
+    for (const disk of Object.keys(p.disks)) {
+      const via = servicesFor(p.services, vm.id, disk);
+      if (via.length > 1) {
+        err('/services', `VM '${vm.id}' reaches disk '${disk}' through ${via.length} services (${via.map((i) => p.services[i]!.id).join(', ')}), so its requests cannot be told apart`);
+      }
+    }
+  }
 
   const eventNames = Object.keys(p.cpu.events);
   const eventWeights = Float64Array.from(eventNames.map((e) => p.cpu.events[e] ?? 0));

@@ -8,7 +8,7 @@ import type { ResolvedPipeline, TraceKind } from './pipeline.js';
 import type { Machine } from './profile.js';
 import { UNATTRIBUTED } from './profile.js';
 import { Span } from './span.js';
-import { dispatch, type EnergyRow, type RunSink, type Stage, type StageContext, type StageDefinition } from './stage.js';
+import { createStages, dispatch, type CounterRow, type EnergyRow, type RunSink, type Stage, type StageDefinition } from './stage.js';
 import { msToNs } from './units.js';
 import { WattraceError } from './errors.js';
 import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
@@ -53,6 +53,9 @@ class TallySink implements RunSink {
       this.byConsumer.set(r.consumer, (this.byConsumer.get(r.consumer) ?? 0) + r.joules);
     }
     this.inner.energy(r);
+  }
+  counter(r: CounterRow): void {
+    this.inner.counter(r);
   }
   metric(name: string, value: number): void {
     this.inner.metric(name, value);
@@ -101,8 +104,8 @@ export async function runPipeline(
   base ??= { hi: 0, lo: 0 };
 
   const tally = new TallySink(sink);
-  const ctx: StageContext = { machine, pipeline: p, intervalNs: Math.max(1, Math.round(msToNs(p.intervalMs))), sink: tally };
-  const stages = defs.map((d) => d.create!(ctx));
+  const span = new Span();
+  const stages = createStages(defs, { machine, pipeline: p, intervalNs: Math.max(1, Math.round(msToNs(p.intervalMs))), span }, tally);
 
   let done = 0;
   const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), total) : undefined;
@@ -119,7 +122,6 @@ export async function runPipeline(
     return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
   });
   const streams = readers.map((r) => r.stream);
-  const span = new Span();
   await pump(streams, stages, span);
   const inputs: RunSummary['inputs'] = {};
   files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: readers[i]!.sha256(), rows: readers[i]!.rows() }));

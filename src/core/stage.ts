@@ -22,10 +22,31 @@ export interface EnergyRow {
   readonly joules: number;
 }
 
+/** One row of the `virtual_counters` table (DESIGN §3): a VM's private counter advance. */
+export interface CounterRow {
+  readonly t0: number;
+  readonly t1: number;
+  readonly vm: string;
+  /** An event column of the profile, or 'tsc'. */
+  readonly event: string;
+  readonly advance: number;
+}
+
 /** Where a run's results go: the SQLite store, or memory in tests. */
 export interface RunSink {
   energy(row: EnergyRow): void;
+  counter(row: CounterRow): void;
   metric(name: string, value: number): void;
+}
+
+/**
+ * A stage that takes over the energy other stages charge to some consumers (driver-charge takes
+ * the driver VMs' energy and charges it on to their clients, §3.3.3). The runner hands it every
+ * host-level row whose consumer it names instead of writing the row.
+ */
+export interface EnergyCapture {
+  readonly captures: ReadonlySet<string>;
+  capture(row: EnergyRow): void;
 }
 
 export interface StageContext {
@@ -34,6 +55,8 @@ export interface StageContext {
   /** Reporting interval of the energy table, in ns. */
   readonly intervalNs: number;
   readonly sink: RunSink;
+  /** The span of the events dispatched so far (grows as the stream advances). */
+  readonly span: Span;
 }
 
 export interface Stage {
@@ -53,6 +76,8 @@ export interface StageDefinition {
   readonly name: StageName;
   /** Traces the stage reads. */
   readonly traces: readonly TraceKind[];
+  /** Traces it also reads when the pipeline gives them. */
+  readonly optionalTraces?: readonly TraceKind[];
   /** Stages whose output it needs, which must also be in the pipeline. */
   readonly requires: readonly StageName[];
   /** A one-line summary for --help and error messages. */
@@ -68,8 +93,7 @@ export function dispatch(stages: readonly Stage[], slice: EventSlice): void {
 }
 
 /** The batch adapter: runs stages over slices held in memory. Returns the run's span. */
-export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>): RunSpan {
-  const span = new Span();
+export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>, span = new Span()): RunSpan {
   for (const slice of slices) {
     span.see(slice);
     dispatch(stages, slice);
@@ -77,4 +101,38 @@ export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>
   const run = span.get();
   for (const s of stages) s.finish(run);
   return run;
+}
+
+/** Hands the rows an EnergyCapture takes over to it, and everything else to `inner`. */
+export class CapturingSink implements RunSink {
+  capturer: EnergyCapture | null = null;
+  constructor(private readonly inner: RunSink) {}
+  energy(row: EnergyRow): void {
+    if (this.capturer !== null && row.container === null && this.capturer.captures.has(row.consumer)) this.capturer.capture(row);
+    else this.inner.energy(row);
+  }
+  counter(row: CounterRow): void {
+    this.inner.counter(row);
+  }
+  metric(name: string, value: number): void {
+    this.inner.metric(name, value);
+  }
+}
+
+export function isEnergyCapture(s: Stage): s is Stage & EnergyCapture {
+  return 'capture' in s && 'captures' in s;
+}
+
+/** Creates the stages of a run over one context whose sink routes captured rows. */
+export function createStages(defs: readonly StageDefinition[], base: Omit<StageContext, 'sink'>, sink: RunSink): Stage[] {
+  const router = new CapturingSink(sink);
+  const ctx: StageContext = { ...base, sink: router };
+  const stages = defs.map((d) => {
+    if (!d.create) throw new Error(`stage '${d.name}' is not available`);
+    return d.create(ctx);
+  });
+  const capturers = stages.filter(isEnergyCapture);
+  if (capturers.length > 1) throw new Error('only one stage may capture energy rows');
+  router.capturer = capturers[0] ?? null;
+  return stages;
 }

@@ -3,12 +3,15 @@ import { WattraceError } from '../core/errors.js';
 import type { ResolvedPipeline, StageName, TraceKind } from '../core/pipeline.js';
 import type { StageDefinition } from '../core/stage.js';
 import { CpuSplit } from './accounting/cpu-split.js';
+import { DiskEnergy } from './accounting/disk-energy.js';
+import { DriverCharge } from './accounting/driver-charge.js';
+import { VirtualCounters } from './accounting/virtual-counters.js';
 
 export const STAGES: readonly StageDefinition[] = [
   { name: 'cpu-split', traces: ['cswitch'], requires: [], summary: 'CPU idle/access split per VM from the context-switch PMC log (§3.2.1, §3.3.1)', create: (ctx) => new CpuSplit(ctx) },
-  { name: 'disk-energy', traces: ['disk'], requires: [], summary: 'two-state time-based disk energy per client (§3.2.2, §3.3.2)', create: null },
-  { name: 'driver-charge', traces: ['cswitch', 'disk'], requires: ['cpu-split', 'disk-energy'], summary: "a driver VM's CPU energy charged back to its clients (§3.3.3)", create: null },
-  { name: 'virtual-counters', traces: ['cswitch'], requires: [], summary: "each VM's private view of the performance counters (§3.4.1)", create: null },
+  { name: 'disk-energy', traces: ['disk'], requires: [], summary: 'two-state time-based disk energy per client (§3.2.2, §3.3.2)', create: (ctx) => new DiskEnergy(ctx) },
+  { name: 'driver-charge', traces: ['cswitch', 'disk'], requires: ['cpu-split', 'disk-energy'], summary: "a driver VM's CPU energy charged back to its clients (§3.3.3)", create: (ctx) => new DriverCharge(ctx) },
+  { name: 'virtual-counters', traces: ['cswitch'], optionalTraces: ['guest'], requires: [], summary: "each VM's private view of the performance counters (§3.4.1)", create: (ctx) => new VirtualCounters(ctx) },
   { name: 'host-strides', traces: ['cswitch'], requires: ['cpu-split'], summary: 'stride scheduler with a halting idle processor under power limits (§3.3.4, §3.3.6)', create: null },
   { name: 'disk-budgets', traces: ['disk'], requires: ['disk-energy'], summary: 'disk request budgets with the throttle-factor controller (§3.3.5, §3.3.6)', create: null },
   { name: 'guest-containers', traces: ['guest'], requires: ['virtual-counters'], summary: 'resource containers inside energy-aware guests (§3.4.3)', create: null },
@@ -49,6 +52,6 @@ export function planStages(p: ResolvedPipeline): { defs: StageDefinition[]; trac
     }
   }
   const order: TraceKind[] = ['cswitch', 'disk', 'guest', 'measured'];
-  const wanted = new Set(defs.flatMap((d) => d.traces));
+  const wanted = new Set(defs.flatMap((d) => [...d.traces, ...(d.optionalTraces ?? []).filter((t) => p.traces[t])]));
   return { defs, traces: order.filter((t) => wanted.has(t)) };
 }

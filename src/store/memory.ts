@@ -1,12 +1,17 @@
 /** A RunSink that keeps everything in memory: the batch adapter's sink, used by tests. */
-import type { EnergyRow, RunSink } from '../core/stage.js';
+import type { CounterRow, EnergyRow, RunSink } from '../core/stage.js';
 
 export class MemorySink implements RunSink {
   readonly rows: EnergyRow[] = [];
+  readonly counters: CounterRow[] = [];
   readonly metrics = new Map<string, number>();
 
   energy(row: EnergyRow): void {
     this.rows.push(row);
+  }
+
+  counter(row: CounterRow): void {
+    this.counters.push(row);
   }
 
   metric(name: string, value: number): void {

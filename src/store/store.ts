@@ -8,7 +8,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { WattraceError } from '../core/errors.js';
 import { SCHEMA_DIR } from '../core/json.js';
-import type { EnergyRow, RunSink } from '../core/stage.js';
+import type { CounterRow, EnergyRow, RunSink } from '../core/stage.js';
 
 export const SCHEMA_VERSION = 1;
 /** Energy rows per multi-row INSERT (TOOLCHAIN.md: ~1.4× the rows/s of single-row inserts). */
@@ -58,6 +58,7 @@ export class RunWriter implements RunSink {
   readonly runId: number;
   private readonly insEnergy: Database.Statement;
   private readonly insEnergyMany: Database.Statement;
+  private readonly insCounter: Database.Statement;
   /** Energy rows not yet inserted, flattened 9 values a row (inserted ENERGY_BATCH at a time). */
   private pending: (number | string | null)[] = [];
   private readonly metrics = new Map<string, number>();
@@ -80,6 +81,7 @@ export class RunWriter implements RunSink {
       const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?)';
       this.insEnergy = db.prepare(sql + one);
       this.insEnergyMany = db.prepare(sql + Array.from({ length: ENERGY_BATCH }, () => one).join(', '));
+      this.insCounter = db.prepare('INSERT INTO virtual_counters (run_id, t0_ns, t1_ns, vm, event, advance) VALUES (?, ?, ?, ?, ?, ?)');
     } catch (e) {
       this.abort();
       throw storeError(file, e);
@@ -124,6 +126,10 @@ export class RunWriter implements RunSink {
   private flushEnergy(): void {
     for (let i = 0; i < this.pending.length; i += 9) this.insEnergy.run(this.pending.slice(i, i + 9));
     this.pending = [];
+  }
+
+  counter(r: CounterRow): void {
+    this.insCounter.run(this.runId, Math.round(r.t0), Math.round(r.t1), r.vm, r.event, r.advance);
   }
 
   metric(name: string, value: number): void {

@@ -2,7 +2,9 @@
  * The guest container log (DESIGN §1): `ts_ns,vm,cpu,container,tsc,<event>...`, one row per switch
  * between resource containers inside an energy-aware guest (§3.4.3), with the hardware counters
  * read at that instant. Consecutive rows of one (vm, cpu) form a period of the container named on
- * the later row; the first row of each (vm, cpu) only opens a period.
+ * the later row. The first row of each (vm, cpu) opens the lane: it is passed on as an empty period
+ * (t0 = t, no advances), so that later stages know where the lane starts (virtual-counters takes
+ * its snapshot of the other VMs' advances there).
  */
 import { newContainerBatch, type ContainerBatch } from '../core/events.js';
 import type { Machine } from '../core/profile.js';
@@ -84,6 +86,8 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     const lane = this.lanes.get(key);
     if (!lane) {
       this.lanes.set(key, { t, line: this.line, tscHi: tHi, tscLo: tLo, evHi: Float64Array.from(this.curHi), evLo: Float64Array.from(this.curLo) });
+      this.put(t, t, vm, cpu, container, 0);
+      this.batch.dev.fill(0, (this.batch.length - 1) * this.nEv, this.batch.length * this.nEv);
       return;
     }
     if (t < lane.t) this.fail('E_ORDER', `time goes backwards for ${vmName} on cpu ${cpu}: ${f[this.iTs]} is before line ${lane.line}`, this.iTs);
@@ -96,20 +100,28 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
       if (adv < 0) this.backwards(f, this.evCol[e]!, lane, lane.evHi[e]!, lane.evLo[e]!, this.bits);
       b.dev[i * this.nEv + e] = adv;
     }
-    b.t[i] = t;
-    b.t0[i] = lane.t;
-    b.line[i] = this.line;
-    b.vm[i] = vm;
-    b.cpu[i] = cpu;
-    b.container[i] = container;
-    b.dtsc[i] = dtsc;
-    b.length = i + 1;
+    this.put(lane.t, t, vm, cpu, container, dtsc);
     lane.t = t;
     lane.line = this.line;
     lane.tscHi = tHi;
     lane.tscLo = tLo;
     lane.evHi.set(this.curHi);
     lane.evLo.set(this.curLo);
+  }
+
+  private put(t0: number, t: number, vm: number, cpu: number, container: number, dtsc: number): void {
+    const b = this.batch;
+    const i = b.length;
+    b.t[i] = t;
+    b.t0[i] = t0;
+    b.line[i] = this.line;
+    b.vm[i] = vm;
+    b.cpu[i] = cpu;
+    b.container[i] = container;
+    b.dtsc[i] = dtsc;
+    b.vdtsc[i] = NaN;
+    b.vdev.fill(NaN, i * this.nEv, (i + 1) * this.nEv);
+    b.length = i + 1;
   }
 
   private backwards(f: string[], c: number, lane: Lane, phi: number, plo: number, bits: number): never {

@@ -71,13 +71,16 @@ describe('guest reader', () => {
   p.vms[1]!.energy_aware = true;
   const m = resolveProfile(p, 'm.json');
 
-  it('forms container periods per (vm, cpu)', () => {
+  it('forms container periods per (vm, cpu); the first row of a lane is an empty period', () => {
     const text = ['ts_ns,vm,cpu,container,tsc,uops', '0,b,0,x,0,0', '0,b,1,y,0,0', '10,b,0,x,10,5', '12,b,1,y,12,6', '20,b,0,z,20,9', ''].join('\n');
     const g = decodeText(text, new GuestDecoder('g.csv', base, m))[0] as ContainerBatch;
-    expect(g.length).toBe(3);
-    expect([...g.container.subarray(0, 3)].map((i) => g.names[i])).toEqual(['x', 'y', 'z']);
-    expect(Array.from(g.dev.subarray(0, 3))).toEqual([5, 6, 4]);
-    expect(Array.from(g.t0.subarray(0, 3))).toEqual([0, 0, 10]);
+    expect(g.length).toBe(5);
+    expect([...g.container.subarray(0, 5)].map((i) => g.names[i])).toEqual(['x', 'y', 'x', 'y', 'z']);
+    expect(Array.from(g.dev.subarray(0, 5))).toEqual([0, 0, 5, 6, 4]);
+    expect(Array.from(g.dtsc.subarray(0, 5))).toEqual([0, 0, 10, 12, 10]);
+    expect(Array.from(g.t0.subarray(0, 5))).toEqual([0, 0, 0, 0, 10]);
+    expect(Array.from(g.t.subarray(0, 5))).toEqual([0, 0, 10, 12, 20]);
+    expect(Number.isNaN(g.vdtsc[2])).toBe(true);
   });
 
   it('refuses containers of a VM that is not energy-aware', () => {

@@ -1,0 +1,284 @@
+/**
+ * Stage 2, disk-energy: the two-state, time-based disk model of §3.2.2 as the driver's
+ * translation module applies it (§3.3.2), one model per disk of the profile.
+ *
+ * Transfer rate: re-estimated every `rate_window` (50) requests of the disk as bytes over busy
+ * time of those requests; `nominal_rate_bps` until the first window completes. A request's busy
+ * time is its `latency_ns` where the log has it; otherwise the time since the disk's previous
+ * completion — unless that gap is longer than `idle_period_ms` (the disk then idled for a whole
+ * accounting period: the gap is idle time, not service), in which case the request's busy time
+ * is its transfer time at the current rate.
+ *
+ * Active energy: a request keeps the disk active for bytes / rate; its energy
+ * (active_watts − idle_watts) · bytes / rate goes to its client (and, where the log names one, to
+ * its resource container, as an extra container-level row).
+ *
+ * Idle energy: idle_watts · period, recomputed every `idle_period_ms` (the paper's 50 ms procedure)
+ * and apportioned to the clients in proportion to their active time in that period; equally among
+ * the disk's clients when nobody used it. Over a run the disk's energy is exactly
+ * idle_watts · duration + Σ active.
+ *
+ * A request that reached the disk through a driver VM's service is consumed by that driver on the
+ * client's behalf: its rows have `via` = the driver (Figure 5). See core/services.ts for how a row
+ * is matched to a service, and for rows that only record an upper service's request.
+ */
+import type { DiskBatch, EventSlice } from '../../core/events.js';
+import { IntervalAccumulator, spread } from '../../core/intervals.js';
+import type { DiskSpec } from '../../core/profile.js';
+import { ServiceGraph } from '../../core/services.js';
+import type { RunSpan } from '../../core/span.js';
+import type { Stage, StageContext } from '../../core/stage.js';
+import { msToNs } from '../../core/units.js';
+
+interface DiskState {
+  readonly id: string;
+  /** Index of the disk in profile order (its block of accumulator slots). */
+  readonly d: number;
+  readonly spec: DiskSpec;
+  /** Idle accounting period, ns. */
+  readonly periodNs: number;
+  /** Bytes per second in effect. */
+  rate: number;
+  winN: number;
+  winBytes: number;
+  winBusy: number;
+  prevT: number;
+  /** Current idle period and its utilization per consumer (active ns). */
+  curP: number;
+  readonly util: Float64Array;
+  utilSum: number;
+  /** Idle energy has been emitted from `firstFrom` up to `idleFrom`. */
+  idleFrom: number;
+  firstFrom: number;
+  requests: number;
+  bytes: number;
+  activeS: number;
+  idleJ: number;
+  activeJ: number;
+}
+
+export class DiskEnergy implements Stage {
+  readonly name = 'disk-energy' as const;
+  readonly consumes = ['disk'] as const;
+
+  private readonly graph: ServiceGraph;
+  private readonly disks: DiskState[];
+  private readonly byName = new Map<string, DiskState>();
+  private readonly nCons: number;
+  private readonly acc: IntervalAccumulator;
+  /** Container-level active energy per interval: key `${d}\0${consumer}\0${container}`. */
+  private readonly containerJ = new Map<number, Map<string, number>>();
+  private readonly viaCache = new Map<number, string | null>();
+  /** Requests that only record an upper service's work (no disk energy of their own). */
+  upperRequests = 0;
+
+  constructor(private readonly ctx: StageContext) {
+    const m = ctx.machine;
+    this.graph = new ServiceGraph(m);
+    this.nCons = m.consumers.length;
+    this.disks = Object.entries(m.profile.disks).map(([id, spec], d) => ({
+      id,
+      d,
+      spec,
+      periodNs: Math.max(1, Math.round(msToNs(spec.idle_period_ms))),
+      rate: spec.nominal_rate_bps,
+      winN: 0,
+      winBytes: 0,
+      winBusy: 0,
+      prevT: NaN,
+      curP: NaN,
+      util: new Float64Array(this.nCons),
+      utilSum: 0,
+      idleFrom: NaN,
+      firstFrom: NaN,
+      requests: 0,
+      bytes: 0,
+      activeS: 0,
+      idleJ: 0,
+      activeJ: 0,
+    }));
+    for (const s of this.disks) this.byName.set(s.id, s);
+    this.acc = new IntervalAccumulator(ctx.intervalNs, this.disks.length * this.nCons * 2, (k, s) => this.emit(k, s));
+  }
+
+  push(slice: EventSlice): void {
+    const b = slice.batch as DiskBatch;
+    const I = this.ctx.intervalNs;
+    let t = -Infinity;
+    for (let i = slice.from; i < slice.to; i++) {
+      t = b.t[i]!;
+      const st = this.byName.get(b.names[b.disk[i]!]!)!;
+      const c = b.vm[i]!;
+      const route = this.graph.route(c, st.id);
+      if (route !== null && !route.physical) {
+        this.upperRequests++;
+        continue;
+      }
+      this.advance(st, t);
+      const bytes = b.bytes[i]!;
+      const activeNs = (bytes / st.rate) * 1e9;
+      const e = ((st.spec.active_watts - st.spec.idle_watts) * activeNs) / 1e9;
+      const slot = (st.d * this.nCons + c) * 2 + 1;
+      const s = this.acc.slots(Math.floor(t / I));
+      s[slot] = s[slot]! + e;
+      if (b.container[i]! >= 0) this.addContainer(Math.floor(t / I), `${st.d}\0${c}\0${b.names[b.container[i]!]!}`, e);
+      st.util[c] = st.util[c]! + activeNs;
+      st.utilSum += activeNs;
+      st.requests++;
+      st.bytes += bytes;
+      st.activeS += activeNs / 1e9;
+      st.activeJ += e;
+      // Busy time for the next rate estimate.
+      const lat = b.latency[i]!;
+      const gap = t - st.prevT;
+      const busy = lat === lat ? lat : gap >= 0 && gap <= st.periodNs ? gap : activeNs;
+      st.prevT = t;
+      st.winN++;
+      st.winBytes += bytes;
+      st.winBusy += busy;
+      if (st.winN >= st.spec.rate_window) {
+        if (st.winBusy > 0 && st.winBytes > 0) st.rate = (st.winBytes / st.winBusy) * 1e9;
+        st.winN = 0;
+        st.winBytes = 0;
+        st.winBusy = 0;
+      }
+    }
+    if (t === -Infinity) return;
+    let mark = Infinity;
+    for (const st of this.disks) {
+      this.advance(st, t);
+      mark = Math.min(mark, st.curP * st.periodNs);
+    }
+    this.acc.flushBefore(mark);
+  }
+
+  finish(run: RunSpan): void {
+    for (const st of this.disks) {
+      if (st.curP !== st.curP) this.start(st, run.t0);
+      this.advance(st, run.t1);
+      // The last, partial period, and time before the first period the stream showed us.
+      if (run.t1 > st.idleFrom) this.closePeriod(st, st.idleFrom, run.t1, true);
+      if (run.t0 < st.firstFrom) this.idle(st, run.t0, st.firstFrom, false);
+    }
+    this.acc.flushAll();
+    this.flushContainers(Infinity);
+    const { sink } = this.ctx;
+    for (const st of this.disks) {
+      const p = `accounting.disk.${st.id}`;
+      sink.metric(`${p}.idle_joules`, st.idleJ);
+      sink.metric(`${p}.active_joules`, st.activeJ);
+      sink.metric(`${p}.active_s`, st.activeS);
+      sink.metric(`${p}.requests`, st.requests);
+      sink.metric(`${p}.bytes`, st.bytes);
+      sink.metric(`${p}.rate_bps`, st.rate);
+    }
+    sink.metric('accounting.disk.upper_requests', this.upperRequests);
+  }
+
+  private start(st: DiskState, t: number): void {
+    const from = Math.min(t, this.ctx.span.t0);
+    st.curP = Math.floor(from / st.periodNs);
+    st.idleFrom = from;
+    st.firstFrom = from;
+  }
+
+  /** Closes every idle period that ends at or before `t`. */
+  private advance(st: DiskState, t: number): void {
+    if (st.curP !== st.curP) this.start(st, t);
+    const P = st.periodNs;
+    const pt = Math.floor(t / P);
+    if (pt <= st.curP) return;
+    this.closePeriod(st, st.idleFrom, (st.curP + 1) * P, true);
+    // Periods nobody used, in one go.
+    if (pt > st.curP + 1) this.idle(st, (st.curP + 1) * P, pt * P, false);
+    st.curP = pt;
+    st.idleFrom = pt * P;
+  }
+
+  private closePeriod(st: DiskState, from: number, to: number, byUse: boolean): void {
+    this.idle(st, from, to, byUse && st.utilSum > 0);
+    st.util.fill(0);
+    st.utilSum = 0;
+  }
+
+  /** idle_watts over [from, to), by the period's utilization or equally among the disk's clients. */
+  private idle(st: DiskState, from: number, to: number, byUse: boolean): void {
+    if (to <= from) return;
+    const j = (st.spec.idle_watts * (to - from)) / 1e9;
+    st.idleJ += j;
+    const base = st.d * this.nCons;
+    if (byUse) {
+      const u = st.util;
+      const sum = st.utilSum;
+      spread(from, to, this.ctx.intervalNs, (k, f) => {
+        const s = this.acc.slots(k);
+        for (let c = 0; c < this.nCons; c++) if (u[c]! > 0) s[(base + c) * 2] = s[(base + c) * 2]! + (j * f * u[c]!) / sum;
+      });
+    } else {
+      const sharers = this.graph.diskSharers(st.id);
+      const each = j / sharers.length;
+      spread(from, to, this.ctx.intervalNs, (k, f) => {
+        const s = this.acc.slots(k);
+        for (const { vm } of sharers) s[(base + vm) * 2] = s[(base + vm) * 2]! + each * f;
+      });
+    }
+  }
+
+  private addContainer(k: number, key: string, j: number): void {
+    let m = this.containerJ.get(k);
+    if (!m) this.containerJ.set(k, (m = new Map()));
+    m.set(key, (m.get(key) ?? 0) + j);
+  }
+
+  /** The driver through which consumer `c` uses disk `d`, or null. */
+  private via(d: number, c: number): string | null {
+    const key = d * this.nCons + c;
+    let v = this.viaCache.get(key);
+    if (v === undefined) {
+      const r = this.graph.route(c, this.disks[d]!.id);
+      v = r !== null && r.physical ? this.ctx.machine.consumers[r.driver]! : null;
+      this.viaCache.set(key, v);
+    }
+    return v;
+  }
+
+  private bounds(k: number): [number, number] {
+    const I = this.ctx.intervalNs;
+    const span = this.ctx.span;
+    return [Math.max(k * I, span.t0), Math.min((k + 1) * I, span.t1)];
+  }
+
+  private emit(k: number, s: Float64Array): void {
+    const { consumers } = this.ctx.machine;
+    const [t0, t1] = this.bounds(k);
+    for (const st of this.disks) {
+      for (let c = 0; c < this.nCons; c++) {
+        const slot = (st.d * this.nCons + c) * 2;
+        for (const kind of ['idle', 'active'] as const) {
+          const joules = s[slot + (kind === 'idle' ? 0 : 1)]!;
+          if (joules !== 0) this.ctx.sink.energy({ t0, t1, consumer: consumers[c]!, container: null, via: this.via(st.d, c), device: st.id, kind, joules });
+        }
+      }
+    }
+    this.flushContainers(k + 1);
+  }
+
+  private flushContainers(beforeK: number): void {
+    const { consumers } = this.ctx.machine;
+    for (const [k, m] of [...this.containerJ].sort(([a], [b]) => a - b)) {
+      if (k >= beforeK) break;
+      this.containerJ.delete(k);
+      const [t0, t1] = this.bounds(k);
+      for (const [key, joules] of m) {
+        const p1 = key.indexOf('\0');
+        const p2 = key.indexOf('\0', p1 + 1);
+        const d = key.slice(0, p1);
+        const c = key.slice(p1 + 1, p2);
+        const container = key.slice(p2 + 1);
+        const consumer = consumers[Number(c)]!;
+        const device = this.disks[Number(d)]!.id;
+        this.ctx.sink.energy({ t0, t1, consumer, container, via: this.via(Number(d), Number(c)), device, kind: 'active', joules });
+      }
+    }
+  }
+}

@@ -1,0 +1,453 @@
+/**
+ * Stage 3, driver-charge: recursive energy accounting (§3.3.3, Figure 5). A driver VM's energy is
+ * charged back to the clients of its services, keeping the physical device it was spent on, so the
+ * result is the matrix consumer × via × device × kind.
+ *
+ * What is moved. Every host-level row other stages charge to a driver VM (cpu-split's idle and
+ * active CPU energy; disk-energy's rows for requests the driver itself issued to a lower service;
+ * charges from drivers below it) is taken over: the runner hands it to `capture` instead of writing
+ * it. Nothing else is created, so Σ energy per device is unchanged.
+ *
+ * The driver's own CPU energy, as the paper's translation module sees it:
+ * - Readings. The driver reads its CPU energy through its virtualized counters (§3.4.1): its own
+ *   periods' access energy Σ w_e·Δe, plus its share of idle energy (`equal`: w_tsc·Δtsc / #VMs of
+ *   every period; `by-time`: w_tsc·Δtsc of its own periods). That is exactly what cpu-split
+ *   charges it, but known period by period instead of per reporting interval.
+ * - Baseline ("what the Linux kernel consumes even if it does not handle disk requests"). Time is
+ *   cut into windows of `baseline_window_ms`; a window is quiet when no request of the driver's
+ *   services was in flight in it (a request is in flight for `latency_ns` before its completion, or
+ *   bytes / nominal_rate_bps without a latency column; the window after its completion also
+ *   counts as busy, for the driver's deferred completion work). The baseline power is the driver's energy
+ *   in quiet windows over their length, so far in the trace (0 W before the first quiet window), or
+ *   `baseline_watts` from the pipeline when it was measured beforehand. As each window closes, the
+ *   baseline power × its length is charged to the driver's clients in equal parts, as CPU idle.
+ * - The rest, per request. `unaccounted` holds the readings minus the charges so far. Every
+ *   `window` (50) requests the cost is re-estimated from it (the paper's `unaccounted_cpu_energy`):
+ *   constant model, cost = unaccounted / 50, the paper's code; per-byte model, cost ∝ a + b·bytes
+ *   with a and b fitted by least squares on the windows' energy per request against their bytes
+ *   per request, scaled so that the next window pays back `unaccounted`. The deviation between
+ *   what was charged and what was consumed is carried forward; costs are never negative.
+ * - At the end of the run, whatever the charges missed (the last window's energy, and with
+ *   `by-time` the driver's share of halt energy that cpu-split only knows then) is charged to the
+ *   clients in proportion to their requests' weights (equally when there were none). So over the
+ *   run the charges equal the driver's energy exactly.
+ *
+ * Other energy charged to the driver (by lower drivers, or for its own disk requests) is passed on
+ * as it arrives: idle energy in equal parts, active energy in proportion to the clients' request
+ * weights in the current cost window (the previous one while the current one is empty). It keeps
+ * its `via` (the driver that spent it), so a chain client → storage driver → network driver → NIC
+ * shows the client's energy via both drivers. Chains resolve in dependency order by themselves:
+ * a charge to a client that is itself a driver is captured again by that driver.
+ */
+import type { DiskBatch, EventSlice, SwitchBatch } from '../../core/events.js';
+import { IntervalAccumulator, spread } from '../../core/intervals.js';
+import type { DriverChargeSettings } from '../../core/pipeline.js';
+import { ServiceGraph } from '../../core/services.js';
+import type { RunSpan } from '../../core/span.js';
+import type { EnergyCapture, EnergyKind, EnergyRow, Stage, StageContext } from '../../core/stage.js';
+import { resized } from '../../core/typed.js';
+import { msToNs } from '../../core/units.js';
+import { CPU_DEVICE } from './cpu-split.js';
+
+export const DRIVER_DEFAULTS: DriverChargeSettings = { model: 'constant', window: 50, baseline_window_ms: 50, forget: 0.95 };
+
+interface Driver {
+  readonly d: number;
+  readonly name: string;
+  /** Position among the stage's drivers (its block of charge slots). */
+  readonly slot: number;
+  readonly clients: readonly number[];
+  /** Baseline windows: [energy read, busy flag]. */
+  readonly win: IntervalAccumulator;
+  windowFrom: number;
+  quietJ: number;
+  quietNs: number;
+  readonly fixedWatts: number | null;
+  baselineW: number;
+  /** Readings not yet charged (J). */
+  unaccounted: number;
+  addedInWindow: number;
+  n: number;
+  bytesInWindow: number;
+  /** Cost shape a + b·bytes (constant model: a = 1, b = 0) and the scale of the current window. */
+  a: number;
+  b: number;
+  scale: number;
+  /** Forgetting sums of the per-byte fit: weight, x, y, x², xy. */
+  readonly fit: Float64Array;
+  readonly winWeight: Float64Array;
+  readonly lastWeight: Float64Array;
+  readonly runWeight: Float64Array;
+  readonly requestsBy: Float64Array;
+  requests: number;
+  capturedOwn: number;
+  baselineJ: number;
+  requestJ: number;
+  residualJ: number;
+  foreignJ: number;
+}
+
+export class DriverCharge implements Stage, EnergyCapture {
+  readonly name = 'driver-charge' as const;
+  readonly consumes = ['switch', 'disk'] as const;
+  readonly captures: ReadonlySet<string>;
+
+  private readonly settings: DriverChargeSettings;
+  private readonly graph: ServiceGraph;
+  private readonly drivers: Driver[];
+  /** Driver per consumer index (null for VMs that drive nothing). */
+  private readonly driverOf: (Driver | null)[];
+  private readonly nCons: number;
+  private readonly windowNs: number;
+  /** Charges of the drivers' own CPU energy: slot (driver, client, kind). */
+  private readonly charges: IntervalAccumulator;
+  /** Passed-on energy per interval: key `${client}\0${kind}\0${via}\0${device}`. */
+  private readonly passed = new Map<number, Map<string, number>>();
+  private readonly equal: boolean;
+  private lastT = new Float64Array(0);
+  private cpuSeen = new Uint8Array(0);
+  private now = -Infinity;
+  private maxServiceNs = 0;
+  private minT0 = Infinity;
+  /** The end of the run once it is known (windows are cut there). */
+  private endNs = Infinity;
+
+  constructor(private readonly ctx: StageContext) {
+    const m = ctx.machine;
+    this.settings = { ...DRIVER_DEFAULTS, ...(ctx.pipeline.accounting?.driver ?? {}) };
+    this.graph = new ServiceGraph(m);
+    this.nCons = m.consumers.length;
+    this.equal = m.profile.cpu.idle_split !== 'by-time';
+    this.windowNs = Math.max(1, Math.round(msToNs(this.settings.baseline_window_ms)));
+    this.driverOf = m.consumers.map(() => null);
+    this.drivers = this.graph.drivers.map((d, slot) => {
+      const name = m.consumers[d]!;
+      const fixed = this.settings.baseline_watts?.[name];
+      const drv: Driver = {
+        d,
+        name,
+        slot,
+        clients: this.graph.clientsOf(d),
+        win: new IntervalAccumulator(this.windowNs, 2, (k, s) => this.closeWindow(drv, k, s)),
+        windowFrom: NaN,
+        quietJ: 0,
+        quietNs: 0,
+        fixedWatts: fixed ?? null,
+        baselineW: fixed ?? 0,
+        unaccounted: 0,
+        addedInWindow: 0,
+        n: 0,
+        bytesInWindow: 0,
+        a: 1,
+        b: 0,
+        scale: 0,
+        fit: new Float64Array(5),
+        winWeight: new Float64Array(this.nCons),
+        lastWeight: new Float64Array(this.nCons),
+        runWeight: new Float64Array(this.nCons),
+        requestsBy: new Float64Array(this.nCons),
+        requests: 0,
+        capturedOwn: 0,
+        baselineJ: 0,
+        requestJ: 0,
+        residualJ: 0,
+        foreignJ: 0,
+      };
+      this.driverOf[d] = drv;
+      return drv;
+    });
+    this.captures = new Set(this.drivers.map((d) => d.name));
+    this.charges = new IntervalAccumulator(ctx.intervalNs, this.drivers.length * this.nCons * 2, (k, s) => this.emitCharges(k, s));
+  }
+
+  push(slice: EventSlice): void {
+    if (this.drivers.length === 0) return;
+    if (slice.batch.kind === 'switch') this.readings(slice as EventSlice<SwitchBatch>);
+    else this.requests(slice as EventSlice<DiskBatch>);
+    // Windows are complete once every CPU has reported past them and no later request can still
+    // have been in flight in them.
+    let w = Infinity;
+    for (let c = 0; c < this.lastT.length; c++) if (this.cpuSeen[c] && this.lastT[c]! < w) w = this.lastT[c]!;
+    if (w === Infinity) return;
+    const limit = Math.min(w, this.now - this.maxServiceNs);
+    for (const drv of this.drivers) drv.win.flushBefore(limit);
+    const done = Math.min(...this.drivers.map((d) => (d.windowFrom === d.windowFrom ? d.windowFrom : -Infinity)));
+    this.charges.flushBefore(done);
+    this.flushPassed(Math.floor(done / this.ctx.intervalNs));
+  }
+
+  /** The drivers' CPU energy, period by period, as their virtualized counters show it. */
+  private readings(slice: EventSlice<SwitchBatch>): void {
+    const b = slice.batch;
+    const { tscWeight, eventWeights, vmCount } = this.ctx.machine;
+    const nEv = b.nEvents;
+    const W = this.windowNs;
+    for (let i = slice.from; i < slice.to; i++) {
+      const t0 = b.t0[i]!;
+      const t1 = b.t[i]!;
+      const vm = b.vm[i]!;
+      const cpu = b.cpu[i]!;
+      if (cpu >= this.lastT.length) this.growCpus(cpu);
+      this.cpuSeen[cpu] = 1;
+      this.lastT[cpu] = t1;
+      if (t1 > this.now) this.now = t1;
+      if (t0 < this.minT0) this.minT0 = t0;
+      const idle = tscWeight * b.dtsc[i]!;
+      const own = this.driverOf[vm] ?? null;
+      for (const drv of this.drivers) {
+        let e = this.equal ? idle / vmCount : 0;
+        if (drv === own) {
+          if (!this.equal) e += idle;
+          for (let k = 0; k < nEv; k++) e += eventWeights[k]! * b.dev[i * nEv + k]!;
+        }
+        if (e === 0) continue;
+        drv.unaccounted += e;
+        drv.addedInWindow += e;
+        const k0 = Math.floor(t0 / W);
+        if (t1 <= t0 || Math.ceil(t1 / W) - 1 <= k0) {
+          const s = drv.win.slots(k0);
+          s[0] = s[0]! + e;
+        } else {
+          spread(t0, t1, W, (k, f) => {
+            const s = drv.win.slots(k);
+            s[0] = s[0]! + e * f;
+          });
+        }
+      }
+    }
+  }
+
+  /** Requests of the drivers' services: they mark windows busy and are charged their cost. */
+  private requests(slice: EventSlice<DiskBatch>): void {
+    const b = slice.batch;
+    const W = this.windowNs;
+    const I = this.ctx.intervalNs;
+    const disks = this.ctx.machine.profile.disks;
+    for (let i = slice.from; i < slice.to; i++) {
+      const t = b.t[i]!;
+      if (t > this.now) this.now = t;
+      const c = b.vm[i]!;
+      const diskId = b.names[b.disk[i]!]!;
+      const route = this.graph.route(c, diskId);
+      if (route === null) continue;
+      const drv = this.driverOf[route.driver]!;
+      const bytes = b.bytes[i]!;
+      const lat = b.latency[i]!;
+      const service = lat === lat ? lat : (bytes / disks[diskId]!.nominal_rate_bps) * 1e9;
+      if (service > this.maxServiceNs) this.maxServiceNs = service;
+      // In flight from its start to its completion; the window after it too (deferred work).
+      for (let k = Math.floor((t - service) / W), kEnd = Math.floor(t / W) + 1; k <= kEnd; k++) drv.win.slots(k)[1] = 1;
+      // Charge the predicted cost (§3.3.3).
+      const g = Math.max(0, drv.a + drv.b * bytes);
+      const cost = Math.min(drv.scale * g, Math.max(0, drv.unaccounted));
+      if (cost > 0) {
+        drv.unaccounted -= cost;
+        drv.requestJ += cost;
+        const s = this.charges.slots(Math.floor(t / I));
+        const slot = (drv.slot * this.nCons + c) * 2 + 1;
+        s[slot] = s[slot]! + cost;
+      }
+      drv.winWeight[c] = drv.winWeight[c]! + g;
+      drv.runWeight[c] = drv.runWeight[c]! + g;
+      drv.requestsBy[c] = drv.requestsBy[c]! + 1;
+      drv.requests++;
+      drv.n++;
+      drv.bytesInWindow += bytes;
+      if (drv.n >= this.settings.window) this.reestimate(drv);
+    }
+  }
+
+  /** Every `window` requests: a new cost from what is unaccounted (and, per-byte, a new fit). */
+  private reestimate(drv: Driver): void {
+    const n = drv.n;
+    if (this.settings.model === 'per-byte') {
+      const x = drv.bytesInWindow / n;
+      const y = drv.addedInWindow / n;
+      const f = drv.fit;
+      const l = this.settings.forget;
+      f[0] = l * f[0]! + 1;
+      f[1] = l * f[1]! + x;
+      f[2] = l * f[2]! + y;
+      f[3] = l * f[3]! + x * x;
+      f[4] = l * f[4]! + x * y;
+      const mx = f[1]! / f[0]!;
+      const my = f[2]! / f[0]!;
+      const vx = f[3]! / f[0]! - mx * mx;
+      let b = vx > 1e-12 * Math.max(1, mx * mx) ? (f[4]! / f[0]! - mx * my) / vx : 0;
+      let a = my - b * mx;
+      if (b < 0) {
+        b = 0;
+        a = my;
+      } else if (a < 0) {
+        a = 0;
+        b = mx > 0 ? my / mx : 0;
+      }
+      drv.a = a;
+      drv.b = b;
+    }
+    const G = n * drv.a + drv.b * drv.bytesInWindow;
+    drv.scale = G > 0 && drv.unaccounted > 0 ? drv.unaccounted / G : 0;
+    drv.lastWeight.set(drv.winWeight);
+    drv.winWeight.fill(0);
+    drv.n = 0;
+    drv.bytesInWindow = 0;
+    drv.addedInWindow = 0;
+  }
+
+  /** A baseline window is complete: update the estimate and charge the baseline up to its end. */
+  private closeWindow(drv: Driver, k: number, s: Float64Array): void {
+    const W = this.windowNs;
+    const to = Math.min((k + 1) * W, this.endNs);
+    if (drv.windowFrom !== drv.windowFrom) drv.windowFrom = Math.max(k * W, Math.min(this.minT0, to));
+    const from = Math.max(k * W, drv.windowFrom);
+    if (to <= drv.windowFrom) return;
+    // Windows nobody touched since the last one were quiet and the driver read nothing in them.
+    drv.quietNs += from - drv.windowFrom;
+    if (s[1] === 0) {
+      drv.quietJ += s[0]!;
+      drv.quietNs += to - from;
+    }
+    if (drv.fixedWatts === null && drv.quietNs > 0) drv.baselineW = (drv.quietJ / drv.quietNs) * 1e9;
+    this.chargeBaseline(drv, drv.windowFrom, to);
+    drv.windowFrom = to;
+  }
+
+  private chargeBaseline(drv: Driver, from: number, to: number): void {
+    if (to <= from || drv.baselineW === 0) return;
+    const j = (drv.baselineW * (to - from)) / 1e9;
+    drv.unaccounted -= j;
+    drv.addedInWindow -= j;
+    drv.baselineJ += j;
+    const each = j / drv.clients.length;
+    spread(from, to, this.ctx.intervalNs, (k, f) => {
+      const s = this.charges.slots(k);
+      for (const c of drv.clients) {
+        const slot = (drv.slot * this.nCons + c) * 2;
+        s[slot] = s[slot]! + each * f;
+      }
+    });
+  }
+
+  capture(row: EnergyRow): void {
+    const drv = this.driverOf[this.ctx.machine.consumerIndex.get(row.consumer)!];
+    if (!drv) throw new Error(`driver-charge captured a row of '${row.consumer}', which drives no service`);
+    if (row.via === null && row.device === CPU_DEVICE) {
+      drv.capturedOwn += row.joules;
+      return;
+    }
+    drv.foreignJ += row.joules;
+    const weights = row.kind === 'idle' ? null : this.mix(drv);
+    const total = weights ? drv.clients.reduce((a, c) => a + weights[c]!, 0) : 0;
+    const k = Math.floor(row.t0 / this.ctx.intervalNs);
+    const via = row.via ?? drv.name;
+    for (const c of drv.clients) {
+      const share = weights && total > 0 ? weights[c]! / total : 1 / drv.clients.length;
+      this.pass(k, c, via, row.device, row.kind, row.joules * share);
+    }
+  }
+
+  /** The clients' request weights to apportion active energy by: this window's, else the last. */
+  private mix(drv: Driver): Float64Array {
+    return drv.winWeight.some((w) => w > 0) ? drv.winWeight : drv.lastWeight;
+  }
+
+  private pass(k: number, c: number, via: string, device: string, kind: EnergyKind, joules: number): void {
+    if (joules === 0) return;
+    let m = this.passed.get(k);
+    if (!m) this.passed.set(k, (m = new Map()));
+    const key = `${c}\0${kind}\0${via}\0${device}`;
+    m.set(key, (m.get(key) ?? 0) + joules);
+  }
+
+  finish(run: RunSpan): void {
+    for (const drv of this.drivers) {
+      // Close the remaining windows at the end of the run, then the time after the last one.
+      this.endNs = run.t1;
+      drv.win.flushAll();
+      if (drv.windowFrom !== drv.windowFrom) drv.windowFrom = run.t0;
+      this.chargeBaseline(drv, drv.windowFrom, run.t1);
+      drv.windowFrom = run.t1;
+    }
+    for (const drv of this.drivers) this.chargeResidual(drv, run);
+    // Charges to drivers are captured and passed on again; the graph is acyclic, so this ends.
+    this.charges.flushAll();
+    while (this.passed.size > 0) this.flushPassed(Infinity);
+    const { sink } = this.ctx;
+    for (const drv of this.drivers) {
+      const p = `accounting.driver.${drv.name}`;
+      sink.metric(`${p}.baseline_watts`, drv.baselineW);
+      sink.metric(`${p}.quiet_s`, drv.quietNs / 1e9);
+      sink.metric(`${p}.requests`, drv.requests);
+      sink.metric(`${p}.cpu_joules`, drv.capturedOwn);
+      sink.metric(`${p}.baseline_joules`, drv.baselineJ);
+      sink.metric(`${p}.request_joules`, drv.requestJ);
+      sink.metric(`${p}.residual_joules`, drv.residualJ);
+      sink.metric(`${p}.passed_joules`, drv.foreignJ);
+    }
+  }
+
+  /** Whatever the driver consumed and the charges missed, so that nothing is lost. */
+  private chargeResidual(drv: Driver, run: RunSpan): void {
+    const r = drv.capturedOwn - drv.baselineJ - drv.requestJ;
+    drv.residualJ = r;
+    if (r === 0) return;
+    const total = drv.clients.reduce((a, c) => a + drv.runWeight[c]!, 0);
+    const kind = total > 0 ? 1 : 0;
+    const s = this.charges.slots(Math.floor(Math.max(run.t0, run.t1 - 1) / this.ctx.intervalNs));
+    for (const c of drv.clients) {
+      const share = total > 0 ? drv.runWeight[c]! / total : 1 / drv.clients.length;
+      const slot = (drv.slot * this.nCons + c) * 2 + kind;
+      s[slot] = s[slot]! + r * share;
+    }
+  }
+
+  private out(row: EnergyRow): void {
+    if (this.captures.has(row.consumer)) this.capture(row);
+    else this.ctx.sink.energy(row);
+  }
+
+  private bounds(k: number): [number, number] {
+    const I = this.ctx.intervalNs;
+    return [Math.max(k * I, this.ctx.span.t0), Math.min((k + 1) * I, this.ctx.span.t1)];
+  }
+
+  private emitCharges(k: number, s: Float64Array): void {
+    const { consumers } = this.ctx.machine;
+    const [t0, t1] = this.bounds(k);
+    for (const drv of this.drivers) {
+      for (const c of drv.clients) {
+        const slot = (drv.slot * this.nCons + c) * 2;
+        const idle = s[slot]!;
+        const active = s[slot + 1]!;
+        if (idle !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'idle', joules: idle });
+        if (active !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'active', joules: active });
+      }
+    }
+  }
+
+  private flushPassed(beforeK: number): void {
+    const { consumers } = this.ctx.machine;
+    const ks = [...this.passed.keys()].filter((k) => k < beforeK).sort((a, b) => a - b);
+    for (const k of ks) {
+      const m = this.passed.get(k)!;
+      this.passed.delete(k);
+      const [t0, t1] = this.bounds(k);
+      for (const [key, joules] of m) {
+        const p1 = key.indexOf('\0');
+        const p2 = key.indexOf('\0', p1 + 1);
+        const p3 = key.indexOf('\0', p2 + 1);
+        const consumer = consumers[Number(key.slice(0, p1))]!;
+        const kind = key.slice(p1 + 1, p2) as EnergyKind;
+        const via = key.slice(p2 + 1, p3);
+        const device = key.slice(p3 + 1);
+        this.out({ t0, t1, consumer, container: null, via, device, kind, joules });
+      }
+    }
+  }
+
+  private growCpus(cpu: number): void {
+    const n = Math.max(cpu + 1, 2 * this.lastT.length);
+    this.lastT = resized(this.lastT, n);
+    this.cpuSeen = resized(this.cpuSeen, n);
+  }
+}
