@@ -5,9 +5,11 @@
  * Transfer rate: re-estimated every `rate_window` (50) requests of the disk as bytes over busy
  * time of those requests; `nominal_rate_bps` until the first window completes. A request's busy
  * time is its `latency_ns` where the log has it; otherwise the time since the disk's previous
- * completion — unless that gap is longer than `idle_period_ms` (the disk then idled for a whole
- * accounting period: the gap is idle time, not service), in which case the request's busy time
- * is its transfer time at the current rate.
+ * completion (0 for completions at the same instant) — unless that gap is longer than
+ * `idle_period_ms`: the disk then idled, and the request tells nothing about the rate. A window in
+ * which fewer than half of the requests tell something, or whose busy time is 0, keeps the rate.
+ * Without latencies the estimate is the disk's throughput while busy, so a disk that is rarely
+ * idle for a whole period looks always active (metric `accounting.disk.<id>.active_frac`).
  *
  * Active energy: a request keeps the disk active for bytes / rate; its energy
  * (active_watts − idle_watts) · bytes / rate goes to its client (and, where the log names one, to
@@ -40,6 +42,8 @@ interface DiskState {
   /** Bytes per second in effect. */
   rate: number;
   winN: number;
+  /** Requests of the window whose busy time is known. */
+  winUsable: number;
   winBytes: number;
   winBusy: number;
   prevT: number;
@@ -53,6 +57,8 @@ interface DiskState {
   requests: number;
   bytes: number;
   activeS: number;
+  /** Windows that kept the previous rate. */
+  rateKept: number;
   idleJ: number;
   activeJ: number;
 }
@@ -83,6 +89,7 @@ export class DiskEnergy implements Stage {
       periodNs: Math.max(1, Math.round(msToNs(spec.idle_period_ms))),
       rate: spec.nominal_rate_bps,
       winN: 0,
+      winUsable: 0,
       winBytes: 0,
       winBusy: 0,
       prevT: NaN,
@@ -94,6 +101,7 @@ export class DiskEnergy implements Stage {
       requests: 0,
       bytes: 0,
       activeS: 0,
+      rateKept: 0,
       idleJ: 0,
       activeJ: 0,
     }));
@@ -128,17 +136,24 @@ export class DiskEnergy implements Stage {
       st.bytes += bytes;
       st.activeS += activeNs / 1e9;
       st.activeJ += e;
-      // Busy time for the next rate estimate.
+      // Busy time for the next rate estimate: the latency, else the gap since the previous
+      // completion. A gap longer than an idle period was idle time: that request tells nothing.
       const lat = b.latency[i]!;
       const gap = t - st.prevT;
-      const busy = lat === lat ? lat : gap >= 0 && gap <= st.periodNs ? gap : activeNs;
       st.prevT = t;
       st.winN++;
-      st.winBytes += bytes;
-      st.winBusy += busy;
+      if (lat === lat || gap <= st.periodNs) {
+        st.winUsable++;
+        st.winBytes += bytes;
+        st.winBusy += lat === lat ? lat : gap;
+      }
       if (st.winN >= st.spec.rate_window) {
-        if (st.winBusy > 0 && st.winBytes > 0) st.rate = (st.winBytes / st.winBusy) * 1e9;
+        // Keep the rate when the window says too little (mostly idle gaps, or only ties, as in
+        // logs with whole-second timestamps).
+        if (st.winBusy > 0 && st.winBytes > 0 && 2 * st.winUsable >= st.winN) st.rate = (st.winBytes / st.winBusy) * 1e9;
+        else st.rateKept++;
         st.winN = 0;
+        st.winUsable = 0;
         st.winBytes = 0;
         st.winBusy = 0;
       }
@@ -171,6 +186,9 @@ export class DiskEnergy implements Stage {
       sink.metric(`${p}.requests`, st.requests);
       sink.metric(`${p}.bytes`, st.bytes);
       sink.metric(`${p}.rate_bps`, st.rate);
+      sink.metric(`${p}.rate_windows_kept`, st.rateKept);
+      // Above 1 when the model keeps the disk active longer than the run (see README).
+      sink.metric(`${p}.active_frac`, run.t1 > run.t0 ? st.activeS / ((run.t1 - run.t0) / 1e9) : 0);
     }
     sink.metric('accounting.disk.upper_requests', this.upperRequests);
   }

@@ -21,12 +21,13 @@
  *   in quiet windows over their length, so far in the trace (0 W before the first quiet window), or
  *   `baseline_watts` from the pipeline when it was measured beforehand. As each window closes, the
  *   baseline power × its length is charged to the driver's clients in equal parts, as CPU idle.
- * - The rest, per request. `unaccounted` holds the readings minus the charges so far. Every
- *   `window` (50) requests the cost is re-estimated from it (the paper's `unaccounted_cpu_energy`):
- *   constant model, cost = unaccounted / 50, the paper's code; per-byte model, cost ∝ a + b·bytes
- *   with a and b fitted by least squares on the windows' energy per request against their bytes
- *   per request, scaled so that the next window pays back `unaccounted`. The deviation between
- *   what was charged and what was consumed is carried forward; costs are never negative.
+ * - The rest, per request. `unaccounted` holds the readings minus the charges so far (the paper's
+ *   `unaccounted_cpu_energy`). Every `window` (50) requests the predicted cost is re-estimated
+ *   from the active energy of the last windows: constant model, one cost per request (the
+ *   paper's); per-byte model, a + b·bytes fitted by least squares on the windows' energy per
+ *   request against their bytes per request. The deviation between what was charged and what was
+ *   consumed is carried forward: the next window's costs are scaled to pay it back. Costs are
+ *   never negative.
  * - At the end of the run, whatever the charges missed (the last window's energy, and with
  *   `by-time` the driver's share of halt energy that cpu-split only knows then) is charged to the
  *   clients in proportion to their requests' weights (equally when there were none). So over the
@@ -34,7 +35,7 @@
  *
  * Other energy charged to the driver (by lower drivers, or for its own disk requests) is passed on
  * as it arrives: idle energy in equal parts, active energy in proportion to the clients' request
- * weights in the current cost window (the previous one while the current one is empty). It keeps
+ * weights (predicted costs) in the last complete cost window and the current one. It keeps
  * its `via` (the driver that spent it), so a chain client → storage driver → network driver → NIC
  * shows the client's energy via both drivers. Chains resolve in dependency order by themselves:
  * a charge to a client that is itself a driver is captured again by that driver.
@@ -48,6 +49,9 @@ import type { EnergyCapture, EnergyKind, EnergyRow, Stage, StageContext } from '
 import { resized } from '../../core/typed.js';
 import { msToNs } from '../../core/units.js';
 import { CPU_DEVICE } from './cpu-split.js';
+
+/** per-byte: windows to wait for requests of different sizes before charging a constant cost. */
+const PER_BYTE_PATIENCE = 4;
 
 export const DRIVER_DEFAULTS: DriverChargeSettings = { model: 'constant', window: 50, baseline_window_ms: 50, forget: 0.95 };
 
@@ -64,12 +68,14 @@ interface Driver {
   quietNs: number;
   readonly fixedWatts: number | null;
   baselineW: number;
-  /** Readings not yet charged (J). */
+  /** Readings not yet charged (J), and all readings so far. */
   unaccounted: number;
-  addedInWindow: number;
+  readJ: number;
+  /** Active energy (readings − baseline, charged or not) at the last cost re-estimate. */
+  activeAtBoundary: number;
   n: number;
   bytesInWindow: number;
-  /** Cost shape a + b·bytes (constant model: a = 1, b = 0) and the scale of the current window. */
+  /** Predicted cost a + b·bytes (constant model: b = 0) and its scale in the current window. */
   a: number;
   b: number;
   scale: number;
@@ -80,6 +86,8 @@ interface Driver {
   readonly runWeight: Float64Array;
   readonly requestsBy: Float64Array;
   requests: number;
+  /** Cost windows completed. */
+  windows: number;
   capturedOwn: number;
   baselineJ: number;
   requestJ: number;
@@ -104,6 +112,7 @@ export class DriverCharge implements Stage, EnergyCapture {
   /** Passed-on energy per interval: key `${client}\0${kind}\0${via}\0${device}`. */
   private readonly passed = new Map<number, Map<string, number>>();
   private readonly equal: boolean;
+  private readonly mixBuf: Float64Array;
   private lastT = new Float64Array(0);
   private cpuSeen = new Uint8Array(0);
   private now = -Infinity;
@@ -111,6 +120,8 @@ export class DriverCharge implements Stage, EnergyCapture {
   private minT0 = Infinity;
   /** The end of the run once it is known (windows are cut there). */
   private endNs = Infinity;
+  /** Every CPU has reported up to here. */
+  private watermark = -Infinity;
 
   constructor(private readonly ctx: StageContext) {
     const m = ctx.machine;
@@ -119,6 +130,7 @@ export class DriverCharge implements Stage, EnergyCapture {
     this.nCons = m.consumers.length;
     this.equal = m.profile.cpu.idle_split !== 'by-time';
     this.windowNs = Math.max(1, Math.round(msToNs(this.settings.baseline_window_ms)));
+    this.mixBuf = new Float64Array(this.nCons);
     this.driverOf = m.consumers.map(() => null);
     this.drivers = this.graph.drivers.map((d, slot) => {
       const name = m.consumers[d]!;
@@ -135,10 +147,11 @@ export class DriverCharge implements Stage, EnergyCapture {
         fixedWatts: fixed ?? null,
         baselineW: fixed ?? 0,
         unaccounted: 0,
-        addedInWindow: 0,
+        readJ: 0,
+        activeAtBoundary: 0,
         n: 0,
         bytesInWindow: 0,
-        a: 1,
+        a: 0,
         b: 0,
         scale: 0,
         fit: new Float64Array(5),
@@ -147,6 +160,7 @@ export class DriverCharge implements Stage, EnergyCapture {
         runWeight: new Float64Array(this.nCons),
         requestsBy: new Float64Array(this.nCons),
         requests: 0,
+        windows: 0,
         capturedOwn: 0,
         baselineJ: 0,
         requestJ: 0,
@@ -169,6 +183,7 @@ export class DriverCharge implements Stage, EnergyCapture {
     let w = Infinity;
     for (let c = 0; c < this.lastT.length; c++) if (this.cpuSeen[c] && this.lastT[c]! < w) w = this.lastT[c]!;
     if (w === Infinity) return;
+    this.watermark = w;
     const limit = Math.min(w, this.now - this.maxServiceNs);
     for (const drv of this.drivers) drv.win.flushBefore(limit);
     const done = Math.min(...this.drivers.map((d) => (d.windowFrom === d.windowFrom ? d.windowFrom : -Infinity)));
@@ -202,7 +217,7 @@ export class DriverCharge implements Stage, EnergyCapture {
         }
         if (e === 0) continue;
         drv.unaccounted += e;
-        drv.addedInWindow += e;
+        drv.readJ += e;
         const k0 = Math.floor(t0 / W);
         if (t1 <= t0 || Math.ceil(t1 / W) - 1 <= k0) {
           const s = drv.win.slots(k0);
@@ -237,9 +252,13 @@ export class DriverCharge implements Stage, EnergyCapture {
       if (service > this.maxServiceNs) this.maxServiceNs = service;
       // In flight from its start to its completion; the window after it too (deferred work).
       for (let k = Math.floor((t - service) / W), kEnd = Math.floor(t / W) + 1; k <= kEnd; k++) drv.win.slots(k)[1] = 1;
-      // Charge the predicted cost (§3.3.3).
-      const g = Math.max(0, drv.a + drv.b * bytes);
-      const cost = Math.min(drv.scale * g, Math.max(0, drv.unaccounted));
+      // The window is re-estimated when the request after it arrives: by then the driver's work
+      // for the window's last request has been read.
+      if (drv.n >= this.settings.window) this.reestimate(drv);
+      // Charge the predicted cost (§3.3.3); the weight g also apportions passed-on energy.
+      const p = drv.a + drv.b * bytes;
+      const g = drv.requests < this.settings.window ? 1 : p;
+      const cost = drv.scale * p;
       if (cost > 0) {
         drv.unaccounted -= cost;
         drv.requestJ += cost;
@@ -253,45 +272,71 @@ export class DriverCharge implements Stage, EnergyCapture {
       drv.requests++;
       drv.n++;
       drv.bytesInWindow += bytes;
-      if (drv.n >= this.settings.window) this.reestimate(drv);
     }
   }
 
-  /** Every `window` requests: a new cost from what is unaccounted (and, per-byte, a new fit). */
+  /**
+   * Every `window` requests: a new predicted cost. The window's active energy (readings minus
+   * baseline) per request is fitted — constant model: its mean; per-byte model: a + b·bytes by
+   * least squares — with older windows weighted down by `forget`. Each request of the next window
+   * is charged its predicted cost p = a + b·bytes, scaled by 1 + U / G so that the deviation U
+   * still unaccounted (consumed but not charged, or charged too much) is paid back over a window
+   * like the last one (G = its predicted total).
+   */
   private reestimate(drv: Driver): void {
     const n = drv.n;
+    const pending = this.pendingBaseline(drv);
+    const active = drv.readJ - drv.baselineJ - pending;
+    const windowJ = active - drv.activeAtBoundary;
+    drv.activeAtBoundary = active;
+    const x = drv.bytesInWindow / n;
+    const y = windowJ / n;
+    const f = drv.fit;
+    const l = this.settings.forget;
+    f[0] = l * f[0]! + 1;
+    f[1] = l * f[1]! + x;
+    f[2] = l * f[2]! + y;
+    f[3] = l * f[3]! + x * x;
+    f[4] = l * f[4]! + x * y;
+    const mx = f[1]! / f[0]!;
+    const my = f[2]! / f[0]!;
+    let a = Math.max(0, my);
+    let b = 0;
+    drv.windows++;
     if (this.settings.model === 'per-byte') {
-      const x = drv.bytesInWindow / n;
-      const y = drv.addedInWindow / n;
-      const f = drv.fit;
-      const l = this.settings.forget;
-      f[0] = l * f[0]! + 1;
-      f[1] = l * f[1]! + x;
-      f[2] = l * f[2]! + y;
-      f[3] = l * f[3]! + x * x;
-      f[4] = l * f[4]! + x * y;
-      const mx = f[1]! / f[0]!;
-      const my = f[2]! / f[0]!;
       const vx = f[3]! / f[0]! - mx * mx;
-      let b = vx > 1e-12 * Math.max(1, mx * mx) ? (f[4]! / f[0]! - mx * my) / vx : 0;
-      let a = my - b * mx;
-      if (b < 0) {
+      const determined = drv.windows >= 2 && vx > 1e-12 * Math.max(1, mx * mx);
+      b = determined ? (f[4]! / f[0]! - mx * my) / vx : 0;
+      a = my - b * mx;
+      if (!determined && drv.windows < PER_BYTE_PATIENCE) {
+        // Too few windows of different request sizes to tell a from b: charge nothing yet (the
+        // energy is carried forward and paid once the fit exists).
+        a = 0;
+      } else if (b < 0) {
         b = 0;
-        a = my;
+        a = Math.max(0, my);
       } else if (a < 0) {
         a = 0;
-        b = mx > 0 ? my / mx : 0;
+        b = mx > 0 ? Math.max(0, my) / mx : 0;
       }
-      drv.a = a;
-      drv.b = b;
     }
-    const G = n * drv.a + drv.b * drv.bytesInWindow;
-    drv.scale = G > 0 && drv.unaccounted > 0 ? drv.unaccounted / G : 0;
+    drv.a = a;
+    drv.b = b;
+    const G = n * a + b * drv.bytesInWindow;
+    drv.scale = G > 0 ? Math.max(0, 1 + (drv.unaccounted - pending) / G) : 0;
     drv.lastWeight.set(drv.winWeight);
     drv.winWeight.fill(0);
     drv.n = 0;
     drv.bytesInWindow = 0;
-    drv.addedInWindow = 0;
+  }
+
+  /**
+   * The baseline of the time the readings already cover but no closed window has charged yet:
+   * those readings are not active energy, so the per-request costs leave them alone.
+   */
+  private pendingBaseline(drv: Driver): number {
+    const upTo = this.watermark;
+    return drv.windowFrom === drv.windowFrom && upTo > drv.windowFrom ? (drv.baselineW * (upTo - drv.windowFrom)) / 1e9 : 0;
   }
 
   /** A baseline window is complete: update the estimate and charge the baseline up to its end. */
@@ -316,7 +361,6 @@ export class DriverCharge implements Stage, EnergyCapture {
     if (to <= from || drv.baselineW === 0) return;
     const j = (drv.baselineW * (to - from)) / 1e9;
     drv.unaccounted -= j;
-    drv.addedInWindow -= j;
     drv.baselineJ += j;
     const each = j / drv.clients.length;
     spread(from, to, this.ctx.intervalNs, (k, f) => {
@@ -346,9 +390,11 @@ export class DriverCharge implements Stage, EnergyCapture {
     }
   }
 
-  /** The clients' request weights to apportion active energy by: this window's, else the last. */
+  /** The clients' request weights to apportion active energy by: the last window's and this one's. */
   private mix(drv: Driver): Float64Array {
-    return drv.winWeight.some((w) => w > 0) ? drv.winWeight : drv.lastWeight;
+    const m = this.mixBuf;
+    for (let c = 0; c < m.length; c++) m[c] = drv.lastWeight[c]! + drv.winWeight[c]!;
+    return m;
   }
 
   private pass(k: number, c: number, via: string, device: string, kind: EnergyKind, joules: number): void {
@@ -383,6 +429,10 @@ export class DriverCharge implements Stage, EnergyCapture {
       sink.metric(`${p}.request_joules`, drv.requestJ);
       sink.metric(`${p}.residual_joules`, drv.residualJ);
       sink.metric(`${p}.passed_joules`, drv.foreignJ);
+      if (this.settings.model === 'per-byte') {
+        sink.metric(`${p}.fit_request_joules`, drv.a);
+        sink.metric(`${p}.fit_byte_joules`, drv.b);
+      }
     }
   }
 

@@ -49,3 +49,203 @@ describe('driver-charge (Figure 5)', () => {
     expect(Math.abs(a1 / (a1 + a2) - share1)).toBeLessThan(0.02);
   });
 });
+
+describe('driver-charge: who caused the driver work', () => {
+  const m = resolveProfile(fig5Profile(), 'fig5.json');
+
+  it('splits the active CPU energy 3:1 when the request streams are 3:1', async () => {
+    const sc = driverScenario({
+      seconds: 60,
+      quietS: 1,
+      driver: 'drv',
+      uopJoules: 1e-9,
+      cost: () => 3e-4,
+      seed: 11,
+      clients: [
+        { vm: 'vm1', perSecond: 60, bytes: 8192 },
+        { vm: 'vm2', perSecond: 20, bytes: 8192 },
+      ],
+    });
+    const c = cells(await replayTexts(m, { cswitch: sc.cswitch, disk: sc.disk }, STAGES));
+    const ratio = c.get('vm1|drv|cpu|active')! / c.get('vm2|drv|cpu|active')!;
+    const truth = sc.costBy.get('vm1')! / sc.costBy.get('vm2')!;
+    expect(Math.abs(truth - 3)).toBeLessThan(0.1);
+    expect(Math.abs(ratio / truth - 1)).toBeLessThan(0.02);
+  });
+
+  it('the per-byte model attributes 4 KB and 64 KB requests by their cost; the constant model cannot', async () => {
+    const cost = (bytes: number) => 2e-5 + 5e-9 * bytes;
+    const sc = driverScenario({
+      seconds: 60,
+      quietS: 1,
+      driver: 'drv',
+      uopJoules: 1e-9,
+      cost,
+      seed: 5,
+      clients: [
+        { vm: 'vm1', perSecond: 40, bytes: 4096 },
+        { vm: 'vm2', perSecond: 40, bytes: 65536 },
+      ],
+    });
+    const texts = { cswitch: sc.cswitch, disk: sc.disk };
+    const perByte = cells(await replayTexts(m, texts, STAGES, { driver: { model: 'per-byte' } }));
+    const constant = cells(await replayTexts(m, texts, STAGES));
+    const truthShare = sc.costBy.get('vm1')! / (sc.costBy.get('vm1')! + sc.costBy.get('vm2')!);
+    const share = (c: Map<string, number>) => c.get('vm1|drv|cpu|active')! / (c.get('vm1|drv|cpu|active')! + c.get('vm2|drv|cpu|active')!);
+    // vm1's requests cost about 1/8 of vm2's: its true share is about 11 %.
+    expect(truthShare).toBeGreaterThan(0.09);
+    expect(truthShare).toBeLessThan(0.13);
+    expect(Math.abs(share(perByte) / truthShare - 1)).toBeLessThan(0.02);
+    expect(Math.abs(share(constant) - 0.5)).toBeLessThan(0.05);
+    // Either way, all of it is charged.
+    for (const c of [perByte, constant]) {
+      expect(relDiff(c.get('vm1|drv|cpu|active')! + c.get('vm2|drv|cpu|active')!, sc.costBy.get('vm1')! + sc.costBy.get('vm2')!)).toBeLessThan(1e-9);
+    }
+  });
+
+  it('uses a baseline measured beforehand when the pipeline gives one', async () => {
+    const sc = driverScenario({ seconds: 5, driver: 'drv', uopJoules: 1e-9, cost: () => 1e-4, clients: [{ vm: 'vm1', perSecond: 100, bytes: 4096 }] });
+    const sink = await replayTexts(m, { cswitch: sc.cswitch, disk: sc.disk }, STAGES, { driver: { baseline_watts: { drv: 6 } } });
+    const c = cells(sink);
+    const T = sc.durationNs / 1e9;
+    // vm2 issued nothing but is a client of the service: it pays half of the baseline.
+    expect(relDiff(c.get('vm2|drv|cpu|idle')!, 3 * T)).toBeLessThan(1e-9);
+    expect(c.get('vm2|drv|cpu|active') ?? 0).toBe(0);
+    expect(sink.metrics.get('accounting.driver.drv.baseline_watts')).toBe(6);
+  });
+});
+
+describe('conservation and invariants', () => {
+  const m = resolveProfile(fig5Profile(), 'fig5.json');
+  const sc = driverScenario({
+    seconds: 12,
+    quietS: 0.5,
+    driver: 'drv',
+    uopJoules: 1e-9,
+    cost: (b) => 5e-5 + 2e-9 * b,
+    seed: 3,
+    clients: [
+      { vm: 'vm1', perSecond: 70, bytes: 4096 },
+      { vm: 'vm2', perSecond: 25, bytes: 32768, op: 'W' },
+    ],
+  });
+  const texts = { cswitch: sc.cswitch, disk: sc.disk };
+
+  it('per device: disk = idle_watts × duration + Σ active; CPU energy is moved, never created', async () => {
+    const alone = await replayTexts(m, { cswitch: sc.cswitch }, ['cpu-split']);
+    for (const model of ['constant', 'per-byte'] as const) {
+      const sink = await replayTexts(m, texts, STAGES, { driver: { model } });
+      const T = sc.durationNs / 1e9;
+      const disk = sink.total((r) => r.device === 'disk');
+      expect(relDiff(disk, 3.6 * T + sink.metrics.get('accounting.disk.disk.active_joules')!)).toBeLessThan(1e-9);
+      expect(relDiff(sink.total((r) => r.device === 'disk' && r.kind === 'idle'), 3.6 * T)).toBeLessThan(1e-9);
+      expect(relDiff(sink.total((r) => r.device === 'cpu'), alone.total((r) => r.device === 'cpu'))).toBeLessThan(1e-9);
+      // Per consumer, the driver's energy went to its clients and nowhere else.
+      const before = alone.sumBy((r) => r.consumer);
+      const after = sink.sumBy((r) => `${r.consumer}|${r.device}`);
+      expect(after.has('drv|cpu')).toBe(false);
+      const moved = after.get('vm1|cpu')! + after.get('vm2|cpu')! - before.get('vm1')! - before.get('vm2')!;
+      expect(relDiff(moved, before.get('drv')!)).toBeLessThan(1e-9);
+    }
+  });
+
+  it('the same totals per cell for any reporting interval and any cut of the input', async () => {
+    const ref = cells(await replayTexts(m, texts, STAGES, { driver: { model: 'per-byte' } }));
+    for (const o of [{ intervalMs: 37 }, { intervalMs: 1000 }, { chunkBytes: 4093 }]) {
+      const got = cells(await replayTexts(m, texts, STAGES, { ...o, driver: { model: 'per-byte' } }));
+      expect([...got.keys()].sort()).toEqual([...ref.keys()].sort());
+      for (const [k, v] of ref) expect(relDiff(got.get(k)!, v), `${k} with ${JSON.stringify(o)}`).toBeLessThan(1e-9);
+    }
+  });
+
+  it('without a latency column, requests are in flight for bytes / nominal rate', async () => {
+    const nl = driverScenario({ seconds: 5, quietS: 0.5, driver: 'drv', uopJoules: 1e-9, cost: () => 1e-4, noLatency: true, clients: [{ vm: 'vm1', perSecond: 50, bytes: 4096 }] });
+    const sink = await replayTexts(m, { cswitch: nl.cswitch, disk: nl.disk }, STAGES);
+    const c = cells(sink);
+    expect(relDiff(c.get('vm1|drv|cpu|active')!, nl.costBy.get('vm1')!)).toBeLessThan(1e-9);
+    expect(sink.metrics.get('accounting.driver.drv.baseline_watts')).toBeCloseTo(8, 9);
+  });
+});
+
+describe('service chains (§2.3: client → storage driver → network driver → NIC)', () => {
+  function chainProfile(): Profile {
+    return {
+      cpu: { tsc_hz: 1e9, idle_watts: 20, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+      disks: { nic: { active_watts: 3, idle_watts: 1, nominal_rate_bps: 1.25e8, rate_window: 50, idle_period_ms: 50 } },
+      vms: [
+        { id: 'net', role: 'driver' },
+        { id: 'stor', role: 'driver' },
+        { id: 'vm1', role: 'client' },
+        { id: 'vm2', role: 'client' },
+      ],
+      services: [
+        { id: 'vblock', driver: 'stor', device: 'vnic', clients: ['vm1', 'vm2'] },
+        { id: 'vnic', driver: 'net', device: 'nic', clients: ['stor'] },
+      ],
+    };
+  }
+
+  /** Each client request: stor works 50 µs, then net works 50 µs and sends one packet for stor. */
+  function chainTraces(seconds: number, rates: Record<string, number>) {
+    const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
+    const T = seconds * 1e9;
+    const reqs: { t: number; vm: string }[] = [];
+    let seed = 1;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (const [vm, r] of Object.entries(rates)) for (let i = 0; i < r * seconds; i++) reqs.push({ t: 1e8 + Math.floor(rand() * (T - 2e8)), vm });
+    reqs.sort((a, b) => a.t - b.t);
+    let uops = 0;
+    let busy = 0;
+    for (const r of reqs) {
+      const t = Math.max(r.t, busy + 1000);
+      cs.push(`${t},0,idle,${t},${uops}`);
+      cs.push(`${t + 50_000},0,stor,${t + 50_000},${(uops += 100_000)}`);
+      cs.push(`${t + 100_000},0,net,${t + 100_000},${(uops += 40_000)}`);
+      busy = t + 100_000;
+      disk.push(`${t},${r.vm},R,0,4096,1000000`);
+      disk.push(`${t},stor,W,0,4096,100000`);
+    }
+    cs.push(`${T},0,idle,${T},${uops}`);
+    return { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n', T };
+  }
+
+  it('charges both drivers and the NIC to the end clients, conserving every device', async () => {
+    const m = resolveProfile(chainProfile(), 'chain.json');
+    const tr = chainTraces(20, { vm1: 60, vm2: 20 });
+    const sink = await replayTexts(m, { cswitch: tr.cswitch, disk: tr.disk }, STAGES);
+    const c = cells(sink);
+    expect([...c.keys()].filter((k) => k.startsWith('stor|') || k.startsWith('net|'))).toEqual([]);
+    for (const vm of ['vm1', 'vm2']) {
+      for (const cell of ['stor|cpu|idle', 'stor|cpu|active', 'net|cpu|idle', 'net|cpu|active', 'net|nic|idle', 'net|nic|active']) {
+        expect(c.get(`${vm}|${cell}`), `${vm}|${cell}`).toBeGreaterThan(0);
+      }
+    }
+    const alone = await replayTexts(m, { cswitch: tr.cswitch }, ['cpu-split']);
+    expect(relDiff(sink.total((r) => r.device === 'cpu'), alone.total((r) => r.device === 'cpu'))).toBeLessThan(1e-9);
+    const T = tr.T / 1e9;
+    expect(relDiff(sink.total((r) => r.device === 'nic'), 1 * T + sink.metrics.get('accounting.disk.nic.active_joules')!)).toBeLessThan(1e-9);
+    // Active work follows the 3:1 request streams through both levels.
+    const r = (cell: string) => c.get(`vm1|${cell}`)! / c.get(`vm2|${cell}`)!;
+    expect(Math.abs(r('stor|cpu|active') / 3 - 1)).toBeLessThan(0.1);
+    expect(Math.abs(r('net|cpu|active') / 3 - 1)).toBeLessThan(0.1);
+    expect(Math.abs(r('net|nic|active') / 3 - 1)).toBeLessThan(0.1);
+    // The upper service's request rows carry no disk energy of their own.
+    expect(sink.metrics.get('accounting.disk.upper_requests')).toBe(80 * 20);
+  });
+
+  it('a cycle of services is a clear error naming the services', () => {
+    const p = chainProfile();
+    p.services[0]!.clients.push('net');
+    expect(() => resolveProfile(p, 'chain.json')).toThrow(/services form a cycle: .*vblock.*vnic|services form a cycle: .*vnic.*vblock/);
+  });
+
+  it('a driver cannot serve itself, and a VM must reach a disk through one service only', () => {
+    const p = chainProfile();
+    p.services[1]!.clients.push('net');
+    expect(() => resolveProfile(p, 'chain.json')).toThrow(/cannot be a client of its own service/);
+    const q = chainProfile();
+    q.services.push({ id: 'vnic2', driver: 'net', device: 'nic', clients: ['vm1'] });
+    expect(() => resolveProfile(q, 'chain.json')).toThrow(/reaches disk 'nic' through 2 services/);
+  });
+});
