@@ -1,12 +1,14 @@
 /**
- * The demo fixture (fixtures/demo/cswitch.csv): 10 s of a 2-CPU machine running the
- * hypervisor's core, a disk driver VM, two clients and the idle processor. `npm run fixtures`
+ * The demo fixtures (fixtures/demo/cswitch.csv, disk.csv): 10 s of a 2-CPU machine running the
+ * hypervisor's core, a disk driver VM, two clients and the idle processor, and the clients' disk
+ * requests through the driver. `npm run fixtures`
  * rewrites it; a test checks that the committed file is exactly this generator's output.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../core/json.js';
 import { syntheticCswitch, type SyntheticCswitchOptions } from './synthetic-cswitch.js';
+import { syntheticDisk, type SyntheticDiskOptions } from './synthetic-disk.js';
 
 export const DEMO_OPTIONS: SyntheticCswitchOptions = {
   rows: 5000,
@@ -27,13 +29,34 @@ export const DEMO_OPTIONS: SyntheticCswitchOptions = {
   ],
 };
 
+/**
+ * The disk log: after 1.5 quiet seconds (in which driver-charge sees the driver's baseline),
+ * vm1 reads 4 KB blocks often and vm2 writes 64 KB blocks, until the CPU log ends.
+ */
+export const DEMO_DISK_OPTIONS: SyntheticDiskOptions = {
+  startNs: 1_732_400_001_500_000_000n,
+  seconds: 8.4,
+  rateBps: 5.0e7,
+  seed: 2007,
+  clients: [
+    { vm: 'vm1', perSecond: 45, bytes: 4096, op: 'R' },
+    { vm: 'vm2', perSecond: 15, bytes: 65536, op: 'W', container: 'bzip2-a' },
+  ],
+};
+
 export const DEMO_CSWITCH = path.join(PROJECT_ROOT, 'fixtures', 'demo', 'cswitch.csv');
+export const DEMO_DISK = path.join(PROJECT_ROOT, 'fixtures', 'demo', 'disk.csv');
 
 export function demoCswitchText(): string {
   return [...syntheticCswitch(DEMO_OPTIONS)].join('');
 }
 
+export function demoDiskText(): string {
+  return [...syntheticDisk(DEMO_DISK_OPTIONS)].join('');
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === path.join(PROJECT_ROOT, 'dist', 'generate', 'demo-fixture.js')) {
   fs.writeFileSync(DEMO_CSWITCH, demoCswitchText());
-  console.log(`wrote ${DEMO_CSWITCH}`);
+  fs.writeFileSync(DEMO_DISK, demoDiskText());
+  console.log(`wrote ${DEMO_CSWITCH} and ${DEMO_DISK}`);
 }

@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DEMO_CSWITCH, demoCswitchText } from '../../src/generate/demo-fixture.js';
+import { DEMO_CSWITCH, DEMO_DISK, demoCswitchText, demoDiskText } from '../../src/generate/demo-fixture.js';
 
 describe('demo fixture', () => {
   it('is exactly what the generator writes (npm run fixtures)', () => {
     expect(fs.readFileSync(DEMO_CSWITCH, 'utf8')).toBe(demoCswitchText());
+    expect(fs.readFileSync(DEMO_DISK, 'utf8')).toBe(demoDiskText());
   });
 
   it('wraps its 48-bit counters early on, as the generator intends', () => {

@@ -30,8 +30,9 @@
  *   never negative.
  * - At the end of the run, whatever the charges missed (the last window's energy, and with
  *   `by-time` the driver's share of halt energy that cpu-split only knows then) is charged to the
- *   clients in proportion to their requests' weights (equally when there were none). So over the
- *   run the charges equal the driver's energy exactly.
+ *   clients in proportion to their requests' weights (equally when there were none); an excess
+ *   is taken back in proportion to what each was charged. So over the run the charges equal the
+ *   driver's energy exactly. A window is never charged more baseline than the driver read in it.
  *
  * Other energy charged to the driver (by lower drivers, or for its own disk requests) is passed on
  * as it arrives: idle energy in equal parts, active energy in proportion to the clients' request
@@ -85,6 +86,8 @@ interface Driver {
   readonly lastWeight: Float64Array;
   readonly runWeight: Float64Array;
   readonly requestsBy: Float64Array;
+  /** Own-CPU charges so far per client: [2c] idle (baseline), [2c + 1] active. */
+  readonly chargedBy: Float64Array;
   requests: number;
   /** Cost windows completed. */
   windows: number;
@@ -159,6 +162,7 @@ export class DriverCharge implements Stage, EnergyCapture {
         lastWeight: new Float64Array(this.nCons),
         runWeight: new Float64Array(this.nCons),
         requestsBy: new Float64Array(this.nCons),
+        chargedBy: new Float64Array(2 * this.nCons),
         requests: 0,
         windows: 0,
         capturedOwn: 0,
@@ -265,6 +269,7 @@ export class DriverCharge implements Stage, EnergyCapture {
         const s = this.charges.slots(Math.floor(t / I));
         const slot = (drv.slot * this.nCons + c) * 2 + 1;
         s[slot] = s[slot]! + cost;
+        drv.chargedBy[2 * c + 1] = drv.chargedBy[2 * c + 1]! + cost;
       }
       drv.winWeight[c] = drv.winWeight[c]! + g;
       drv.runWeight[c] = drv.runWeight[c]! + g;
@@ -353,13 +358,15 @@ export class DriverCharge implements Stage, EnergyCapture {
       drv.quietNs += to - from;
     }
     if (drv.fixedWatts === null && drv.quietNs > 0) drv.baselineW = (drv.quietJ / drv.quietNs) * 1e9;
-    this.chargeBaseline(drv, drv.windowFrom, to);
+    // Never more baseline than the driver consumed in the window (the estimate is an average).
+    this.chargeBaseline(drv, drv.windowFrom, to, s[0]!);
     drv.windowFrom = to;
   }
 
-  private chargeBaseline(drv: Driver, from: number, to: number): void {
+  private chargeBaseline(drv: Driver, from: number, to: number, cap = Infinity): void {
     if (to <= from || drv.baselineW === 0) return;
-    const j = (drv.baselineW * (to - from)) / 1e9;
+    const j = Math.min((drv.baselineW * (to - from)) / 1e9, cap);
+    if (j <= 0) return;
     drv.unaccounted -= j;
     drv.baselineJ += j;
     const each = j / drv.clients.length;
@@ -370,6 +377,7 @@ export class DriverCharge implements Stage, EnergyCapture {
         s[slot] = s[slot]! + each * f;
       }
     });
+    for (const c of drv.clients) drv.chargedBy[2 * c] = drv.chargedBy[2 * c]! + each;
   }
 
   capture(row: EnergyRow): void {
@@ -436,18 +444,35 @@ export class DriverCharge implements Stage, EnergyCapture {
     }
   }
 
-  /** Whatever the driver consumed and the charges missed, so that nothing is lost. */
+  /**
+   * Whatever the driver consumed and the charges missed, so that nothing is lost: to the clients
+   * by their requests' weights (equally, as idle, when there were none). Should the charges have
+   * exceeded the consumption, the excess is taken back in proportion to what each client was
+   * charged, from the per-request charges first, so no client's total goes below zero.
+   */
   private chargeResidual(drv: Driver, run: RunSpan): void {
     const r = drv.capturedOwn - drv.baselineJ - drv.requestJ;
     drv.residualJ = r;
     if (r === 0) return;
+    const s = this.charges.slots(Math.floor(Math.max(run.t0, run.t1 - 1) / this.ctx.intervalNs));
+    const base = drv.slot * this.nCons * 2;
+    if (r < 0) {
+      // From the per-request charges first (they ran ahead), then from the baseline.
+      let left = -r;
+      for (const kind of [1, 0]) {
+        const charged = drv.clients.reduce((a, c) => a + drv.chargedBy[2 * c + kind]!, 0);
+        const take = Math.min(left, charged);
+        if (take <= 0) continue;
+        for (const c of drv.clients) s[base + 2 * c + kind] = s[base + 2 * c + kind]! - (take * drv.chargedBy[2 * c + kind]!) / charged;
+        left -= take;
+      }
+      return;
+    }
     const total = drv.clients.reduce((a, c) => a + drv.runWeight[c]!, 0);
     const kind = total > 0 ? 1 : 0;
-    const s = this.charges.slots(Math.floor(Math.max(run.t0, run.t1 - 1) / this.ctx.intervalNs));
     for (const c of drv.clients) {
       const share = total > 0 ? drv.runWeight[c]! / total : 1 / drv.clients.length;
-      const slot = (drv.slot * this.nCons + c) * 2 + kind;
-      s[slot] = s[slot]! + r * share;
+      s[base + 2 * c + kind] = s[base + 2 * c + kind]! + r * share;
     }
   }
 

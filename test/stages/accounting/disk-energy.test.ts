@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { resolveProfile, type Profile } from '../../../src/core/profile.js';
+import { cells, relDiff, replayTexts } from '../../helpers.js';
+
+/** A 2 W active-over-idle disk at 1 MB/s nominal, rate re-estimated every 2 requests, 100 ms idle periods. */
+function diskProfile(): Profile {
+  return {
+    cpu: { tsc_hz: 1e9, idle_watts: 10, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+    disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 1e6, rate_window: 2, idle_period_ms: 100 } },
+    vms: [
+      { id: 'drv', role: 'driver' },
+      { id: 'vm1', role: 'client' },
+      { id: 'vm2', role: 'client' },
+    ],
+    services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] }],
+  };
+}
+
+const m = resolveProfile(diskProfile(), 'disk.json');
+const close = (got: number | undefined, want: number) => expect(relDiff(got ?? NaN, want), `${got} vs ${want}`).toBeLessThan(1e-12);
+
+describe('disk-energy by hand (§3.2.2, §3.3.2)', () => {
+  // vm1 1000 B at 0 (2 ms), vm2 3000 B at 10 ms (1 ms), vm1 4000 B at 140 ms.
+  // Rate: 1e6 B/s for the first window, then 4000 B / 3 ms = 1.333e6 B/s.
+  // Active: 1000 / 1e6 = 1 ms → 2 W × 1 ms = 2 mJ; 3000 / 1e6 = 3 ms → 6 mJ; 4000 / 1.333e6 = 3 ms → 6 mJ.
+  // Idle: [0, 100 ms) 0.36 J by utilization 1:3 → vm1 0.09, vm2 0.27; [100, 140 ms) 0.144 J → vm1.
+  const withLatency = ['ts_ns,vm,op,offset,bytes,latency_ns,container', '0,vm1,R,0,1000,2000000,web', '10000000,vm2,W,0,3000,1000000,', '140000000,vm1,R,0,4000,500000,db', ''].join('\n');
+
+  it('charges active energy per request and idle energy by utilization, via the driver', async () => {
+    const sink = await replayTexts(m, { disk: withLatency }, ['disk-energy']);
+    const c = cells(sink);
+    close(c.get('vm1|drv|disk|active'), 0.002 + 0.006);
+    close(c.get('vm2|drv|disk|active'), 0.006);
+    close(c.get('vm1|drv|disk|idle'), 0.09 + 0.144);
+    close(c.get('vm2|drv|disk|idle'), 0.27);
+    expect(c.size).toBe(4);
+    close(sink.metrics.get('accounting.disk.disk.rate_bps'), 4000 / 0.003);
+    close(sink.metrics.get('accounting.disk.disk.idle_joules'), 3.6 * 0.14);
+    // The containers named in the log get their requests' active energy, as extra rows.
+    const web = sink.rows.filter((r) => r.container === 'web');
+    expect(web.map((r) => [r.consumer, r.via, r.kind])).toEqual([['vm1', 'drv', 'active']]);
+    close(web[0]!.joules, 0.002);
+    close(sink.rows.filter((r) => r.container === 'db')[0]!.joules, 0.006);
+  });
+
+  it('without latencies, busy time comes from completion gaps', async () => {
+    // The first request has no previous completion; the second's gap is 10 ms: 3000 B / 10 ms.
+    const text = ['ts_ns,vm,op,offset,bytes', '0,vm1,R,0,1000', '10000000,vm2,W,0,3000', '140000000,vm1,R,0,4000', ''].join('\n');
+    const c = cells(await replayTexts(m, { disk: text }, ['disk-energy']));
+    close(c.get('vm1|drv|disk|active'), 0.002 + 2 * (4000 / 3e5));
+    close(c.get('vm2|drv|disk|idle'), 0.27);
+  });
+
+  it('shares the idle energy of periods nobody used equally among the clients', async () => {
+    const text = ['ts_ns,vm,op,offset,bytes', '0,vm1,R,0,1000', '350000000,vm1,R,0,1000', ''].join('\n');
+    const c = cells(await replayTexts(m, { disk: text }, ['disk-energy']));
+    // [0,100) vm1's; [100,300) nobody's: 0.72 J in halves; [300,350) vm1's.
+    close(c.get('vm1|drv|disk|idle'), 0.36 + 0.36 + 0.18);
+    close(c.get('vm2|drv|disk|idle'), 0.36);
+  });
+
+  it('accounts several disks separately, each conserving its energy', async () => {
+    const p = diskProfile();
+    p.disks['ssd'] = { active_watts: 3, idle_watts: 1, nominal_rate_bps: 2e8, rate_window: 50, idle_period_ms: 50 };
+    p.services.push({ id: 'vssd', driver: 'drv', device: 'ssd', clients: ['vm2'] });
+    const mm = resolveProfile(p, 'disks.json');
+    const text = ['ts_ns,vm,op,offset,bytes,disk', '0,vm1,R,0,1000,disk', '5000000,vm2,R,0,200000,ssd', '90000000,vm2,W,0,4000,ssd', '200000000,vm1,R,0,1000,disk', ''].join('\n');
+    const sink = await replayTexts(mm, { disk: text }, ['disk-energy']);
+    const c = cells(sink);
+    close(c.get('vm2|drv|ssd|active'), 2 * (204000 / 2e8));
+    close(sink.total((r) => r.device === 'ssd'), 1 * 0.2 + 2 * (204000 / 2e8));
+    close(sink.total((r) => r.device === 'disk'), 3.6 * 0.2 + 2 * 0.002);
+    // vm1 never used the ssd and is no client of its service: none of its energy.
+    expect([...c.keys()].filter((k) => k.startsWith('vm1|') && k.includes('ssd'))).toEqual([]);
+  });
+});
