@@ -29,12 +29,13 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
           .option('profile', { type: 'string', describe: 'Use another machine profile' })
           .option('interval-ms', { type: 'number', describe: "Reporting interval of the energy table (overrides the pipeline's interval_ms)" })
           .option('quiet', { type: 'boolean', default: false, describe: 'Print only the run summary, not the matrix' })
+          .option('unit', { choices: ['W', 'J'] as const, default: 'W' as const, describe: 'Matrix cells in watts (mean over the run) or joules' })
           .example('$0 replay pipelines/demo.json --db out.sqlite', 'replay the demo pipeline into out.sqlite')
           .example('$0 replay pipelines/demo.json --trace cswitch=my.csv', "the demo's settings over another trace"),
       async (a) => {
         const { replay } = await import('./commands/replay.js');
         await replay(
-          { pipeline: a.pipeline, db: a.db, variant: a.variant, trace: a.trace, profile: a.profile, intervalMs: a['interval-ms'], quiet: a.quiet },
+          { pipeline: a.pipeline, db: a.db, variant: a.variant, trace: a.trace, profile: a.profile, intervalMs: a['interval-ms'], quiet: a.quiet, unit: a.unit },
           io,
         );
       },
@@ -47,11 +48,13 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
           .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database written by replay' })
           .option('run', { type: 'number', describe: 'Run id (default: the newest run)' })
           .option('format', { choices: ['table', 'json', 'csv'] as const, default: 'table' as const, describe: 'Output format' })
+          .option('unit', { choices: ['W', 'J'] as const, default: 'W' as const, describe: 'Table cells in watts (mean over the run) or joules' })
           .example('$0 matrix --db out.sqlite', 'the newest run')
+          .example('$0 matrix --db out.sqlite --unit J', 'the newest run, cells in joules')
           .example('$0 matrix --db out.sqlite --run 2 --format csv', 'run 2 as CSV'),
       async (a) => {
         const { matrix } = await import('./commands/matrix.js');
-        matrix({ db: a.db, run: a.run, format: a.format }, io);
+        matrix({ db: a.db, run: a.run, format: a.format, unit: a.unit }, io);
       },
     )
     .demandCommand(1, 'Name a command: replay or matrix (see --help).')

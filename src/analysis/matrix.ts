@@ -54,7 +54,7 @@ function columnOrder(cells: readonly MatrixCell[]): { device: string; kind: 'idl
 
 export interface MatrixTable {
   columns: { device: string; kind: 'idle' | 'active' }[];
-  rows: { consumer: string; via: string | null; watts: number[]; totalWatts: number; totalJoules: number }[];
+  rows: { consumer: string; via: string | null; watts: number[]; joules: number[]; totalWatts: number; totalJoules: number }[];
 }
 
 /** Pivots the run's cells into one row per (consumer, via). */
@@ -67,7 +67,7 @@ export function pivotMatrix(cells: readonly MatrixCell[]): MatrixTable {
   const table = aq
     .from(cells.map((c) => ({ ...c, via: c.via ?? DIRECT, col: keyOf(c.device, c.kind) })))
     .groupby('consumer', 'via')
-    .pivot('col', { w: (d: { watts: number }) => aq.op.sum(d.watts) });
+    .pivot('col', { w: (d: { watts: number }) => aq.op.sum(d.watts), j: (d: { joules: number }) => aq.op.sum(d.joules) });
   const totals = aq
     .from(cells.map((c) => ({ ...c, via: c.via ?? DIRECT })))
     .groupby('consumer', 'via')
@@ -76,7 +76,8 @@ export function pivotMatrix(cells: readonly MatrixCell[]): MatrixTable {
   const rows = joined.map((o) => ({
     consumer: o['consumer'] as string,
     via: o['via'] === DIRECT ? null : (o['via'] as string),
-    watts: columns.map((c) => (o[keyOf(c.device, c.kind)] as number | undefined) ?? 0),
+    watts: columns.map((c) => (o[`w_${keyOf(c.device, c.kind)}`] as number | undefined) ?? 0),
+    joules: columns.map((c) => (o[`j_${keyOf(c.device, c.kind)}`] as number | undefined) ?? 0),
     totalWatts: o['tw'] as number,
     totalJoules: o['tj'] as number,
   }));
@@ -89,12 +90,20 @@ export function pivotMatrix(cells: readonly MatrixCell[]): MatrixTable {
   return { columns, rows };
 }
 
-export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[]): string {
+export type MatrixUnit = 'W' | 'J';
+
+/**
+ * The Figure 5 layout as a text table: a row per consumer and driver it went through (`via` '-'
+ * for its own consumption), a column per device × {idle, active}, in watts (mean over the run) or
+ * joules, with the row's total in both.
+ */
+export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: MatrixUnit = 'W'): string {
   const m = pivotMatrix(cells);
-  const headers = ['consumer', 'via', ...m.columns.map((c) => `${c.device} ${c.kind} W`), 'total W', 'total J'];
+  const pick = (r: MatrixTable['rows'][number]) => (unit === 'W' ? r.watts : r.joules);
+  const headers = ['consumer', 'via', ...m.columns.map((c) => `${c.device} ${c.kind} ${unit}`), 'total W', 'total J'];
   const numeric = headers.map((_, i) => i >= 2);
-  const body = m.rows.map((r) => [r.consumer, r.via ?? '-', ...r.watts.map((w) => fmt(w, 3)), fmt(r.totalWatts, 3), fmt(r.totalJoules, 3)]);
-  const sumCol = (i: number) => m.rows.reduce((a, r) => a + (r.watts[i] ?? 0), 0);
+  const body = m.rows.map((r) => [r.consumer, r.via ?? '-', ...pick(r).map((w) => fmt(w, 3)), fmt(r.totalWatts, 3), fmt(r.totalJoules, 3)]);
+  const sumCol = (i: number) => m.rows.reduce((a, r) => a + (pick(r)[i] ?? 0), 0);
   body.push([
     'total',
     '',

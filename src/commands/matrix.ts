@@ -1,5 +1,5 @@
 /** `wattrace matrix --db FILE [--run N]`: the energy matrix of a stored run. */
-import { matrixCells, pivotMatrix, renderMatrix, resolveRun } from '../analysis/matrix.js';
+import { matrixCells, pivotMatrix, renderMatrix, resolveRun, type MatrixUnit } from '../analysis/matrix.js';
 import { openForReading } from '../store/store.js';
 import type { IO } from './io.js';
 import { WattraceError } from '../core/errors.js';
@@ -8,6 +8,7 @@ export interface MatrixArgs {
   db: string;
   run?: number | undefined;
   format?: 'table' | 'json' | 'csv' | undefined;
+  unit?: MatrixUnit | undefined;
 }
 
 export function matrix(args: MatrixArgs, io: IO): void {
@@ -20,7 +21,7 @@ export function matrix(args: MatrixArgs, io: IO): void {
     const cells = matrixCells(db, info.run_id);
     switch (args.format ?? 'table') {
       case 'table':
-        io.out(renderMatrix(info, cells));
+        io.out(renderMatrix(info, cells, args.unit));
         break;
       case 'json':
         io.out(JSON.stringify({ run: info, cells, matrix: pivotMatrix(cells) }, null, 2));

@@ -101,7 +101,45 @@ const CASES: Case[] = [
       ];
       write('cycle.json', p);
     }, where: /cycle\.json at \/services: /, says: /services form a cycle: s1 → s2 → s1/ },
+  ...diskCases(),
+  { name: 'driver-charge-alone', trace: GOOD_TRACE, pipeline: { stages: ['cpu-split', 'driver-charge'], traces: { cswitch: 'driver-charge-alone.csv', disk: 'good-disk.csv' } }, setup: goodDisk,
+    where: /driver-charge-alone\.pipeline\.json at \/stages: /, says: /stage 'driver-charge' needs the output of stage 'disk-energy'/ },
+  { name: 'unknown-cost-model', trace: GOOD_TRACE, pipeline: { accounting: { driver: { model: 'per-block' } } },
+    where: /unknown-cost-model\.pipeline\.json at \/accounting\/driver\/model: /, says: /must be one of "constant", "per-byte"/ },
 ];
+
+/** A disk log next to GOOD_TRACE, through a driver 'd' serving a and b. */
+function goodDisk(): void {
+  const p = profileOf();
+  p.vms.push({ id: 'd', role: 'driver' });
+  p.services = [{ id: 'vdisk', driver: 'd', device: 'disk', clients: ['a', 'b'] }];
+  write('svc.json', p);
+  write('good-disk.csv', 'ts_ns,vm,op,offset,bytes,latency_ns\n1500,a,R,0,4096,100\n2500,b,W,0,512,100\n');
+}
+
+/** Bad disk logs replayed through the complete accounting (cpu-split, disk-energy, driver-charge). */
+function diskCases(): Case[] {
+  const dh = 'ts_ns,vm,op,offset,bytes,latency_ns';
+  const bad: [string, string, RegExp, RegExp][] = [
+    ['disk-unknown-vm', `${dh}\n1500,a,R,0,4096,100\n2500,zz,R,0,4096,100\n`, /disk-unknown-vm\.disk\.csv:3:2 \(column vm\)/, /unknown VM 'zz'/],
+    ['disk-bad-op', `${dh}\n1500,a,X,0,4096,100\n`, /disk-bad-op\.disk\.csv:2:3 \(column op\)/, /op is 'X'; expected R or W/],
+    ['disk-negative-bytes', `${dh}\n1500,a,R,0,-4096,100\n`, /disk-negative-bytes\.disk\.csv:2:5 \(column bytes\)/, /bytes is negative/],
+    ['disk-time-backwards', `${dh}\n1500,a,R,0,4096,100\n1400,b,R,0,4096,100\n`, /disk-time-backwards\.disk\.csv:3:1 \(column ts_ns\)/, /time goes backwards on the disk/],
+    ['disk-bad-latency', `${dh}\n1500,a,R,0,4096,1e3\n`, /disk-bad-latency\.disk\.csv:2:6 \(column latency_ns\)/, /latency_ns is not/],
+    ['disk-unknown-disk', 'ts_ns,vm,op,offset,bytes,disk\n1500,a,R,0,4096,ssd\n', /disk-unknown-disk\.disk\.csv:2:6 \(column disk\)/, /unknown disk 'ssd'/],
+  ];
+  return bad.map(([name, text, where, says]) => ({
+    name,
+    trace: GOOD_TRACE,
+    pipeline: { profile: 'svc.json', stages: ['cpu-split', 'disk-energy', 'driver-charge', 'virtual-counters'], traces: { cswitch: `${name}.csv`, disk: `${name}.disk.csv` } },
+    setup: () => {
+      goodDisk();
+      write(`${name}.disk.csv`, text);
+    },
+    where,
+    says,
+  }));
+}
 
 describe('bad input: clear error, exit 2, store unchanged', () => {
   for (const c of CASES) {

@@ -41,6 +41,12 @@ describe('wattrace CLI', () => {
     const viaIdle = [...r.out.matchAll(/^(vm1|vm2)\s+drv\s+([\d.]+)/gm)].map((m) => Number(m[2]));
     expect(viaIdle).toHaveLength(2);
     for (const w of viaIdle) expect(w).toBeGreaterThan(12);
+    const joules = wattrace(['matrix', '--db', db, '--unit', 'J']);
+    expect(joules.out).toMatch(/cpu idle J\s+cpu active J\s+disk idle J\s+disk active J\s+total W\s+total J/);
+    // A cell in joules is its watts × the run's 9.917 s.
+    const w = Number(/^vm2\s+drv\s+([\d.]+)/m.exec(r.out)![1]);
+    const j = Number(/^vm2\s+drv\s+([\d.]+)/m.exec(joules.out)![1]);
+    expect(j).toBeCloseTo(w * 9.917, 0);
     const m = wattrace(['matrix', '--db', db, '--format', 'json']);
     expect(m.code).toBe(0);
     const j = JSON.parse(m.out) as { run: { run_id: number }; cells: unknown[] };
