@@ -45,8 +45,8 @@ describe('wattrace CLI', () => {
     expect(joules.out).toMatch(/cpu idle J\s+cpu active J\s+disk idle J\s+disk active J\s+total W\s+total J/);
     // A cell in joules is its watts × the run's 9.917 s.
     const w = Number(/^vm2\s+drv\s+([\d.]+)/m.exec(r.out)![1]);
-    const j = Number(/^vm2\s+drv\s+([\d.]+)/m.exec(joules.out)![1]);
-    expect(j).toBeCloseTo(w * 9.917, 0);
+    const jv = Number(/^vm2\s+drv\s+([\d.]+)/m.exec(joules.out)![1]);
+    expect(jv).toBeCloseTo(w * 9.917, 0);
     const m = wattrace(['matrix', '--db', db, '--format', 'json']);
     expect(m.code).toBe(0);
     const j = JSON.parse(m.out) as { run: { run_id: number }; cells: unknown[] };
