@@ -1,7 +1,7 @@
 /**
  * One measurement of the benchmark, in its own process so peak RSS belongs to it alone:
  *   node dist/bench/child.js csv-parse FILE      csv-parse alone, its fastest configuration
- *   node dist/bench/child.js replay PIPELINE DB  the whole replay (read, decode, cpu-split, SQLite)
+ *   node dist/bench/child.js replay PIPELINE DB  the whole replay (read, decode, stages, SQLite)
  * Prints one JSON line: { rows, seconds, maxRssMB }.
  */
 import fs from 'node:fs';
@@ -29,7 +29,8 @@ async function main(): Promise<void> {
   else if (mode === 'replay') {
     const io = bufferIO();
     await replay({ pipeline: a!, db: b!, quiet: true }, io);
-    rows = Number(/([\d,]+) cswitch rows/.exec(io.stdout.join(''))![1]!.replace(/,/g, ''));
+    // "…, 5,000 cswitch rows, 531 disk rows → …": all records read.
+    rows = [...io.stdout.join('').matchAll(/([\d,]+) (?:cswitch|disk|guest|measured) rows/g)].reduce((a, m) => a + Number(m[1]!.replace(/,/g, '')), 0);
   } else throw new Error(`unknown mode ${mode}`);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   console.log(JSON.stringify({ rows, seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 }));

@@ -1,7 +1,10 @@
 /**
- * `npm run bench`: replay throughput with cpu-split over a generated cswitch trace (8 VMs incl.
- * idle, 2 CPUs, 4 events), as records/s and as a ratio to csv-parse alone reading the same file
- * in the same run; and peak RSS of the replay at 1M and 4M rows (it must not grow with length).
+ * `npm run bench`: replay throughput over a generated cswitch trace (8 VMs incl. idle, 2 CPUs,
+ * 4 events) and a disk request log over the same span (400 requests/s through the driver VM),
+ * as records/s and as a ratio to csv-parse alone reading the same files in the same run:
+ *   - cpu-split over the cswitch trace;
+ *   - the complete accounting (cpu-split, disk-energy, driver-charge, virtual-counters) over both;
+ * and peak RSS of both replays at 1M and 4M cswitch rows (it must not grow with length).
  * Options: --rows N (default 2000000), --repeat K (default 3), --rss-rows a,b (default 1M,4M).
  */
 import { execFileSync } from 'node:child_process';
@@ -10,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { standardVms, syntheticCswitch } from '../generate/synthetic-cswitch.js';
+import { syntheticDisk } from '../generate/synthetic-disk.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const EVENTS = ['uops', 'l2_miss', 'branch_miss', 'fp_ops'];
@@ -27,17 +31,34 @@ function writeTrace(file: string, rows: number): void {
   fs.closeSync(fd);
 }
 
-function writePipeline(dir: string, name: string, trace: string): string {
+/** The disk log over the span of a cswitch trace of `rows` rows (mean period 0.5 ms on 2 CPUs). */
+function writeDisk(file: string, rows: number): void {
+  const fd = fs.openSync(file, 'w');
+  const seconds = (rows * 0.5e-3) / 2;
+  const clients = standardVms(8, EVENTS)
+    .filter((v) => v.id.startsWith('vm'))
+    .map((v, i) => ({ vm: v.id, perSecond: 400 / 5, bytes: 4096 << (i % 5), op: i % 2 === 0 ? ('R' as const) : ('W' as const) }));
+  for (const chunk of syntheticDisk({ startNs: 1_732_400_000_000_000_000n, seconds, clients, rateBps: 2e8, seed: 42 }, 65536)) fs.writeSync(fd, chunk);
+  fs.closeSync(fd);
+}
+
+const FULL = ['cpu-split', 'disk-energy', 'driver-charge', 'virtual-counters'];
+
+function writePipeline(dir: string, name: string, trace: string, disk?: string): string {
   const profile = path.join(dir, 'machine.json');
+  const vms = standardVms(8, EVENTS).filter((v) => v.id !== 'idle');
   fs.writeFileSync(
     profile,
     JSON.stringify({
       cpu: { tsc_hz: 3e9, idle_watts: 42, counter_bits: 48, idle_split: 'equal', events: { uops: 4e-9, l2_miss: 2e-7, branch_miss: 5e-8, fp_ops: 6e-9 } },
-      vms: standardVms(8, EVENTS).filter((v) => v.id !== 'idle').map((v) => ({ id: v.id, role: v.id === 'core' ? 'core' : v.id === 'drv' ? 'driver' : 'client' })),
+      disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
+      vms: vms.map((v) => ({ id: v.id, role: v.id === 'core' ? 'core' : v.id === 'drv' ? 'driver' : 'client' })),
+      services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: vms.filter((v) => v.id.startsWith('vm')).map((v) => v.id) }],
     }),
   );
   const p = path.join(dir, `${name}.pipeline.json`);
-  fs.writeFileSync(p, JSON.stringify({ name, profile, traces: { cswitch: trace }, interval_ms: 100, stages: ['cpu-split'] }));
+  const traces = disk ? { cswitch: trace, disk } : { cswitch: trace };
+  fs.writeFileSync(p, JSON.stringify({ name, profile, traces, interval_ms: 100, stages: disk ? FULL : ['cpu-split'] }));
   return p;
 }
 
@@ -60,48 +81,74 @@ function main(): void {
   const rssRows = arg('rss-rows', '1000000,4000000').split(',').map(Number);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattrace-bench-'));
   try {
-    const files = new Map<number, string>();
+    const files = new Map<number, { cswitch: string; disk: string }>();
     for (const n of new Set([rows, ...rssRows])) {
-      const f = path.join(dir, `cswitch-${n}.csv`);
+      const f = { cswitch: path.join(dir, `cswitch-${n}.csv`), disk: path.join(dir, `disk-${n}.csv`) };
       process.stderr.write(`generating ${n.toLocaleString('en-US')} rows… `);
-      writeTrace(f, n);
-      process.stderr.write(`${(fs.statSync(f).size / 1e6).toFixed(0)} MB\n`);
+      writeTrace(f.cswitch, n);
+      writeDisk(f.disk, n);
+      process.stderr.write(`${(fs.statSync(f.cswitch).size / 1e6).toFixed(0)} MB + ${(fs.statSync(f.disk).size / 1e6).toFixed(0)} MB of disk log\n`);
       files.set(n, f);
     }
     const main = files.get(rows)!;
-    const pipeline = writePipeline(dir, 'bench', main);
+    const cpuOnly = writePipeline(dir, 'bench', main.cswitch);
+    const full = writePipeline(dir, 'bench-full', main.cswitch, main.disk);
     const csv: number[] = [];
+    const csvBoth: number[] = [];
     const rep: number[] = [];
+    const repFull: number[] = [];
+    let diskRows = 0;
     for (let r = 0; r < repeat; r++) {
-      const c = child('csv-parse', main);
-      const p = child('replay', pipeline, path.join(dir, `bench-${r}.sqlite`));
-      if (c.rows !== rows || p.rows !== rows) throw new Error(`row counts differ: csv-parse ${c.rows}, replay ${p.rows}, expected ${rows}`);
+      const c = child('csv-parse', main.cswitch);
+      const d = child('csv-parse', main.disk);
+      const p = child('replay', cpuOnly, path.join(dir, `bench-${r}.sqlite`));
+      const q = child('replay', full, path.join(dir, `bench-full-${r}.sqlite`));
+      diskRows = d.rows;
+      if (c.rows !== rows || p.rows !== rows || q.rows !== rows + d.rows) throw new Error(`row counts differ: csv-parse ${c.rows} + ${d.rows}, replay ${p.rows} and ${q.rows}`);
       csv.push(rows / c.seconds);
+      csvBoth.push((rows + d.rows) / (c.seconds + d.seconds));
       rep.push(rows / p.seconds);
-      process.stderr.write(`round ${r + 1}: csv-parse ${(rows / c.seconds / 1e3).toFixed(0)} k/s, replay ${(rows / p.seconds / 1e3).toFixed(0)} k/s\n`);
+      repFull.push(q.rows / q.seconds);
+      process.stderr.write(
+        `round ${r + 1}: csv-parse ${(rows / c.seconds / 1e3).toFixed(0)} k/s, cpu-split ${(rows / p.seconds / 1e3).toFixed(0)} k/s, full ${(q.rows / q.seconds / 1e3).toFixed(0)} k/s\n`,
+      );
     }
     // Peak RSS is noisy (GC and malloc timing): each size is measured `repeat` times, interleaved.
-    const rssRuns = new Map<number, number[]>(rssRows.map((n) => [n, []]));
+    const kinds = [
+      { name: 'cpu-split', pipeline: (n: number) => writePipeline(dir, `rss-${n}`, files.get(n)!.cswitch) },
+      { name: 'complete accounting', pipeline: (n: number) => writePipeline(dir, `rss-full-${n}`, files.get(n)!.cswitch, files.get(n)!.disk) },
+    ];
+    const rssRuns = new Map<string, number[]>();
     for (let r = 0; r < repeat; r++) {
-      for (const n of rssRows) {
-        const m = child('replay', writePipeline(dir, `rss-${n}`, files.get(n)!), path.join(dir, `rss-${n}-${r}.sqlite`));
-        rssRuns.get(n)!.push(m.maxRssMB);
-        process.stderr.write(`peak RSS at ${n.toLocaleString('en-US')} rows: ${m.maxRssMB.toFixed(0)} MB\n`);
+      for (const k of kinds) {
+        for (const n of rssRows) {
+          const m = child('replay', k.pipeline(n), path.join(dir, `rss-${k.name.length}-${n}-${r}.sqlite`));
+          const key = `${k.name}|${n}`;
+          rssRuns.set(key, [...(rssRuns.get(key) ?? []), m.maxRssMB]);
+          process.stderr.write(`peak RSS of ${k.name} at ${n.toLocaleString('en-US')} rows: ${m.maxRssMB.toFixed(0)} MB\n`);
+        }
       }
     }
-    const rss = rssRows.map((n) => ({ n, median: median(rssRuns.get(n)!), max: Math.max(...rssRuns.get(n)!) }));
-    const mb = fs.statSync(main).size / 1e6;
+    const mb = fs.statSync(main.cswitch).size / 1e6;
     console.log(`\nwattrace bench — ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, node ${process.version}`);
-    console.log(`trace: ${rows.toLocaleString('en-US')} cswitch rows (${mb.toFixed(0)} MB), 2 CPUs, 8 VMs incl. idle, 4 events; median of ${repeat}\n`);
+    console.log(
+      `traces: ${rows.toLocaleString('en-US')} cswitch rows (${mb.toFixed(0)} MB), 2 CPUs, 8 VMs incl. idle, 4 events; ${diskRows.toLocaleString('en-US')} disk requests over the same span; median of ${repeat}\n`,
+    );
     console.log('| measure | value |');
     console.log('| --- | --- |');
-    console.log(`| csv-parse alone (arrays, cast:false, quote:false) | ${(median(csv) / 1e3).toFixed(0)} k records/s |`);
+    console.log(`| csv-parse alone over the cswitch trace (arrays, cast:false, quote:false) | ${(median(csv) / 1e3).toFixed(0)} k records/s |`);
     console.log(`| replay with cpu-split (read + decode + split + SQLite) | ${(median(rep) / 1e3).toFixed(0)} k records/s |`);
-    console.log(`| ratio replay / csv-parse | ${(median(rep) / median(csv)).toFixed(2)} |`);
-    for (const { n, median: med, max } of rss) console.log(`| peak RSS of replay at ${(n / 1e6).toFixed(0)}M rows (median / max of ${repeat}) | ${med.toFixed(0)} / ${max.toFixed(0)} MB |`);
-    if (rss.length >= 2) {
-      const [a, b] = [rss[0]!, rss[rss.length - 1]!];
-      console.log(`| peak RSS ratio ${(b.n / 1e6).toFixed(0)}M / ${(a.n / 1e6).toFixed(0)}M (medians) | ${(b.median / a.median).toFixed(2)} |`);
+    console.log(`| ratio cpu-split replay / csv-parse | ${(median(rep) / median(csv)).toFixed(2)} |`);
+    console.log(`| csv-parse alone over cswitch + disk | ${(median(csvBoth) / 1e3).toFixed(0)} k records/s |`);
+    console.log(`| replay with the complete accounting over cswitch + disk | ${(median(repFull) / 1e3).toFixed(0)} k records/s |`);
+    console.log(`| ratio complete replay / csv-parse | ${(median(repFull) / median(csvBoth)).toFixed(2)} |`);
+    for (const k of kinds) {
+      const rss = rssRows.map((n) => ({ n, runs: rssRuns.get(`${k.name}|${n}`)! }));
+      for (const { n, runs } of rss) console.log(`| peak RSS of ${k.name} at ${n.toLocaleString('en-US')} rows (median / max of ${repeat}) | ${median(runs).toFixed(0)} / ${Math.max(...runs).toFixed(0)} MB |`);
+      if (rss.length >= 2) {
+        const [a, b] = [rss[0]!, rss[rss.length - 1]!];
+        console.log(`| peak RSS ratio of ${k.name}, ${b.n.toLocaleString('en-US')} / ${a.n.toLocaleString('en-US')} rows (medians) | ${(median(b.runs) / median(a.runs)).toFixed(2)} |`);
+      }
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
