@@ -34,6 +34,8 @@ export class IntervalAccumulator {
   private readonly open = new Map<number, Float64Array>();
   private lastK = Number.NaN;
   private lastSlots: Float64Array | null = null;
+  /** No open interval has a smaller index (a lower bound). */
+  private lowK = Infinity;
 
   constructor(
     readonly intervalNs: number,
@@ -50,15 +52,22 @@ export class IntervalAccumulator {
       if (this.open.size >= this.maxOpen) this.flushOldest(this.maxOpen >> 1);
       s = new Float64Array(this.width);
       this.open.set(k, s);
+      if (k < this.lowK) this.lowK = k;
     }
     this.lastK = k;
     this.lastSlots = s;
     return s;
   }
 
+  /** Visits the open intervals (to adjust what they hold before it is written). */
+  forEachOpen(visit: (k: number, slots: Float64Array) => void): void {
+    for (const [k, s] of this.open) visit(k, s);
+  }
+
   /** Flushes every interval that ends at or before `t`. */
   flushBefore(t: number): void {
     const limit = Math.floor(t / this.intervalNs);
+    if (limit <= this.lowK) return;
     const ks: number[] = [];
     for (const k of this.open.keys()) if (k < limit) ks.push(k);
     this.flushKeys(ks);
@@ -82,5 +91,7 @@ export class IntervalAccumulator {
     }
     this.lastK = Number.NaN;
     this.lastSlots = null;
+    this.lowK = Infinity;
+    for (const k of this.open.keys()) if (k < this.lowK) this.lowK = k;
   }
 }

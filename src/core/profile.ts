@@ -81,6 +81,7 @@ export function resolveProfile(p: Profile, file: string): Machine {
     if (vmIds.has(vm.id)) err(`/vms/${i}/id`, `VM id '${vm.id}' appears twice`);
     vmIds.set(vm.id, vm);
   });
+  if ('cpu' in p.disks) err('/disks/cpu', "'cpu' is the CPU's device name in the energy table; name the disk otherwise");
   const serviceIds = new Set<string>();
   p.services.forEach((s, i) => {
     if (serviceIds.has(s.id)) err(`/services/${i}/id`, `service id '${s.id}' appears twice`);

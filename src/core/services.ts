@@ -42,7 +42,11 @@ export class ServiceGraph {
   /** Consumer indices of the VMs that drive a service with clients, in consumer order. */
   readonly drivers: readonly number[];
   private readonly clients = new Map<number, number[]>();
-  private readonly routes = new Map<string, ServiceRoute | null>();
+  /** Routes by disk index (profile order) × consumer, filled on first use. */
+  private readonly routes: (ServiceRoute | null | undefined)[];
+  private readonly diskIds: string[];
+  /** Disk index of each name of the disk log's name table (−1: not a disk). */
+  private readonly nameDisk: number[] = [];
 
   constructor(private readonly machine: Machine) {
     const { services } = machine.profile;
@@ -55,6 +59,15 @@ export class ServiceGraph {
       this.clients.set(d, [...set].sort((a, b) => a - b));
     }
     this.drivers = [...this.clients.keys()].sort((a, b) => a - b);
+    this.diskIds = Object.keys(machine.profile.disks);
+    this.routes = new Array(this.diskIds.length * machine.consumers.length);
+  }
+
+  /** The disk index (profile order) of `names[i]`, the disk log's interned disk names. */
+  diskIndex(names: readonly string[], i: number): number {
+    let d = this.nameDisk[i];
+    if (d === undefined) this.nameDisk[i] = d = this.diskIds.indexOf(names[i]!);
+    return d;
   }
 
   /** The clients of all services `driver` provides (consumer indices, ascending). */
@@ -62,15 +75,16 @@ export class ServiceGraph {
     return this.clients.get(driver) ?? [];
   }
 
-  /** The service a request of consumer `vm` on `disk` went through, or null for none. */
-  route(vm: number, disk: string): ServiceRoute | null {
-    const key = `${vm}|${disk}`;
-    let r = this.routes.get(key);
+  /** The service a request of consumer `vm` on disk number `d` went through, or null for none. */
+  route(vm: number, d: number): ServiceRoute | null {
+    const key = d * this.machine.consumers.length + vm;
+    let r = this.routes[key];
     if (r === undefined) {
       const { services } = this.machine.profile;
+      const disk = this.diskIds[d]!;
       const i = servicesFor(services, this.machine.consumers[vm]!, disk)[0];
       r = i === undefined ? null : { service: i, driver: this.machine.consumerIndex.get(services[i]!.driver)!, physical: services[i]!.device === disk };
-      this.routes.set(key, r);
+      this.routes[key] = r;
     }
     return r;
   }

@@ -69,7 +69,6 @@ export class DiskEnergy implements Stage {
 
   private readonly graph: ServiceGraph;
   private readonly disks: DiskState[];
-  private readonly byName = new Map<string, DiskState>();
   private readonly nCons: number;
   private readonly acc: IntervalAccumulator;
   /** Container-level active energy per interval: key `${d}\0${consumer}\0${container}`. */
@@ -105,7 +104,6 @@ export class DiskEnergy implements Stage {
       idleJ: 0,
       activeJ: 0,
     }));
-    for (const s of this.disks) this.byName.set(s.id, s);
     this.acc = new IntervalAccumulator(ctx.intervalNs, this.disks.length * this.nCons * 2, (k, s) => this.emit(k, s));
   }
 
@@ -115,9 +113,9 @@ export class DiskEnergy implements Stage {
     let t = -Infinity;
     for (let i = slice.from; i < slice.to; i++) {
       t = b.t[i]!;
-      const st = this.byName.get(b.names[b.disk[i]!]!)!;
+      const st = this.disks[this.graph.diskIndex(b.names, b.disk[i]!)]!;
       const c = b.vm[i]!;
-      const route = this.graph.route(c, st.id);
+      const route = this.graph.route(c, st.d);
       if (route !== null && !route.physical) {
         this.upperRequests++;
         continue;
@@ -145,7 +143,9 @@ export class DiskEnergy implements Stage {
       if (lat === lat || gap <= st.periodNs) {
         st.winUsable++;
         st.winBytes += bytes;
-        st.winBusy += lat === lat ? lat : gap;
+        // No request keeps a disk busy for longer than an idle period: an outlier latency
+        // must not drag the rate of a whole window down.
+        st.winBusy += lat === lat ? Math.min(lat, st.periodNs) : gap;
       }
       if (st.winN >= st.spec.rate_window) {
         // Keep the rate when the window says too little (mostly idle gaps, or only ties, as in
@@ -253,7 +253,7 @@ export class DiskEnergy implements Stage {
     const key = d * this.nCons + c;
     let v = this.viaCache.get(key);
     if (v === undefined) {
-      const r = this.graph.route(c, this.disks[d]!.id);
+      const r = this.graph.route(c, d);
       v = r !== null && r.physical ? this.ctx.machine.consumers[r.driver]! : null;
       this.viaCache.set(key, v);
     }

@@ -28,11 +28,13 @@
  *   request against their bytes per request. The deviation between what was charged and what was
  *   consumed is carried forward: the next window's costs are scaled to pay it back. Costs are
  *   never negative.
- * - At the end of the run, whatever the charges missed (the last window's energy, and with
- *   `by-time` the driver's share of halt energy that cpu-split only knows then) is charged to the
- *   clients in proportion to their requests' weights (equally when there were none); an excess
- *   is taken back in proportion to what each was charged. So over the run the charges equal the
- *   driver's energy exactly. A window is never charged more baseline than the driver read in it.
+ * - With `by-time`, the driver's share of halt energy, which cpu-split only knows at the end of
+ *   the run, goes to the clients in equal parts as idle, spread over the run.
+ * - At the end of the run, whatever the charges missed (mostly the last window's energy) is
+ *   charged to the clients in proportion to their requests' weights (equally when there were
+ *   none); an excess (costs predicted ahead of the readings) is taken back from the charges not
+ *   yet written, in proportion. So over the run the charges equal the driver's energy exactly.
+ *   A window's baseline is never more than the driver read in it.
  *
  * Other energy charged to the driver (by lower drivers, or for its own disk requests) is passed on
  * as it arrives: idle energy in equal parts, active energy in proportion to the clients' request
@@ -53,6 +55,8 @@ import { CPU_DEVICE } from './cpu-split.js';
 
 /** per-byte: windows to wait for requests of different sizes before charging a constant cost. */
 const PER_BYTE_PATIENCE = 4;
+/** Longest time a request is taken to be in flight (an outlier latency must not stall the stage). */
+const MAX_IN_FLIGHT_NS = 1e9;
 
 export const DRIVER_DEFAULTS: DriverChargeSettings = { model: 'constant', window: 50, baseline_window_ms: 50, forget: 0.95 };
 
@@ -92,6 +96,10 @@ interface Driver {
   /** Cost windows completed. */
   windows: number;
   capturedOwn: number;
+  /** by-time: own idle as read, own idle as captured, and the halt share passed on at the end. */
+  readOwnIdle: number;
+  capturedIdle: number;
+  haltJ: number;
   baselineJ: number;
   requestJ: number;
   residualJ: number;
@@ -123,8 +131,12 @@ export class DriverCharge implements Stage, EnergyCapture {
   private minT0 = Infinity;
   /** The end of the run once it is known (windows are cut there). */
   private endNs = Infinity;
-  /** Every CPU has reported up to here. */
+  /** Every CPU has reported up to here; the latest any has reported to. */
   private watermark = -Infinity;
+  private cpuEnd = -Infinity;
+  private flushedTo = -Infinity;
+  private passedBefore = -Infinity;
+  private finished = false;
 
   constructor(private readonly ctx: StageContext) {
     const m = ctx.machine;
@@ -166,6 +178,9 @@ export class DriverCharge implements Stage, EnergyCapture {
         requests: 0,
         windows: 0,
         capturedOwn: 0,
+        readOwnIdle: 0,
+        capturedIdle: 0,
+        haltJ: 0,
         baselineJ: 0,
         requestJ: 0,
         residualJ: 0,
@@ -189,10 +204,19 @@ export class DriverCharge implements Stage, EnergyCapture {
     if (w === Infinity) return;
     this.watermark = w;
     const limit = Math.min(w, this.now - this.maxServiceNs);
-    for (const drv of this.drivers) drv.win.flushBefore(limit);
-    const done = Math.min(...this.drivers.map((d) => (d.windowFrom === d.windowFrom ? d.windowFrom : -Infinity)));
+    if (limit <= this.flushedTo) return;
+    this.flushedTo = limit;
+    let done = limit;
+    for (const drv of this.drivers) {
+      drv.win.flushBefore(limit);
+      if (drv.windowFrom === drv.windowFrom && drv.windowFrom < done) done = drv.windowFrom;
+    }
     this.charges.flushBefore(done);
-    this.flushPassed(Math.floor(done / this.ctx.intervalNs));
+    const k = Math.floor(done / this.ctx.intervalNs);
+    if (k > this.passedBefore) {
+      this.passedBefore = k;
+      this.flushPassed(k);
+    }
   }
 
   /** The drivers' CPU energy, period by period, as their virtualized counters show it. */
@@ -210,13 +234,17 @@ export class DriverCharge implements Stage, EnergyCapture {
       this.cpuSeen[cpu] = 1;
       this.lastT[cpu] = t1;
       if (t1 > this.now) this.now = t1;
+      if (t1 > this.cpuEnd) this.cpuEnd = t1;
       if (t0 < this.minT0) this.minT0 = t0;
       const idle = tscWeight * b.dtsc[i]!;
       const own = this.driverOf[vm] ?? null;
       for (const drv of this.drivers) {
         let e = this.equal ? idle / vmCount : 0;
         if (drv === own) {
-          if (!this.equal) e += idle;
+          if (!this.equal) {
+            e += idle;
+            drv.readOwnIdle += idle;
+          }
           for (let k = 0; k < nEv; k++) e += eventWeights[k]! * b.dev[i * nEv + k]!;
         }
         if (e === 0) continue;
@@ -241,18 +269,19 @@ export class DriverCharge implements Stage, EnergyCapture {
     const b = slice.batch;
     const W = this.windowNs;
     const I = this.ctx.intervalNs;
-    const disks = this.ctx.machine.profile.disks;
+    const disks = Object.values(this.ctx.machine.profile.disks);
     for (let i = slice.from; i < slice.to; i++) {
       const t = b.t[i]!;
       if (t > this.now) this.now = t;
       const c = b.vm[i]!;
-      const diskId = b.names[b.disk[i]!]!;
-      const route = this.graph.route(c, diskId);
+      const d = this.graph.diskIndex(b.names, b.disk[i]!);
+      const route = this.graph.route(c, d);
       if (route === null) continue;
       const drv = this.driverOf[route.driver]!;
       const bytes = b.bytes[i]!;
       const lat = b.latency[i]!;
-      const service = lat === lat ? lat : (bytes / disks[diskId]!.nominal_rate_bps) * 1e9;
+      // A request in flight for longer than a second marks only its last second busy.
+      const service = Math.min(MAX_IN_FLIGHT_NS, lat === lat ? lat : (bytes / disks[d]!.nominal_rate_bps) * 1e9);
       if (service > this.maxServiceNs) this.maxServiceNs = service;
       // In flight from its start to its completion; the window after it too (deferred work).
       for (let k = Math.floor((t - service) / W), kEnd = Math.floor(t / W) + 1; k <= kEnd; k++) drv.win.slots(k)[1] = 1;
@@ -351,16 +380,22 @@ export class DriverCharge implements Stage, EnergyCapture {
     if (drv.windowFrom !== drv.windowFrom) drv.windowFrom = Math.max(k * W, Math.min(this.minT0, to));
     const from = Math.max(k * W, drv.windowFrom);
     if (to <= drv.windowFrom) return;
-    // Windows nobody touched since the last one were quiet and the driver read nothing in them.
-    drv.quietNs += from - drv.windowFrom;
+    // Windows nobody touched since the last one were quiet and the driver read nothing in them;
+    // quiet time counts only where the CPU log covers it.
+    drv.quietNs += this.covered(drv.windowFrom, from);
     if (s[1] === 0) {
       drv.quietJ += s[0]!;
-      drv.quietNs += to - from;
+      drv.quietNs += this.covered(from, to);
     }
     if (drv.fixedWatts === null && drv.quietNs > 0) drv.baselineW = (drv.quietJ / drv.quietNs) * 1e9;
     // Never more baseline than the driver consumed in the window (the estimate is an average).
     this.chargeBaseline(drv, drv.windowFrom, to, s[0]!);
     drv.windowFrom = to;
+  }
+
+  /** How much of [from, to) the CPU log covers. */
+  private covered(from: number, to: number): number {
+    return Math.max(0, Math.min(to, this.cpuEnd) - Math.max(from, this.minT0));
   }
 
   private chargeBaseline(drv: Driver, from: number, to: number, cap = Infinity): void {
@@ -383,8 +418,10 @@ export class DriverCharge implements Stage, EnergyCapture {
   capture(row: EnergyRow): void {
     const drv = this.driverOf[this.ctx.machine.consumerIndex.get(row.consumer)!];
     if (!drv) throw new Error(`driver-charge captured a row of '${row.consumer}', which drives no service`);
+    if (this.finished) throw new Error(`driver-charge captured a row of '${row.consumer}' after it finished: a stage after it charged a driver`);
     if (row.via === null && row.device === CPU_DEVICE) {
       drv.capturedOwn += row.joules;
+      if (row.kind === 'idle') drv.capturedIdle += row.joules;
       return;
     }
     drv.foreignJ += row.joules;
@@ -418,14 +455,17 @@ export class DriverCharge implements Stage, EnergyCapture {
       // Close the remaining windows at the end of the run, then the time after the last one.
       this.endNs = run.t1;
       drv.win.flushAll();
-      if (drv.windowFrom !== drv.windowFrom) drv.windowFrom = run.t0;
-      this.chargeBaseline(drv, drv.windowFrom, run.t1);
+      if (drv.windowFrom !== drv.windowFrom) drv.windowFrom = Math.max(run.t0, Math.min(this.minT0, run.t1));
+      // Up to the end of the CPU log only, and never more than was read and not yet charged.
+      this.chargeBaseline(drv, drv.windowFrom, Math.min(run.t1, this.cpuEnd), Math.max(0, drv.unaccounted));
       drv.windowFrom = run.t1;
+      this.chargeHaltShare(drv, run);
     }
     for (const drv of this.drivers) this.chargeResidual(drv, run);
     // Charges to drivers are captured and passed on again; the graph is acyclic, so this ends.
     this.charges.flushAll();
     while (this.passed.size > 0) this.flushPassed(Infinity);
+    this.finished = true;
     const { sink } = this.ctx;
     for (const drv of this.drivers) {
       const p = `accounting.driver.${drv.name}`;
@@ -436,6 +476,7 @@ export class DriverCharge implements Stage, EnergyCapture {
       sink.metric(`${p}.baseline_joules`, drv.baselineJ);
       sink.metric(`${p}.request_joules`, drv.requestJ);
       sink.metric(`${p}.residual_joules`, drv.residualJ);
+      if (!this.equal) sink.metric(`${p}.halt_share_joules`, drv.haltJ);
       sink.metric(`${p}.passed_joules`, drv.foreignJ);
       if (this.settings.model === 'per-byte') {
         sink.metric(`${p}.fit_request_joules`, drv.a);
@@ -445,26 +486,65 @@ export class DriverCharge implements Stage, EnergyCapture {
   }
 
   /**
+   * by-time: cpu-split charges the driver its share of the halt periods' idle energy only at the
+   * end of the run (it depends on the CPU time of the whole run). That share — what the driver was
+   * charged as idle beyond its own periods' idle — goes to the clients in equal parts as CPU idle,
+   * spread over the run like the halt periods it comes from.
+   */
+  private chargeHaltShare(drv: Driver, run: RunSpan): void {
+    if (this.equal) return;
+    const j = drv.capturedIdle - drv.readOwnIdle;
+    if (!(j > 0)) return;
+    drv.haltJ = j;
+    const each = j / drv.clients.length;
+    spread(run.t0, run.t1, this.ctx.intervalNs, (k, f) => {
+      const s = this.charges.slots(k);
+      for (const c of drv.clients) {
+        const slot = (drv.slot * this.nCons + c) * 2;
+        s[slot] = s[slot]! + each * f;
+      }
+    });
+    for (const c of drv.clients) drv.chargedBy[2 * c] = drv.chargedBy[2 * c]! + each;
+  }
+
+  /**
    * Whatever the driver consumed and the charges missed, so that nothing is lost: to the clients
    * by their requests' weights (equally, as idle, when there were none). Should the charges have
    * exceeded the consumption, the excess is taken back in proportion to what each client was
    * charged, from the per-request charges first, so no client's total goes below zero.
    */
   private chargeResidual(drv: Driver, run: RunSpan): void {
-    const r = drv.capturedOwn - drv.baselineJ - drv.requestJ;
+    const r = drv.capturedOwn - drv.baselineJ - drv.requestJ - drv.haltJ;
     drv.residualJ = r;
     if (r === 0) return;
     const s = this.charges.slots(Math.floor(Math.max(run.t0, run.t1 - 1) / this.ctx.intervalNs));
     const base = drv.slot * this.nCons * 2;
     if (r < 0) {
-      // From the per-request charges first (they ran ahead), then from the baseline.
+      // Taken back in proportion to what each client was charged of each kind, per-request
+      // charges first (the totals so depend on nothing but the charges). Where possible from the
+      // same cells not yet written (the last intervals), so that no row goes negative; only the
+      // rest is a negative correction in the last interval. (What is left from float rounding
+      // alone, under 1e-12 of the driver's energy, is let go.)
       let left = -r;
       for (const kind of [1, 0]) {
         const charged = drv.clients.reduce((a, c) => a + drv.chargedBy[2 * c + kind]!, 0);
         const take = Math.min(left, charged);
         if (take <= 0) continue;
-        for (const c of drv.clients) s[base + 2 * c + kind] = s[base + 2 * c + kind]! - (take * drv.chargedBy[2 * c + kind]!) / charged;
         left -= take;
+        for (const c of drv.clients) {
+          const slot = base + 2 * c + kind;
+          let owe = (take * drv.chargedBy[2 * c + kind]!) / charged;
+          let open = 0;
+          this.charges.forEachOpen((_, sl) => (open += Math.max(0, sl[slot]!)));
+          if (open > 0) {
+            const f = Math.min(1, owe / open);
+            this.charges.forEachOpen((_, sl) => {
+              if (sl[slot]! > 0) sl[slot] = sl[slot]! * (1 - f);
+            });
+            owe -= f * open;
+          }
+          if (owe > 1e-12 * drv.capturedOwn) s[slot] = s[slot]! - owe;
+        }
       }
       return;
     }

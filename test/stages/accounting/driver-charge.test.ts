@@ -249,3 +249,82 @@ describe('service chains (§2.3: client → storage driver → network driver �
     expect(() => resolveProfile(q, 'chain.json')).toThrow(/reaches disk 'nic' through 2 services/);
   });
 });
+
+describe('driver-charge at the edges', () => {
+  const m = resolveProfile(fig5Profile(), 'fig5.json');
+  const base = driverScenario({ seconds: 10, quietS: 1, driver: 'drv', uopJoules: 1e-9, cost: () => 2e-4, clients: [{ vm: 'vm1', perSecond: 40, bytes: 4096 }] });
+  const shift = (text: string, ns: number) =>
+    text
+      .split('\n')
+      .map((l, i) => (i === 0 || l === '' ? l : `${Number(l.slice(0, l.indexOf(','))) + ns}${l.slice(l.indexOf(','))}`))
+      .join('\n');
+
+  it('a disk log starting before the CPU log does not make the baseline look lower', async () => {
+    const cswitch = shift(base.cswitch, 2e9);
+    const diskShifted = ['ts_ns,vm,op,offset,bytes,latency_ns,container,disk', '0,vm1,R,0,4096,100000,,', ...shift(base.disk, 2e9).split('\n').slice(1)].join('\n');
+    const sink = await replayTexts(m, { cswitch, disk: diskShifted }, STAGES);
+    expect(sink.metrics.get('accounting.driver.drv.baseline_watts')).toBeCloseTo(8, 6);
+  });
+
+  it('a disk log running past the CPU log charges no baseline the driver did not consume, and no row is negative', async () => {
+    const last = base.durationNs;
+    const disk = `${base.disk}${last + 9e9},vm1,R,0,4096,100000,,\n`;
+    const sink = await replayTexts(m, { cswitch: base.cswitch, disk }, STAGES);
+    const c = cells(sink);
+    const cpu = sink.metrics.get('accounting.driver.drv.cpu_joules')!;
+    expect(sink.metrics.get('accounting.driver.drv.baseline_joules')!).toBeLessThanOrEqual(cpu * (1 + 1e-12));
+    expect(relDiff(c.get('vm1|drv|cpu|active')!, base.costBy.get('vm1')!)).toBeLessThan(0.01);
+    expect(sink.rows.filter((r) => r.joules < 0)).toEqual([]);
+  });
+
+  it('no negative rows in an ordinary run, for either model', async () => {
+    for (const model of ['constant', 'per-byte'] as const) {
+      const sc = driverScenario({ seconds: 10, quietS: 1, driver: 'drv', uopJoules: 1e-9, cost: (b) => 5e-5 + 2e-9 * b, clients: [{ vm: 'vm1', perSecond: 50, bytes: 4096 }, { vm: 'vm2', perSecond: 20, bytes: 65536 }] });
+      const sink = await replayTexts(m, { cswitch: sc.cswitch, disk: sc.disk }, STAGES, { driver: { model } });
+      expect(sink.rows.filter((r) => r.joules < 0), model).toEqual([]);
+    }
+  });
+
+  it('by-time: the driver share of halt energy goes to the clients as idle over the run', async () => {
+    const p = fig5Profile();
+    p.cpu.idle_split = 'by-time';
+    const mb = resolveProfile(p, 'fig5-by-time.json');
+    const sink = await replayTexts(mb, { cswitch: base.cswitch, disk: base.disk }, STAGES);
+    const c = cells(sink);
+    const alone = await replayTexts(mb, { cswitch: base.cswitch }, ['cpu-split']);
+    const drvJ = alone.total((r) => r.consumer === 'drv');
+    const halt = sink.metrics.get('accounting.driver.drv.halt_share_joules')!;
+    expect(halt).toBeGreaterThan(0.5 * drvJ);
+    // Everything the driver was charged, and its request work as active energy.
+    expect(relDiff(sink.total((r) => r.via === 'drv' && r.device === 'cpu'), drvJ)).toBeLessThan(1e-9);
+    expect(relDiff(c.get('vm1|drv|cpu|idle')!, c.get('vm2|drv|cpu|idle')!)).toBeLessThan(1e-9);
+    // by-time: the driver's own 50 µs per request also carry 24 W of TSC (idle) energy, which
+    // its requests caused (its baseline is 0 W: it does not run while quiet).
+    expect(relDiff(c.get('vm1|drv|cpu|active')!, base.costBy.get('vm1')! + base.requestsBy.get('vm1')! * 24 * 50e-6)).toBeLessThan(0.02);
+    // Spread over the run: no interval holds more than its share of time (plus the requests').
+    const perInterval = new Map<number, number>();
+    for (const r of sink.rows) if (r.via === 'drv' && r.device === 'cpu') perInterval.set(r.t0, (perInterval.get(r.t0) ?? 0) + r.joules);
+    expect(Math.max(...perInterval.values())).toBeLessThan(0.05 * drvJ);
+  });
+
+  it('an outlier latency neither stalls the stage nor inflates the disk energy', async () => {
+    const disk = base.disk.replace(/\n([^\n]*)\n/, (_, row: string) => {
+      const f = row.split(',');
+      f[5] = '1000000000000000000';
+      return `\n${f.join(',')}\n`;
+    });
+    const t = Date.now();
+    const sink = await replayTexts(m, { cswitch: base.cswitch, disk }, STAGES);
+    expect(Date.now() - t).toBeLessThan(5000);
+    // The outlier counts as one idle period (50 ms) of busy time at most: it slows one rate
+    // window by a third, and the run's active energy by well under 10 % (it was 15,000× once).
+    const ref = await replayTexts(m, { cswitch: base.cswitch, disk: base.disk }, STAGES);
+    expect(relDiff(sink.metrics.get('accounting.disk.disk.active_joules')!, ref.metrics.get('accounting.disk.disk.active_joules')!)).toBeLessThan(0.1);
+  });
+
+  it("a disk cannot be named 'cpu'", () => {
+    const p = fig5Profile();
+    p.disks['cpu'] = p.disks['disk']!;
+    expect(() => resolveProfile(p, 'x.json')).toThrow(/'cpu' is the CPU's device name/);
+  });
+});
