@@ -32,9 +32,10 @@
  *   the run, goes to the clients in equal parts as idle, spread over the run.
  * - At the end of the run, whatever the charges missed (mostly the last window's energy) is
  *   charged to the clients in proportion to their requests' weights (equally when there were
- *   none); an excess (costs predicted ahead of the readings) is taken back from the charges not
- *   yet written, in proportion. So over the run the charges equal the driver's energy exactly.
- *   A window's baseline is never more than the driver read in it.
+ *   none); an excess is taken back in proportion to what each was charged, from the charges not
+ *   yet written where they suffice (else a small negative correction in the last interval). So
+ *   over the run the charges equal the driver's energy exactly. A window's baseline is never more
+ *   than the driver read in it.
  *
  * Other energy charged to the driver (by lower drivers, or for its own disk requests) is passed on
  * as it arrives: idle energy in equal parts, active energy in proportion to the clients' request
@@ -95,6 +96,9 @@ interface Driver {
   requests: number;
   /** Cost windows completed. */
   windows: number;
+  /** Time of the cost estimate before the last (of the first request before that). */
+  heldFrom: number;
+  lastEstimateT: number;
   capturedOwn: number;
   /** by-time: own idle as read, own idle as captured, and the halt share passed on at the end. */
   readOwnIdle: number;
@@ -177,6 +181,8 @@ export class DriverCharge implements Stage, EnergyCapture {
         chargedBy: new Float64Array(2 * this.nCons),
         requests: 0,
         windows: 0,
+        heldFrom: Infinity,
+        lastEstimateT: Infinity,
         capturedOwn: 0,
         readOwnIdle: 0,
         capturedIdle: 0,
@@ -207,11 +213,15 @@ export class DriverCharge implements Stage, EnergyCapture {
     if (limit <= this.flushedTo) return;
     this.flushedTo = limit;
     let done = limit;
+    let held = limit;
     for (const drv of this.drivers) {
       drv.win.flushBefore(limit);
       if (drv.windowFrom === drv.windowFrom && drv.windowFrom < done) done = drv.windowFrom;
+      if (drv.heldFrom < held) held = drv.heldFrom;
     }
-    this.charges.flushBefore(done);
+    // The charges since the second-to-last cost estimate stay unwritten: should the charges end up
+    // above the driver's energy, the excess is taken back from them (chargeResidual).
+    this.charges.flushBefore(Math.min(done, held));
     const k = Math.floor(done / this.ctx.intervalNs);
     if (k > this.passedBefore) {
       this.passedBefore = k;
@@ -287,7 +297,12 @@ export class DriverCharge implements Stage, EnergyCapture {
       for (let k = Math.floor((t - service) / W), kEnd = Math.floor(t / W) + 1; k <= kEnd; k++) drv.win.slots(k)[1] = 1;
       // The window is re-estimated when the request after it arrives: by then the driver's work
       // for the window's last request has been read.
-      if (drv.n >= this.settings.window) this.reestimate(drv);
+      if (drv.heldFrom === Infinity) drv.heldFrom = drv.lastEstimateT = t;
+      if (drv.n >= this.settings.window) {
+        this.reestimate(drv);
+        drv.heldFrom = drv.lastEstimateT;
+        drv.lastEstimateT = t;
+      }
       // Charge the predicted cost (§3.3.3); the weight g also apportions passed-on energy.
       const p = drv.a + drv.b * bytes;
       const g = drv.requests < this.settings.window ? 1 : p;
@@ -521,10 +536,11 @@ export class DriverCharge implements Stage, EnergyCapture {
     const base = drv.slot * this.nCons * 2;
     if (r < 0) {
       // Taken back in proportion to what each client was charged of each kind, per-request
-      // charges first (the totals so depend on nothing but the charges). Where possible from the
-      // same cells not yet written (the last intervals), so that no row goes negative; only the
-      // rest is a negative correction in the last interval. (What is left from float rounding
-      // alone, under 1e-12 of the driver's energy, is let go.)
+      // charges first (the totals so depend on nothing but the charges). From the same cells not
+      // yet written — the charges of the last two cost windows are held back for this — so that
+      // no row goes negative; only what those cannot cover is a negative correction in the last
+      // interval. (What is left from float rounding alone, under 1e-12 of the driver's energy,
+      // is let go.)
       let left = -r;
       for (const kind of [1, 0]) {
         const charged = drv.clients.reduce((a, c) => a + drv.chargedBy[2 * c + kind]!, 0);
