@@ -3,6 +3,7 @@
  * into one time-ordered stream, feeds the stages, and adds the run-wide metrics. It writes only
  * to the RunSink it is given, so the caller decides about transactions.
  */
+import fs from 'node:fs';
 import type { Batch } from './events.js';
 import type { ResolvedPipeline, TraceKind } from './pipeline.js';
 import type { Machine } from './profile.js';
@@ -109,11 +110,13 @@ export async function runPipeline(
 
   let done = 0;
   const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), total) : undefined;
-  // One trace is decoded on a worker thread (a second core) when the build allows; several share
-  // the cores with the main thread, so they are read in-thread.
-  const threaded = threadedReadingAvailable() && files.length === 1 && opts.threads !== false;
-  const readers = files.map((f) => {
-    if (threaded) {
+  // The largest trace is decoded on a worker thread (the second core) when the build allows; the
+  // others, much smaller as a rule (disk requests are rarer than context switches), in-thread.
+  const sizes = files.map((f) => fs.statSync(f.path).size);
+  const largest = sizes.indexOf(Math.max(...sizes));
+  const threaded = threadedReadingAvailable() && opts.threads !== false;
+  const readers = files.map((f, i) => {
+    if (threaded && i === largest) {
       const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes);
       return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
     }
