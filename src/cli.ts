@@ -41,6 +41,38 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       },
     )
     .command(
+      'generate <scenario>',
+      'Write a built-in scenario: profile, traces, measured power (a 1 kHz DAQ) and a pipeline',
+      (y) =>
+        y
+          .positional('scenario', { type: 'string', demandOption: true, describe: 'paper-fig7, paper-fig8 or paper-fig9' })
+          .option('out', { type: 'string', demandOption: true, describe: 'Folder to write into (created if missing)' })
+          .option('seed', { type: 'number', default: 1, describe: 'Seed: the same seed gives the same files' })
+          .option('seconds', { type: 'number', describe: 'Length of the traces (paper-fig7: per block size; defaults 3, 120, 30)' })
+          .option('idle-watts', { type: 'number', describe: "The CPU's idle power (default 42)" })
+          .option('disk-active-watts', { type: 'number', describe: 'Disk power when active (default 5.6)' })
+          .option('disk-idle-watts', { type: 'number', describe: 'Disk power when idle (default 3.6)' })
+          .option('disk-rate-mbps', { type: 'number', describe: "The disk's transfer rate in MB/s (default 50)" })
+          .example('$0 generate paper-fig7 --out fig7', 'the disk stress test of Figure 7, one variant per block size')
+          .example('$0 generate paper-fig8 --out fig8 --seed 7', 'another seed'),
+      async (a) => {
+        const { generate } = await import('./commands/generate.js');
+        generate(
+          {
+            scenario: a.scenario,
+            out: a.out,
+            seed: a.seed,
+            seconds: a.seconds,
+            idleWatts: a['idle-watts'],
+            diskActiveWatts: a['disk-active-watts'],
+            diskIdleWatts: a['disk-idle-watts'],
+            diskRateMBps: a['disk-rate-mbps'],
+          },
+          io,
+        );
+      },
+    )
+    .command(
       'matrix',
       'Print the energy matrix of a stored run (rows: consumers and the driver they went through; columns: device × idle/active)',
       (y) =>
@@ -57,7 +89,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         matrix({ db: a.db, run: a.run, format: a.format, unit: a.unit }, io);
       },
     )
-    .demandCommand(1, 'Name a command: replay or matrix (see --help).')
+    .demandCommand(1, 'Name a command: replay, generate or matrix (see --help).')
     .strict()
     .recommendCommands()
     .help()

@@ -92,12 +92,39 @@ export function pivotMatrix(cells: readonly MatrixCell[]): MatrixTable {
 
 export type MatrixUnit = 'W' | 'J';
 
+/** Accounted vs measured power of one device over a run (from the `validation.*` metrics). */
+export interface ValidationRow {
+  device: string;
+  accountedWatts: number;
+  measuredWatts: number;
+  mape: number;
+  intervals: number;
+}
+
+export function validationOf(db: DB, runId: number): ValidationRow[] {
+  const rows = db.prepare("SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'validation.%'").all(runId) as { name: string; value: number }[];
+  const by = new Map<string, Partial<ValidationRow>>();
+  for (const r of rows) {
+    const rest = r.name.slice('validation.'.length);
+    const dot = rest.lastIndexOf('.');
+    const device = rest.slice(0, dot);
+    const v = by.get(device) ?? { device };
+    const key = rest.slice(dot + 1);
+    if (key === 'accounted_watts') v.accountedWatts = r.value;
+    else if (key === 'measured_watts') v.measuredWatts = r.value;
+    else if (key === 'mape') v.mape = r.value;
+    else if (key === 'intervals') v.intervals = r.value;
+    by.set(device, v);
+  }
+  return [...by.values()].map((v) => ({ accountedWatts: NaN, measuredWatts: NaN, mape: NaN, intervals: 0, ...v }) as ValidationRow).sort((a, b) => (a.device < b.device ? -1 : 1));
+}
+
 /**
  * The Figure 5 layout as a text table: a row per consumer and driver it went through (`via` '-'
  * for its own consumption), a column per device × {idle, active}, in watts (mean over the run) or
  * joules, with the row's total in both.
  */
-export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: MatrixUnit = 'W'): string {
+export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: MatrixUnit = 'W', validation: readonly ValidationRow[] = []): string {
   const m = pivotMatrix(cells);
   const pick = (r: MatrixTable['rows'][number]) => (unit === 'W' ? r.watts : r.joules);
   const headers = ['consumer', 'via', ...m.columns.map((c) => `${c.device} ${c.kind} ${unit}`), 'total W', 'total J'];
@@ -112,5 +139,18 @@ export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: 
     fmt(m.rows.reduce((a, r) => a + r.totalJoules, 0), 3),
   ]);
   const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(info.duration_ns / 1e9, 3)} s`;
-  return `${title}\n${formatTable(headers, body, numeric)}`;
+  let out = `${title}\n${formatTable(headers, body, numeric)}`;
+  if (validation.length > 0) {
+    const vh = ['device', 'accounted W', 'measured W', 'error %', 'MAPE %', 'intervals'];
+    const vb = validation.map((v) => [
+      v.device,
+      fmt(v.accountedWatts, 3),
+      fmt(v.measuredWatts, 3),
+      fmt((100 * (v.accountedWatts - v.measuredWatts)) / v.measuredWatts, 2),
+      fmt(v.mape, 2),
+      String(v.intervals),
+    ]);
+    out += `\n\nValidation against measured power (per reporting interval)\n${formatTable(vh, vb, vh.map((_, i) => i >= 1))}`;
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 /** `wattrace matrix --db FILE [--run N]`: the energy matrix of a stored run. */
-import { matrixCells, pivotMatrix, renderMatrix, resolveRun, type MatrixUnit } from '../analysis/matrix.js';
+import { matrixCells, pivotMatrix, renderMatrix, resolveRun, validationOf, type MatrixUnit } from '../analysis/matrix.js';
 import { openForReading } from '../store/store.js';
 import type { IO } from './io.js';
 import { WattraceError } from '../core/errors.js';
@@ -21,10 +21,10 @@ export function matrix(args: MatrixArgs, io: IO): void {
     const cells = matrixCells(db, info.run_id);
     switch (args.format ?? 'table') {
       case 'table':
-        io.out(renderMatrix(info, cells, args.unit));
+        io.out(renderMatrix(info, cells, args.unit, validationOf(db, info.run_id)));
         break;
       case 'json':
-        io.out(JSON.stringify({ run: info, cells, matrix: pivotMatrix(cells) }, null, 2));
+        io.out(JSON.stringify({ run: info, cells, matrix: pivotMatrix(cells), validation: validationOf(db, info.run_id) }, null, 2));
         break;
       case 'csv':
         io.out(

@@ -5,7 +5,7 @@ import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.j
 import { loadProfile } from '../core/profile.js';
 import { runPipeline } from '../core/runner.js';
 import { TOOL_VERSION } from '../core/version.js';
-import { matrixCells, renderMatrix, resolveRun, type MatrixUnit } from '../analysis/matrix.js';
+import { matrixCells, renderMatrix, resolveRun, validationOf, type MatrixUnit } from '../analysis/matrix.js';
 import { fmt } from '../analysis/table.js';
 import { planStages } from '../stages/registry.js';
 import { RunWriter, openForReading } from '../store/store.js';
@@ -70,7 +70,7 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     const db = openForReading(args.db);
     try {
       const info = resolveRun(db, writer.runId, args.db);
-      io.out(renderMatrix(info, matrixCells(db, info.run_id), args.unit));
+      io.out(renderMatrix(info, matrixCells(db, info.run_id), args.unit, validationOf(db, info.run_id)));
     } finally {
       db.close();
     }

@@ -158,7 +158,9 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
       );
     }
     for (const [k, v] of Object.entries(overrides)) {
-      applyOverride(p as unknown as Record<string, unknown>, k, v, file, `/variants/${over.variant}/${k}`);
+      // Paths in a variant are relative to the pipeline file, like the others.
+      const isPath = typeof v === 'string' && (k === 'profile' || /^traces\.[a-z]+$/.test(k));
+      applyOverride(p as unknown as Record<string, unknown>, k, isPath ? path.resolve(path.dirname(abs), v) : v, file, `/variants/${over.variant}/${k}`);
     }
     validateAgainst(p, 'pipeline.schema.json', file, `pipeline with variant '${over.variant}'`);
   }

@@ -17,6 +17,7 @@ import type { TimeBase } from '../traces/decoder.js';
 import { WorkerBatchStream, threadedReadingAvailable } from '../traces/threaded.js';
 import { makeDecoder } from './decoders.js';
 import { mergeSources } from '../traces/merge.js';
+import { Validator } from './validation.js';
 import { formatExact } from '../traces/exact.js';
 
 export interface RunInput {
@@ -106,7 +107,10 @@ export async function runPipeline(
 
   const tally = new TallySink(sink);
   const span = new Span();
-  const stages = createStages(defs, { machine, pipeline: p, intervalNs: Math.max(1, Math.round(msToNs(p.intervalMs))), span }, tally);
+  const intervalNs = Math.max(1, Math.round(msToNs(p.intervalMs)));
+  const validator = kinds.includes('measured') ? new Validator(tally, intervalNs) : null;
+  const stages = createStages(defs, { machine, pipeline: p, intervalNs, span }, validator ?? tally);
+  if (validator) stages.push(validator);
 
   let done = 0;
   const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), total) : undefined;

@@ -60,7 +60,7 @@ export interface StageContext {
 }
 
 export interface Stage {
-  readonly name: StageName;
+  readonly name: StageName | 'validation';
   /** The event kinds this stage wants to see. */
   readonly consumes: readonly BatchKind[];
   /**

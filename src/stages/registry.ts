@@ -53,5 +53,7 @@ export function planStages(p: ResolvedPipeline): { defs: StageDefinition[]; trac
   }
   const order: TraceKind[] = ['cswitch', 'disk', 'guest', 'measured'];
   const wanted = new Set(defs.flatMap((d) => [...d.traces, ...(d.optionalTraces ?? []).filter((t) => p.traces[t])]));
+  // Measured power, when given, validates the accounting (core/validation.ts).
+  if (p.traces.measured) wanted.add('measured');
   return { defs, traces: order.filter((t) => wanted.has(t)) };
 }
