@@ -3,7 +3,8 @@
  * each device per reporting interval (all host-level energy rows of the device) against the mean
  * of the measured samples in that interval. Metrics per device: `validation.<device>.mape` (mean
  * absolute percentage error over the intervals, in percent), `.accounted_watts` and
- * `.measured_watts` (over the run), `.intervals` (how many were compared).
+ * `.measured_watts` (over the run), `.intervals` (how many were compared). Devices that no stage
+ * of the pipeline accounts (a disk, without disk-energy) are left out.
  *
  * It sits between the stages and the store as a sink, so it sees every row as written, and reads
  * the measured trace as a stage. It keeps one small record per interval and device until the end
@@ -62,7 +63,9 @@ export class Validator implements Stage, RunSink {
     const I = this.intervalNs;
     const duration = run.t1 - run.t0;
     for (const [dev, m] of [...this.measured].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const acc = this.accounted.get(dev) ?? new Map<number, number>();
+      // A device no stage of the pipeline accounts (a disk without disk-energy) is not compared.
+      const acc = this.accounted.get(dev);
+      if (!acc) continue;
       let ape = 0;
       let n = 0;
       let wSum = 0;

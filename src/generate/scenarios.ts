@@ -189,6 +189,7 @@ function paperFig8(o: ScenarioOptions): GeneratedScenario {
     o,
     [
       { id: 'core', role: 'core' },
+      { id: 'vmm', role: 'core' },
       { id: 'drv', role: 'driver' },
       { id: 'vm1', role: 'client' },
       { id: 'vm2', role: 'client' },
