@@ -89,7 +89,21 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         matrix({ db: a.db, run: a.run, format: a.format, unit: a.unit }, io);
       },
     )
-    .demandCommand(1, 'Name a command: replay, generate or matrix (see --help).')
+    .command(
+      'report',
+      'Charts of a stored run as SVG, and an HTML page that works offline (Figure 7-style bars across the variants of its pipeline, power over time)',
+      (y) =>
+        y
+          .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database written by replay' })
+          .option('run', { type: 'number', describe: 'Run id (default: the newest run)' })
+          .option('out', { type: 'string', demandOption: true, describe: 'Folder to write index.html and the SVGs into' })
+          .example('$0 report --db fig7.sqlite --out report', 'bars of every variant of the newest run’s pipeline'),
+      async (a) => {
+        const { report } = await import('./commands/report.js');
+        await report({ db: a.db, run: a.run, out: a.out }, io);
+      },
+    )
+    .demandCommand(1, 'Name a command: replay, generate, matrix or report (see --help).')
     .strict()
     .recommendCommands()
     .help()

@@ -1,0 +1,192 @@
+/**
+ * `wattrace report`: charts of stored runs as SVG (vega-lite specs rendered by vega in Node, no
+ * browser) and one self-contained HTML page that works offline (the SVGs are inlined).
+ *
+ * - Figure 7-style stacked bars: for every variant of the run's pipeline (its newest run), the
+ *   power split into base, client CPU, driver CPU idle/active and disk idle/active, with the
+ *   measured power (where the run had a measured.csv) as a bar beside it.
+ * - Power over time: the run's power per consumer and reporting interval.
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import { WattraceError } from '../core/errors.js';
+import type { DB } from '../store/store.js';
+import { matrixCells, pivotMatrix, validationOf, type MatrixCell, type RunInfo, type ValidationRow } from './matrix.js';
+import { fmt } from './table.js';
+
+/** Figure 7's blocks, bottom to top, and their colours. */
+export const FIG7_CATEGORIES = [
+  { id: 'base', label: 'base (CPU not caused by the clients)', color: '#9e9e9e' },
+  { id: 'client-cpu', label: 'client CPU active', color: '#4e79a7' },
+  { id: 'driver-cpu-idle', label: 'driver CPU idle', color: '#f28e2b' },
+  { id: 'driver-cpu-active', label: 'driver CPU active', color: '#e15759' },
+  { id: 'disk-idle', label: 'disk idle', color: '#76b7b2' },
+  { id: 'disk-active', label: 'disk active', color: '#59a14f' },
+] as const;
+const MEASURED = { id: 'measured', label: 'measured (DAQ)', color: '#222222' };
+
+export interface Fig7Bar {
+  run: number;
+  variant: string;
+  /** Watts per category id. */
+  watts: Record<string, number>;
+  measured: number | null;
+}
+
+/**
+ * Splits a run's matrix into Figure 7's blocks. Clients are the consumers some driver charged
+ * (rows with a `via`); their own active CPU is "client CPU"; what drivers spent for them on the
+ * CPU is "driver CPU idle/active"; every disk's energy is "disk"; all other CPU energy (the
+ * hypervisor, the VMM, every VM's idle share, the clients' idle shares) is "base".
+ */
+export function fig7Bar(run: number, variant: string, cells: readonly MatrixCell[], validation: readonly ValidationRow[]): Fig7Bar {
+  const clients = new Set(cells.filter((c) => c.via !== null).map((c) => c.consumer));
+  const w: Record<string, number> = Object.fromEntries(FIG7_CATEGORIES.map((c) => [c.id, 0]));
+  const add = (k: string, v: number) => (w[k] = w[k]! + v);
+  for (const c of cells) {
+    if (c.device !== 'cpu') add(c.kind === 'idle' ? 'disk-idle' : 'disk-active', c.watts);
+    else if (c.via !== null) add(c.kind === 'idle' ? 'driver-cpu-idle' : 'driver-cpu-active', c.watts);
+    else if (clients.has(c.consumer) && c.kind === 'active') add('client-cpu', c.watts);
+    else add('base', c.watts);
+  }
+  const m = validation.filter((v) => Number.isFinite(v.measuredWatts));
+  return { run, variant, watts: w, measured: m.length > 0 ? m.reduce((a, v) => a + v.measuredWatts, 0) : null };
+}
+
+/** Variant names in a human order: numbers inside compare as numbers (bs-512 before bs-1024). */
+export function naturalCompare(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+/** The newest finished run of each variant of `pipeline`. */
+export function runsOfPipeline(db: DB, pipeline: string): { run_id: number; variant: string }[] {
+  const rows = db
+    .prepare('SELECT max(run_id) AS run_id, variant FROM runs WHERE pipeline = ? AND finished_at IS NOT NULL GROUP BY variant')
+    .all(pipeline) as { run_id: number; variant: string }[];
+  return rows.sort((a, b) => naturalCompare(a.variant, b.variant));
+}
+
+export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+export function fig7Spec(title: string, bars: readonly Fig7Bar[]): vl.TopLevelSpec {
+  const values: Record<string, unknown>[] = [];
+  for (const b of bars) {
+    FIG7_CATEGORIES.forEach((c, i) => values.push({ variant: b.variant, bar: 'accounted', category: c.label, order: i, watts: b.watts[c.id] }));
+    if (b.measured !== null) values.push({ variant: b.variant, bar: 'measured', category: MEASURED.label, order: 99, watts: b.measured });
+  }
+  const cats = [...FIG7_CATEGORIES, ...(bars.some((b) => b.measured !== null) ? [MEASURED] : [])];
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    width: { step: 26 },
+    height: 340,
+    data: { values },
+    mark: { type: 'bar' },
+    encoding: {
+      x: { field: 'variant', type: 'nominal', sort: bars.map((b) => b.variant), title: null, axis: { labelAngle: -30 } },
+      xOffset: { field: 'bar', type: 'nominal', sort: ['accounted', 'measured'] },
+      y: { field: 'watts', type: 'quantitative', stack: 'zero', title: 'power (W)' },
+      color: { field: 'category', type: 'nominal', title: null, sort: cats.map((c) => c.label), scale: { domain: cats.map((c) => c.label), range: cats.map((c) => c.color) }, legend: { orient: 'right', labelLimit: 320 } },
+      order: { field: 'order', type: 'quantitative', sort: 'ascending' },
+      tooltip: [{ field: 'variant' }, { field: 'category' }, { field: 'watts', format: '.3f' }],
+    },
+  };
+}
+
+/** Power per consumer and interval (watts), at most `maxPoints` intervals (coarser bins beyond). */
+export function powerOverTime(db: DB, runId: number, maxPoints = 1500): { t: number; consumer: string; watts: number }[] {
+  const run = db.prepare('SELECT t0_ns, t1_ns, interval_ns FROM runs WHERE run_id = ?').get(runId) as { t0_ns: number; t1_ns: number; interval_ns: number };
+  const I = run.interval_ns;
+  const n = Math.max(1, Math.ceil((run.t1_ns - run.t0_ns) / I));
+  const bin = I * Math.max(1, Math.ceil(n / maxPoints));
+  const rows = db
+    .prepare(
+      `SELECT CAST(t0_ns / ? AS INTEGER) AS k, consumer, sum(joules) AS j FROM energy WHERE run_id = ? AND container IS NULL GROUP BY k, consumer ORDER BY k`,
+    )
+    .all(bin, runId) as { k: number; consumer: string; j: number }[];
+  return rows.map((r) => {
+    const a = Math.max(r.k * bin, run.t0_ns);
+    const b = Math.min((r.k + 1) * bin, run.t1_ns);
+    return { t: (a - run.t0_ns) / 1e9, consumer: r.consumer, watts: b > a ? (r.j * 1e9) / (b - a) : 0 };
+  });
+}
+
+export function powerSpec(title: string, points: readonly { t: number; consumer: string; watts: number }[]): vl.TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    width: 640,
+    height: 280,
+    data: { values: points as unknown as Record<string, unknown>[] },
+    mark: { type: 'line', interpolate: 'step-after', strokeWidth: 1.2 },
+    encoding: {
+      x: { field: 't', type: 'quantitative', title: 'time (s)' },
+      y: { field: 'watts', type: 'quantitative', title: 'power (W)' },
+      color: { field: 'consumer', type: 'nominal', title: 'consumer' },
+    },
+  };
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+export interface Report {
+  /** File name → content. */
+  files: Map<string, string>;
+}
+
+export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
+  const files = new Map<string, string>();
+  const runs = runsOfPipeline(db, info.pipeline);
+  if (runs.length === 0) throw new WattraceError('E_STORE', `no finished run of pipeline '${info.pipeline}'`);
+  const bars = runs.map((r) => fig7Bar(r.run_id, r.variant, matrixCells(db, r.run_id), validationOf(db, r.run_id)));
+  const barsSvg = await renderSvg(fig7Spec(`Power by variant of '${info.pipeline}' (Figure 7 layout)`, bars));
+  files.set('energy-by-variant.svg', barsSvg);
+  const powerSvg = await renderSvg(powerSpec(`Power over time, run ${info.run_id} (${info.variant})`, powerOverTime(db, info.run_id)));
+  files.set(`power-run-${info.run_id}.svg`, powerSvg);
+
+  const cells = matrixCells(db, info.run_id);
+  const m = pivotMatrix(cells);
+  const val = validationOf(db, info.run_id);
+  const matrixHtml = `<table><tr><th>consumer</th><th>via</th>${m.columns.map((c) => `<th>${esc(c.device)} ${c.kind} W</th>`).join('')}<th>total W</th><th>total J</th></tr>${m.rows
+    .map((r) => `<tr><td>${esc(r.consumer)}</td><td>${esc(r.via ?? '-')}</td>${r.watts.map((w) => `<td>${fmt(w, 3)}</td>`).join('')}<td>${fmt(r.totalWatts, 3)}</td><td>${fmt(r.totalJoules, 3)}</td></tr>`)
+    .join('')}</table>`;
+  const valHtml =
+    val.length === 0
+      ? '<p>No measured power in this run.</p>'
+      : `<table><tr><th>device</th><th>accounted W</th><th>measured W</th><th>MAPE %</th><th>intervals</th></tr>${val
+          .map((v) => `<tr><td>${esc(v.device)}</td><td>${fmt(v.accountedWatts, 3)}</td><td>${fmt(v.measuredWatts, 3)}</td><td>${fmt(v.mape, 2)}</td><td>${v.intervals}</td></tr>`)
+          .join('')}</table>`;
+  const barTable = `<table><tr><th>variant</th><th>run</th>${FIG7_CATEGORIES.map((c) => `<th>${esc(c.label)} W</th>`).join('')}<th>measured W</th></tr>${bars
+    .map((b) => `<tr><td>${esc(b.variant)}</td><td>${b.run}</td>${FIG7_CATEGORIES.map((c) => `<td>${fmt(b.watts[c.id]!, 3)}</td>`).join('')}<td>${b.measured === null ? '–' : fmt(b.measured, 3)}</td></tr>`)
+    .join('')}</table>`;
+  files.set(
+    'index.html',
+    `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>wattrace report: ${esc(info.pipeline)}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em}td,th{padding:3px 9px;text-align:right;border-bottom:1px solid #ddd}td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
+figure{margin:1em 0}svg{max-width:100%;height:auto}</style></head>
+<body>
+<h1>wattrace report — pipeline '${esc(info.pipeline)}'</h1>
+<p>Run ${info.run_id} (variant '${esc(info.variant)}'), ${fmt(info.duration_ns / 1e9, 3)} s of trace, stored ${esc(info.started_at)}.</p>
+<h2>Power by variant (Figure 7 layout)</h2>
+<figure>${barsSvg}</figure>
+${barTable}
+<h2>Power over time, run ${info.run_id}</h2>
+<figure>${powerSvg}</figure>
+<h2>Energy matrix, run ${info.run_id}</h2>
+${matrixHtml}
+<h2>Validation against measured power, run ${info.run_id}</h2>
+${valHtml}
+</body></html>
+`,
+  );
+  return { files };
+}

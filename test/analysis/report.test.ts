@@ -1,0 +1,85 @@
+/** `wattrace report`: Figure 7-style bars across variants, power over time, an offline HTML page. */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { generate } from '../../src/commands/generate.js';
+import { FIG7_CATEGORIES, fig7Bar, naturalCompare } from '../../src/analysis/report.js';
+import type { MatrixCell } from '../../src/analysis/matrix.js';
+import { tmpDir } from '../helpers.js';
+
+const dir = tmpDir();
+const db = path.join(dir, 'r.sqlite');
+const out = path.join(dir, 'report');
+
+async function cli(args: string[]) {
+  const io = bufferIO();
+  const code = await main(args, io);
+  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+}
+
+beforeAll(async () => {
+  generate({ scenario: 'paper-fig7', out: path.join(dir, 'fig7'), seed: 2, seconds: 1 }, bufferIO());
+  for (const v of ['bs-4096', 'bs-512', 'bs-32768']) {
+    const r = await cli(['replay', path.join(dir, 'fig7', 'pipeline.json'), '--variant', v, '--db', db, '--quiet']);
+    expect(r.code, r.err).toBe(0);
+  }
+  const r = await cli(['report', '--db', db, '--out', out]);
+  expect(r.code, r.err).toBe(0);
+});
+
+describe('report', () => {
+  it('writes the bars of every variant (in block-size order), power over time and one HTML page', () => {
+    expect(fs.readdirSync(out).sort()).toEqual(['energy-by-variant.svg', 'index.html', 'power-run-3.svg']);
+    const bars = fs.readFileSync(path.join(out, 'energy-by-variant.svg'), 'utf8');
+    expect(bars).toMatch(/^<svg /);
+    for (const c of FIG7_CATEGORIES) expect(bars).toContain(c.label);
+    expect(bars).toContain('measured (DAQ)');
+    const order = ['bs-512', 'bs-4096', 'bs-32768'].map((v) => bars.indexOf(`>${v}<`));
+    expect(order.every((i) => i > 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+  });
+
+  it('the page works offline: SVGs inline, no scripts, nothing fetched', () => {
+    const html = fs.readFileSync(path.join(out, 'index.html'), 'utf8');
+    expect(html.match(/<svg /g)?.length).toBe(2);
+    expect(html).not.toMatch(/<script|<link|src="|url\(/i);
+    expect(html).toContain('Validation against measured power');
+  });
+
+  it('splits a run into Figure 7 blocks that add up to its total power', () => {
+    const cell = (consumer: string, via: string | null, device: string, kind: 'idle' | 'active', watts: number): MatrixCell => ({ consumer, via, device, kind, watts, joules: watts });
+    const cells = [
+      cell('core', null, 'cpu', 'idle', 8),
+      cell('core', null, 'cpu', 'active', 2),
+      cell('vm1', null, 'cpu', 'idle', 8),
+      cell('vm1', null, 'cpu', 'active', 0.3),
+      cell('vm1', 'drv', 'cpu', 'idle', 8),
+      cell('vm1', 'drv', 'cpu', 'active', 9),
+      cell('vm1', 'drv', 'disk', 'idle', 3.6),
+      cell('vm1', 'drv', 'disk', 'active', 2),
+    ];
+    const b = fig7Bar(1, 'bs-512', cells, []);
+    expect(b.watts).toEqual({ base: 18, 'client-cpu': 0.3, 'driver-cpu-idle': 8, 'driver-cpu-active': 9, 'disk-idle': 3.6, 'disk-active': 2 });
+    expect(b.measured).toBeNull();
+    expect(['bs-32768', 'bs-512', 'bs-4096'].sort(naturalCompare)).toEqual(['bs-512', 'bs-4096', 'bs-32768']);
+  });
+
+  it('renders in headless Chromium (when installed)', () => {
+    const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((f) => fs.existsSync(f));
+    if (!chromium) {
+      console.warn('[wattrace] skipping the headless Chromium check: no /usr/bin/chromium (apt-get install chromium)');
+      return;
+    }
+    const png = path.join(dir, 'report.png');
+    execFileSync(
+      chromium,
+      ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${path.join(dir, 'chrome')}`, `--screenshot=${png}`, '--window-size=1200,1800', `file://${path.join(out, 'index.html')}`],
+      { stdio: 'ignore', timeout: 60_000 },
+    );
+    // A blank page compresses to a few kB; the charts and tables make it far larger.
+    expect(fs.statSync(png).size).toBeGreaterThan(40_000);
+  });
+});
