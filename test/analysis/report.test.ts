@@ -9,6 +9,7 @@ import { generate } from '../../src/commands/generate.js';
 import { FIG7_CATEGORIES, fig7Bar, naturalCompare } from '../../src/analysis/report.js';
 import type { MatrixCell } from '../../src/analysis/matrix.js';
 import { tmpDir } from '../helpers.js';
+import { PROJECT_ROOT } from '../../src/core/json.js';
 
 const dir = tmpDir();
 const db = path.join(dir, 'r.sqlite');
@@ -65,6 +66,12 @@ describe('report', () => {
     expect(b.watts).toEqual({ base: 18, 'client-cpu': 0.3, 'driver-cpu-idle': 8, 'driver-cpu-active': 9, 'disk-idle': 3.6, 'disk-active': 2 });
     expect(b.measured).toBeNull();
     expect(['bs-32768', 'bs-512', 'bs-4096'].sort(naturalCompare)).toEqual(['bs-512', 'bs-4096', 'bs-32768']);
+  });
+
+  it("the README's docs/figure7.svg is such a chart, of all seven block sizes", () => {
+    const svg = fs.readFileSync(path.join(PROJECT_ROOT, 'docs', 'figure7.svg'), 'utf8');
+    for (const bs of [512, 1024, 2048, 4096, 8192, 16384, 32768]) expect(svg).toContain(`>bs-${bs}<`);
+    expect(svg).toContain('measured (DAQ)');
   });
 
   it('renders in headless Chromium (when installed)', () => {
