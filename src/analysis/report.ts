@@ -6,6 +6,8 @@
  *   power split into base, client CPU, driver CPU idle/active and disk idle/active, with the
  *   measured power (where the run had a measured.csv) as a bar beside it.
  * - Power over time: the run's power per consumer and reporting interval.
+ * - For policy runs (rows in cpu_policy / disk_policy): power against the limit and throughput per
+ *   manager period and VM.
  */
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
@@ -134,6 +136,56 @@ export function powerSpec(title: string, points: readonly { t: number; consumer:
   };
 }
 
+/**
+ * Policy runs (host-strides, disk-budgets): per manager period and VM, the power against its
+ * limit, and the throughput (CPU work per second, disk bytes per second). Empty for runs
+ * without a policy stage.
+ */
+export function policySeries(db: DB, runId: number): { kind: 'cpu' | 'disk'; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] {
+  const out: { kind: 'cpu' | 'disk'; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] = [];
+  const t0 = (db.prepare('SELECT t0_ns FROM runs WHERE run_id = ?').get(runId) as { t0_ns: number }).t0_ns;
+  for (const kind of ['cpu', 'disk'] as const) {
+    const rows = db
+      .prepare(kind === 'cpu' ? 'SELECT t_ns, vm, watts, limit_watts, work_s AS amount FROM cpu_policy WHERE run_id = ? ORDER BY vm, t_ns' : 'SELECT t_ns, vm, watts, limit_watts, bytes AS amount FROM disk_policy WHERE run_id = ? ORDER BY vm, t_ns')
+      .all(runId) as { t_ns: number; vm: string; watts: number; limit_watts: number | null; amount: number }[];
+    let prev = new Map<string, number>();
+    for (const r of rows) {
+      const last = prev.get(r.vm) ?? t0;
+      const dt = (r.t_ns - last) / 1e9;
+      prev.set(r.vm, r.t_ns);
+      out.push({ kind, t: (r.t_ns - t0) / 1e9, vm: r.vm, watts: r.watts, limit: r.limit_watts, throughput: dt > 0 ? r.amount / dt : 0 });
+    }
+    prev = new Map();
+  }
+  return out;
+}
+
+export function policySpec(title: string, kind: 'cpu' | 'disk', points: ReturnType<typeof policySeries>): vl.TopLevelSpec {
+  const values = points.filter((p) => p.kind === kind) as unknown as Record<string, unknown>[];
+  const x = { field: 't', type: 'quantitative' as const, title: 'time (s)' };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values },
+    vconcat: [
+      {
+        width: 640,
+        height: 200,
+        layer: [
+          { mark: { type: 'line', interpolate: 'step-before' }, encoding: { x, y: { field: 'watts', type: 'quantitative', title: `${kind} power (W)` }, color: { field: 'vm', type: 'nominal' } } },
+          { mark: { type: 'line', strokeDash: [4, 3], interpolate: 'step-before' }, encoding: { x, y: { field: 'limit', type: 'quantitative' }, color: { field: 'vm', type: 'nominal' } } },
+        ],
+      },
+      {
+        width: 640,
+        height: 160,
+        mark: { type: 'line', interpolate: 'step-before' },
+        encoding: { x, y: { field: 'throughput', type: 'quantitative', title: kind === 'cpu' ? 'work (CPU s per s)' : 'throughput (bytes/s)' }, color: { field: 'vm', type: 'nominal' } },
+      },
+    ],
+  };
+}
+
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 export interface Report {
@@ -151,6 +203,14 @@ export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
   const powerSvg = await renderSvg(powerSpec(`Power over time, run ${info.run_id} (${info.variant})`, powerOverTime(db, info.run_id)));
   files.set(`power-run-${info.run_id}.svg`, powerSvg);
 
+  const policy = policySeries(db, info.run_id);
+  const policySvgs: string[] = [];
+  for (const kind of ['cpu', 'disk'] as const) {
+    if (!policy.some((p) => p.kind === kind)) continue;
+    const svg = await renderSvg(policySpec(`${kind === 'cpu' ? 'CPU' : 'Disk'} power (dashed: limit) and throughput per manager period, run ${info.run_id}`, kind, policy));
+    files.set(`${kind}-policy-run-${info.run_id}.svg`, svg);
+    policySvgs.push(svg);
+  }
   const cells = matrixCells(db, info.run_id);
   const m = pivotMatrix(cells);
   const val = validationOf(db, info.run_id);
@@ -181,6 +241,7 @@ figure{margin:1em 0}svg{max-width:100%;height:auto}</style></head>
 ${barTable}
 <h2>Power over time, run ${info.run_id}</h2>
 <figure>${powerSvg}</figure>
+${policySvgs.map((svg) => `<h2>Policy, run ${info.run_id}</h2>\n<figure>${svg}</figure>`).join('\n')}
 <h2>Energy matrix, run ${info.run_id}</h2>
 ${matrixHtml}
 <h2>Validation against measured power, run ${info.run_id}</h2>

@@ -1,5 +1,6 @@
 /** `wattrace report`: Figure 7-style bars across variants, power over time, an offline HTML page. */
 import { execFileSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -41,6 +42,21 @@ describe('report', () => {
     const order = ['bs-512', 'bs-4096', 'bs-32768'].map((v) => bars.indexOf(`>${v}<`));
     expect(order.every((i) => i > 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
+  });
+
+  it('charts power against the limit and throughput per manager period for policy runs', async () => {
+    const copy = path.join(dir, 'policy.sqlite');
+    fs.copyFileSync(db, copy);
+    const d = new Database(copy);
+    const t0 = (d.prepare('SELECT t0_ns FROM runs WHERE run_id = 1').get() as { t0_ns: number }).t0_ns;
+    const ins = d.prepare('INSERT INTO disk_policy (run_id, t_ns, vm, throttle, budget, limit_watts, watts, requests, bytes, backlog) VALUES (1, ?, ?, 1, 10, ?, ?, 10, ?, 0)');
+    for (let i = 1; i <= 5; i++) ins.run(t0 + i * 200e6, 'vm1', 1.0, 0.8 + 0.05 * i, 4096 * 10 * i);
+    d.close();
+    const r = await cli(['report', '--db', copy, '--run', '1', '--out', path.join(dir, 'policy')]);
+    expect(r.code, r.err).toBe(0);
+    const svg = fs.readFileSync(path.join(dir, 'policy', 'disk-policy-run-1.svg'), 'utf8');
+    expect(svg).toContain('throughput (bytes/s)');
+    expect(fs.readFileSync(path.join(dir, 'policy', 'index.html'), 'utf8')).toContain('Policy, run 1');
   });
 
   it('the page works offline: SVGs inline, no scripts, nothing fetched', () => {
