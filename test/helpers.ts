@@ -111,6 +111,7 @@ export const SHARED = path.resolve(__dirname, '..', '..', 'shared');
 export interface ReplayTextOptions {
   intervalMs?: number;
   driver?: Partial<DriverChargeSettings>;
+  policy?: Record<string, unknown>;
   /** Cut every trace into chunks of this many bytes (default: whole). */
   chunkBytes?: number;
 }
@@ -131,7 +132,7 @@ export async function replayTexts(
   let base: TimeBase | null = null;
   for (const k of kinds) base = minBase(base, firstTimestampOf(texts[k]!));
   base ??= { hi: 0, lo: 0 };
-  const pipeline = { ...pipelineStub(intervalMs), stages: [...stageNames], accounting: { driver: { ...DRIVER_DEFAULTS, ...o.driver } } };
+  const pipeline = { ...pipelineStub(intervalMs), stages: [...stageNames], accounting: { driver: { ...DRIVER_DEFAULTS, ...o.driver } }, policy: o.policy ?? {} };
   const span = new Span();
   const stages = createStages(stageNames.map(stageDefinition), { machine, pipeline, intervalNs: Math.round(intervalMs * 1e6), span }, sink);
   const cut = (text: string): Buffer[] => {

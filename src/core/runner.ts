@@ -9,7 +9,7 @@ import type { ResolvedPipeline, TraceKind } from './pipeline.js';
 import type { Machine } from './profile.js';
 import { UNATTRIBUTED } from './profile.js';
 import { Span } from './span.js';
-import { createStages, dispatch, type CounterRow, type EnergyRow, type RunSink, type Stage, type StageDefinition } from './stage.js';
+import { createStages, dispatch, type CounterRow, type CpuPolicyRow, type DiskPolicyRow, type EnergyRow, type RunSink, type Stage, type StageDefinition } from './stage.js';
 import { msToNs } from './units.js';
 import { WattraceError } from './errors.js';
 import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
@@ -58,6 +58,12 @@ class TallySink implements RunSink {
   }
   counter(r: CounterRow): void {
     this.inner.counter(r);
+  }
+  diskPolicy(r: DiskPolicyRow): void {
+    this.inner.diskPolicy(r);
+  }
+  cpuPolicy(r: CpuPolicyRow): void {
+    this.inner.cpuPolicy(r);
   }
   metric(name: string, value: number): void {
     this.inner.metric(name, value);

@@ -32,11 +32,37 @@ export interface CounterRow {
   readonly advance: number;
 }
 
+/** One row of `disk_policy` (DESIGN §3): a client in one period of the disk manager. */
+export interface DiskPolicyRow {
+  readonly t: number;
+  readonly vm: string;
+  readonly throttle: number;
+  readonly budget: number;
+  readonly limitWatts: number | null;
+  readonly watts: number;
+  readonly requests: number;
+  readonly bytes: number;
+  readonly backlog: number;
+}
+
+/** One row of `cpu_policy` (DESIGN §3): a VM in one period of the CPU manager. */
+export interface CpuPolicyRow {
+  readonly t: number;
+  readonly vm: string;
+  readonly share: number;
+  readonly limitWatts: number | null;
+  readonly watts: number;
+  readonly workS: number;
+  readonly backlogS: number;
+}
+
 /** Where a run's results go: the SQLite store, or memory in tests. */
 export interface RunSink {
   energy(row: EnergyRow): void;
   counter(row: CounterRow): void;
   metric(name: string, value: number): void;
+  diskPolicy(row: DiskPolicyRow): void;
+  cpuPolicy(row: CpuPolicyRow): void;
 }
 
 /**
@@ -57,6 +83,8 @@ export interface StageContext {
   readonly sink: RunSink;
   /** The span of the events dispatched so far (grows as the stream advances). */
   readonly span: Span;
+  /** A stage of the same run created before this one (an earlier stage), if in the pipeline. */
+  readonly find?: (name: StageName) => Stage | undefined;
 }
 
 export interface Stage {
@@ -117,6 +145,12 @@ export class CapturingSink implements RunSink {
   metric(name: string, value: number): void {
     this.inner.metric(name, value);
   }
+  diskPolicy(row: DiskPolicyRow): void {
+    this.inner.diskPolicy(row);
+  }
+  cpuPolicy(row: CpuPolicyRow): void {
+    this.inner.cpuPolicy(row);
+  }
 }
 
 export function isEnergyCapture(s: Stage): s is Stage & EnergyCapture {
@@ -126,11 +160,12 @@ export function isEnergyCapture(s: Stage): s is Stage & EnergyCapture {
 /** Creates the stages of a run over one context whose sink routes captured rows. */
 export function createStages(defs: readonly StageDefinition[], base: Omit<StageContext, 'sink'>, sink: RunSink): Stage[] {
   const router = new CapturingSink(sink);
-  const ctx: StageContext = { ...base, sink: router };
-  const stages = defs.map((d) => {
+  const stages: Stage[] = [];
+  const ctx: StageContext = { ...base, sink: router, find: (name) => stages.find((s) => s.name === name) };
+  for (const d of defs) {
     if (!d.create) throw new Error(`stage '${d.name}' is not available`);
-    return d.create(ctx);
-  });
+    stages.push(d.create(ctx));
+  }
   const capturers = stages.filter(isEnergyCapture);
   if (capturers.length > 1) throw new Error('only one stage may capture energy rows');
   router.capturer = capturers[0] ?? null;

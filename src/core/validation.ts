@@ -13,7 +13,7 @@
  */
 import type { EventSlice, MeasuredBatch } from './events.js';
 import type { RunSpan } from './span.js';
-import type { CounterRow, EnergyRow, RunSink, Stage } from './stage.js';
+import type { CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, Stage } from './stage.js';
 
 export class Validator implements Stage, RunSink {
   readonly name = 'validation' as const;
@@ -38,6 +38,14 @@ export class Validator implements Stage, RunSink {
 
   counter(row: CounterRow): void {
     this.inner.counter(row);
+  }
+
+  diskPolicy(row: DiskPolicyRow): void {
+    this.inner.diskPolicy(row);
+  }
+
+  cpuPolicy(row: CpuPolicyRow): void {
+    this.inner.cpuPolicy(row);
   }
 
   metric(name: string, value: number): void {

@@ -235,7 +235,7 @@ function paperFig8(o: ScenarioOptions): GeneratedScenario {
         profile: 'machine.json',
         traces: { cswitch: 'cswitch.csv', disk: 'disk.csv', measured: 'measured.csv' },
         interval_ms: 100,
-        stages: ['cpu-split', 'disk-energy', 'driver-charge', 'virtual-counters'],
+        stages: ['cpu-split', 'disk-energy', 'driver-charge', 'virtual-counters', 'disk-budgets'],
         policy: { disk: { period_ms: 200, refresh_ms: 50, t_max: 4000, start_s: 45, arrival: 'closed', limits_watts: { vm1: 1.0, vm2: 0.5 } } },
       }),
     ],

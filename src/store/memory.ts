@@ -1,9 +1,11 @@
 /** A RunSink that keeps everything in memory: the batch adapter's sink, used by tests. */
-import type { CounterRow, EnergyRow, RunSink } from '../core/stage.js';
+import type { CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
 
 export class MemorySink implements RunSink {
   readonly rows: EnergyRow[] = [];
   readonly counters: CounterRow[] = [];
+  readonly diskPolicyRows: DiskPolicyRow[] = [];
+  readonly cpuPolicyRows: CpuPolicyRow[] = [];
   readonly metrics = new Map<string, number>();
 
   energy(row: EnergyRow): void {
@@ -12,6 +14,14 @@ export class MemorySink implements RunSink {
 
   counter(row: CounterRow): void {
     this.counters.push(row);
+  }
+
+  diskPolicy(row: DiskPolicyRow): void {
+    this.diskPolicyRows.push(row);
+  }
+
+  cpuPolicy(row: CpuPolicyRow): void {
+    this.cpuPolicyRows.push(row);
   }
 
   metric(name: string, value: number): void {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { WattraceError } from '../core/errors.js';
 import { SCHEMA_DIR } from '../core/json.js';
-import type { CounterRow, EnergyRow, RunSink } from '../core/stage.js';
+import type { CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
 
 export const SCHEMA_VERSION = 1;
 /** Energy rows per multi-row INSERT (TOOLCHAIN.md: ~1.4× the rows/s of single-row inserts). */
@@ -59,6 +59,8 @@ export class RunWriter implements RunSink {
   private readonly insEnergy: Database.Statement;
   private readonly insEnergyMany: Database.Statement;
   private readonly insCounter: Database.Statement;
+  private readonly insDiskPolicy: Database.Statement;
+  private readonly insCpuPolicy: Database.Statement;
   /** Energy rows not yet inserted, flattened 9 values a row (inserted ENERGY_BATCH at a time). */
   private pending: (number | string | null)[] = [];
   private readonly metrics = new Map<string, number>();
@@ -82,6 +84,8 @@ export class RunWriter implements RunSink {
       this.insEnergy = db.prepare(sql + one);
       this.insEnergyMany = db.prepare(sql + Array.from({ length: ENERGY_BATCH }, () => one).join(', '));
       this.insCounter = db.prepare('INSERT INTO virtual_counters (run_id, t0_ns, t1_ns, vm, event, advance) VALUES (?, ?, ?, ?, ?, ?)');
+      this.insDiskPolicy = db.prepare('INSERT INTO disk_policy (run_id, t_ns, vm, throttle, budget, limit_watts, watts, requests, bytes, backlog) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+      this.insCpuPolicy = db.prepare('INSERT INTO cpu_policy (run_id, t_ns, vm, share, limit_watts, watts, work_s, backlog_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
     } catch (e) {
       this.abort();
       throw storeError(file, e);
@@ -130,6 +134,14 @@ export class RunWriter implements RunSink {
 
   counter(r: CounterRow): void {
     this.insCounter.run(this.runId, Math.round(r.t0), Math.round(r.t1), r.vm, r.event, r.advance);
+  }
+
+  diskPolicy(r: DiskPolicyRow): void {
+    this.insDiskPolicy.run(this.runId, Math.round(r.t), r.vm, r.throttle, r.budget, r.limitWatts, r.watts, r.requests, r.bytes, r.backlog);
+  }
+
+  cpuPolicy(r: CpuPolicyRow): void {
+    this.insCpuPolicy.run(this.runId, Math.round(r.t), r.vm, r.share, r.limitWatts, r.watts, r.workS, r.backlogS);
   }
 
   metric(name: string, value: number): void {

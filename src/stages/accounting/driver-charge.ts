@@ -450,6 +450,17 @@ export class DriverCharge implements Stage, EnergyCapture {
     }
   }
 
+  /**
+   * The driver CPU energy a request of `client` on disk number `disk` of `bytes` is predicted to
+   * cost now (J, the current cost model without the payback of deviations); 0 without a driver.
+   * The disk manager (disk-budgets) counts it against the client's limit.
+   */
+  predictedCost(client: number, disk: number, bytes: number): number {
+    const r = this.graph.route(client, disk);
+    const drv = r === null ? null : this.driverOf[r.driver];
+    return drv ? Math.max(0, drv.a + drv.b * bytes) : 0;
+  }
+
   /** The clients' request weights to apportion active energy by: the last window's and this one's. */
   private mix(drv: Driver): Float64Array {
     const m = this.mixBuf;

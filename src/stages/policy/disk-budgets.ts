@@ -1,0 +1,358 @@
+/**
+ * Stage 6, disk-budgets: disk request shaping under the host-level energy manager (§3.3.5,
+ * §3.3.6), simulated on the trace's requests.
+ *
+ * The simulated driver serves one request at a time, taking the clients in turn. A client whose
+ * limit is in force is served only up to its budget (the paper's `process_io` loop up to
+ * `client->budget`): the throttle factor t is the client's allowed throughput in KiB/s (so
+ * t_max = 4000 is about what the paper's disk could do, and the formula's ±1 steps are fine
+ * enough to regulate small budgets); every `refresh_ms` the client's credit grows by
+ * t × 1024 × refresh bytes (one refresh's worth at most is kept, or one request's), and a request
+ * is served when the credit covers its bytes. The budget reported is that credit in requests of
+ * the client's mean size. Every `period_ms` the manager compares the client's energy in the period e_c
+ * with its limit e_l = limit_watts × period and moves t with the paper's formula (DESIGN §2):
+ *   Δt = ¼(t_l − t) + sgn   when (e_c > e_l and t > t_l) or (e_c < e_l and t < t_l)
+ *   Δt = 4/3(t − t_l) + sgn otherwise,   sgn = (e_l − e_c)/|e_l − e_c| (0 when equal),
+ * t_l the previous factor, t kept within [0, t_max]; t starts at t_max. The energy a request
+ * costs the client is the disk's active energy for it, (active_watts − idle_watts) × its service
+ * time, plus the driver's CPU for it as driver-charge predicts it (when that stage runs): the
+ * limit covers the client's whole driver-side active power.
+ *
+ * Demand comes from the disk log. `arrival: trace`: requests arrive at their recorded
+ * completion times and wait while throttled (delayed, never dropped; the backlog is reported).
+ * `arrival: closed`: each client is a stress test that issues its next request as soon as one
+ * completes (so it always has one waiting: with the driver serving one request at a time, taking
+ * the clients in turn, a deeper `queue_depth` changes nothing), with the sizes and service times
+ * of its recorded requests, in order and over again. Limits switch on at `start_s`. The simulation clock follows
+ * the trace: it never runs ahead of the events read so far, so the stage streams.
+ */
+import type { DiskBatch, EventSlice } from '../../core/events.js';
+import type { DiskSpec } from '../../core/profile.js';
+import type { RunSpan } from '../../core/span.js';
+import type { Stage, StageContext } from '../../core/stage.js';
+import { msToNs } from '../../core/units.js';
+import type { DriverCharge } from '../accounting/driver-charge.js';
+import { settle, type SettleResult } from './settle.js';
+
+export interface DiskPolicySettings {
+  period_ms: number;
+  refresh_ms: number;
+  t_max: number;
+  start_s: number;
+  arrival: 'closed' | 'trace';
+  queue_depth: number;
+  limits_watts: Record<string, number>;
+}
+
+export const DISK_POLICY_DEFAULTS: DiskPolicySettings = { period_ms: 200, refresh_ms: 50, t_max: 4000, start_s: 0, arrival: 'trace', queue_depth: 1, limits_watts: {} };
+
+/** The paper's throttle-factor step (DESIGN §2, §3.3.6): the new t from t, t_l, e_c and e_l. */
+export function throttleStep(t: number, tl: number, ec: number, el: number, tMax: number): number {
+  const sgn = el === ec ? 0 : (el - ec) / Math.abs(el - ec);
+  const dt = (ec > el && t > tl) || (ec < el && t < tl) ? 0.25 * (tl - t) + sgn : (4 / 3) * (t - tl) + sgn;
+  return Math.min(tMax, Math.max(0, t + dt));
+}
+
+/** Closed-loop clients replay this many of their recorded requests, over again. */
+const PATTERN = 256;
+
+interface Client {
+  readonly vm: number;
+  readonly name: string;
+  readonly limit: number | null;
+  t: number;
+  tl: number;
+  /** Bytes the client may still have served this refresh. */
+  credit: number;
+  meanBytes: number;
+  maxBytes: number;
+  /** trace: pending requests (bytes, service ns) in arrival order, as a ring. */
+  qBytes: Float64Array;
+  qService: Float64Array;
+  qHead: number;
+  qLen: number;
+  /** closed: the recorded pattern and where it is. */
+  readonly pBytes: Float64Array;
+  readonly pService: Float64Array;
+  pLen: number;
+  pNext: number;
+  /** This period's energy, requests, bytes; and over the run. */
+  eJ: number;
+  reqs: number;
+  bytes: number;
+  totalBytes: number;
+  totalReqs: number;
+  demand: number;
+  /** Per-period power after start_s (for settling and the metrics). */
+  readonly watts: number[];
+  readonly periodBytes: number[];
+  beforeBytes: number;
+  beforeNs: number;
+}
+
+interface DiskSim {
+  readonly d: number;
+  readonly id: string;
+  readonly spec: DiskSpec;
+  readonly clients: Client[];
+  readonly byVm: Map<number, Client>;
+  busyUntil: number;
+  /** The request in service: its client, bytes, energy. */
+  cur: Client | null;
+  curBytes: number;
+  curJ: number;
+  rr: number;
+}
+
+export class DiskBudgets implements Stage {
+  readonly name = 'disk-budgets' as const;
+  readonly consumes = ['disk'] as const;
+
+  private readonly s: DiskPolicySettings;
+  private readonly periodNs: number;
+  private readonly refreshNs: number;
+  private readonly startNs: number;
+  private readonly sims: DiskSim[];
+  private readonly driver: DriverCharge | null;
+  private readonly diskIndex = new Map<string, number>();
+  private origin = NaN;
+  private now = NaN;
+  private nextPeriod = NaN;
+  private nextRefresh = NaN;
+
+  constructor(private readonly ctx: StageContext) {
+    const pol = (ctx.pipeline.policy['disk'] ?? {}) as Partial<DiskPolicySettings>;
+    this.s = { ...DISK_POLICY_DEFAULTS, ...pol, limits_watts: { ...(pol.limits_watts ?? {}) } };
+    this.periodNs = Math.max(1, Math.round(msToNs(this.s.period_ms)));
+    this.refreshNs = Math.max(1, Math.round(msToNs(this.s.refresh_ms)));
+    this.startNs = this.s.start_s * 1e9;
+    this.driver = (ctx.find?.('driver-charge') as DriverCharge | undefined) ?? null;
+    this.sims = Object.entries(ctx.machine.profile.disks).map(([id, spec], d) => {
+      this.diskIndex.set(id, d);
+      return { d, id, spec, clients: [], byVm: new Map(), busyUntil: -Infinity, cur: null, curBytes: 0, curJ: 0, rr: 0 };
+    });
+  }
+
+  push(slice: EventSlice): void {
+    const b = slice.batch as DiskBatch;
+    if (this.origin !== this.origin) this.begin(Math.min(this.ctx.span.t0, b.t[slice.from]!));
+    for (let i = slice.from; i < slice.to; i++) {
+      const t = b.t[i]!;
+      this.advance(t);
+      const sim = this.sims[this.diskIndex.get(b.names[b.disk[i]!]!)!]!;
+      const c = this.client(sim, b.vm[i]!);
+      const lat = b.latency[i]!;
+      const service = lat === lat ? lat : (b.bytes[i]! / sim.spec.nominal_rate_bps) * 1e9;
+      c.demand++;
+      if (this.s.arrival === 'closed') {
+        if (c.pLen < PATTERN) {
+          c.pBytes[c.pLen] = b.bytes[i]!;
+          c.pService[c.pLen] = service;
+          c.pLen++;
+        }
+      } else this.enqueue(c, b.bytes[i]!, service);
+      this.dispatch(sim);
+    }
+  }
+
+  finish(run: RunSpan): void {
+    if (this.origin !== this.origin) return;
+    this.advance(run.t1);
+    const { sink } = this.ctx;
+    for (const sim of this.sims) {
+      for (const c of sim.clients) {
+        const p = `disk.${c.name}`;
+        sink.metric(`${p}.bytes`, c.totalBytes);
+        sink.metric(`${p}.requests`, c.totalReqs);
+        // Not served yet: waiting, or still in service when the run ends.
+        if (this.s.arrival === 'trace') sink.metric(`${p}.backlog`, c.qLen + (sim.cur === c ? 1 : 0));
+        const before = c.beforeNs > 0 ? (c.beforeBytes * 1e9) / c.beforeNs : NaN;
+        sink.metric(`${p}.throughput_before_bps`, before);
+        if (c.limit === null) {
+          const all = c.watts;
+          sink.metric(`${p}.mean_watts`, all.length ? all.reduce((a, w) => a + w, 0) / all.length : 0);
+          continue;
+        }
+        const st: SettleResult = settle(c.watts, c.limit, this.periodNs / 1e9);
+        sink.metric(`${p}.settle_s`, st.settleS);
+        sink.metric(`${p}.mean_watts`, st.meanWatts);
+        sink.metric(`${p}.max_period_watts`, st.maxWatts);
+        sink.metric(`${p}.over_limit_frac`, st.overLimitFrac);
+        const after = c.periodBytes.slice(st.settledFrom);
+        sink.metric(`${p}.throughput_after_bps`, after.length ? (after.reduce((a, x) => a + x, 0) * 1e9) / (after.length * this.periodNs) : NaN);
+      }
+    }
+  }
+
+  private begin(t: number): void {
+    this.origin = t;
+    this.now = t;
+    this.nextPeriod = t + this.periodNs;
+    this.nextRefresh = t + this.refreshNs;
+  }
+
+  private client(sim: DiskSim, vm: number): Client {
+    let c = sim.byVm.get(vm);
+    if (!c) {
+      const name = this.ctx.machine.consumers[vm]!;
+      const limit = this.s.limits_watts[name];
+      c = {
+        vm,
+        name,
+        limit: limit ?? null,
+        t: this.s.t_max,
+        tl: this.s.t_max,
+        credit: 0,
+        meanBytes: 0,
+        maxBytes: 0,
+        qBytes: new Float64Array(64),
+        qService: new Float64Array(64),
+        qHead: 0,
+        qLen: 0,
+        pBytes: new Float64Array(PATTERN),
+        pService: new Float64Array(PATTERN),
+        pLen: 0,
+        pNext: 0,
+        eJ: 0,
+        reqs: 0,
+        bytes: 0,
+        totalBytes: 0,
+        totalReqs: 0,
+        demand: 0,
+        watts: [],
+        periodBytes: [],
+        beforeBytes: 0,
+        beforeNs: 0,
+      };
+      sim.clients.push(c);
+      sim.byVm.set(vm, c);
+    }
+    return c;
+  }
+
+  private enqueue(c: Client, bytes: number, service: number): void {
+    if (c.qLen === c.qBytes.length) {
+      const n = c.qBytes.length * 2;
+      const nb = new Float64Array(n);
+      const ns = new Float64Array(n);
+      for (let k = 0; k < c.qLen; k++) {
+        nb[k] = c.qBytes[(c.qHead + k) % c.qBytes.length]!;
+        ns[k] = c.qService[(c.qHead + k) % c.qBytes.length]!;
+      }
+      c.qBytes = nb;
+      c.qService = ns;
+      c.qHead = 0;
+    }
+    const at = (c.qHead + c.qLen) % c.qBytes.length;
+    c.qBytes[at] = bytes;
+    c.qService[at] = service;
+    c.qLen++;
+  }
+
+  private limited(c: Client): boolean {
+    return c.limit !== null && this.now - this.origin >= this.startNs;
+  }
+
+  /** Runs the simulation up to time `until` (events in time order). */
+  private advance(until: number): void {
+    for (;;) {
+      let next = Math.min(this.nextPeriod, this.nextRefresh);
+      for (const sim of this.sims) if (sim.cur && sim.busyUntil < next) next = sim.busyUntil;
+      if (next > until) break;
+      this.now = next;
+      for (const sim of this.sims) if (sim.cur && sim.busyUntil <= next) this.complete(sim);
+      if (this.nextRefresh <= next) {
+        for (const sim of this.sims) {
+          for (const c of sim.clients) {
+            const grant = (c.t * 1024 * this.refreshNs) / 1e9;
+            c.credit = Math.min(c.credit + grant, Math.max(grant, c.maxBytes));
+          }
+        }
+        this.nextRefresh += this.refreshNs;
+      }
+      if (this.nextPeriod <= next) {
+        this.managePeriod();
+        this.nextPeriod += this.periodNs;
+      }
+      for (const sim of this.sims) this.dispatch(sim);
+    }
+    this.now = Math.max(this.now, until);
+  }
+
+  private complete(sim: DiskSim): void {
+    const c = sim.cur!;
+    c.eJ += sim.curJ;
+    c.reqs++;
+    c.bytes += sim.curBytes;
+    c.totalReqs++;
+    c.totalBytes += sim.curBytes;
+    sim.cur = null;
+  }
+
+  /** The driver starts the next request when the disk is free: clients in turn, within budgets. */
+  private dispatch(sim: DiskSim): void {
+    if (sim.cur) return;
+    const n = sim.clients.length;
+    for (let k = 0; k < n; k++) {
+      const c = sim.clients[(sim.rr + k) % n]!;
+      const closed = this.s.arrival === 'closed';
+      if (closed ? c.pLen === 0 : c.qLen === 0) continue;
+      const bytes = closed ? c.pBytes[c.pNext]! : c.qBytes[c.qHead]!;
+      if (this.limited(c) && c.credit < bytes) continue;
+      if (this.limited(c)) c.credit -= bytes;
+      let service: number;
+      if (closed) {
+        service = c.pService[c.pNext]!;
+        c.pNext = (c.pNext + 1) % c.pLen;
+      } else {
+        service = c.qService[c.qHead]!;
+        c.qHead = (c.qHead + 1) % c.qBytes.length;
+        c.qLen--;
+      }
+      c.meanBytes = c.meanBytes === 0 ? bytes : 0.95 * c.meanBytes + 0.05 * bytes;
+      if (bytes > c.maxBytes) c.maxBytes = bytes;
+      sim.cur = c;
+      sim.curBytes = bytes;
+      sim.curJ = ((sim.spec.active_watts - sim.spec.idle_watts) * service) / 1e9 + (this.driver ? this.driver.predictedCost(c.vm, sim.d, bytes) : 0);
+      sim.busyUntil = this.now + service;
+      sim.rr = (sim.rr + k + 1) % n;
+      return;
+    }
+  }
+
+  private managePeriod(): void {
+    const periodS = this.periodNs / 1e9;
+    const started = this.now - this.origin >= this.startNs;
+    for (const sim of this.sims) {
+      for (const c of sim.clients) {
+        const watts = c.eJ / periodS;
+        if (started && c.limit !== null) {
+          const t = throttleStep(c.t, c.tl, c.eJ, c.limit * periodS, this.s.t_max);
+          c.tl = c.t;
+          c.t = t;
+        }
+        if (started) {
+          c.watts.push(watts);
+          c.periodBytes.push(c.bytes);
+        } else {
+          c.beforeBytes += c.bytes;
+          c.beforeNs += this.periodNs;
+        }
+        this.ctx.sink.diskPolicy({
+          t: this.now,
+          vm: c.name,
+          throttle: c.t,
+          budget: c.meanBytes > 0 ? (c.t * 1024 * this.refreshNs) / 1e9 / c.meanBytes : 0,
+          limitWatts: started ? c.limit : null,
+          watts,
+          requests: c.reqs,
+          bytes: c.bytes,
+          backlog: this.s.arrival === 'trace' ? c.qLen : 0,
+        });
+        c.eJ = 0;
+        c.reqs = 0;
+        c.bytes = 0;
+      }
+    }
+  }
+}

@@ -1,0 +1,130 @@
+/** disk-budgets: the paper's throttle controller and Figure 8 (§3.3.5, §3.3.6, §4.2). */
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../../src/cli.js';
+import { bufferIO } from '../../../src/commands/io.js';
+import { generate } from '../../../src/commands/generate.js';
+import { PROJECT_ROOT } from '../../../src/core/json.js';
+import { resolveProfile, type Profile } from '../../../src/core/profile.js';
+import { throttleStep } from '../../../src/stages/policy/disk-budgets.js';
+import { settle } from '../../../src/stages/policy/settle.js';
+import { driverScenario } from '../../../src/generate/driver-scenario.js';
+import { cells, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import type { MemorySink } from '../../../src/store/memory.js';
+
+describe('the throttle-factor formula (DESIGN §2), step by step by hand', () => {
+  it.each([
+    // t, t_l, e_c, e_l → new t
+    [100, 100, 2, 1, 99], // over the limit, t = t_l: 4/3·0 − 1
+    [99, 100, 2, 1, 99 + (4 / 3) * -1 - 1], // still over and already falling: accelerate
+    [96.6666, 99, 0.5, 1, 96.6666 + 0.25 * (99 - 96.6666) + 1], // under while falling: back off ¼
+    [50, 40, 1, 1, 50 + (4 / 3) * 10], // equal: sgn = 0, momentum only
+    [60, 50, 2, 1, 60 + 0.25 * (50 - 60) - 1], // over while rising: back off ¼
+    [2, 5, 2, 1, 0], // clamped at 0: 2 + 4/3·(−3) − 1 < 0
+    [3999, 3990, 0.5, 1, 4000], // clamped at t_max
+  ])('t=%d, t_l=%d, e_c=%d, e_l=%d → %d', (t, tl, ec, el, want) => {
+    expect(throttleStep(t, tl, ec, el, 4000)).toBeCloseTo(want, 9);
+  });
+
+  it('settling: the first period from which the 5 s average stays within 10 % of the limit', () => {
+    const w = [...Array(10).fill(2), ...Array(5).fill(1.4), ...Array(40).fill(1)];
+    const s = settle(w, 1, 0.2);
+    // Windows of 25 periods: the one starting at period 10 averages (5·1.4 + 20·1)/25 = 1.08, the
+    // one at 9 (2 + 5·1.4 + 19)/25 = 1.12.
+    expect(s.settledFrom).toBe(10);
+    expect(s.settleS).toBeCloseTo(2, 9);
+    expect(s.meanWatts).toBeCloseTo((5 * 1.4 + 40) / 45, 9);
+    expect(s.overLimitFrac).toBeCloseTo(5 / 45, 9);
+  });
+});
+
+describe('Figure 8 (pipelines/paper-fig8.json): two clients, 1 W and 0.5 W from 45 s', () => {
+  const dir = tmpDir();
+  const metrics = new Map<string, Map<string, number>>();
+  beforeAll(async () => {
+    generate({ scenario: 'paper-fig8', out: path.join(PROJECT_ROOT, 'fixtures', 'paper-fig8'), seed: 1 }, bufferIO());
+    for (const variant of ['base', 'tight', 'unlimited']) {
+      const db = path.join(dir, `${variant}.sqlite`);
+      const io = bufferIO();
+      expect(await main(['replay', path.join(PROJECT_ROOT, 'pipelines', 'paper-fig8.json'), '--variant', variant, '--db', db, '--quiet'], io), io.stderr.join('')).toBe(0);
+      const d = new Database(db, { readonly: true });
+      metrics.set(variant, new Map((d.prepare('SELECT name, value FROM metrics').all() as { name: string; value: number }[]).map((m) => [m.name, m.value])));
+      d.close();
+    }
+  });
+
+  it('settles within 15 s; then each mean within 10 % of its limit, under 10 % of periods more than 20 % over', () => {
+    const m = metrics.get('base')!;
+    for (const [vm, limit] of [['vm1', 1], ['vm2', 0.5]] as const) {
+      expect(m.get(`disk.${vm}.settle_s`), vm).toBeLessThan(15);
+      expect(Math.abs(m.get(`disk.${vm}.mean_watts`)! / limit - 1), vm).toBeLessThan(0.1);
+      expect(m.get(`disk.${vm}.over_limit_frac`), vm).toBeLessThan(0.1);
+    }
+  });
+
+  it('throughput falls accordingly: vm2 about halves, and a tighter limit never gives more', () => {
+    const m = metrics.get('base')!;
+    const ratio = m.get('disk.vm2.throughput_after_bps')! / m.get('disk.vm2.throughput_before_bps')!;
+    expect(ratio).toBeGreaterThan(0.35);
+    expect(ratio).toBeLessThan(0.65);
+    expect(m.get('disk.vm1.throughput_after_bps')!).toBeLessThan(m.get('disk.vm1.throughput_before_bps')!);
+    const tight = metrics.get('tight')!;
+    const free = metrics.get('unlimited')!;
+    expect(tight.get('disk.vm2.bytes')!).toBeLessThan(m.get('disk.vm2.bytes')!);
+    expect(m.get('disk.vm2.bytes')!).toBeLessThan(free.get('disk.vm2.bytes')!);
+    expect(Math.abs(tight.get('disk.vm2.mean_watts')! / 0.3 - 1)).toBeLessThan(0.1);
+  });
+});
+
+describe('disk-budgets with arrival: trace', () => {
+  function profile(): Profile {
+    return {
+      cpu: { tsc_hz: 1e9, idle_watts: 24, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+      disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
+      vms: [
+        { id: 'drv', role: 'driver' },
+        { id: 'vm1', role: 'client' },
+        { id: 'vm2', role: 'client' },
+      ],
+      services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] }],
+    };
+  }
+  const m = resolveProfile(profile(), 'p.json');
+  const sc = driverScenario({
+    seconds: 30,
+    quietS: 0.5,
+    driver: 'drv',
+    uopJoules: 1e-9,
+    cost: () => 3e-4,
+    clients: [
+      { vm: 'vm1', perSecond: 40, bytes: 16384 },
+      { vm: 'vm2', perSecond: 40, bytes: 16384 },
+    ],
+  });
+  const stages = ['cpu-split', 'disk-energy', 'driver-charge', 'disk-budgets'] as const;
+  const run = (limits: Record<string, number>): Promise<MemorySink> =>
+    replayTexts(m, { cswitch: sc.cswitch, disk: sc.disk }, stages, { policy: { disk: { arrival: 'trace', limits_watts: limits, start_s: 5 } } });
+
+  it('without limits serves the trace as it came: the same energy per client as the accounting', async () => {
+    const sink = await run({});
+    const c = cells(sink);
+    for (const vm of ['vm1', 'vm2']) {
+      const sim = sink.diskPolicyRows.filter((r) => r.vm === vm).reduce((a, r) => a + r.watts * 0.2, 0);
+      const accounted = c.get(`${vm}|drv|disk|active`)! + c.get(`${vm}|drv|cpu|active`)!;
+      expect(relDiff(sim, accounted), vm).toBeLessThan(0.05);
+      expect(sink.metrics.get(`disk.${vm}.requests`)).toBe(sc.requestsBy.get(vm));
+    }
+  });
+
+  it('delays, never drops: served + still waiting = demand; a tighter limit serves no more', async () => {
+    const a = await run({ vm1: 0.05 });
+    const b = await run({ vm1: 0.02 });
+    for (const s of [a, b]) {
+      expect(s.metrics.get('disk.vm1.requests')! + s.metrics.get('disk.vm1.backlog')!).toBe(sc.requestsBy.get('vm1'));
+      expect(s.metrics.get('disk.vm1.backlog')!).toBeGreaterThan(0);
+      expect(s.metrics.get('disk.vm2.backlog')).toBe(0);
+    }
+    expect(b.metrics.get('disk.vm1.bytes')!).toBeLessThan(a.metrics.get('disk.vm1.bytes')!);
+  });
+});
