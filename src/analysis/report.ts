@@ -2,7 +2,8 @@
  * `wattrace report`: charts of stored runs as SVG (vega-lite specs rendered by vega in Node, no
  * browser) and one self-contained HTML page that works offline (the SVGs are inlined).
  *
- * - Figure 7-style stacked bars: for every variant of the run's pipeline (its newest run), the
+ * - Figure 7-style stacked bars: for every variant of the run's pipeline on the same machine
+ *   profile (the run itself for its variant, else the newest run of each), the
  *   power split into base, client CPU, driver CPU idle/active and disk idle/active, with the
  *   measured power (where the run had a measured.csv) as a bar beside it.
  * - Power over time: the run's power per consumer and reporting interval.
@@ -60,12 +61,19 @@ export function naturalCompare(a: string, b: string): number {
   return a.localeCompare(b, 'en', { numeric: true });
 }
 
-/** The newest finished run of each variant of `pipeline`. */
-export function runsOfPipeline(db: DB, pipeline: string): { run_id: number; variant: string }[] {
+/**
+ * The runs to compare with `anchor`: for each variant of its pipeline replayed on the same machine
+ * profile, the newest finished run — the anchor itself for its own variant.
+ */
+export function runsOfPipeline(db: DB, anchor: number): { run_id: number; variant: string }[] {
+  const a = db.prepare("SELECT pipeline, variant, json_extract(params, '$.profile') AS profile FROM runs WHERE run_id = ?").get(anchor) as { pipeline: string; variant: string; profile: string | null };
   const rows = db
-    .prepare('SELECT max(run_id) AS run_id, variant FROM runs WHERE pipeline = ? AND finished_at IS NOT NULL GROUP BY variant')
-    .all(pipeline) as { run_id: number; variant: string }[];
-  return rows.sort((a, b) => naturalCompare(a.variant, b.variant));
+    .prepare(
+      "SELECT max(run_id) AS run_id, variant FROM runs WHERE pipeline = ? AND json_extract(params, '$.profile') IS ? AND finished_at IS NOT NULL AND variant <> ? GROUP BY variant",
+    )
+    .all(a.pipeline, a.profile, a.variant) as { run_id: number; variant: string }[];
+  rows.push({ run_id: anchor, variant: a.variant });
+  return rows.sort((x, y) => naturalCompare(x.variant, y.variant));
 }
 
 export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
@@ -195,7 +203,7 @@ export interface Report {
 
 export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
   const files = new Map<string, string>();
-  const runs = runsOfPipeline(db, info.pipeline);
+  const runs = runsOfPipeline(db, info.run_id);
   if (runs.length === 0) throw new WattraceError('E_STORE', `no finished run of pipeline '${info.pipeline}'`);
   const bars = runs.map((r) => fig7Bar(r.run_id, r.variant, matrixCells(db, r.run_id), validationOf(db, r.run_id)));
   const barsSvg = await renderSvg(fig7Spec(`Power by variant of '${info.pipeline}' (Figure 7 layout)`, bars));

@@ -1,6 +1,7 @@
 /** `wattrace replay <pipeline.json>`: run a pipeline, store the run, print the energy matrix. */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { WattraceError } from '../core/errors.js';
 import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
 import { runPipeline } from '../core/runner.js';
@@ -28,6 +29,19 @@ export interface ReplayResult {
   runId: number;
 }
 
+/** The paper pipelines' fixtures are generated, not committed: say how to make them. */
+function withFixtureHint<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const file = e instanceof WattraceError ? (e.where.file ?? '') : '';
+    if (e instanceof WattraceError && /[\\/]fixtures[\\/]paper-fig\d/.test(file) && !fs.existsSync(file)) {
+      throw new WattraceError(e.code, `${e.message} (the paper pipelines' fixtures are generated: run \`npm run fixtures\`)`, e.where);
+    }
+    throw e;
+  }
+}
+
 export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   const p = loadPipeline(args.pipeline, {
     ...(args.variant !== undefined ? { variant: args.variant } : {}),
@@ -35,10 +49,10 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     ...(args.intervalMs !== undefined ? { intervalMs: args.intervalMs } : {}),
     traces: parseTraceArgs(args.trace ?? []),
   });
-  const machine = loadProfile(p.profilePath);
+  const machine = withFixtureHint(() => loadProfile(p.profilePath));
   const { defs, traces } = planStages(p);
   // Every trace named must exist, read or not (a wrong path is a mistake worth stopping for).
-  for (const [k, f] of Object.entries(p.traces)) checkTraceFile(f, k);
+  for (const [k, f] of Object.entries(p.traces)) withFixtureHint(() => checkTraceFile(f, k));
   for (const k of Object.keys(p.traces) as TraceKind[]) {
     if (!traces.includes(k)) io.err(`wattrace: note: no stage of pipeline '${p.name}' reads the ${k} trace; it is not used`);
   }

@@ -17,6 +17,8 @@ export async function report(args: ReportArgs, io: IO): Promise<void> {
   if (args.run !== undefined && !(Number.isInteger(args.run) && args.run > 0)) {
     throw new WattraceError('E_USAGE', `--run must be a run id (a positive integer); got ${args.run}`);
   }
+  if (args.out.trim() === '') throw new WattraceError('E_USAGE', '--out must name a folder');
+  if (fs.existsSync(args.out) && !fs.statSync(args.out).isDirectory()) throw new WattraceError('E_USAGE', `--out ${args.out} exists and is not a folder`);
   const db = openForReading(args.db);
   try {
     const info = resolveRun(db, args.run, args.db);

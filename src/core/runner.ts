@@ -65,8 +65,9 @@ class TallySink implements RunSink {
   cpuPolicy(r: CpuPolicyRow): void {
     this.inner.cpuPolicy(r);
   }
+  /** A figure that cannot be computed (NaN: nothing to average) is left out, not stored. */
   metric(name: string, value: number): void {
-    this.inner.metric(name, value);
+    if (Number.isFinite(value)) this.inner.metric(name, value);
   }
 }
 

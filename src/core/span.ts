@@ -1,4 +1,4 @@
-/** The accounted span of a run: from the earliest period start to the latest event. */
+/** The accounted span of a run: from the earliest period start to the latest event (measured power samples aside). */
 import type { EventSlice } from './events.js';
 
 export interface RunSpan {
@@ -14,6 +14,8 @@ export class Span implements RunSpan {
 
   see(s: EventSlice): void {
     const b = s.batch;
+    // Measured power only validates the accounting (DESIGN §1): it does not make the run longer.
+    if (b.kind === 'measured') return;
     if (b.kind === 'switch') this.periods += s.to - s.from;
     const starts = b.kind === 'switch' || b.kind === 'container' ? b.t0 : b.t;
     let lo = this.t0;

@@ -79,12 +79,13 @@ export class Validator implements Stage, RunSink {
       let wSum = 0;
       let wN = 0;
       for (const [k, [sum, count]] of m) {
+        // Intervals the run covers for at least half their length (samples outside are ignored).
+        const len = Math.min((k + 1) * I, run.t1) - Math.max(k * I, run.t0);
+        if (len < I / 2) continue;
         wSum += sum;
         wN += count;
-        // Intervals the run covers for at least half their length.
-        const len = Math.min((k + 1) * I, run.t1) - Math.max(k * I, run.t0);
         const meas = sum / count;
-        if (len < I / 2 || meas <= 0) continue;
+        if (meas <= 0) continue;
         const accW = ((acc.get(k) ?? 0) * 1e9) / len;
         ape += Math.abs(accW - meas) / meas;
         n++;

@@ -63,12 +63,41 @@ function profileOf(o: ScenarioOptions, vms: Profile['vms'], services: Profile['s
 
 const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
 
-/** The disk's truth: idle power, plus (active − idle) while serving, plus its electronics. */
-function diskTruth(o: ScenarioOptions, bins: TruthBins, untilNs: number, busy: readonly [number, number][]): void {
+/**
+ * The disk's truth: idle power plus its electronics (0.04 W) throughout; while it serves a request,
+ * active power — 0.2 W less during the request's seek (its first `seek` ns), a phase the
+ * accounting's transfer-time model cannot see.
+ */
+function diskTruth(o: ScenarioOptions, bins: TruthBins, untilNs: number, reqs: readonly { t: number; service: number; seek: number }[]): void {
   const idle = o.diskIdleWatts ?? 3.6;
   const extra = (o.diskActiveWatts ?? 5.6) - idle;
   bins.power(0, untilNs, idle + 0.04);
-  for (const [a, b] of busy) bins.power(a, b, extra);
+  for (const q of reqs) {
+    const a = q.t - q.service;
+    const seekEnd = Math.min(q.t, a + q.seek);
+    bins.power(a, seekEnd, extra - 0.2);
+    bins.power(seekEnd, q.t, extra);
+  }
+}
+
+/** What the generator knows the clients caused, for tests to check the attribution against. */
+function truthJson(reqs: readonly Request[], o: ScenarioOptions, driverCost: (b: number) => number, seconds: number): string {
+  const extra = (o.diskActiveWatts ?? 5.6) - (o.diskIdleWatts ?? 3.6);
+  const drv: Record<string, number> = {};
+  const disk: Record<string, number> = {};
+  const requests: Record<string, number> = {};
+  for (const q of reqs) {
+    drv[q.vm] = (drv[q.vm] ?? 0) + driverCost(q.bytes);
+    disk[q.vm] = (disk[q.vm] ?? 0) + (extra * q.service - 0.2 * Math.min(q.seek, q.service)) / 1e9;
+    requests[q.vm] = (requests[q.vm] ?? 0) + 1;
+  }
+  return json({
+    description: "Ground truth of the simulation: per client, the driver VM's CPU energy spent on its requests and the disk's active energy above idle for them (J), and its requests.",
+    seconds,
+    driver_cpu_joules: drv,
+    disk_active_joules: disk,
+    requests,
+  });
 }
 
 interface Request {
@@ -78,6 +107,8 @@ interface Request {
   offset: number;
   bytes: number;
   service: number;
+  /** The seek part of the service time (ns). */
+  seek: number;
 }
 
 /**
@@ -91,12 +122,16 @@ function slottedCpu(
   untilNs: number,
   reqs: readonly Request[],
   cost: { client: (b: number) => number; driver: (b: number) => number },
+  rand: () => number,
 ): void {
   let r = 0;
+  // Each stretch of work runs at its own intensity (25–45 W of active power), so the truth's
+  // superlinearity is not a constant gain.
+  const run = (vm: string, j: number) => cpu.run(vm, (j / (RUN_WATTS * (0.7 + 0.6 * rand()))) * 1e9, j);
   for (let j = 0; (j + 1) * 1e6 <= untilNs; j++) {
     const end = (j + 1) * 1e6;
-    cpu.run('core', (2.1e-3 / RUN_WATTS) * 1e9, 2.1e-3);
-    if (j % 10 === 5) cpu.run('vmm', (3e-3 / RUN_WATTS) * 1e9, 3e-3);
+    run('core', 2.1e-3);
+    if (j % 10 === 5) run('vmm', 3e-3);
     const byClient = new Map<string, number>();
     let drv = j % 10 === 0 ? 1e-3 : 0;
     while (r < reqs.length && reqs[r]!.t < end) {
@@ -104,8 +139,8 @@ function slottedCpu(
       byClient.set(q.vm, (byClient.get(q.vm) ?? 0) + cost.client(q.bytes));
       drv += cost.driver(q.bytes);
     }
-    for (const [vm, e] of byClient) cpu.run(vm, (e / RUN_WATTS) * 1e9, e);
-    if (drv > 0) cpu.run('drv', (drv / RUN_WATTS) * 1e9, drv);
+    for (const [vm, e] of byClient) run(vm, e);
+    if (drv > 0) run('drv', drv);
     cpu.haltUntil(end);
   }
 }
@@ -145,18 +180,20 @@ function paperFig7(o: ScenarioOptions): GeneratedScenario {
     let t = quiet;
     let offset = 0;
     for (;;) {
-      const service = Math.round((5e-5 + b / rate) * 1e9 * (1 + 0.06 * (rand() - 0.5)));
+      const seek = Math.round(5e4 * (1 + 0.5 * (rand() - 0.5)));
+      const service = Math.round(seek + (b / rate) * 1e9 * (1 + 0.06 * (rand() - 0.5)));
       if (t + service >= T - 1e6) break;
       t += service;
-      reqs.push({ t, vm: 'vm1', op: 'R', offset, bytes: b, service });
+      reqs.push({ t, vm: 'vm1', op: 'R', offset, bytes: b, service, seek });
       offset += b;
     }
     const cpuBins = new TruthBins();
     const diskBins = new TruthBins();
     const cpu = new CpuSim(cpuTruth(o), cpuBins, START_NS);
-    slottedCpu(cpu, T, reqs, { client: fig7ClientCost, driver: fig7DriverCost });
-    diskTruth(o, diskBins, T, reqs.map((q) => [q.t - q.service, q.t]));
+    slottedCpu(cpu, T, reqs, { client: fig7ClientCost, driver: fig7DriverCost }, rand);
+    diskTruth(o, diskBins, T, reqs);
     const dir = `bs-${b}`;
+    files.set(`${dir}/truth.json`, truthJson(reqs, o, fig7DriverCost, seconds));
     files.set(`${dir}/cswitch.csv`, cpu.csv());
     files.set(`${dir}/disk.csv`, diskCsv(reqs));
     files.set(
@@ -209,23 +246,24 @@ function paperFig8(o: ScenarioOptions): GeneratedScenario {
   for (let i = 0; ; i++) {
     const c = i % 2;
     const cl = clients[c]!;
-    const seek = last === c ? 5e4 : 3e6 + 5e6 * rand();
+    const seek = Math.round(last === c ? 5e4 : 3e6 + 5e6 * rand());
     const service = Math.round(seek + (cl.bytes / rate) * 1e9);
     if (t + service >= T - 1e6) break;
     t += service;
-    reqs.push({ t, vm: cl.vm, op: cl.op, offset: cl.base + offsets[c]!, bytes: cl.bytes, service });
+    reqs.push({ t, vm: cl.vm, op: cl.op, offset: cl.base + offsets[c]!, bytes: cl.bytes, service, seek });
     offsets[c] = offsets[c]! + cl.bytes;
     last = c;
   }
   const cpuBins = new TruthBins();
   const diskBins = new TruthBins();
   const cpu = new CpuSim(cpuTruth(o), cpuBins, START_NS);
-  slottedCpu(cpu, T, reqs, { client: fig7ClientCost, driver: fig7DriverCost });
-  diskTruth(o, diskBins, T, reqs.map((q) => [q.t - q.service, q.t]));
+  slottedCpu(cpu, T, reqs, { client: fig7ClientCost, driver: fig7DriverCost }, rand);
+  diskTruth(o, diskBins, T, reqs);
   const files = new Map<string, string>([
     ['machine.json', json(profile)],
     ['cswitch.csv', cpu.csv()],
     ['disk.csv', diskCsv(reqs)],
+    ['truth.json', truthJson(reqs, o, fig7DriverCost, seconds)],
     ['measured.csv', measuredCsv(START_NS, [{ id: 'cpu', truth: cpuBins, noiseW: 2 }, { id: 'disk', truth: diskBins, noiseW: 0.3 }], o.seed * 37 + 8, T)],
     [
       'pipeline.json',

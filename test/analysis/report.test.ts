@@ -59,6 +59,23 @@ describe('report', () => {
     expect(fs.readFileSync(path.join(dir, 'policy', 'index.html'), 'utf8')).toContain('Policy, run 1');
   });
 
+  it('compares only runs of the same pipeline on the same machine profile', async () => {
+    const copy = path.join(dir, 'mixed.sqlite');
+    fs.copyFileSync(db, copy);
+    generate({ scenario: 'paper-fig7', out: path.join(dir, 'fig7-65w'), seed: 2, seconds: 1, idleWatts: 65 }, bufferIO());
+    const r = await cli(['replay', path.join(dir, 'fig7-65w', 'pipeline.json'), '--variant', 'bs-512', '--db', copy, '--quiet']);
+    expect(r.code, r.err).toBe(0);
+    const out1 = path.join(dir, 'mixed-1');
+    expect((await cli(['report', '--db', copy, '--run', '1', '--out', out1])).code).toBe(0);
+    // Run 1 is bs-4096 on the 42 W machine; its bs-512 bar is run 2, not the 65 W machine's run 4.
+    const html = fs.readFileSync(path.join(out1, 'index.html'), 'utf8');
+    expect(html).toMatch(/<tr><td>bs-512<\/td><td>2<\/td>/);
+    expect(html).not.toMatch(/<tr><td>bs-512<\/td><td>4<\/td>/);
+    const bad = await cli(['report', '--db', copy, '--out', path.join(out1, 'index.html')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/exists and is not a folder/);
+  });
+
   it('the page works offline: SVGs inline, no scripts, nothing fetched', () => {
     const html = fs.readFileSync(path.join(out, 'index.html'), 'utf8');
     expect(html.match(/<svg /g)?.length).toBe(2);

@@ -95,6 +95,13 @@ describe('paper-fig7: Figure 7 reproduced (pipelines/paper-fig7.json)', () => {
     for (const r of rows) expect(r.clientActive).toBeLessThan(0.1 * r.driverActive + 0.05);
   });
 
+  it("charges the client the driver CPU the simulation spent for it (truth.json), within 5%", () => {
+    for (const r of rows) {
+      const truth = JSON.parse(fs.readFileSync(path.join(FIXTURES, `bs-${r.bs}`, 'truth.json'), 'utf8')) as { driver_cpu_joules: { vm1: number }; seconds: number };
+      within(r.driverActive, truth.driver_cpu_joules.vm1 / truth.seconds, 0.05);
+    }
+  });
+
   it('the accounted total is within 5% of the measured power, and each device validates within 5%', () => {
     for (const r of rows) {
       within(r.accounted, r.measured, 0.05);
@@ -155,6 +162,6 @@ describe('generate', () => {
   it('refuses an unknown scenario and bad numbers', () => {
     expect(() => generate({ scenario: 'paper-fig99', out: dir }, bufferIO())).toThrow(/unknown scenario 'paper-fig99'; the built-in ones are paper-fig7, paper-fig8, paper-fig9/);
     expect(() => generate({ scenario: 'paper-fig7', out: dir, seconds: -1 }, bufferIO())).toThrow(/--seconds must be a positive number/);
-    expect(() => generate({ scenario: 'paper-fig7', out: dir, seed: 1.5 }, bufferIO())).toThrow(/--seed must be a non-negative integer/);
+    expect(() => generate({ scenario: 'paper-fig7', out: dir, seed: 1.5 }, bufferIO())).toThrow(/--seed must be an integer from 0 to 2\^32 − 1/);
   });
 });
