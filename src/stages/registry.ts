@@ -7,13 +7,14 @@ import { DiskEnergy } from './accounting/disk-energy.js';
 import { DriverCharge } from './accounting/driver-charge.js';
 import { VirtualCounters } from './accounting/virtual-counters.js';
 import { DiskBudgets } from './policy/disk-budgets.js';
+import { HostStrides } from './policy/host-strides.js';
 
 export const STAGES: readonly StageDefinition[] = [
   { name: 'cpu-split', traces: ['cswitch'], requires: [], summary: 'CPU idle/access split per VM from the context-switch PMC log (§3.2.1, §3.3.1)', create: (ctx) => new CpuSplit(ctx) },
   { name: 'disk-energy', traces: ['disk'], requires: [], summary: 'two-state time-based disk energy per client (§3.2.2, §3.3.2)', create: (ctx) => new DiskEnergy(ctx) },
   { name: 'driver-charge', traces: ['cswitch', 'disk'], requires: ['cpu-split', 'disk-energy'], summary: "a driver VM's CPU energy charged back to its clients (§3.3.3)", create: (ctx) => new DriverCharge(ctx) },
   { name: 'virtual-counters', traces: ['cswitch'], optionalTraces: ['guest'], requires: [], summary: "each VM's private view of the performance counters (§3.4.1)", create: (ctx) => new VirtualCounters(ctx) },
-  { name: 'host-strides', traces: ['cswitch'], requires: ['cpu-split'], summary: 'stride scheduler with a halting idle processor under power limits (§3.3.4, §3.3.6)', create: null },
+  { name: 'host-strides', traces: ['cswitch'], requires: ['cpu-split'], optionalTraces: ['guest'], summary: 'stride scheduler with a halting idle processor under power limits (§3.3.4, §3.3.6)', create: (ctx) => new HostStrides(ctx) },
   { name: 'disk-budgets', traces: ['disk'], requires: ['disk-energy'], summary: 'disk request budgets with the throttle-factor controller (§3.3.5, §3.3.6)', create: (ctx) => new DiskBudgets(ctx) },
   { name: 'guest-containers', traces: ['guest'], requires: ['virtual-counters'], summary: 'resource containers inside energy-aware guests (§3.4.3)', create: null },
 ];

@@ -1,6 +1,6 @@
 /**
  * The guest container log (DESIGN §1): `ts_ns,vm,cpu,container,tsc,<event>...`, one row per switch
- * between resource containers inside an energy-aware guest (§3.4.3), with the hardware counters
+ * between resource containers (or tasks) inside a guest (§3.4.3), with the hardware counters
  * read at that instant. Consecutive rows of one (vm, cpu) form a period of the container named on
  * the later row. The first row of each (vm, cpu) opens the lane: it is passed on as an empty period
  * (t0 = t, no advances), so that later stages know where the lane starts (virtual-counters takes
@@ -66,9 +66,6 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     const t = this.time(f, this.iTs);
     const vm = this.vmIndex(f, this.iVm, this.machine, false);
     const vmName = f[this.iVm]!;
-    if (!this.machine.profile.vms[vm]!.energy_aware) {
-      this.fail('E_VM', `VM '${vmName}' is not energy_aware in the profile, so it has no resource containers`, this.iVm);
-    }
     const cpu = this.smallInt(f, this.iCpu, MAX_CPU);
     const contName = f[this.iCont]!;
     if (contName === '') this.fail('E_FIELD', 'container is empty; expected the name of a resource container', this.iCont);

@@ -83,8 +83,10 @@ describe('guest reader', () => {
     expect(Number.isNaN(g.vdtsc[2])).toBe(true);
   });
 
-  it('refuses containers of a VM that is not energy-aware', () => {
-    expect(() => decodeText('ts_ns,vm,cpu,container,tsc,uops\n0,a,0,x,0,0\n', new GuestDecoder('g.csv', base, m))).toThrow(/not energy_aware/);
+  it('reads the tasks of a guest that is not energy-aware too (host-level control credits them)', () => {
+    const g = decodeText('ts_ns,vm,cpu,container,tsc,uops\n0,a,0,x,0,0\n5,a,0,y,5,1\n', new GuestDecoder('g.csv', base, m))[0] as ContainerBatch;
+    expect(g.length).toBe(2);
+    expect(() => decodeText('ts_ns,vm,cpu,container,tsc,uops\n0,zz,0,x,0,0\n', new GuestDecoder('g.csv', base, m))).toThrow(/unknown VM 'zz'/);
   });
 });
 

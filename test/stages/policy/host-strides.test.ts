@@ -1,0 +1,70 @@
+/** host-strides: the stride scheduler with a halting idle processor under CPU power limits. */
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../../src/cli.js';
+import { bufferIO } from '../../../src/commands/io.js';
+import { generate } from '../../../src/commands/generate.js';
+import { PROJECT_ROOT } from '../../../src/core/json.js';
+import { loadProfile } from '../../../src/core/profile.js';
+import { demoCswitchText } from '../../../src/generate/demo-fixture.js';
+import { relDiff, replayTexts, tmpDir } from '../../helpers.js';
+
+describe('Figure 9, host part (pipelines/paper-fig9.json): a guest limited to 40 W', () => {
+  const dir = tmpDir();
+  const metrics = new Map<string, Map<string, number>>();
+  beforeAll(async () => {
+    generate({ scenario: 'paper-fig9', out: path.join(PROJECT_ROOT, 'fixtures', 'paper-fig9'), seed: 1 }, bufferIO());
+    for (const variant of ['base', 'tight', 'unlimited']) {
+      const db = path.join(dir, `${variant}.sqlite`);
+      const io = bufferIO();
+      expect(await main(['replay', path.join(PROJECT_ROOT, 'pipelines', 'paper-fig9.json'), '--variant', variant, '--db', db, '--quiet'], io), io.stderr.join('')).toBe(0);
+      const d = new Database(db, { readonly: true });
+      metrics.set(variant, new Map((d.prepare('SELECT name, value FROM metrics').all() as { name: string; value: number }[]).map((m) => [m.name, m.value])));
+      d.close();
+    }
+  });
+
+  it('holds the guest at 40 W (within 5 %) after settling, and reports the settling time', () => {
+    const m = metrics.get('base')!;
+    expect(Math.abs(m.get('cpu.guest.mean_watts')! / 40 - 1)).toBeLessThan(0.05);
+    expect(m.get('cpu.guest.settle_s')).toBeLessThan(15);
+    expect(m.get('cpu.guest.over_limit_frac')).toBeLessThan(0.1);
+    // Unlimited, the guest draws what it drew in the trace: about 60 W.
+    expect(metrics.get('unlimited')!.get('cpu.guest.mean_watts')!).toBeGreaterThan(55);
+  });
+
+  it('slows both tasks by the same factor (their work from the guest log)', () => {
+    for (const v of ['base', 'tight']) {
+      const m = metrics.get(v)!;
+      const ratio = m.get('container.guest.bzip2-a.work_s')! / m.get('container.guest.bzip2-b.work_s')!;
+      expect(Math.abs(ratio - 1), v).toBeLessThan(0.1);
+    }
+  });
+
+  it('a tighter limit never yields more energy or more work; work is conserved', () => {
+    const [free, base, tight] = ['unlimited', 'base', 'tight'].map((v) => metrics.get(v)!);
+    expect(tight!.get('cpu.guest.joules')!).toBeLessThan(base!.get('cpu.guest.joules')!);
+    expect(base!.get('cpu.guest.joules')!).toBeLessThan(free!.get('cpu.guest.joules')!);
+    expect(tight!.get('cpu.guest.work_s')!).toBeLessThan(base!.get('cpu.guest.work_s')!);
+    for (const m of [free!, base!, tight!]) {
+      for (const vm of ['guest', 'core', 'drv']) {
+        expect(m.get(`cpu.${vm}.work_s`)! + m.get(`cpu.${vm}.backlog_s`)!).toBeCloseTo(m.get(`cpu.${vm}.demand_s`)!, 9);
+      }
+    }
+  });
+});
+
+describe('host-strides without limits', () => {
+  it("reproduces the trace's own per-VM active energy within 1 % (demo: 2 CPUs, 4 VMs)", async () => {
+    const m = loadProfile(path.join(PROJECT_ROOT, 'fixtures', 'demo', 'machine.json'));
+    const sink = await replayTexts(m, { cswitch: demoCswitchText() }, ['cpu-split', 'host-strides']);
+    for (const vm of ['core', 'drv', 'vm1', 'vm2']) {
+      const accounted = sink.total((r) => r.consumer === vm && r.kind === 'active');
+      expect(relDiff(sink.metrics.get(`cpu.${vm}.joules`)!, accounted), vm).toBeLessThan(0.01);
+      expect(relDiff(sink.metrics.get(`cpu.${vm}.work_s`)!, sink.metrics.get(`cpu.${vm}.demand_s`)!), vm).toBeLessThan(0.01);
+    }
+    // A row per VM and manager period.
+    expect(sink.cpuPolicyRows.filter((r) => r.vm === 'vm1').length).toBeGreaterThan(90);
+  });
+});
