@@ -16,7 +16,7 @@
  *
  * Manager: every `period_ms` (100) each VM with a limit in `limits_watts` (from `start_s` on) has
  * its active CPU energy of the period compared with limit × period, and its stride moved by the
- * constant `offset` (default 10): up when over, down (not below 1) when under. A VM's share
+ * constant `offset` (default 100): up when over, down (not below 1) when under. A VM's share
  * against the idle processor is then 1000 / (1000 + stride).
  *
  * With `virtual-counters` and a guest log, the guest's container periods (their virtual TSC, the
@@ -36,7 +36,7 @@ export interface CpuPolicySettings {
   limits_watts: Record<string, number>;
 }
 
-export const CPU_POLICY_DEFAULTS: CpuPolicySettings = { period_ms: 100, start_s: 0, offset: 10, limits_watts: {} };
+export const CPU_POLICY_DEFAULTS: CpuPolicySettings = { period_ms: 100, start_s: 0, offset: 100, limits_watts: {} };
 export const IDLE_STRIDE = 1000;
 const QUANTUM_NS = 1e6;
 

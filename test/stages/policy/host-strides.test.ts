@@ -6,9 +6,9 @@ import { main } from '../../../src/cli.js';
 import { bufferIO } from '../../../src/commands/io.js';
 import { generate } from '../../../src/commands/generate.js';
 import { PROJECT_ROOT } from '../../../src/core/json.js';
-import { loadProfile } from '../../../src/core/profile.js';
+import { loadProfile, resolveProfile } from '../../../src/core/profile.js';
 import { demoCswitchText } from '../../../src/generate/demo-fixture.js';
-import { relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import { profileOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 
 describe('Figure 9, host part (pipelines/paper-fig9.json): a guest limited to 40 W', () => {
   const dir = tmpDir();
@@ -66,5 +66,33 @@ describe('host-strides without limits', () => {
     }
     // A row per VM and manager period.
     expect(sink.cpuPolicyRows.filter((r) => r.vm === 'vm1').length).toBeGreaterThan(90);
+  });
+});
+
+describe('host-strides: a limit costs only the limited VM', () => {
+  // One CPU at 1 GHz; A (50 W active while running) and B (30 W) alternate in 1 ms slices for 20 s.
+  const rows = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+  let uops = 0;
+  for (let i = 1; i <= 20_000; i++) {
+    const vm = i % 2 ? 'a' : 'b';
+    uops += vm === 'a' ? 50_000_000 : 30_000_000;
+    rows.push(`${i * 1e6},0,${vm},${i * 1e6},${uops}`);
+  }
+  const cswitch = rows.join('\n') + '\n';
+  const m = resolveProfile(profileOf({ vms: ['a', 'b'], events: { uops: 1e-9 } }), 'ab.json');
+  const run = (limits: Record<string, number>) => replayTexts(m, { cswitch }, ['cpu-split', 'host-strides'], { policy: { cpu: { start_s: 1, limits_watts: limits } } });
+
+  it('A held at its limit; B keeps all its work and energy; the time A gives up is halted', async () => {
+    const free = await run({});
+    const capped = await run({ a: 10 });
+    // A ran half the time at 50 W: 25 W on average; limited to 10 W.
+    expect(free.metrics.get('cpu.a.mean_watts')!).toBeCloseTo(25, 0);
+    expect(Math.abs(capped.metrics.get('cpu.a.mean_watts')! / 10 - 1)).toBeLessThan(0.05);
+    expect(capped.metrics.get('cpu.a.backlog_s')!).toBeGreaterThan(3);
+    // B, beside it, is served as it comes: the same work and energy as without the limit.
+    expect(capped.metrics.get('cpu.b.backlog_s')!).toBeLessThan(0.002);
+    expect(relDiff(capped.metrics.get('cpu.b.joules')!, free.metrics.get('cpu.b.joules')!)).toBeLessThan(0.001);
+    // The CPU did A's and B's work and halted the rest (A's active energy shrank accordingly).
+    expect(capped.metrics.get('cpu.a.joules')!).toBeLessThan(0.5 * free.metrics.get('cpu.a.joules')!);
   });
 });
