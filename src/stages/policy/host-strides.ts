@@ -19,6 +19,10 @@
  * constant `offset` (default 100): up when over, down (not below 1) when under. A VM's share
  * against the idle processor is then 1000 / (1000 + stride).
  *
+ * `cpu_bound` names VMs that would use all the CPU they get (a batch job the trace only shows
+ * sharing the CPU): they are runnable whenever present, so they take the time a limited VM gives
+ * up — stride scheduling's stealing — while the idle processor halts only what nobody wants.
+ *
  * With `virtual-counters` and a guest log, the guest's container periods (their virtual TSC, the
  * VM's own time) are queued in order, so the work the VM completes is credited to its containers
  * (`container.<vm>.<container>.work_s`): host-level control slows every task of a guest alike.
@@ -34,9 +38,11 @@ export interface CpuPolicySettings {
   start_s: number;
   offset: number;
   limits_watts: Record<string, number>;
+  /** VMs that would use all the CPU they get (once seen in the trace): always runnable. */
+  cpu_bound: string[];
 }
 
-export const CPU_POLICY_DEFAULTS: CpuPolicySettings = { period_ms: 100, start_s: 0, offset: 100, limits_watts: {} };
+export const CPU_POLICY_DEFAULTS: CpuPolicySettings = { period_ms: 100, start_s: 0, offset: 100, limits_watts: {}, cpu_bound: [] };
 export const IDLE_STRIDE = 1000;
 const QUANTUM_NS = 1e6;
 
@@ -50,7 +56,6 @@ interface Cpu {
   t: number;
   readonly vps: Map<number, Vp>;
   idlePass: number;
-  globalPass: number;
   /** Demand read from the trace but not yet arrived in simulated time: (start, vm, ns). */
   readonly arrT: number[];
   readonly arrVm: number[];
@@ -93,6 +98,7 @@ export class HostStrides implements Stage {
   private nextPeriod = NaN;
   private names: string[] = [];
   private readonly tscHz: number;
+  private readonly cpuBound: Set<number>;
 
   constructor(private readonly ctx: StageContext) {
     const pol = (ctx.pipeline.policy['cpu'] ?? {}) as Partial<CpuPolicySettings>;
@@ -101,6 +107,7 @@ export class HostStrides implements Stage {
     const m = ctx.machine;
     this.idleVm = m.idleIndex;
     this.tscHz = m.profile.cpu.tsc_hz;
+    this.cpuBound = new Set(this.s.cpu_bound.map((n) => m.consumerIndex.get(n)).filter((i): i is number => i !== undefined));
     this.vms = m.consumers.map((name) => ({
       name,
       stride: 1,
@@ -134,7 +141,7 @@ export class HostStrides implements Stage {
       }
       const c = b.cpu[i]!;
       let cpu = this.cpus.get(c);
-      if (!cpu) this.cpus.set(c, (cpu = { t: this.origin, vps: new Map(), idlePass: 0, globalPass: 0, arrT: [], arrVm: [], arrNs: [], arrHead: 0, known: t0 }));
+      if (!cpu) this.cpus.set(c, (cpu = { t: this.origin, vps: new Map(), idlePass: 0, arrT: [], arrVm: [], arrNs: [], arrHead: 0, known: t0 }));
       cpu.known = t1;
       const vm = b.vm[i]!;
       if (vm !== this.idleVm && t1 > t0) {
@@ -183,8 +190,10 @@ export class HostStrides implements Stage {
       while (cpu.arrHead < cpu.arrT.length && cpu.arrT[cpu.arrHead]! <= cpu.t) {
         const vm = cpu.arrVm[cpu.arrHead]!;
         let vp = cpu.vps.get(vm);
-        if (!vp) cpu.vps.set(vm, (vp = { backlog: 0, pass: cpu.globalPass }));
-        if (vp.backlog <= 0) vp.pass = Math.max(vp.pass, cpu.globalPass);
+        // A processor that wakes up joins at the smallest pass of those runnable (no credit for
+        // having slept, no penalty either).
+        if (!vp) cpu.vps.set(vm, (vp = { backlog: 0, pass: this.minPass(cpu) }));
+        else if (vp.backlog <= 0 && !this.cpuBound.has(vm)) vp.pass = Math.max(vp.pass, this.minPass(cpu));
         vp.backlog += cpu.arrNs[cpu.arrHead]!;
         cpu.arrHead++;
       }
@@ -200,7 +209,7 @@ export class HostStrides implements Stage {
       let best: number | null = null;
       let bestPass = Infinity;
       for (const [vm, vp] of cpu.vps) {
-        if (vp.backlog > 0 && vp.pass < bestPass) {
+        if ((vp.backlog > 0 || this.cpuBound.has(vm)) && vp.pass < bestPass) {
           best = vm;
           bestPass = vp.pass;
         }
@@ -212,16 +221,15 @@ export class HostStrides implements Stage {
       }
       if (cpu.idlePass < bestPass) {
         cpu.idlePass += IDLE_STRIDE * (slot / QUANTUM_NS);
-        cpu.globalPass = Math.max(cpu.globalPass, cpu.idlePass);
         cpu.t += slot;
         continue;
       }
       const vp = cpu.vps.get(best)!;
       const st = this.vms[best]!;
-      const run = Math.min(slot, vp.backlog);
-      vp.backlog -= run;
+      // A CPU-bound VM runs whenever it is chosen; its backlog is its recorded demand not yet met.
+      const run = this.cpuBound.has(best) ? slot : Math.min(slot, vp.backlog);
+      vp.backlog = Math.max(0, vp.backlog - run);
       vp.pass += st.stride * (run / QUANTUM_NS);
-      cpu.globalPass = Math.max(cpu.globalPass, vp.pass);
       const watts = st.recNs > 0 ? (st.recJ * 1e9) / st.recNs : 0;
       const j = (watts * run) / 1e9;
       st.periodJ += j;
@@ -231,6 +239,13 @@ export class HostStrides implements Stage {
       this.credit(st, run);
       cpu.t += run;
     }
+  }
+
+  /** The smallest pass among the processors that can run now (the idle one always can). */
+  private minPass(cpu: Cpu): number {
+    let p = cpu.idlePass;
+    for (const [vm, vp] of cpu.vps) if ((vp.backlog > 0 || this.cpuBound.has(vm)) && vp.pass < p) p = vp.pass;
+    return p;
   }
 
   private credit(st: VmState, ns: number): void {
@@ -289,7 +304,7 @@ export class HostStrides implements Stage {
       const p = `cpu.${st.name}`;
       sink.metric(`${p}.work_s`, st.doneNs / 1e9);
       sink.metric(`${p}.demand_s`, st.demandNs / 1e9);
-      sink.metric(`${p}.backlog_s`, (st.demandNs - st.doneNs) / 1e9);
+      sink.metric(`${p}.backlog_s`, Math.max(0, st.demandNs - st.doneNs) / 1e9);
       sink.metric(`${p}.joules`, st.totalJ);
       if (st.limit !== null && st.watts.length > 0) {
         const r = settle(st.watts, st.limit, this.periodNs / 1e9);

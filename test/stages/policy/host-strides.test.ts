@@ -96,3 +96,32 @@ describe('host-strides: a limit costs only the limited VM', () => {
     expect(capped.metrics.get('cpu.a.joules')!).toBeLessThan(0.5 * free.metrics.get('cpu.a.joules')!);
   });
 });
+
+describe('host-strides: stealing', () => {
+  // One CPU; A (50 W) and B (30 W) alternate in 1 ms slices; B is a batch job (cpu_bound).
+  const rows = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+  let uops = 0;
+  for (let i = 1; i <= 20_000; i++) {
+    const vm = i % 2 ? 'a' : 'b';
+    uops += vm === 'a' ? 50_000_000 : 30_000_000;
+    rows.push(`${i * 1e6},0,${vm},${i * 1e6},${uops}`);
+  }
+  const cswitch = rows.join('\n') + '\n';
+  const m = resolveProfile(profileOf({ vms: ['a', 'b'], events: { uops: 1e-9 } }), 'ab.json');
+  const run = (limits: Record<string, number>) =>
+    // Against a competitor with a full share, 20 % of the CPU is stride 4: steps of 1 regulate it.
+    replayTexts(m, { cswitch }, ['cpu-split', 'host-strides'], { policy: { cpu: { start_s: 1, offset: 1, limits_watts: limits, cpu_bound: ['b'] } } });
+
+  it('an unlimited VM beside a limited one uses the time the limited one gives up', async () => {
+    const free = await run({});
+    const capped = await run({ a: 10 });
+    expect(Math.abs(capped.metrics.get('cpu.a.mean_watts')! / 10 - 1)).toBeLessThan(0.05);
+    // B gets the CPU time A no longer gets: much more work than beside an unlimited A.
+    const bFree = free.metrics.get('cpu.b.work_s')!;
+    const bCapped = capped.metrics.get('cpu.b.work_s')!;
+    expect(bCapped).toBeGreaterThan(1.4 * bFree);
+    // Between them the CPU stays busy: the idle processor halts only a sliver.
+    const busy = capped.metrics.get('cpu.a.work_s')! + bCapped;
+    expect(busy).toBeGreaterThan(0.98 * 20);
+  });
+});
