@@ -8,8 +8,9 @@
  * t_max = 4000 is about what the paper's disk could do, and the formula's ±1 steps are fine
  * enough to regulate small budgets); every `refresh_ms` the client's credit grows by
  * t × 1024 × refresh bytes (one refresh's worth at most is kept, or one request's), and a request
- * is served when the credit covers its bytes. The budget reported is that credit in requests of
- * the client's mean size. Every `period_ms` the manager compares the client's energy in the period e_c
+ * is served when the credit covers its bytes. The budget reported is one refresh's grant in
+ * requests of the client's mean size. Without driver-charge in the pipeline the limit covers the
+ * disk alone. Every `period_ms` the manager compares the client's energy in the period e_c
  * with its limit e_l = limit_watts × period and moves t with the paper's formula (DESIGN §2):
  *   Δt = ¼(t_l − t) + sgn   when (e_c > e_l and t > t_l) or (e_c < e_l and t < t_l)
  *   Δt = 4/3(t − t_l) + sgn otherwise,   sgn = (e_l − e_c)/|e_l − e_c| (0 when equal),
@@ -65,7 +66,6 @@ interface Client {
   /** Bytes the client may still have served this refresh. */
   credit: number;
   meanBytes: number;
-  maxBytes: number;
   /** trace: pending requests (bytes, service ns) in arrival order, as a ring. */
   qBytes: Float64Array;
   qService: Float64Array;
@@ -142,7 +142,8 @@ export class DiskBudgets implements Stage {
       const sim = this.sims[this.diskIndex.get(b.names[b.disk[i]!]!)!]!;
       const c = this.client(sim, b.vm[i]!);
       const lat = b.latency[i]!;
-      const service = lat === lat ? lat : (b.bytes[i]! / sim.spec.nominal_rate_bps) * 1e9;
+      // At least 1 ns: the simulated clock must move with every request.
+      const service = Math.max(1, lat === lat ? lat : (b.bytes[i]! / sim.spec.nominal_rate_bps) * 1e9);
       c.demand++;
       if (this.s.arrival === 'closed') {
         if (c.pLen < PATTERN) {
@@ -204,7 +205,6 @@ export class DiskBudgets implements Stage {
         tl: this.s.t_max,
         credit: 0,
         meanBytes: 0,
-        maxBytes: 0,
         qBytes: new Float64Array(64),
         qService: new Float64Array(64),
         qHead: 0,
@@ -249,6 +249,11 @@ export class DiskBudgets implements Stage {
     c.qLen++;
   }
 
+  private nextBytes(c: Client): number {
+    if (this.s.arrival === 'closed') return c.pLen > 0 ? c.pBytes[c.pNext]! : 0;
+    return c.qLen > 0 ? c.qBytes[c.qHead]! : 0;
+  }
+
   private limited(c: Client): boolean {
     return c.limit !== null && this.now - this.origin >= this.startNs;
   }
@@ -265,7 +270,8 @@ export class DiskBudgets implements Stage {
         for (const sim of this.sims) {
           for (const c of sim.clients) {
             const grant = (c.t * 1024 * this.refreshNs) / 1e9;
-            c.credit = Math.min(c.credit + grant, Math.max(grant, c.maxBytes));
+            // Keep one refresh's worth, or enough for the next request however large it is.
+            c.credit = Math.min(c.credit + grant, Math.max(grant, this.nextBytes(c)));
           }
         }
         this.nextRefresh += this.refreshNs;
@@ -310,7 +316,6 @@ export class DiskBudgets implements Stage {
         c.qLen--;
       }
       c.meanBytes = c.meanBytes === 0 ? bytes : 0.95 * c.meanBytes + 0.05 * bytes;
-      if (bytes > c.maxBytes) c.maxBytes = bytes;
       sim.cur = c;
       sim.curBytes = bytes;
       sim.curJ = ((sim.spec.active_watts - sim.spec.idle_watts) * service) / 1e9 + (this.driver ? this.driver.predictedCost(c.vm, sim.d, bytes) : 0);
@@ -322,7 +327,8 @@ export class DiskBudgets implements Stage {
 
   private managePeriod(): void {
     const periodS = this.periodNs / 1e9;
-    const started = this.now - this.origin >= this.startNs;
+    // The period that ends now began after the limits came on.
+    const started = this.now - this.origin >= this.startNs + this.periodNs;
     for (const sim of this.sims) {
       for (const c of sim.clients) {
         const watts = c.eJ / periodS;

@@ -9,10 +9,9 @@
  * VMs' initial 1, a minuscule share, so VMs are favoured whenever they have work.
  *
  * Demand: each period of a VM in the cswitch trace adds its length to that VM's backlog on that
- * CPU (a VM is runnable while it has backlog: when the trace shows it running, and after, until
- * its delayed work is done). Its active power while running is what it consumed when it ran in
- * the trace (its periods' access energy over their time, so far). Work is delayed, never dropped:
- * completed + backlog = demand.
+ * CPU when the period ends (a VM is runnable while it has backlog). The backlog is a queue of the
+ * recorded periods, each served at the active power it drew in the trace (its access energy over
+ * its time). Work is delayed, never dropped: completed + backlog = demand.
  *
  * Manager: every `period_ms` (100) each VM with a limit in `limits_watts` (from `start_s` on) has
  * its active CPU energy of the period compared with limit × period, and its stride moved by the
@@ -47,7 +46,11 @@ export const IDLE_STRIDE = 1000;
 const QUANTUM_NS = 1e6;
 
 interface Vp {
+  /** Demand not yet served (ns): recorded periods queued in order, each with its energy. */
   backlog: number;
+  segNs: number[];
+  segJ: number[];
+  head: number;
   pass: number;
 }
 
@@ -56,13 +59,6 @@ interface Cpu {
   t: number;
   readonly vps: Map<number, Vp>;
   idlePass: number;
-  /** Demand read from the trace but not yet arrived in simulated time: (start, vm, ns). */
-  readonly arrT: number[];
-  readonly arrVm: number[];
-  readonly arrNs: number[];
-  arrHead: number;
-  /** The trace has shown this CPU up to here. */
-  known: number;
 }
 
 interface VmState {
@@ -74,6 +70,8 @@ interface VmState {
   recNs: number;
   demandNs: number;
   doneNs: number;
+  /** cpu_bound: work beyond the recorded demand. */
+  extraNs: number;
   periodJ: number;
   periodNs: number;
   totalJ: number;
@@ -99,6 +97,7 @@ export class HostStrides implements Stage {
   private names: string[] = [];
   private readonly tscHz: number;
   private readonly cpuBound: Set<number>;
+  private readonly backlogAtEnd = new Map<number, number>();
 
   constructor(private readonly ctx: StageContext) {
     const pol = (ctx.pipeline.policy['cpu'] ?? {}) as Partial<CpuPolicySettings>;
@@ -116,6 +115,7 @@ export class HostStrides implements Stage {
       recNs: 0,
       demandNs: 0,
       doneNs: 0,
+      extraNs: 0,
       periodJ: 0,
       periodNs: 0,
       totalJ: 0,
@@ -127,6 +127,12 @@ export class HostStrides implements Stage {
     }));
   }
 
+  /**
+   * A period of the trace is demand that arrives when the period ends: rows come in the order of
+   * their end, so every CPU can be simulated up to the newest row's end (the merge clock) without
+   * ever learning of demand in its simulated past — a CPU whose log stops early, or starts late,
+   * holds nobody up.
+   */
   push(slice: EventSlice): void {
     if (slice.batch.kind === 'container') return this.containers(slice as EventSlice<ContainerBatch>);
     const b = slice.batch as SwitchBatch;
@@ -139,26 +145,27 @@ export class HostStrides implements Stage {
         this.origin = Math.min(t0, this.ctx.span.t0);
         this.nextPeriod = this.origin + this.periodNs;
       }
+      this.advanceAll(t1);
       const c = b.cpu[i]!;
       let cpu = this.cpus.get(c);
-      if (!cpu) this.cpus.set(c, (cpu = { t: this.origin, vps: new Map(), idlePass: 0, arrT: [], arrVm: [], arrNs: [], arrHead: 0, known: t0 }));
-      cpu.known = t1;
+      if (!cpu) this.cpus.set(c, (cpu = { t: Math.max(this.origin, t1), vps: new Map(), idlePass: 0 }));
       const vm = b.vm[i]!;
-      if (vm !== this.idleVm && t1 > t0) {
-        const st = this.vms[vm]!;
-        let e = 0;
-        for (let k = 0; k < nEv; k++) e += eventWeights[k]! * b.dev[i * nEv + k]!;
-        st.recJ += e;
-        st.recNs += t1 - t0;
-        st.demandNs += t1 - t0;
-        cpu.arrT.push(t0);
-        cpu.arrVm.push(vm);
-        cpu.arrNs.push(t1 - t0);
-      }
+      if (vm === this.idleVm || t1 <= t0) continue;
+      const st = this.vms[vm]!;
+      let e = 0;
+      for (let k = 0; k < nEv; k++) e += eventWeights[k]! * b.dev[i * nEv + k]!;
+      st.recJ += e;
+      st.recNs += t1 - t0;
+      st.demandNs += t1 - t0;
+      let vp = cpu.vps.get(vm);
+      // A processor that wakes up joins at the smallest pass of those runnable (no credit for
+      // having slept, no penalty either).
+      if (!vp) cpu.vps.set(vm, (vp = { backlog: 0, segNs: [], segJ: [], head: 0, pass: this.minPass(cpu) }));
+      else if (vp.backlog <= 0 && !this.cpuBound.has(vm)) vp.pass = Math.max(vp.pass, this.minPass(cpu));
+      vp.segNs.push(t1 - t0);
+      vp.segJ.push(e);
+      vp.backlog += t1 - t0;
     }
-    let w = Infinity;
-    for (const cpu of this.cpus.values()) if (cpu.known < w) w = cpu.known;
-    this.advanceAll(w);
   }
 
   /** Simulates every CPU up to `until` in step, the manager acting at its period boundaries. */
@@ -186,26 +193,7 @@ export class HostStrides implements Stage {
   /** Simulates one CPU up to time `until` (within one manager period). */
   private runUntil(cpu: Cpu, until: number): void {
     while (cpu.t < until) {
-      // Demand arrives when the trace shows it starting.
-      while (cpu.arrHead < cpu.arrT.length && cpu.arrT[cpu.arrHead]! <= cpu.t) {
-        const vm = cpu.arrVm[cpu.arrHead]!;
-        let vp = cpu.vps.get(vm);
-        // A processor that wakes up joins at the smallest pass of those runnable (no credit for
-        // having slept, no penalty either).
-        if (!vp) cpu.vps.set(vm, (vp = { backlog: 0, pass: this.minPass(cpu) }));
-        else if (vp.backlog <= 0 && !this.cpuBound.has(vm)) vp.pass = Math.max(vp.pass, this.minPass(cpu));
-        vp.backlog += cpu.arrNs[cpu.arrHead]!;
-        cpu.arrHead++;
-      }
-      if (cpu.arrHead > 1024 && cpu.arrHead * 2 > cpu.arrT.length) {
-        cpu.arrT.splice(0, cpu.arrHead);
-        cpu.arrVm.splice(0, cpu.arrHead);
-        cpu.arrNs.splice(0, cpu.arrHead);
-        cpu.arrHead = 0;
-      }
-      const next = cpu.arrHead < cpu.arrT.length ? cpu.arrT[cpu.arrHead]! : Infinity;
-      const end = Math.min(until, next);
-      const slot = Math.min(QUANTUM_NS, end - cpu.t);
+      const slot = Math.min(QUANTUM_NS, until - cpu.t);
       let best: number | null = null;
       let bestPass = Infinity;
       for (const [vm, vp] of cpu.vps) {
@@ -216,7 +204,7 @@ export class HostStrides implements Stage {
       }
       if (best === null) {
         // Nothing to run: the idle processor halts until more demand comes.
-        cpu.t = end;
+        cpu.t = until;
         continue;
       }
       if (cpu.idlePass < bestPass) {
@@ -226,12 +214,33 @@ export class HostStrides implements Stage {
       }
       const vp = cpu.vps.get(best)!;
       const st = this.vms[best]!;
-      // A CPU-bound VM runs whenever it is chosen; its backlog is its recorded demand not yet met.
+      // A CPU-bound VM runs whenever it is chosen: beyond its recorded demand at its mean power.
       const run = this.cpuBound.has(best) ? slot : Math.min(slot, vp.backlog);
-      vp.backlog = Math.max(0, vp.backlog - run);
       vp.pass += st.stride * (run / QUANTUM_NS);
-      const watts = st.recNs > 0 ? (st.recJ * 1e9) / st.recNs : 0;
-      const j = (watts * run) / 1e9;
+      let left = run;
+      let j = 0;
+      while (left > 0 && vp.head < vp.segNs.length) {
+        const ns = vp.segNs[vp.head]!;
+        const take = Math.min(left, ns);
+        const part = (vp.segJ[vp.head]! * take) / ns;
+        j += part;
+        vp.segNs[vp.head] = ns - take;
+        vp.segJ[vp.head] = vp.segJ[vp.head]! - part;
+        vp.backlog -= take;
+        left -= take;
+        if (vp.segNs[vp.head]! <= 0) vp.head++;
+      }
+      if (vp.head > 1024 && vp.head * 2 > vp.segNs.length) {
+        vp.segNs.splice(0, vp.head);
+        vp.segJ.splice(0, vp.head);
+        vp.head = 0;
+      }
+      if (left > 0) {
+        // cpu_bound beyond its demand.
+        j += st.recNs > 0 ? (st.recJ * left) / st.recNs : 0;
+        st.extraNs += left;
+      }
+      if (vp.backlog < 1e-6) vp.backlog = 0;
       st.periodJ += j;
       st.periodNs += run;
       st.totalJ += j;
@@ -297,6 +306,11 @@ export class HostStrides implements Stage {
   finish(run: RunSpan): void {
     if (this.origin !== this.origin) return;
     this.advanceAll(run.t1);
+    for (let vm = 0; vm < this.vms.length; vm++) {
+      let backlog = 0;
+      for (const cpu of this.cpus.values()) backlog += cpu.vps.get(vm)?.backlog ?? 0;
+      this.backlogAtEnd.set(vm, backlog);
+    }
     const { sink } = this.ctx;
     const duration = (run.t1 - run.t0) / 1e9;
     this.vms.forEach((st, vm) => {
@@ -304,7 +318,9 @@ export class HostStrides implements Stage {
       const p = `cpu.${st.name}`;
       sink.metric(`${p}.work_s`, st.doneNs / 1e9);
       sink.metric(`${p}.demand_s`, st.demandNs / 1e9);
-      sink.metric(`${p}.backlog_s`, Math.max(0, st.demandNs - st.doneNs) / 1e9);
+      // What is still queued: work − extra + backlog = demand.
+      sink.metric(`${p}.backlog_s`, (this.backlogAtEnd.get(vm) ?? 0) / 1e9);
+      if (this.cpuBound.has(vm)) sink.metric(`${p}.extra_s`, st.extraNs / 1e9);
       sink.metric(`${p}.joules`, st.totalJ);
       if (st.limit !== null && st.watts.length > 0) {
         const r = settle(st.watts, st.limit, this.periodNs / 1e9);

@@ -38,7 +38,7 @@ export function settle(watts: readonly number[], limit: number, periodS: number,
     settledFrom: from,
     settled,
     meanWatts: mean,
-    maxWatts: rest.length ? Math.max(...rest) : NaN,
+    maxWatts: rest.reduce((a, w) => (w > a ? w : a), rest.length ? -Infinity : NaN),
     overLimitFrac: rest.length ? rest.filter((w) => w > 1.2 * limit).length / rest.length : NaN,
   };
 }
