@@ -90,6 +90,43 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       },
     )
     .command(
+      'compare <pipeline>',
+      "Replay a pipeline's base and variants over the same traces, print their metrics side by side, and check its expectations (exit 1 when one breaks)",
+      (y) =>
+        y
+          .positional('pipeline', { type: 'string', demandOption: true, describe: 'Pipeline file with variants and expect' })
+          .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database to add the runs to (created if missing)' })
+          .option('variants', { type: 'string', describe: 'Comma-separated variants to run (default: base and all variants)' })
+          .option('baseline', { type: 'string', describe: 'Variant the deltas and max_delta are against (default: base)' })
+          .option('format', { choices: ['table', 'md', 'json'] as const, default: 'table' as const, describe: 'table, md (for a CI summary or a pull-request comment) or json' })
+          .option('metrics', { type: 'string', describe: 'Comma-separated prefixes of the metrics to print (default: all)' })
+          .option('jobs', { type: 'number', describe: 'Replays to run at once (default: the number of cores)' })
+          .option('trace', { type: 'string', array: true, describe: 'Use another trace: KIND=PATH (repeatable)' })
+          .option('profile', { type: 'string', describe: 'Use another machine profile' })
+          .option('interval-ms', { type: 'number', describe: 'Reporting interval of the energy table' })
+          .example('$0 compare pipelines/disk-controller.json --format md', 'the paper controller against a gentler and a more aggressive one')
+          .example('$0 compare pipelines/demo.json --metrics energy.,accounting.driver', 'only some metrics'),
+      async (a) => {
+        const { compare } = await import('./commands/compare.js');
+        const list = (s: string | undefined) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+        await compare(
+          {
+            pipeline: a.pipeline,
+            db: a.db,
+            variants: list(a.variants),
+            baseline: a.baseline,
+            format: a.format,
+            jobs: a.jobs,
+            trace: a.trace,
+            profile: a.profile,
+            intervalMs: a['interval-ms'],
+            metrics: list(a.metrics),
+          },
+          io,
+        );
+      },
+    )
+    .command(
       'report',
       'Charts of a stored run as SVG, and an HTML page that works offline (Figure 7-style bars across the variants of its pipeline, power over time)',
       (y) =>
@@ -103,7 +140,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         await report({ db: a.db, run: a.run, out: a.out }, io);
       },
     )
-    .demandCommand(1, 'Name a command: replay, generate, matrix or report (see --help).')
+    .demandCommand(1, 'Name a command: replay, compare, generate, matrix or report (see --help).')
     .strict()
     .recommendCommands()
     .help()

@@ -60,6 +60,7 @@ export function pipelineStub(intervalMs = 100): ResolvedPipeline {
     accounting: { driver: { ...DRIVER_DEFAULTS } },
     policy: {},
     expect: [],
+    variantNames: [],
     params: {},
   };
 }

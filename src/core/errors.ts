@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'E_ORDER' // time goes backwards
   | 'E_COUNTER' // a counter goes backwards beyond any plausible wrap
   | 'E_STORE' // the database cannot be used
+  | 'E_EXPECT' // a compared variant breaks an expectation of its pipeline (exit 1)
   | 'E_USAGE'; // the command line is wrong
 
 export interface Where {

@@ -65,6 +65,8 @@ export interface ResolvedPipeline {
   readonly accounting: AccountingSettings;
   readonly policy: Record<string, unknown>;
   readonly expect: readonly Expectation[];
+  /** The names of the pipeline's variants (besides `base`). */
+  readonly variantNames: readonly string[];
   /** The settings as resolved, stored in `runs.params`. */
   readonly params: Record<string, unknown>;
 }
@@ -193,6 +195,7 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
     accounting: p.accounting,
     policy: p.policy ?? {},
     expect: p.expect ?? [],
+    variantNames: Object.keys(p.variants ?? {}),
     params,
   };
 }

@@ -193,3 +193,46 @@ export function latestRunId(db: DB): number | null {
   const r = db.prepare('SELECT max(run_id) AS id FROM runs WHERE finished_at IS NOT NULL').get() as { id: number | null };
   return r.id;
 }
+
+/** The tables that hold a run's rows, with their columns after run_id. */
+const RUN_TABLES: Record<string, string> = {
+  energy: 't0_ns, t1_ns, consumer, container, via, device, kind, joules',
+  metrics: 'name, value',
+  virtual_counters: 't0_ns, t1_ns, vm, event, advance',
+  cpu_policy: 't_ns, vm, share, limit_watts, watts, work_s, backlog_s',
+  disk_policy: 't_ns, vm, throttle, budget, limit_watts, watts, requests, bytes, backlog',
+  containers: 't_ns, vm, container, limit_watts, watts, work_s, preempted_ns',
+};
+
+/**
+ * Copies finished runs from other databases (written by parallel replays) into `file`, in one
+ * transaction, in the order given; returns their new run ids. The sources are left as they were.
+ */
+export function importRuns(file: string, sources: readonly { file: string; runId: number }[]): number[] {
+  const db = new Database(file);
+  try {
+    db.pragma('busy_timeout = 600000');
+    // SQLite attaches databases outside transactions only.
+    sources.forEach((src, i) => db.prepare(`ATTACH DATABASE ? AS src${i}`).run(src.file));
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      migrate(db);
+      const ids: number[] = [];
+      const cols = 'pipeline, variant, params, inputs, started_at, finished_at, tool_version, base_ts_ns, t0_ns, t1_ns, duration_ns, interval_ns';
+      sources.forEach((src, i) => {
+        const r = db.prepare(`INSERT INTO main.runs (${cols}) SELECT ${cols} FROM src${i}.runs WHERE run_id = ? AND finished_at IS NOT NULL`).run(src.runId);
+        if (r.changes !== 1) throw new Error(`run ${src.runId} of ${src.file} is not a finished run`);
+        const id = Number(r.lastInsertRowid);
+        for (const [t, c] of Object.entries(RUN_TABLES)) db.prepare(`INSERT INTO main.${t} (run_id, ${c}) SELECT ?, ${c} FROM src${i}.${t} WHERE run_id = ?`).run(id, src.runId);
+        ids.push(id);
+      });
+      db.exec('COMMIT');
+      return ids;
+    } catch (e) {
+      db.exec('ROLLBACK');
+      throw storeError(file, e);
+    }
+  } finally {
+    db.close();
+  }
+}

@@ -43,14 +43,30 @@ export interface DiskPolicySettings {
   arrival: 'closed' | 'trace';
   queue_depth: number;
   limits_watts: Record<string, number>;
+  /** The formula's coefficients: ¼ when reversing, 4/3 when continuing (the paper's). */
+  backoff: number;
+  boost: number;
 }
 
-export const DISK_POLICY_DEFAULTS: DiskPolicySettings = { period_ms: 200, refresh_ms: 50, t_max: 4000, start_s: 0, arrival: 'trace', queue_depth: 1, limits_watts: {} };
+export const DISK_POLICY_DEFAULTS: DiskPolicySettings = {
+  period_ms: 200,
+  refresh_ms: 50,
+  t_max: 4000,
+  start_s: 0,
+  arrival: 'trace',
+  queue_depth: 1,
+  limits_watts: {},
+  backoff: 0.25,
+  boost: 4 / 3,
+};
 
-/** The paper's throttle-factor step (DESIGN §2, §3.3.6): the new t from t, t_l, e_c and e_l. */
-export function throttleStep(t: number, tl: number, ec: number, el: number, tMax: number): number {
+/**
+ * The paper's throttle-factor step (DESIGN §2, §3.3.6): the new t from t, t_l, e_c and e_l; with
+ * other coefficients than ¼ and 4/3 for controller studies.
+ */
+export function throttleStep(t: number, tl: number, ec: number, el: number, tMax: number, backoff = 0.25, boost = 4 / 3): number {
   const sgn = el === ec ? 0 : (el - ec) / Math.abs(el - ec);
-  const dt = (ec > el && t > tl) || (ec < el && t < tl) ? 0.25 * (tl - t) + sgn : (4 / 3) * (t - tl) + sgn;
+  const dt = (ec > el && t > tl) || (ec < el && t < tl) ? backoff * (tl - t) + sgn : boost * (t - tl) + sgn;
   return Math.min(tMax, Math.max(0, t + dt));
 }
 
@@ -333,7 +349,7 @@ export class DiskBudgets implements Stage {
       for (const c of sim.clients) {
         const watts = c.eJ / periodS;
         if (started && c.limit !== null) {
-          const t = throttleStep(c.t, c.tl, c.eJ, c.limit * periodS, this.s.t_max);
+          const t = throttleStep(c.t, c.tl, c.eJ, c.limit * periodS, this.s.t_max, this.s.backoff, this.s.boost);
           c.tl = c.t;
           c.t = t;
         }

@@ -1,0 +1,244 @@
+/**
+ * `wattrace compare <pipeline.json>`: replays the base and the variants of a pipeline over the
+ * same traces, stores every run, prints their metrics side by side with deltas against a
+ * baseline, and checks the pipeline's expectations (DESIGN §4, §5): exit 1 when one breaks.
+ *
+ * Variants run in parallel, one replay process each (up to --jobs, default the machine's cores),
+ * each into a scratch database; the finished runs are then copied into --db in one transaction,
+ * in the order of the variants — so the store and every figure are the same as a serial run's.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as aq from 'arquero';
+import { fmt, formatTable } from '../analysis/table.js';
+import { EXIT_EXPECTATION, WattraceError } from '../core/errors.js';
+import { PROJECT_ROOT } from '../core/json.js';
+import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline } from '../core/pipeline.js';
+import { loadProfile } from '../core/profile.js';
+import { planStages } from '../stages/registry.js';
+import { importRuns, openForReading } from '../store/store.js';
+import type { IO } from './io.js';
+
+export interface CompareArgs {
+  pipeline: string;
+  db: string;
+  variants?: readonly string[] | undefined;
+  baseline?: string | undefined;
+  format?: 'table' | 'md' | 'json' | undefined;
+  jobs?: number | undefined;
+  trace?: readonly string[] | undefined;
+  profile?: string | undefined;
+  intervalMs?: number | undefined;
+  /** Only metrics whose names start with one of these (default: all). */
+  metrics?: readonly string[] | undefined;
+}
+
+export interface ExpectationResult extends Expectation {
+  variant: string;
+  value: number | null;
+  baselineValue: number | null;
+  ok: boolean;
+  why: string;
+}
+
+export interface Comparison {
+  pipeline: string;
+  baseline: string;
+  runs: { variant: string; run_id: number }[];
+  /** metric → variant → value */
+  metrics: Record<string, Record<string, number>>;
+  expectations: ExpectationResult[];
+}
+
+const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
+
+/** Runs `wattrace replay` for one variant into its own scratch database. */
+function replayChild(args: CompareArgs, variant: string, db: string): Promise<void> {
+  const argv = [CLI, 'replay', args.pipeline, '--variant', variant, '--db', db, '--quiet'];
+  for (const t of args.trace ?? []) argv.push('--trace', t);
+  if (args.profile !== undefined) argv.push('--profile', args.profile);
+  if (args.intervalMs !== undefined) argv.push('--interval-ms', String(args.intervalMs));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else {
+        const msg = err.trim().replace(/^wattrace: /, '') || `replay of variant '${variant}' exited with ${code}`;
+        reject(new WattraceError('E_PIPELINE', `variant '${variant}': ${msg}`, {}, code === 2 ? 2 : 70));
+      }
+    });
+  });
+}
+
+async function pool<T>(items: readonly T[], jobs: number, work: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const runners = Array.from({ length: Math.min(jobs, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await work(items[i]!, i);
+    }
+  });
+  await Promise.all(runners);
+}
+
+export function checkExpectations(expect: readonly Expectation[], variants: readonly string[], baseline: string, metrics: Comparison['metrics']): ExpectationResult[] {
+  const out: ExpectationResult[] = [];
+  for (const e of expect) {
+    for (const v of e.variant !== undefined ? [e.variant] : variants) {
+      if (!variants.includes(v)) continue;
+      const value = metrics[e.metric]?.[v] ?? null;
+      const base = metrics[e.metric]?.[baseline] ?? null;
+      const broken: string[] = [];
+      if (value === null) broken.push('the run has no such metric');
+      else {
+        if (e.min !== undefined && value < e.min) broken.push(`${fmt(value, 6)} < min ${e.min}`);
+        if (e.max !== undefined && value > e.max) broken.push(`${fmt(value, 6)} > max ${e.max}`);
+        if (e.max_delta !== undefined) {
+          if (base === null) broken.push(`the baseline '${baseline}' has no such metric`);
+          else if (Math.abs(value - base) > e.max_delta) broken.push(`|${fmt(value, 6)} − ${fmt(base, 6)}| > max_delta ${e.max_delta}`);
+        }
+      }
+      out.push({ ...e, variant: v, value, baselineValue: base, ok: broken.length === 0, why: broken.join('; ') });
+    }
+  }
+  return out;
+}
+
+function bounds(e: Expectation): string {
+  const b: string[] = [];
+  if (e.min !== undefined) b.push(`≥ ${e.min}`);
+  if (e.max !== undefined) b.push(`≤ ${e.max}`);
+  if (e.max_delta !== undefined) b.push(`Δ ≤ ${e.max_delta}`);
+  return b.join(', ');
+}
+
+/** The metrics side by side: one row per metric, a value (and a delta) per variant. */
+function sideBySide(c: Comparison): { metric: string; values: (number | null)[]; deltas: (number | null)[] }[] {
+  const long = Object.entries(c.metrics).flatMap(([metric, byVariant]) => Object.entries(byVariant).map(([variant, value]) => ({ metric, variant, value })));
+  if (long.length === 0) return [];
+  const wide = aq
+    .from(long)
+    .groupby('metric')
+    .pivot('variant', { value: (d: { value: number }) => aq.op.any(d.value) })
+    .orderby('metric')
+    .objects() as Record<string, unknown>[];
+  const variants = c.runs.map((r) => r.variant);
+  return wide.map((o) => {
+    const values = variants.map((v) => (typeof o[v] === 'number' ? (o[v] as number) : null));
+    const base = typeof o[c.baseline] === 'number' ? (o[c.baseline] as number) : null;
+    return { metric: o['metric'] as string, values, deltas: values.map((x) => (x === null || base === null ? null : x - base)) };
+  });
+}
+
+const num = (v: number | null, d = 4) => (v === null ? '–' : fmt(v, d));
+const signed = (v: number | null) => (v === null ? '' : v === 0 ? '±0' : `${v > 0 ? '+' : '−'}${fmt(Math.abs(v), 4)}`);
+
+export function renderComparison(c: Comparison, format: 'table' | 'md' | 'json'): string {
+  if (format === 'json') return JSON.stringify(c, null, 2);
+  const rows = sideBySide(c);
+  const variants = c.runs.map((r) => r.variant);
+  const headers = ['metric', ...variants.flatMap((v) => (v === c.baseline ? [v] : [v, `Δ ${v}`]))];
+  const body = rows.map((r) => [
+    r.metric,
+    ...variants.flatMap((v, i) => (v === c.baseline ? [num(r.values[i]!)] : [num(r.values[i]!), signed(r.deltas[i]!)])),
+  ]);
+  const broken = c.expectations.filter((e) => !e.ok);
+  if (format === 'md') {
+    const line = (cells: string[]) => `| ${cells.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`;
+    const out = [
+      `### wattrace compare: \`${c.pipeline}\``,
+      '',
+      `Runs: ${c.runs.map((r) => `${r.variant} (run ${r.run_id})`).join(', ')}; deltas against \`${c.baseline}\`.`,
+      '',
+      line(headers),
+      line(headers.map((_, i) => (i === 0 ? '---' : '---:'))),
+      ...body.map(line),
+      '',
+    ];
+    if (c.expectations.length > 0) {
+      out.push(`**Expectations: ${c.expectations.length - broken.length} of ${c.expectations.length} met.**`, '');
+      for (const e of c.expectations) out.push(`- ${e.ok ? '✅' : '❌'} \`${e.metric}\` (${e.variant}) ${bounds(e)}: ${e.ok ? num(e.value, 6) : e.why}`);
+      out.push('');
+    }
+    return out.join('\n');
+  }
+  const out = [`Compare: pipeline '${c.pipeline}', ${c.runs.map((r) => `${r.variant} = run ${r.run_id}`).join(', ')}; deltas against '${c.baseline}'`, formatTable(headers, body, headers.map((_, i) => i > 0))];
+  if (c.expectations.length > 0) {
+    out.push('', `Expectations: ${c.expectations.length - broken.length} of ${c.expectations.length} met`);
+    for (const e of c.expectations) out.push(`  ${e.ok ? 'ok    ' : 'BROKEN'}  ${e.metric} (${e.variant}) ${bounds(e)}: ${e.ok ? num(e.value, 6) : e.why}`);
+  }
+  return out.join('\n');
+}
+
+export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
+  const over = { traces: parseTraceArgs(args.trace ?? []), ...(args.profile !== undefined ? { profile: args.profile } : {}), ...(args.intervalMs !== undefined ? { intervalMs: args.intervalMs } : {}) };
+  const base = loadPipeline(args.pipeline, over);
+  const all = ['base', ...base.variantNames];
+  const variants = args.variants && args.variants.length > 0 ? [...args.variants] : all;
+  for (const v of variants) {
+    if (!all.includes(v)) throw new WattraceError('E_USAGE', `--variants: the pipeline has no variant '${v}' (it has ${all.join(', ')})`);
+  }
+  const baseline = args.baseline ?? (variants.includes('base') ? 'base' : variants[0]!);
+  if (!variants.includes(baseline)) throw new WattraceError('E_USAGE', `--baseline '${baseline}' is not among the compared variants (${variants.join(', ')})`);
+  const jobs = args.jobs ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new WattraceError('E_USAGE', `--jobs must be a positive integer; got ${jobs}`);
+  // Every variant must load and plan before anything runs: a bad override is exit 2, no run stored.
+  const resolved: ResolvedPipeline[] = variants.map((v) => loadPipeline(args.pipeline, { ...over, variant: v }));
+  for (const p of resolved) {
+    loadProfile(p.profilePath);
+    planStages(p);
+  }
+  if (!fs.existsSync(CLI)) throw new Error(`compare runs the built CLI (${CLI}); build it first with npm run build`);
+
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wattrace-compare-'));
+  let runIds: number[];
+  try {
+    const dbs = variants.map((_, i) => path.join(scratch, `${i}.sqlite`));
+    await pool(variants, jobs, (v, i) => replayChild(args, v, dbs[i]!));
+    runIds = importRuns(args.db, dbs.map((f) => ({ file: f, runId: 1 })));
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+
+  const db = openForReading(args.db);
+  const metrics: Comparison['metrics'] = {};
+  try {
+    const q = db.prepare('SELECT name, value FROM metrics WHERE run_id = ?');
+    variants.forEach((v, i) => {
+      for (const r of q.all(runIds[i]!) as { name: string; value: number }[]) {
+        if (args.metrics && args.metrics.length > 0 && !args.metrics.some((p) => r.name.startsWith(p))) continue;
+        (metrics[r.name] ??= {})[v] = r.value;
+      }
+    });
+    // Expectations see every metric, whatever is printed.
+    const allMetrics: Comparison['metrics'] = {};
+    variants.forEach((v, i) => {
+      for (const r of q.all(runIds[i]!) as { name: string; value: number }[]) (allMetrics[r.name] ??= {})[v] = r.value;
+    });
+    const c: Comparison = {
+      pipeline: base.name,
+      baseline,
+      runs: variants.map((v, i) => ({ variant: v, run_id: runIds[i]! })),
+      metrics,
+      expectations: checkExpectations(base.expect, variants, baseline, allMetrics),
+    };
+    io.out(renderComparison(c, args.format ?? 'table'));
+    const broken = c.expectations.filter((e) => !e.ok);
+    if (broken.length > 0) {
+      throw new WattraceError(
+        'E_EXPECT',
+        `${broken.length} expectation${broken.length > 1 ? 's' : ''} broken: ${broken.map((e) => `${e.metric} (${e.variant}): ${e.why}`).join('; ')}`,
+        { file: path.resolve(args.pipeline), path: '/expect' },
+        EXIT_EXPECTATION,
+      );
+    }
+    return c;
+  } finally {
+    db.close();
+  }
+}
