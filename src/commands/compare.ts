@@ -3,9 +3,11 @@
  * same traces, stores every run, prints their metrics side by side with deltas against a
  * baseline, and checks the pipeline's expectations (DESIGN §4, §5): exit 1 when one breaks.
  *
- * Variants run in parallel, one replay process each (up to --jobs, default the machine's cores),
- * each into a scratch database; the finished runs are then copied into --db in one transaction,
- * in the order of the variants — so the store and every figure are the same as a serial run's.
+ * Variants that share their traces and machine profile are replayed together over one reading of
+ * the traces (every slice goes to each variant's stages); groups with other traces run in
+ * parallel, one process each (up to --jobs, default the machine's cores). Each run goes to a
+ * scratch database; the finished runs are then copied into --db in one transaction, in the order
+ * of the variants — so the store and every figure are the same as separate replays'.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -52,24 +54,23 @@ export interface Comparison {
   expectations: ExpectationResult[];
 }
 
-const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
+const WORKER = path.join(PROJECT_ROOT, 'dist', 'commands', 'replay-many-main.js');
 
-/** Runs `wattrace replay` for one variant into its own scratch database. */
-function replayChild(args: CompareArgs, variant: string, db: string): Promise<void> {
-  const argv = [CLI, 'replay', args.pipeline, '--variant', variant, '--db', db, '--quiet'];
-  for (const t of args.trace ?? []) argv.push('--trace', t);
-  if (args.profile !== undefined) argv.push('--profile', args.profile);
-  if (args.intervalMs !== undefined) argv.push('--interval-ms', String(args.intervalMs));
+/** Replays one group of variants (sharing traces and profile) in a child process, reading once. */
+function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readonly string[], threads: boolean): Promise<void> {
+  const job = { pipeline: args.pipeline, variants, dbs, trace: args.trace, profile: args.profile, intervalMs: args.intervalMs };
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Groups run side by side, one per core: then each decodes on its own thread.
+    const env = threads ? process.env : { ...process.env, WATTRACE_THREADS: '0' };
+    const child = spawn(process.execPath, [WORKER, JSON.stringify(job)], { stdio: ['ignore', 'ignore', 'pipe'], env });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
       else {
-        const msg = err.trim().replace(/^wattrace: /, '') || `replay of variant '${variant}' exited with ${code}`;
-        reject(new WattraceError('E_PIPELINE', `variant '${variant}': ${msg}`, {}, code === 2 ? 2 : 70));
+        const msg = err.trim().replace(/^wattrace: /, '') || `the replay of ${variants.join(', ')} exited with ${code}`;
+        reject(new WattraceError('E_PIPELINE', `variants ${variants.join(', ')}: ${msg}`, {}, code === 2 ? 2 : 70));
       }
     });
   });
@@ -136,7 +137,8 @@ function sideBySide(c: Comparison): { metric: string; values: (number | null)[];
 }
 
 const num = (v: number | null, d = 4) => (v === null ? '–' : fmt(v, d));
-const signed = (v: number | null) => (v === null ? '' : v === 0 ? '±0' : `${v > 0 ? '+' : '−'}${fmt(Math.abs(v), 4)}`);
+/** A delta, `±0` when it is nothing at the printed precision (so float noise prints no sign). */
+const signed = (v: number | null) => (v === null ? '' : fmt(Math.abs(v), 4) === fmt(0, 4) ? '±0' : `${v > 0 ? '+' : '−'}${fmt(Math.abs(v), 4)}`);
 
 export function renderComparison(c: Comparison, format: 'table' | 'md' | 'json'): string {
   if (format === 'json') return JSON.stringify(c, null, 2);
@@ -193,13 +195,21 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
     loadProfile(p.profilePath);
     planStages(p);
   }
-  if (!fs.existsSync(CLI)) throw new Error(`compare runs the built CLI (${CLI}); build it first with npm run build`);
+  if (!fs.existsSync(WORKER)) throw new Error(`compare runs the built replay (${WORKER}); build it first with npm run build`);
 
+  // Variants over the same traces and profile are replayed together, reading the traces once.
+  const groups = new Map<string, number[]>();
+  resolved.forEach((p, i) => {
+    const key = JSON.stringify([p.profilePath, p.traces]);
+    groups.set(key, [...(groups.get(key) ?? []), i]);
+  });
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wattrace-compare-'));
   let runIds: number[];
   try {
     const dbs = variants.map((_, i) => path.join(scratch, `${i}.sqlite`));
-    await pool(variants, jobs, (v, i) => replayChild(args, v, dbs[i]!));
+    const list = [...groups.values()];
+    const parallel = Math.min(jobs, list.length);
+    await pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1));
     runIds = importRuns(args.db, dbs.map((f) => ({ file: f, runId: 1 })));
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { WattraceError } from '../core/errors.js';
 import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
-import { runPipeline } from '../core/runner.js';
+import { runPipeline, runPipelines } from '../core/runner.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { matrixCells, renderMatrix, resolveRun, validationOf, type MatrixUnit } from '../analysis/matrix.js';
 import { fmt } from '../analysis/table.js';
@@ -90,4 +90,59 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     }
   }
   return { runId: writer.runId };
+}
+
+export interface ReplayManyArgs {
+  pipeline: string;
+  variants: readonly string[];
+  /** One database per variant. */
+  dbs: readonly string[];
+  trace?: readonly string[] | undefined;
+  profile?: string | undefined;
+  intervalMs?: number | undefined;
+}
+
+/**
+ * Replays several variants of one pipeline that share their traces and machine profile over one
+ * reading of the traces (compare's "read once"), each into its own database. All or nothing: a bad
+ * input aborts every run.
+ */
+export async function replayMany(args: ReplayManyArgs): Promise<number[]> {
+  const ps = args.variants.map((v) =>
+    loadPipeline(args.pipeline, {
+      variant: v,
+      ...(args.profile !== undefined ? { profile: args.profile } : {}),
+      ...(args.intervalMs !== undefined ? { intervalMs: args.intervalMs } : {}),
+      traces: parseTraceArgs(args.trace ?? []),
+    }),
+  );
+  const p0 = ps[0]!;
+  for (const p of ps) {
+    if (p.profilePath !== p0.profilePath || JSON.stringify(p.traces) !== JSON.stringify(p0.traces)) {
+      throw new Error(`variants '${p0.variant}' and '${p.variant}' do not share their traces and profile`);
+    }
+  }
+  const machine = withFixtureHint(() => loadProfile(p0.profilePath));
+  const plans = ps.map((p) => planStages(p));
+  const wanted = new Set(plans.flatMap((pl) => pl.traces));
+  const kinds = (['cswitch', 'disk', 'guest', 'measured'] as const).filter((k) => wanted.has(k));
+  for (const [k, f] of Object.entries(p0.traces)) withFixtureHint(() => checkTraceFile(f, k));
+  const writers: RunWriter[] = [];
+  try {
+    ps.forEach((p, i) => writers.push(RunWriter.begin(args.dbs[i]!, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION })));
+    const summaries = await runPipelines(
+      ps.map((p, i) => ({ p, defs: plans[i]!.defs, sink: writers[i]! })),
+      machine,
+      kinds,
+    );
+    const profileText = fs.readFileSync(p0.profilePath);
+    const profile = { path: p0.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') };
+    summaries.forEach((s, i) => {
+      writers[i]!.commit({ inputs: { profile, ...s.inputs }, baseTsNs: s.baseTsNs, t0Ns: s.t0, t1Ns: s.t1, intervalNs: Math.round(ps[i]!.intervalMs * 1e6) });
+    });
+    return writers.map((w) => w.runId);
+  } catch (e) {
+    for (const w of writers) w.abort();
+    throw e;
+  }
 }

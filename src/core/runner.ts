@@ -106,18 +106,37 @@ export async function runPipeline(
   sink: RunSink,
   opts: RunOptions = {},
 ): Promise<RunSummary> {
-  const files = kinds.map((k) => ({ kind: k, path: p.traces[k]! }));
+  return (await runPipelines([{ p, defs, sink }], machine, kinds, opts))[0]!;
+}
+
+/** One of several pipelines replayed over the same traces in one pass. */
+export interface Lane {
+  p: ResolvedPipeline;
+  defs: readonly StageDefinition[];
+  sink: RunSink;
+}
+
+/**
+ * Runs several pipelines (variants) that share their traces, machine and reporting interval over
+ * one reading of the traces: every slice goes to every lane's stages. Traces come from the first.
+ */
+export async function runPipelines(lanes: readonly Lane[], machine: Machine, kinds: readonly TraceKind[], opts: RunOptions = {}): Promise<RunSummary[]> {
+  const p0 = lanes[0]!.p;
+  const files = kinds.map((k) => ({ kind: k, path: p0.traces[k]! }));
   const total = files.reduce((a, f) => a + checkTraceFile(f.path, f.kind), 0);
   let base: TimeBase | null = null;
   for (const f of files) base = minBase(base, peekFirstTimestamp(f.path));
   base ??= { hi: 0, lo: 0 };
 
-  const tally = new TallySink(sink);
   const span = new Span();
-  const intervalNs = Math.max(1, Math.round(msToNs(p.intervalMs)));
-  const validator = kinds.includes('measured') ? new Validator(tally, intervalNs) : null;
-  const stages = createStages(defs, { machine, pipeline: p, intervalNs, span }, validator ?? tally);
-  if (validator) stages.push(validator);
+  const built = lanes.map((lane) => {
+    const tally = new TallySink(lane.sink);
+    const intervalNs = Math.max(1, Math.round(msToNs(lane.p.intervalMs)));
+    const validator = kinds.includes('measured') ? new Validator(tally, intervalNs) : null;
+    const stages = createStages(lane.defs, { machine, pipeline: lane.p, intervalNs, span }, validator ?? tally);
+    if (validator) stages.push(validator);
+    return { tally, stages };
+  });
 
   let done = 0;
   const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), total) : undefined;
@@ -136,14 +155,20 @@ export async function runPipeline(
     return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
   });
   const streams = readers.map((r) => r.stream);
-  await pump(streams, stages, span);
+  await pump(
+    streams,
+    built.flatMap((b) => b.stages),
+    span,
+  );
   const inputs: RunSummary['inputs'] = {};
   files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: readers[i]!.sha256(), rows: readers[i]!.rows() }));
   if (kinds.includes('cswitch') && span.periods === 0) {
-    throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p.traces.cswitch! });
+    throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p0.traces.cswitch! });
   }
   const run = span.get();
-  for (const s of stages) s.finish(run);
-  writeRunMetrics(tally, span, inputs);
-  return { baseTsNs: formatExact(base.hi, base.lo), t0: run.t0, t1: run.t1, inputs, stages };
+  return built.map((b) => {
+    for (const s of b.stages) s.finish(run);
+    writeRunMetrics(b.tally, span, inputs);
+    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, stages: b.stages };
+  });
 }

@@ -1,0 +1,113 @@
+/** `wattrace compare`: variants side by side, expectations for CI, golden md and json output. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { PROJECT_ROOT } from '../../src/core/json.js';
+import { checkExpectations } from '../../src/commands/compare.js';
+import { tmpDir } from '../helpers.js';
+
+const dir = tmpDir();
+const demo = path.join(PROJECT_ROOT, 'pipelines', 'demo.json');
+const GOLDEN = path.join(PROJECT_ROOT, 'test', 'golden');
+
+async function cli(args: string[]) {
+  const io = bufferIO();
+  const code = await main(args, io);
+  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+}
+
+/** A pipeline extending the demo with the given expectations and variants. */
+function pipelineWith(name: string, extra: Record<string, unknown>): string {
+  const f = path.join(dir, `${name}.json`);
+  fs.writeFileSync(f, JSON.stringify({ extends: demo, ...extra }));
+  return f;
+}
+
+/** Numbers rounded to 9 significant digits, so golden files do not hang on the last bit. */
+function rounded(v: unknown): unknown {
+  if (typeof v === 'number') return Number(v.toPrecision(9));
+  if (Array.isArray(v)) return v.map(rounded);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, rounded(x)]));
+  return v;
+}
+
+describe('compare', () => {
+  it('prints md and json as in the golden files (demo: base, coarse, per-byte)', async () => {
+    const md = await cli(['compare', demo, '--db', path.join(dir, 'md.sqlite'), '--format', 'md', '--metrics', 'energy.,accounting.driver.drv.request']);
+    expect(md.code, md.err).toBe(0);
+    const json = await cli(['compare', demo, '--db', path.join(dir, 'json.sqlite'), '--format', 'json', '--metrics', 'energy.,accounting.driver.drv.request']);
+    expect(json.code, json.err).toBe(0);
+    if (process.env['WATTRACE_UPDATE_GOLDEN']) {
+      fs.writeFileSync(path.join(GOLDEN, 'compare-demo.md'), md.out + '\n');
+      fs.writeFileSync(path.join(GOLDEN, 'compare-demo.json'), JSON.stringify(rounded(JSON.parse(json.out)), null, 2) + '\n');
+    }
+    expect(md.out + '\n').toBe(fs.readFileSync(path.join(GOLDEN, 'compare-demo.md'), 'utf8'));
+    expect(rounded(JSON.parse(json.out))).toEqual(JSON.parse(fs.readFileSync(path.join(GOLDEN, 'compare-demo.json'), 'utf8')));
+  });
+
+  it('all expectations met: exit 0; runs in parallel give what a serial run gives', async () => {
+    // A variant on a copy of the trace is a second group (other traces), replayed in parallel.
+    const copy = path.join(dir, 'cswitch-copy.csv');
+    fs.copyFileSync(path.join(PROJECT_ROOT, 'fixtures', 'demo', 'cswitch.csv'), copy);
+    const p = pipelineWith('good', {
+      variants: { copy: { 'traces.cswitch': copy } },
+      expect: [{ metric: 'energy.total_joules', min: 1000, max: 1400 }, { metric: 'accounting.unattributed_joules', max_delta: 1e-9 }],
+    });
+    const a = await cli(['compare', p, '--db', path.join(dir, 'good-1.sqlite'), '--format', 'json', '--jobs', '1']);
+    const b = await cli(['compare', p, '--db', path.join(dir, 'good-3.sqlite'), '--format', 'json', '--jobs', '3']);
+    expect(a.code, a.err).toBe(0);
+    expect(b.code, b.err).toBe(0);
+    const ja = JSON.parse(a.out) as { metrics: unknown; expectations: { ok: boolean }[] };
+    const jb = JSON.parse(b.out) as { metrics: unknown };
+    expect(jb.metrics).toEqual(ja.metrics);
+    expect(ja.expectations).toHaveLength(8);
+    expect(ja.expectations.every((e) => e.ok)).toBe(true);
+    // The same trace read apart or together with other variants gives the same figures.
+    const m = ja.metrics as Record<string, Record<string, number>>;
+    for (const name of Object.keys(m)) expect(m[name]!['copy'], name).toBe(m[name]!['base']);
+  });
+
+  it('a variant that breaks an expectation: exit 1, naming it and its value', async () => {
+    const p = pipelineWith('bad', { expect: [{ metric: 'accounting.driver.drv.request_joules', variant: 'per-byte', max: 1 }, { metric: 'energy.total_joules', max: 1e6 }] });
+    const r = await cli(['compare', p, '--db', path.join(dir, 'bad.sqlite')]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/BROKEN {2}accounting\.driver\.drv\.request_joules \(per-byte\) ≤ 1: \d+\.\d+ > max 1/);
+    expect(r.out).toMatch(/Expectations: 3 of 4 met/);
+    expect(r.err).toMatch(/1 expectation broken: accounting\.driver\.drv\.request_joules \(per-byte\)/);
+  });
+
+  it('an override of a setting that does not exist: exit 2, nothing stored', async () => {
+    const p = pipelineWith('typo', { variants: { typo: { 'policy.disk.limits_wats.vm1': 1 } } });
+    const db = path.join(dir, 'typo.sqlite');
+    const r = await cli(['compare', p, '--db', db]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/override 'policy\.disk\.limits_wats\.vm1'/);
+    expect(fs.existsSync(db)).toBe(false);
+    expect((await cli(['compare', demo, '--db', db, '--variants', 'nope'])).err).toMatch(/no variant 'nope'/);
+  });
+
+  it('checks min, max and max_delta against the baseline, per variant or for all', () => {
+    const m = { a: { base: 1, v: 1.5 }, b: { base: 2 } };
+    const r = checkExpectations(
+      [
+        { metric: 'a', max: 1.2 },
+        { metric: 'a', variant: 'v', max_delta: 0.4 },
+        { metric: 'b', min: 1 },
+      ],
+      ['base', 'v'],
+      'base',
+      m,
+    );
+    expect(r.map((e) => [e.metric, e.variant, e.ok])).toEqual([
+      ['a', 'base', true],
+      ['a', 'v', false],
+      ['a', 'v', false],
+      ['b', 'base', true],
+      ['b', 'v', false],
+    ]);
+    expect(r[2]!.why).toBe('|1.500000 − 1.000000| > max_delta 0.4');
+    expect(r[4]!.why).toBe('the run has no such metric');
+  });
+});
