@@ -20,7 +20,7 @@ import { PROJECT_ROOT } from '../core/json.js';
 import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
 import { planStages } from '../stages/registry.js';
-import { importRuns, openForReading } from '../store/store.js';
+import { checkStore, importRuns, openForReading } from '../store/store.js';
 import type { IO } from './io.js';
 
 export interface CompareArgs {
@@ -69,27 +69,37 @@ function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readon
     child.on('close', (code) => {
       if (code === 0) resolve();
       else {
-        const msg = err.trim().replace(/^wattrace: /, '') || `the replay of ${variants.join(', ')} exited with ${code}`;
+        const msg = err.trim().replace(/^wattrace: /, '') || `the replay of ${variants.join(', ')} ${code === null ? 'was killed' : `exited with ${code}`}`;
         reject(new WattraceError('E_PIPELINE', `variants ${variants.join(', ')}: ${msg}`, {}, code === 2 ? 2 : 70));
       }
     });
   });
 }
 
+/** Runs `work` on the items, `jobs` at a time; after a failure no new item starts (and the first failure is thrown once all running ones are done). */
 async function pool<T>(items: readonly T[], jobs: number, work: (item: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
+  let failed = false;
   const runners = Array.from({ length: Math.min(jobs, items.length) }, async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const i = next++;
-      await work(items[i]!, i);
+      try {
+        await work(items[i]!, i);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
     }
   });
-  await Promise.all(runners);
+  const results = await Promise.allSettled(runners);
+  const bad = results.find((r) => r.status === 'rejected');
+  if (bad) throw (bad as PromiseRejectedResult).reason;
 }
 
 export function checkExpectations(expect: readonly Expectation[], variants: readonly string[], baseline: string, metrics: Comparison['metrics']): ExpectationResult[] {
   const out: ExpectationResult[] = [];
   for (const e of expect) {
+    // An expectation of a variant not compared this time is skipped (compare names those).
     for (const v of e.variant !== undefined ? [e.variant] : variants) {
       if (!variants.includes(v)) continue;
       const value = metrics[e.metric]?.[v] ?? null;
@@ -120,7 +130,9 @@ function bounds(e: Expectation): string {
 
 /** The metrics side by side: one row per metric, a value (and a delta) per variant. */
 function sideBySide(c: Comparison): { metric: string; values: (number | null)[]; deltas: (number | null)[] }[] {
-  const long = Object.entries(c.metrics).flatMap(([metric, byVariant]) => Object.entries(byVariant).map(([variant, value]) => ({ metric, variant, value })));
+  // Variant columns are prefixed, so no variant name can clash with the metric column.
+  const key = (v: string) => `v:${v}`;
+  const long = Object.entries(c.metrics).flatMap(([metric, byVariant]) => Object.entries(byVariant).map(([variant, value]) => ({ metric, variant: key(variant), value })));
   if (long.length === 0) return [];
   const wide = aq
     .from(long)
@@ -128,10 +140,10 @@ function sideBySide(c: Comparison): { metric: string; values: (number | null)[];
     .pivot('variant', { value: (d: { value: number }) => aq.op.any(d.value) })
     .orderby('metric')
     .objects() as Record<string, unknown>[];
-  const variants = c.runs.map((r) => r.variant);
+  const variants = c.runs.map((r) => key(r.variant));
   return wide.map((o) => {
     const values = variants.map((v) => (typeof o[v] === 'number' ? (o[v] as number) : null));
-    const base = typeof o[c.baseline] === 'number' ? (o[c.baseline] as number) : null;
+    const base = typeof o[key(c.baseline)] === 'number' ? (o[key(c.baseline)] as number) : null;
     return { metric: o['metric'] as string, values, deltas: values.map((x) => (x === null || base === null ? null : x - base)) };
   });
 }
@@ -181,10 +193,20 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
   const over = { traces: parseTraceArgs(args.trace ?? []), ...(args.profile !== undefined ? { profile: args.profile } : {}), ...(args.intervalMs !== undefined ? { intervalMs: args.intervalMs } : {}) };
   const base = loadPipeline(args.pipeline, over);
   const all = ['base', ...base.variantNames];
-  const variants = args.variants && args.variants.length > 0 ? [...args.variants] : all;
+  const variants = args.variants && args.variants.length > 0 ? [...new Set(args.variants)] : all;
   for (const v of variants) {
     if (!all.includes(v)) throw new WattraceError('E_USAGE', `--variants: the pipeline has no variant '${v}' (it has ${all.join(', ')})`);
   }
+  base.expect.forEach((e, i) => {
+    if (e.variant !== undefined && !all.includes(e.variant)) {
+      throw new WattraceError('E_PIPELINE', `expectation ${i + 1} (${e.metric}) names variant '${e.variant}', which the pipeline does not have (it has ${all.join(', ')})`, {
+        file: base.file,
+        path: `/expect/${i}/variant`,
+      });
+    }
+  });
+  const skipped = base.expect.filter((e) => e.variant !== undefined && !variants.includes(e.variant));
+  checkStore(args.db);
   const baseline = args.baseline ?? (variants.includes('base') ? 'base' : variants[0]!);
   if (!variants.includes(baseline)) throw new WattraceError('E_USAGE', `--baseline '${baseline}' is not among the compared variants (${variants.join(', ')})`);
   const jobs = args.jobs ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
@@ -200,7 +222,9 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
   // Variants over the same traces and profile are replayed together, reading the traces once.
   const groups = new Map<string, number[]>();
   resolved.forEach((p, i) => {
-    const key = JSON.stringify([p.profilePath, p.traces]);
+    // Only variants that read the same traces through the same stages share a pass: the run's
+    // span, its inputs and the batches stages annotate (virtual-counters) are then the same.
+    const key = JSON.stringify([p.profilePath, p.traces, p.stages, planStages(p).traces]);
     groups.set(key, [...(groups.get(key) ?? []), i]);
   });
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wattrace-compare-'));
@@ -238,6 +262,7 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
       expectations: checkExpectations(base.expect, variants, baseline, allMetrics),
     };
     io.out(renderComparison(c, args.format ?? 'table'));
+    for (const e of skipped) io.err(`wattrace: note: expectation on ${e.metric} (${e.variant}) skipped: that variant was not compared`);
     const broken = c.expectations.filter((e) => !e.ok);
     if (broken.length > 0) {
       throw new WattraceError(

@@ -208,25 +208,67 @@ const RUN_TABLES: Record<string, string> = {
  * Copies finished runs from other databases (written by parallel replays) into `file`, in one
  * transaction, in the order given; returns their new run ids. The sources are left as they were.
  */
+/**
+ * Checks that `file` can take runs, as RunWriter.begin does (its folder exists; if it exists, it
+ * is a wattrace store of a schema this version knows), without writing anything.
+ */
+export function checkStore(file: string): void {
+  if (!fs.existsSync(file)) {
+    const dir = path.dirname(path.resolve(file));
+    if (!fs.existsSync(dir)) throw new WattraceError('E_FILE', `cannot create the database: folder ${dir} does not exist`, { file });
+    return;
+  }
+  let db: DB | null = null;
+  try {
+    db = new Database(file, { readonly: true });
+    const v = db.pragma('user_version', { simple: true }) as number;
+    if (v > SCHEMA_VERSION) throw new Error(`it was written by a newer wattrace (schema ${v}, this one knows ${SCHEMA_VERSION})`);
+    if (v === 0 && (db.prepare('SELECT count(*) AS n FROM sqlite_master').get() as { n: number }).n > 0) {
+      throw new Error('it is not a wattrace store (it has tables but no wattrace schema version)');
+    }
+  } catch (e) {
+    throw storeError(file, e);
+  } finally {
+    db?.close();
+  }
+}
+
+/**
+ * Copies finished runs from other databases (written by parallel replays) into `file`, in one
+ * transaction, in the order given; returns their new run ids. The sources are read through
+ * connections of their own (SQLite attaches at most 10 databases) and left as they were.
+ */
 export function importRuns(file: string, sources: readonly { file: string; runId: number }[]): number[] {
+  checkStore(file);
+  const created = !fs.existsSync(file);
   const db = new Database(file);
+  let ok = false;
   try {
     db.pragma('busy_timeout = 600000');
-    // SQLite attaches databases outside transactions only.
-    sources.forEach((src, i) => db.prepare(`ATTACH DATABASE ? AS src${i}`).run(src.file));
     db.exec('BEGIN IMMEDIATE');
     try {
       migrate(db);
       const ids: number[] = [];
-      const cols = 'pipeline, variant, params, inputs, started_at, finished_at, tool_version, base_ts_ns, t0_ns, t1_ns, duration_ns, interval_ns';
-      sources.forEach((src, i) => {
-        const r = db.prepare(`INSERT INTO main.runs (${cols}) SELECT ${cols} FROM src${i}.runs WHERE run_id = ? AND finished_at IS NOT NULL`).run(src.runId);
-        if (r.changes !== 1) throw new Error(`run ${src.runId} of ${src.file} is not a finished run`);
-        const id = Number(r.lastInsertRowid);
-        for (const [t, c] of Object.entries(RUN_TABLES)) db.prepare(`INSERT INTO main.${t} (run_id, ${c}) SELECT ?, ${c} FROM src${i}.${t} WHERE run_id = ?`).run(id, src.runId);
-        ids.push(id);
-      });
+      const cols = ['pipeline', 'variant', 'params', 'inputs', 'started_at', 'finished_at', 'tool_version', 'base_ts_ns', 't0_ns', 't1_ns', 'duration_ns', 'interval_ns'];
+      const insRun = db.prepare(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
+      for (const src of sources) {
+        const from = new Database(src.file, { readonly: true });
+        try {
+          const run = from.prepare(`SELECT ${cols.join(', ')} FROM runs WHERE run_id = ? AND finished_at IS NOT NULL`).raw().get(src.runId) as unknown[] | undefined;
+          if (!run) throw new Error(`run ${src.runId} of ${src.file} is not a finished run`);
+          const id = Number(insRun.run(...run).lastInsertRowid);
+          for (const [t, c] of Object.entries(RUN_TABLES)) {
+            const n = c.split(',').length;
+            const ins = db.prepare(`INSERT INTO ${t} (run_id, ${c}) VALUES (?, ${Array.from({ length: n }, () => '?').join(', ')})`);
+            for (const row of from.prepare(`SELECT ${c} FROM ${t} WHERE run_id = ?`).raw().iterate(src.runId) as Iterable<unknown[]>) ins.run(id, ...row);
+          }
+          ids.push(id);
+        } finally {
+          from.close();
+        }
+      }
       db.exec('COMMIT');
+      ok = true;
       return ids;
     } catch (e) {
       db.exec('ROLLBACK');
@@ -234,5 +276,7 @@ export function importRuns(file: string, sources: readonly { file: string; runId
     }
   } finally {
     db.close();
+    // A database this import created and could not fill is removed again.
+    if (created && !ok) removeDatabase(file);
   }
 }

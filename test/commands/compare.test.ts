@@ -88,6 +88,46 @@ describe('compare', () => {
     expect((await cli(['compare', demo, '--db', db, '--variants', 'nope'])).err).toMatch(/no variant 'nope'/);
   });
 
+  it('many variants (more than SQLite attaches), one named like a column, an unknown expectation variant', async () => {
+    const variants = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`v${i}`, { interval_ms: 100 + i }]));
+    const p = pipelineWith('many', { variants: { ...variants, metric: { interval_ms: 250 } } });
+    const db = path.join(dir, 'many.sqlite');
+    const r = await cli(['compare', p, '--db', db, '--metrics', 'energy.total', '--format', 'json']);
+    expect(r.code, r.err).toBe(0);
+    const j = JSON.parse(r.out) as { runs: { variant: string; run_id: number }[] };
+    expect(j.runs).toHaveLength(3 + 11 + 1);
+    expect(j.runs.map((x) => x.run_id)).toEqual(j.runs.map((_, i) => i + 1));
+    expect((await cli(['compare', p, '--db', path.join(dir, 'many2.sqlite'), '--variants', 'base,metric'])).code).toBe(0);
+    const q = pipelineWith('unknown-exp', { expect: [{ metric: 'energy.total_joules', variant: 'nope', max: 1 }] });
+    const u = await cli(['compare', q, '--db', path.join(dir, 'u.sqlite')]);
+    expect(u.code).toBe(2);
+    expect(u.err).toMatch(/names variant 'nope', which the pipeline does not have/);
+    // A store of a newer schema is refused before anything runs.
+    const newer = path.join(dir, 'newer.sqlite');
+    const { default: Database } = await import('better-sqlite3');
+    const d = new Database(newer);
+    d.pragma('user_version = 99');
+    d.exec('CREATE TABLE x (a)');
+    d.close();
+    const n = await cli(['compare', demo, '--db', newer, '--variants', 'base']);
+    expect(n.code).toBe(2);
+    expect(n.err).toMatch(/newer wattrace/);
+  });
+
+  it('a variant with other stages gets what it gets replayed alone', async () => {
+    const p = pipelineWith('stages', { variants: { cpuonly: { stages: ['cpu-split'] } } });
+    const r = await cli(['compare', p, '--db', path.join(dir, 'stages.sqlite'), '--format', 'json', '--metrics', 'energy.,run.']);
+    expect(r.code, r.err).toBe(0);
+    const m = (JSON.parse(r.out) as { metrics: Record<string, Record<string, number>> }).metrics;
+    const alone = path.join(dir, 'alone.sqlite');
+    expect((await cli(['replay', p, '--variant', 'cpuonly', '--db', alone, '--quiet'])).code).toBe(0);
+    const { default: Database } = await import('better-sqlite3');
+    const d = new Database(alone, { readonly: true });
+    const own = new Map((d.prepare("SELECT name, value FROM metrics WHERE name LIKE 'energy.%' OR name LIKE 'run.%'").all() as { name: string; value: number }[]).map((x) => [x.name, x.value]));
+    d.close();
+    for (const [name, v] of own) expect(m[name]!['cpuonly'], name).toBe(v);
+  });
+
   it('checks min, max and max_delta against the baseline, per variant or for all', () => {
     const m = { a: { base: 1, v: 1.5 }, b: { base: 2 } };
     const r = checkExpectations(
