@@ -121,11 +121,16 @@ export function powerOverTime(db: DB, runId: number, maxPoints = 1500): { t: num
       `SELECT CAST(t0_ns / ? AS INTEGER) AS k, consumer, sum(joules) AS j FROM energy WHERE run_id = ? AND container IS NULL GROUP BY k, consumer ORDER BY k`,
     )
     .all(bin, runId) as { k: number; consumer: string; j: number }[];
-  return rows.map((r) => {
+  const points = rows.map((r) => {
     const a = Math.max(r.k * bin, run.t0_ns);
     const b = Math.min((r.k + 1) * bin, run.t1_ns);
     return { t: (a - run.t0_ns) / 1e9, consumer: r.consumer, watts: b > a ? (r.j * 1e9) / (b - a) : 0 };
   });
+  // The lines step after each point: a closing point at the end draws the last interval too.
+  const last = new Map<string, number>();
+  for (const p of points) last.set(p.consumer, p.watts);
+  for (const [consumer, watts] of last) points.push({ t: (run.t1_ns - run.t0_ns) / 1e9, consumer, watts });
+  return points;
 }
 
 export function powerSpec(title: string, points: readonly { t: number; consumer: string; watts: number }[]): vl.TopLevelSpec {
