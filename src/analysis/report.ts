@@ -154,13 +154,18 @@ export function powerSpec(title: string, points: readonly { t: number; consumer:
  * limit, and the throughput (CPU work per second, disk bytes per second). Empty for runs
  * without a policy stage.
  */
-export function policySeries(db: DB, runId: number): { kind: 'cpu' | 'disk'; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] {
-  const out: { kind: 'cpu' | 'disk'; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] = [];
+export type PolicyKind = 'cpu' | 'disk' | 'container';
+
+export function policySeries(db: DB, runId: number): { kind: PolicyKind; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] {
+  const out: { kind: PolicyKind; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] = [];
   const t0 = (db.prepare('SELECT t0_ns FROM runs WHERE run_id = ?').get(runId) as { t0_ns: number }).t0_ns;
-  for (const kind of ['cpu', 'disk'] as const) {
-    const rows = db
-      .prepare(kind === 'cpu' ? 'SELECT t_ns, vm, watts, limit_watts, work_s AS amount FROM cpu_policy WHERE run_id = ? ORDER BY vm, t_ns' : 'SELECT t_ns, vm, watts, limit_watts, bytes AS amount FROM disk_policy WHERE run_id = ? ORDER BY vm, t_ns')
-      .all(runId) as { t_ns: number; vm: string; watts: number; limit_watts: number | null; amount: number }[];
+  const sql: Record<PolicyKind, string> = {
+    cpu: 'SELECT t_ns, vm, watts, limit_watts, work_s AS amount FROM cpu_policy WHERE run_id = ? ORDER BY vm, t_ns',
+    disk: 'SELECT t_ns, vm, watts, limit_watts, bytes AS amount FROM disk_policy WHERE run_id = ? ORDER BY vm, t_ns',
+    container: "SELECT t_ns, vm || '/' || container AS vm, watts, limit_watts, work_s AS amount FROM containers WHERE run_id = ? ORDER BY vm, t_ns",
+  };
+  for (const kind of ['cpu', 'disk', 'container'] as const) {
+    const rows = db.prepare(sql[kind]).all(runId) as { t_ns: number; vm: string; watts: number; limit_watts: number | null; amount: number }[];
     let prev = new Map<string, number>();
     for (const r of rows) {
       const last = prev.get(r.vm) ?? t0;
@@ -173,7 +178,7 @@ export function policySeries(db: DB, runId: number): { kind: 'cpu' | 'disk'; t: 
   return out;
 }
 
-export function policySpec(title: string, kind: 'cpu' | 'disk', points: ReturnType<typeof policySeries>): vl.TopLevelSpec {
+export function policySpec(title: string, kind: PolicyKind, points: ReturnType<typeof policySeries>): vl.TopLevelSpec {
   const values = points.filter((p) => p.kind === kind) as unknown as Record<string, unknown>[];
   const x = { field: 't', type: 'quantitative' as const, title: 'time (s)' };
   return {
@@ -193,7 +198,7 @@ export function policySpec(title: string, kind: 'cpu' | 'disk', points: ReturnTy
         width: 640,
         height: 160,
         mark: { type: 'line', interpolate: 'step-before' },
-        encoding: { x, y: { field: 'throughput', type: 'quantitative', title: kind === 'cpu' ? 'work (CPU s per s)' : 'throughput (bytes/s)' }, color: { field: 'vm', type: 'nominal' } },
+        encoding: { x, y: { field: 'throughput', type: 'quantitative', title: kind === 'disk' ? 'throughput (bytes/s)' : 'work (CPU s per s)' }, color: { field: 'vm', type: 'nominal' } },
       },
     ],
   };
@@ -218,9 +223,14 @@ export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
 
   const policy = policySeries(db, info.run_id);
   const policySvgs: string[] = [];
-  for (const kind of ['cpu', 'disk'] as const) {
+  const titles: Record<PolicyKind, string> = {
+    cpu: 'CPU power (dashed: limit) and throughput per manager period',
+    disk: 'Disk power (dashed: limit) and throughput per manager period',
+    container: "Containers' power as the guest sees it (dashed: limit) and throughput per budget period",
+  };
+  for (const kind of ['cpu', 'disk', 'container'] as const) {
     if (!policy.some((p) => p.kind === kind)) continue;
-    const svg = await renderSvg(policySpec(`${kind === 'cpu' ? 'CPU' : 'Disk'} power (dashed: limit) and throughput per manager period, run ${info.run_id}`, kind, policy));
+    const svg = await renderSvg(policySpec(`${titles[kind]}, run ${info.run_id}`, kind, policy));
     files.set(`${kind}-policy-run-${info.run_id}.svg`, svg);
     policySvgs.push(svg);
   }

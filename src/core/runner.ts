@@ -9,7 +9,7 @@ import type { ResolvedPipeline, TraceKind } from './pipeline.js';
 import type { Machine } from './profile.js';
 import { UNATTRIBUTED } from './profile.js';
 import { Span } from './span.js';
-import { createStages, dispatch, type CounterRow, type CpuPolicyRow, type DiskPolicyRow, type EnergyRow, type RunSink, type Stage, type StageDefinition } from './stage.js';
+import { createStages, dispatch, type ContainerRow, type CounterRow, type CpuPolicyRow, type DiskPolicyRow, type EnergyRow, type RunSink, type Stage, type StageDefinition } from './stage.js';
 import { msToNs } from './units.js';
 import { WattraceError } from './errors.js';
 import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
@@ -64,6 +64,9 @@ class TallySink implements RunSink {
   }
   cpuPolicy(r: CpuPolicyRow): void {
     this.inner.cpuPolicy(r);
+  }
+  containerRow(r: ContainerRow): void {
+    this.inner.containerRow(r);
   }
   /** A figure that cannot be computed (NaN: nothing to average) is left out, not stored. */
   metric(name: string, value: number): void {

@@ -56,6 +56,17 @@ export interface CpuPolicyRow {
   readonly backlogS: number;
 }
 
+/** One row of `containers` (DESIGN §3): a guest's resource container in one budget period. */
+export interface ContainerRow {
+  readonly t: number;
+  readonly vm: string;
+  readonly container: string;
+  readonly limitWatts: number | null;
+  readonly watts: number;
+  readonly workS: number;
+  readonly preemptedNs: number;
+}
+
 /** Where a run's results go: the SQLite store, or memory in tests. */
 export interface RunSink {
   energy(row: EnergyRow): void;
@@ -63,6 +74,12 @@ export interface RunSink {
   metric(name: string, value: number): void;
   diskPolicy(row: DiskPolicyRow): void;
   cpuPolicy(row: CpuPolicyRow): void;
+  containerRow(row: ContainerRow): void;
+}
+
+/** A stage that sees every energy row written (after capture), to derive more from them. */
+export interface EnergyTap {
+  tap(row: EnergyRow): void;
 }
 
 /**
@@ -134,10 +151,17 @@ export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>
 /** Hands the rows an EnergyCapture takes over to it, and everything else to `inner`. */
 export class CapturingSink implements RunSink {
   capturer: EnergyCapture | null = null;
+  taps: EnergyTap[] = [];
   constructor(private readonly inner: RunSink) {}
   energy(row: EnergyRow): void {
     if (this.capturer !== null && row.container === null && this.capturer.captures.has(row.consumer)) this.capturer.capture(row);
-    else this.inner.energy(row);
+    else {
+      for (const t of this.taps) t.tap(row);
+      this.inner.energy(row);
+    }
+  }
+  containerRow(row: ContainerRow): void {
+    this.inner.containerRow(row);
   }
   counter(row: CounterRow): void {
     this.inner.counter(row);
@@ -169,5 +193,6 @@ export function createStages(defs: readonly StageDefinition[], base: Omit<StageC
   const capturers = stages.filter(isEnergyCapture);
   if (capturers.length > 1) throw new Error('only one stage may capture energy rows');
   router.capturer = capturers[0] ?? null;
+  router.taps = stages.filter((s): s is Stage & EnergyTap => 'tap' in s);
   return stages;
 }

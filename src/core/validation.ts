@@ -13,7 +13,7 @@
  */
 import type { EventSlice, MeasuredBatch } from './events.js';
 import type { RunSpan } from './span.js';
-import type { CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, Stage } from './stage.js';
+import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, Stage } from './stage.js';
 
 export class Validator implements Stage, RunSink {
   readonly name = 'validation' as const;
@@ -46,6 +46,10 @@ export class Validator implements Stage, RunSink {
 
   cpuPolicy(row: CpuPolicyRow): void {
     this.inner.cpuPolicy(row);
+  }
+
+  containerRow(row: ContainerRow): void {
+    this.inner.containerRow(row);
   }
 
   metric(name: string, value: number): void {

@@ -299,11 +299,11 @@ function paperFig9(o: ScenarioOptions): GeneratedScenario {
   const diskBins = new TruthBins();
   const cpu = new CpuSim(cpuTruth(o), cpuBins, START_NS);
   // Inside the guest VM, its OS switches between its two containers every 5 ms; each is CPU-bound with
-  // its own intensity (bzip2-a about 55 W of active power, bzip2-b about 65 W while running).
+  // its own intensity (bzip2-a about 52 W of active power, bzip2-b about 54 W while running).
   const guest = [`ts_ns,vm,cpu,container,${cpu.header().split(',').slice(3).join(',')}`];
   const containers = [
-    { id: 'bzip2-a', watts: 55 },
-    { id: 'bzip2-b', watts: 65 },
+    { id: 'bzip2-a', watts: 52 },
+    { id: 'bzip2-b', watts: 54 },
   ];
   const rand = prng(o.seed * 15485863 + 9);
   let cur = 0;
@@ -329,8 +329,10 @@ function paperFig9(o: ScenarioOptions): GeneratedScenario {
     cpu.haltUntil(end);
   }
   diskTruth(o, diskBins, T, []);
+  const aware = { ...profile, vms: profile.vms.map((v) => (v.id === 'guest' ? { ...v, energy_aware: true } : v)) };
   const files = new Map<string, string>([
     ['machine.json', json(profile)],
+    ['machine-aware.json', json(aware)],
     ['cswitch.csv', cpu.csv()],
     ['guest.csv', guest.join('\n') + '\n'],
     ['measured.csv', measuredCsv(START_NS, [{ id: 'cpu', truth: cpuBins, noiseW: 2 }, { id: 'disk', truth: diskBins, noiseW: 0.3 }], o.seed * 41 + 9, T)],

@@ -8,6 +8,7 @@ import { DriverCharge } from './accounting/driver-charge.js';
 import { VirtualCounters } from './accounting/virtual-counters.js';
 import { DiskBudgets } from './policy/disk-budgets.js';
 import { HostStrides } from './policy/host-strides.js';
+import { GuestContainers } from './guest/guest-containers.js';
 
 export const STAGES: readonly StageDefinition[] = [
   { name: 'cpu-split', traces: ['cswitch'], requires: [], summary: 'CPU idle/access split per VM from the context-switch PMC log (§3.2.1, §3.3.1)', create: (ctx) => new CpuSplit(ctx) },
@@ -16,7 +17,7 @@ export const STAGES: readonly StageDefinition[] = [
   { name: 'virtual-counters', traces: ['cswitch'], optionalTraces: ['guest'], requires: [], summary: "each VM's private view of the performance counters (§3.4.1)", create: (ctx) => new VirtualCounters(ctx) },
   { name: 'host-strides', traces: ['cswitch'], requires: ['cpu-split'], optionalTraces: ['guest'], summary: 'stride scheduler with a halting idle processor under power limits (§3.3.4, §3.3.6)', create: (ctx) => new HostStrides(ctx) },
   { name: 'disk-budgets', traces: ['disk'], requires: ['disk-energy'], summary: 'disk request budgets with the throttle-factor controller (§3.3.5, §3.3.6)', create: (ctx) => new DiskBudgets(ctx) },
-  { name: 'guest-containers', traces: ['guest'], requires: ['virtual-counters'], summary: 'resource containers inside energy-aware guests (§3.4.3)', create: null },
+  { name: 'guest-containers', traces: ['cswitch', 'guest'], optionalTraces: ['disk'], requires: ['virtual-counters'], summary: 'resource containers inside energy-aware guests (§3.4.3)', create: (ctx) => new GuestContainers(ctx) },
 ];
 
 export function stageDefinition(name: StageName): StageDefinition {

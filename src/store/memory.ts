@@ -1,11 +1,12 @@
 /** A RunSink that keeps everything in memory: the batch adapter's sink, used by tests. */
-import type { CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
+import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
 
 export class MemorySink implements RunSink {
   readonly rows: EnergyRow[] = [];
   readonly counters: CounterRow[] = [];
   readonly diskPolicyRows: DiskPolicyRow[] = [];
   readonly cpuPolicyRows: CpuPolicyRow[] = [];
+  readonly containerRows: ContainerRow[] = [];
   readonly metrics = new Map<string, number>();
 
   energy(row: EnergyRow): void {
@@ -22,6 +23,10 @@ export class MemorySink implements RunSink {
 
   cpuPolicy(row: CpuPolicyRow): void {
     this.cpuPolicyRows.push(row);
+  }
+
+  containerRow(row: ContainerRow): void {
+    this.containerRows.push(row);
   }
 
   metric(name: string, value: number): void {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { WattraceError } from '../core/errors.js';
 import { SCHEMA_DIR } from '../core/json.js';
-import type { CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
+import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
 
 export const SCHEMA_VERSION = 1;
 /** Energy rows per multi-row INSERT (TOOLCHAIN.md: ~1.4× the rows/s of single-row inserts). */
@@ -61,6 +61,7 @@ export class RunWriter implements RunSink {
   private readonly insCounter: Database.Statement;
   private readonly insDiskPolicy: Database.Statement;
   private readonly insCpuPolicy: Database.Statement;
+  private readonly insContainer: Database.Statement;
   /** Energy rows not yet inserted, flattened 9 values a row (inserted ENERGY_BATCH at a time). */
   private pending: (number | string | null)[] = [];
   private readonly metrics = new Map<string, number>();
@@ -86,6 +87,7 @@ export class RunWriter implements RunSink {
       this.insCounter = db.prepare('INSERT INTO virtual_counters (run_id, t0_ns, t1_ns, vm, event, advance) VALUES (?, ?, ?, ?, ?, ?)');
       this.insDiskPolicy = db.prepare('INSERT INTO disk_policy (run_id, t_ns, vm, throttle, budget, limit_watts, watts, requests, bytes, backlog) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
       this.insCpuPolicy = db.prepare('INSERT INTO cpu_policy (run_id, t_ns, vm, share, limit_watts, watts, work_s, backlog_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      this.insContainer = db.prepare('INSERT INTO containers (run_id, t_ns, vm, container, limit_watts, watts, work_s, preempted_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
     } catch (e) {
       this.abort();
       throw storeError(file, e);
@@ -142,6 +144,10 @@ export class RunWriter implements RunSink {
 
   cpuPolicy(r: CpuPolicyRow): void {
     this.insCpuPolicy.run(this.runId, Math.round(r.t), r.vm, r.share, r.limitWatts, r.watts, r.workS, r.backlogS);
+  }
+
+  containerRow(r: ContainerRow): void {
+    this.insContainer.run(this.runId, Math.round(r.t), r.vm, r.container, r.limitWatts, r.watts, r.workS, Math.round(r.preemptedNs));
   }
 
   metric(name: string, value: number): void {

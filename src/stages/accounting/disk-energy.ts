@@ -76,11 +76,14 @@ export class DiskEnergy implements Stage {
   private readonly viaCache = new Map<number, string | null>();
   /** Requests that only record an upper service's work (no disk energy of their own). */
   upperRequests = 0;
+  /** guest-containers splits the guests' energy among their containers itself. */
+  private readonly guestSplits: boolean;
 
   constructor(private readonly ctx: StageContext) {
     const m = ctx.machine;
     this.graph = new ServiceGraph(m);
     this.nCons = m.consumers.length;
+    this.guestSplits = ctx.pipeline.stages.includes('guest-containers');
     this.disks = Object.entries(m.profile.disks).map(([id, spec], d) => ({
       id,
       d,
@@ -127,7 +130,7 @@ export class DiskEnergy implements Stage {
       const slot = (st.d * this.nCons + c) * 2 + 1;
       const s = this.acc.slots(Math.floor(t / I));
       s[slot] = s[slot]! + e;
-      if (b.container[i]! >= 0) this.addContainer(Math.floor(t / I), `${st.d}\0${c}\0${b.names[b.container[i]!]!}`, e);
+      if (b.container[i]! >= 0 && !this.guestSplits) this.addContainer(Math.floor(t / I), `${st.d}\0${c}\0${b.names[b.container[i]!]!}`, e);
       st.util[c] = st.util[c]! + activeNs;
       st.utilSum += activeNs;
       st.requests++;

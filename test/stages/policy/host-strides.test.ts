@@ -30,8 +30,8 @@ describe('Figure 9, host part (pipelines/paper-fig9.json): a guest limited to 40
     expect(Math.abs(m.get('cpu.guest.mean_watts')! / 40 - 1)).toBeLessThan(0.05);
     expect(m.get('cpu.guest.settle_s')).toBeLessThan(15);
     expect(m.get('cpu.guest.over_limit_frac')).toBeLessThan(0.1);
-    // Unlimited, the guest draws what it drew in the trace: about 60 W.
-    expect(metrics.get('unlimited')!.get('cpu.guest.mean_watts')!).toBeGreaterThan(55);
+    // Unlimited, the guest draws what it drew in the trace: about 50 W (its tasks ~53 W running).
+    expect(metrics.get('unlimited')!.get('cpu.guest.mean_watts')!).toBeGreaterThan(47);
   });
 
   it('slows both tasks by the same factor (their work from the guest log, against the unlimited run)', () => {
