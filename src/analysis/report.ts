@@ -76,6 +76,20 @@ export function runsOfPipeline(db: DB, anchor: number): { run_id: number; varian
   return rows.sort((x, y) => naturalCompare(x.variant, y.variant));
 }
 
+/**
+ * For the containers chart: the newest run of each variant of `anchor`'s pipeline over the same
+ * traces, whatever its profile (host-level and guest-level runs differ in the guest's
+ * energy-awareness only).
+ */
+export function runsOverSameTraces(db: DB, anchor: number): { run_id: number; variant: string }[] {
+  const a = db.prepare("SELECT pipeline, variant, json_extract(params, '$.traces') AS traces FROM runs WHERE run_id = ?").get(anchor) as { pipeline: string; variant: string; traces: string };
+  const rows = db
+    .prepare("SELECT max(run_id) AS run_id, variant FROM runs WHERE pipeline = ? AND json_extract(params, '$.traces') = ? AND finished_at IS NOT NULL AND variant <> ? GROUP BY variant")
+    .all(a.pipeline, a.traces, a.variant) as { run_id: number; variant: string }[];
+  rows.push({ run_id: anchor, variant: a.variant });
+  return rows.sort((x, y) => naturalCompare(x.variant, y.variant));
+}
+
 export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
   try {
@@ -204,6 +218,51 @@ export function policySpec(title: string, kind: PolicyKind, points: ReturnType<t
   };
 }
 
+/**
+ * Figure 9 style, across the variants of the run's pipeline: each VM's power (host view; the
+ * guest's own total where it enforces budgets) and its containers' power and work.
+ */
+export function containerBars(db: DB, runs: readonly { run_id: number; variant: string }[]): { variant: string; series: string; what: 'power (W)' | 'work (s)'; value: number }[] {
+  const out: { variant: string; series: string; what: 'power (W)' | 'work (s)'; value: number }[] = [];
+  const q = db.prepare("SELECT name, value FROM metrics WHERE run_id = ? AND (name LIKE 'container.%' OR name LIKE 'guest.%.mean_watts' OR name LIKE 'cpu.%.mean_watts')");
+  for (const r of runs) {
+    const m = q.all(r.run_id) as { name: string; value: number }[];
+    const vmsWithContainers = new Set(m.filter((x) => x.name.startsWith('container.')).map((x) => x.name.split('.')[1]!));
+    for (const x of m) {
+      const parts = x.name.split('.');
+      if (parts[0] === 'container' && parts.length === 4) {
+        if (parts[3] === 'mean_watts') out.push({ variant: r.variant, series: `${parts[1]}/${parts[2]}`, what: 'power (W)', value: x.value });
+        if (parts[3] === 'work_s') out.push({ variant: r.variant, series: `${parts[1]}/${parts[2]}`, what: 'work (s)', value: x.value });
+      } else if ((parts[0] === 'guest' || parts[0] === 'cpu') && vmsWithContainers.has(parts[1]!)) {
+        out.push({ variant: r.variant, series: `${parts[1]} (${parts[0] === 'guest' ? 'guest total' : 'host view'})`, what: 'power (W)', value: x.value });
+      }
+    }
+  }
+  return out;
+}
+
+export function containerBarsSpec(title: string, rows: ReturnType<typeof containerBars>, variants: readonly string[]): vl.TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values: rows as unknown as Record<string, unknown>[] },
+    facet: { column: { field: 'what', type: 'nominal', title: null } },
+    spec: {
+      width: { step: 22 },
+      height: 260,
+      mark: 'bar',
+      encoding: {
+        x: { field: 'variant', type: 'nominal', sort: [...variants], title: null, axis: { labelAngle: -30 } },
+        xOffset: { field: 'series', type: 'nominal' },
+        y: { field: 'value', type: 'quantitative', title: null },
+        color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 320 } },
+        tooltip: [{ field: 'variant' }, { field: 'series' }, { field: 'value', format: '.3f' }],
+      },
+    },
+    resolve: { scale: { y: 'independent' } },
+  };
+}
+
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 export interface Report {
@@ -233,6 +292,13 @@ export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
     const svg = await renderSvg(policySpec(`${titles[kind]}, run ${info.run_id}`, kind, policy));
     files.set(`${kind}-policy-run-${info.run_id}.svg`, svg);
     policySvgs.push(svg);
+  }
+  const sameTraces = runsOverSameTraces(db, info.run_id);
+  const contRows = containerBars(db, sameTraces);
+  let contSvg = '';
+  if (contRows.length > 0) {
+    contSvg = await renderSvg(containerBarsSpec(`Containers by variant of '${info.pipeline}' (Figure 9 layout)`, contRows, sameTraces.map((r) => r.variant)));
+    files.set('containers-by-variant.svg', contSvg);
   }
   const cells = matrixCells(db, info.run_id);
   const m = pivotMatrix(cells);
@@ -265,6 +331,7 @@ ${barTable}
 <h2>Power over time, run ${info.run_id}</h2>
 <figure>${powerSvg}</figure>
 ${policySvgs.map((svg) => `<h2>Policy, run ${info.run_id}</h2>\n<figure>${svg}</figure>`).join('\n')}
+${contSvg ? `<h2>Containers by variant (Figure 9 layout): host-level against guest-level</h2>\n<figure>${contSvg}</figure>` : ''}
 <h2>Energy matrix, run ${info.run_id}</h2>
 ${matrixHtml}
 <h2>Validation against measured power, run ${info.run_id}</h2>

@@ -47,6 +47,16 @@ describe('Figure 9 (pipelines/paper-fig9.json): host-level against guest-level',
     expect(Math.abs(ratio - 1)).toBeLessThan(0.1);
   });
 
+  it('report draws Figure 9: host-level and guest-level side by side', async () => {
+    const out = path.join(dir, 'report');
+    const io = bufferIO();
+    expect(await main(['report', '--db', db, '--run', '2', '--out', out], io), io.stderr.join('')).toBe(0);
+    const fs = await import('node:fs');
+    const svg = fs.readFileSync(path.join(out, 'containers-by-variant.svg'), 'utf8');
+    for (const s of ['guest/bzip2-a', 'guest/bzip2-b', '>base<', '>guest-level<']) expect(svg).toContain(s);
+    expect(fs.existsSync(path.join(out, 'container-policy-run-2.svg'))).toBe(true);
+  });
+
   it("the containers' rows add up to the guest's own rows", () => {
     const d = new Database(db, { readonly: true });
     const sums = d
