@@ -20,7 +20,9 @@
  * share is borrowed by the others). The VM-wide budget is the host's limit for the VM
  * (`policy.cpu.limits_watts[vm]`) × period. A container's power while running is what it drew in
  * the guest log (virtual active energy over virtual time); its demand is what the log shows it
- * running, or unbounded with `cpu_bound` (CPU-bound tasks such as bzip2).
+ * running, or unbounded with `cpu_bound` (CPU-bound tasks such as bzip2). A guest's containers are
+ * simulated on one virtual CPU: chunks of its time are taken in the order the log ends them
+ * (enough for the single-CPU guests of the paper; a multi-CPU guest is under-served).
  */
 import type { ContainerBatch, DiskBatch, EventSlice, SwitchBatch } from '../../core/events.js';
 import { spread } from '../../core/intervals.js';
@@ -52,6 +54,8 @@ interface Task {
   recNs: number;
   backlog: number;
   budget: number;
+  /** The limit in force this period (static: its own; shares: its share of the VM budget). */
+  periodLimit: number | null;
   periodJ: number;
   periodNs: number;
   preempted: number;
@@ -84,6 +88,8 @@ export class GuestContainers implements Stage, EnergyTap {
   private readonly pending = new Map<number, Map<string, { t0: number; t1: number; joules: number }>>();
   private readonly guests = new Map<number, GuestVm>();
   private origin = NaN;
+  /** The host's limit for the VM (the VM-wide budget) is in force from policy.cpu.start_s. */
+  private readonly startNs: number;
 
   constructor(private readonly ctx: StageContext) {
     const pol = (ctx.pipeline.policy['guest'] ?? {}) as Partial<GuestPolicySettings>;
@@ -92,10 +98,14 @@ export class GuestContainers implements Stage, EnergyTap {
     const m = ctx.machine;
     this.aware = new Set(m.profile.vms.map((v, i) => (v.energy_aware ? i : -1)).filter((i) => i >= 0));
     const hostLimits = ((ctx.pipeline.policy['cpu'] ?? {}) as { limits_watts?: Record<string, number> }).limits_watts ?? {};
+    this.startNs = (((ctx.pipeline.policy['cpu'] ?? {}) as { start_s?: number }).start_s ?? 0) * 1e9;
     for (const vm of this.aware) {
       const name = m.consumers[vm]!;
       const limits = this.s.limits_watts[name] ?? null;
-      this.guests.set(vm, { vm, name, limits, vmLimit: hostLimits[name] ?? null, tasks: new Map(), rr: 0, nextRefresh: NaN, vmBudget: 0 });
+      const g: GuestVm = { vm, name, limits, vmLimit: hostLimits[name] ?? null, tasks: new Map(), rr: 0, nextRefresh: NaN, vmBudget: 0 };
+      this.guests.set(vm, g);
+      // Containers with limits report even if they never run.
+      for (const c of Object.keys(limits ?? {})) this.task(g, c);
     }
   }
 
@@ -168,7 +178,7 @@ export class GuestContainers implements Stage, EnergyTap {
   private task(g: GuestVm, name: string): Task {
     let t = g.tasks.get(name);
     if (!t) {
-      t = { name, limit: g.limits?.[name] ?? null, recJ: 0, recNs: 0, backlog: 0, budget: 0, periodJ: 0, periodNs: 0, preempted: 0, totalJ: 0, workNs: 0, preemptedNs: 0 };
+      t = { name, limit: g.limits?.[name] ?? null, recJ: 0, recNs: 0, backlog: 0, budget: 0, periodLimit: null, periodJ: 0, periodNs: 0, preempted: 0, totalJ: 0, workNs: 0, preemptedNs: 0 };
       g.tasks.set(name, t);
     }
     return t;
@@ -188,35 +198,37 @@ export class GuestContainers implements Stage, EnergyTap {
     return this.s.cpu_bound ? t.recNs > 0 : t.backlog > 0;
   }
 
-  private refresh(g: GuestVm): void {
+  private refresh(g: GuestVm, now: number): void {
     const P = this.periodNs / 1e9;
-    g.vmBudget = g.vmLimit !== null ? g.vmLimit * P : Infinity;
+    const hostLimit = g.vmLimit !== null && now - this.origin >= this.startNs ? g.vmLimit : null;
+    g.vmBudget = hostLimit !== null ? hostLimit * P : Infinity;
     const tasks = [...g.tasks.values()];
     if (this.s.policy === 'shares') {
       const wanting = tasks.filter((t) => this.runnable(t) && t.limit !== null);
       const sum = wanting.reduce((a, t) => a + t.limit!, 0);
-      const total = g.vmLimit !== null ? g.vmLimit * P : tasks.reduce((a, t) => a + (t.limit ?? 0), 0) * P;
+      const total = hostLimit !== null ? hostLimit * P : tasks.reduce((a, t) => a + (t.limit ?? 0), 0) * P;
       for (const t of tasks) t.budget = t.limit !== null && sum > 0 && this.runnable(t) ? (total * t.limit) / sum : t.limit === null ? Infinity : 0;
     } else for (const t of tasks) t.budget = t.limit !== null ? t.limit * P : Infinity;
+    for (const t of tasks) t.periodLimit = Number.isFinite(t.budget) ? t.budget / P : null;
   }
 
   /** Emits the period's containers rows (the period ending at `end`) and starts the next. */
   private closePeriod(g: GuestVm, end: number): void {
     const P = this.periodNs / 1e9;
     for (const t of g.tasks.values()) {
-      this.ctx.sink.containerRow({ t: end, vm: g.name, container: t.name, limitWatts: t.limit, watts: t.periodJ / P, workS: t.periodNs / 1e9, preemptedNs: t.preempted });
+      this.ctx.sink.containerRow({ t: end, vm: g.name, container: t.name, limitWatts: t.periodLimit, watts: t.periodJ / P, workS: t.periodNs / 1e9, preemptedNs: t.preempted });
       t.preemptedNs += t.preempted;
       t.periodJ = 0;
       t.periodNs = 0;
       t.preempted = 0;
     }
-    this.refresh(g);
+    this.refresh(g, end);
   }
 
   private simulate(g: GuestVm, from: number, to: number): void {
     if (g.nextRefresh !== g.nextRefresh) {
       g.nextRefresh = this.origin + this.periodNs;
-      this.refresh(g);
+      this.refresh(g, this.origin);
     }
     let t = from;
     while (t < to) {
@@ -233,6 +245,18 @@ export class GuestContainers implements Stage, EnergyTap {
           chosen = c;
           g.rr = (g.rr + k + 1) % tasks.length;
           break;
+        }
+      }
+      if (!chosen && this.s.policy === 'shares' && g.vmBudget > 0) {
+        // shares: what the VM budget still holds is lent to whoever wants to run.
+        for (let k = 0; k < tasks.length; k++) {
+          const c = tasks[(g.rr + k) % tasks.length]!;
+          if (this.runnable(c) && c.recNs > 0 && c.limit !== null) {
+            chosen = c;
+            c.budget = Math.max(c.budget, 0) + g.vmBudget;
+            g.rr = (g.rr + k + 1) % tasks.length;
+            break;
+          }
         }
       }
       if (!chosen) {
@@ -260,6 +284,8 @@ export class GuestContainers implements Stage, EnergyTap {
   }
 
   finish(run: RunSpan): void {
+    // The last, partial budget period.
+    for (const g of this.guests.values()) if (g.limits && g.nextRefresh === g.nextRefresh) this.closePeriod(g, Math.min(g.nextRefresh, run.t1));
     this.splitEnergy();
     const { sink } = this.ctx;
     const duration = (run.t1 - run.t0) / 1e9;

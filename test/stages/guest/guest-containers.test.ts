@@ -115,6 +115,17 @@ describe('guest budgets: an idle container', () => {
       policy: { cpu: { limits_watts: { g: 40 } }, guest: { policy, limits_watts: { g: { a: 10, b: 30 } } } },
     });
 
+  it("the host's limit caps the guest: a container allowed 50 W gets the VM's 20 W", async () => {
+    const r = await replayTexts(m, { cswitch: rows.join('\n') + '\n', guest: guest.join('\n') + '\n' }, ['cpu-split', 'virtual-counters', 'guest-containers'], {
+      policy: { cpu: { limits_watts: { g: 20 } }, guest: { limits_watts: { g: { a: 50, b: 30 } } } },
+    });
+    expect(Math.abs(r.metrics.get('guest.g.mean_watts')! / 20 - 1)).toBeLessThan(0.05);
+    // b never ran, yet it reports (0 W, no work); the last, partial period is written too.
+    expect(r.metrics.get('container.g.b.work_s')).toBe(0);
+    const aRows = r.containerRows.filter((x) => x.container === 'a');
+    expect(aRows.reduce((acc, x) => acc + x.workS, 0)).toBeCloseTo(r.metrics.get('container.g.a.work_s')!, 9);
+  });
+
   it('static: its budget is lost (a stays at 10 W); shares: a borrows it, up to the VM budget', async () => {
     const st = await run('static');
     const sh = await run('shares');
