@@ -127,6 +127,27 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       },
     )
     .command(
+      'calibrate',
+      'Fit non-negative per-event energy weights and an idle term from counter rates and measured power, cross-validated (§3.2.1)',
+      (y) =>
+        y
+          .option('samples', { type: 'string', demandOption: true, describe: 'CSV of samples: counter rates (events/s) and a measured power column' })
+          .option('target', { type: 'string', demandOption: true, describe: 'The measured power column (W)' })
+          .option('features', { type: 'string', describe: 'Comma-separated counter columns (default: every numeric, varying column but times and powers)' })
+          .option('folds', { type: 'number', default: 5, describe: 'Cross-validation folds' })
+          .option('folds-by', { choices: ['interleaved', 'blocks'] as const, default: 'interleaved' as const, describe: 'Folds of every k-th sample, or contiguous blocks (unseen workloads)' })
+          .option('tsc-hz', { type: 'number', describe: 'TSC rate for the starter profile (default 3e9)' })
+          .option('out', { type: 'string', describe: 'Write a starter machine profile with the fitted weights' })
+          .example('$0 calibrate --samples rapl.csv --target package_power --out machine.json', 'weights for cache_miss, cpu_cycles, cpu_instructions'),
+      async (a) => {
+        const { runCalibrate } = await import('./commands/calibrate.js');
+        runCalibrate(
+          { samples: a.samples, target: a.target, out: a.out, folds: a.folds, foldsBy: a['folds-by'], tscHz: a['tsc-hz'], features: a.features?.split(',').map((x) => x.trim()).filter((x) => x !== '') },
+          io,
+        );
+      },
+    )
+    .command(
       'report',
       'Charts of a stored run as SVG, and an HTML page that works offline (Figure 7-style bars across the variants of its pipeline, power over time)',
       (y) =>
@@ -140,7 +161,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         await report({ db: a.db, run: a.run, out: a.out }, io);
       },
     )
-    .demandCommand(1, 'Name a command: replay, compare, generate, matrix or report (see --help).')
+    .demandCommand(1, 'Name a command: replay, compare, generate, matrix, report or calibrate (see --help).')
     .strict()
     .recommendCommands()
     .help()

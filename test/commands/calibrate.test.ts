@@ -1,0 +1,65 @@
+/** `wattrace calibrate`: non-negative event weights from counter rates and measured power. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { calibrate, fitNonNegative } from '../../src/commands/calibrate.js';
+import { loadProfile } from '../../src/core/profile.js';
+import { SHARED, tmpDir } from '../helpers.js';
+
+const NX12 = path.join(SHARED, 'data', 'power', 'kepler_nx12_rapl_CounterOnly.csv');
+const HAVE = fs.existsSync(NX12);
+if (!HAVE) console.warn(`[wattrace] skipping the calibration on real RAPL data: ${NX12} not found (CI has it)`);
+
+describe('calibrate by hand', () => {
+  it('recovers the weights of exact data, and never fits a negative weight', () => {
+    // power = 20 W + 2e-9 J·a + 5e-8 J·b; c does nothing (its best weight would be negative noise).
+    const X: number[][] = [];
+    const y: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const a = 1e9 * (1 + (i % 7));
+      const b = 1e7 * (1 + ((i * 3) % 5));
+      const c = 1e6 * (1 + ((i * 5) % 11));
+      X.push([a, b, c]);
+      y.push(20 + 2e-9 * a + 5e-8 * b - (i % 2 ? 0.01 : -0.01) * (c / 1e6));
+    }
+    const fit = fitNonNegative(X, y, ['a', 'b', 'c']);
+    expect(fit.idle).toBeCloseTo(20, 0);
+    expect(fit.weights['a']! / 2e-9).toBeCloseTo(1, 2);
+    expect(fit.weights['b']! / 5e-8).toBeCloseTo(1, 1);
+    for (const w of Object.values(fit.weights)) expect(w).toBeGreaterThanOrEqual(0);
+    const r = calibrate(['a', 'b'], X.map((x) => x.slice(0, 2)), y, 5);
+    expect(r.folds).toHaveLength(5);
+    expect(r.mape).toBeLessThan(1);
+  });
+});
+
+describe.skipIf(!HAVE)('calibrate on the nx12 RAPL samples (../shared/data/power)', () => {
+  it('cross-validated MAPE under 10 %, worse without cache misses; writes a loadable starter profile', async () => {
+    const out = path.join(tmpDir(), 'machine.json');
+    const io = bufferIO();
+    expect(await main(['calibrate', '--samples', NX12, '--target', 'package_power', '--out', out], io), io.stderr.join('')).toBe(0);
+    const text = io.stdout.join('\n');
+    const mape = Number(/^all\s+2202\s+([\d.]+)/m.exec(text)![1]);
+    expect(mape).toBeLessThan(10);
+    const io2 = bufferIO();
+    expect(await main(['calibrate', '--samples', NX12, '--target', 'package_power', '--features', 'cpu_cycles,cpu_instructions'], io2)).toBe(0);
+    const without = Number(/^all\s+2202\s+([\d.]+)/m.exec(io2.stdout.join('\n'))![1]);
+    expect(without).toBeGreaterThan(mape + 1);
+    const m = loadProfile(out);
+    expect(m.eventNames).toEqual(['cache_miss', 'cpu_cycles', 'cpu_instructions']);
+    expect(m.profile.cpu.idle_watts).toBeGreaterThan(0);
+  });
+
+  it('bad input: an unknown target or feature, a non-number', async () => {
+    const io = bufferIO();
+    expect(await main(['calibrate', '--samples', NX12, '--target', 'watts'], io)).toBe(2);
+    expect(io.stderr.join('')).toMatch(/no column 'watts'/);
+    const bad = path.join(tmpDir(), 'bad.csv');
+    fs.writeFileSync(bad, 'a,p\n' + Array.from({ length: 12 }, (_, i) => `${i},${i === 5 ? 'x' : 10 + i}`).join('\n') + '\n');
+    const io2 = bufferIO();
+    expect(await main(['calibrate', '--samples', bad, '--target', 'p', '--features', 'a'], io2)).toBe(2);
+    expect(io2.stderr.join('')).toMatch(/bad\.csv:7:2 \(column p\): p is not a number \('x'\)/);
+  });
+});
