@@ -127,6 +127,21 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       },
     )
     .command(
+      'import <format> <inputs..>',
+      'Turn other trace formats into wattrace traces (block traces: disksim, vscsi-csv, vscsi)',
+      (y) =>
+        y
+          .positional('format', { type: 'string', demandOption: true, describe: 'disksim, vscsi-csv or vscsi' })
+          .positional('inputs', { type: 'string', array: true, demandOption: true, describe: 'Input files, read in order' })
+          .option('out', { type: 'string', demandOption: true, describe: 'Folder to write the traces into' })
+          .option('map', { type: 'string', describe: 'Mapping JSON: { "vms": { "vm1": ["^0$", "^1$"] }, "default": "vm0" } (regexes on devices or file names)' })
+          .example('$0 import disksim trace.txt --out imported --map map.json', 'a DiskSim/MQSim trace, devices mapped to VMs'),
+      async (a) => {
+        const { runImport } = await import('./commands/import.js');
+        await runImport({ format: a.format, inputs: (a.inputs ?? []) as string[], out: a.out, map: a.map }, io);
+      },
+    )
+    .command(
       'calibrate',
       'Fit non-negative per-event energy weights and an idle term from counter rates and measured power, cross-validated (§3.2.1)',
       (y) =>
@@ -161,7 +176,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         await report({ db: a.db, run: a.run, out: a.out }, io);
       },
     )
-    .demandCommand(1, 'Name a command: replay, compare, generate, matrix, report or calibrate (see --help).')
+    .demandCommand(1, 'Name a command: replay, compare, generate, matrix, report, import or calibrate (see --help).')
     .strict()
     .recommendCommands()
     .help()

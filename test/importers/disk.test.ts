@@ -1,0 +1,94 @@
+/** `wattrace import` of block traces: the real samples in ../shared/data/disk and malformed input. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { SHARED, tmpDir } from '../helpers.js';
+
+const DIR = path.join(SHARED, 'data', 'disk');
+const HAVE = fs.existsSync(DIR);
+if (!HAVE) console.warn(`[wattrace] skipping the block trace importers on real data: ${DIR} not found (CI has it)`);
+const dir = tmpDir();
+
+async function cli(args: string[]) {
+  const io = bufferIO();
+  const code = await main(args, io);
+  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+}
+
+const lines = (f: string) => fs.readFileSync(f, 'utf8').trimEnd().split('\n');
+
+describe.skipIf(!HAVE)('import of the shared block traces', () => {
+  it('disksim (mqsim tpcc): every request, devices mapped to VMs, replayable', async () => {
+    const map = path.join(dir, 'map.json');
+    fs.writeFileSync(map, JSON.stringify({ vms: { vm0: ['^(0|4|8|12)$'], vm1: ['^(1|5|9|13)$'], vm2: ['^(2|6|10|14)$'] }, default: 'vm3' }));
+    const out = path.join(dir, 'tpcc');
+    const r = await cli(['import', 'disksim', path.join(DIR, 'mqsim_tpcc-small.trace'), '--out', out, '--map', map]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/6,999 requests/);
+    const l = lines(path.join(out, 'disk.csv'));
+    expect(l[0]).toBe('ts_ns,vm,op,offset,bytes');
+    expect(l).toHaveLength(7000);
+    expect(l[1]).toBe(`938513000,vm0,W,${264719034 * 512},${16 * 512}`);
+    expect(new Set(l.slice(1).map((x) => x.split(',')[1]))).toEqual(new Set(['vm0', 'vm1', 'vm2', 'vm3']));
+    // Through the accounting, conserving the disk's energy.
+    const profile = path.join(dir, 'tpcc.json');
+    fs.writeFileSync(
+      profile,
+      JSON.stringify({
+        cpu: { tsc_hz: 1e9, idle_watts: 10, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+        disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
+        vms: ['vm0', 'vm1', 'vm2', 'vm3'].map((id) => ({ id, role: 'client' })),
+      }),
+    );
+    const p = path.join(dir, 'tpcc.pipeline.json');
+    fs.writeFileSync(p, JSON.stringify({ name: 'tpcc', profile, traces: { disk: path.join(out, 'disk.csv') }, stages: ['disk-energy'] }));
+    expect((await cli(['replay', p, '--db', path.join(dir, 'tpcc.sqlite'), '--quiet'])).code).toBe(0);
+  });
+
+  it('disksim wsrch (its last line has no newline), vscsi csv and binary: counts, first and last', async () => {
+    const w = await cli(['import', 'disksim', path.join(DIR, 'mqsim_wsrch-small.trace'), '--out', path.join(dir, 'wsrch')]);
+    expect(w.out).toMatch(/24,783 requests .*first 11413000, last 60066625000 ns/);
+    expect(w.out).toMatch(/dev0 8,340/);
+    const c = await cli(['import', 'vscsi-csv', path.join(DIR, 'cloudphysics_vscsi_sample.csv'), '--out', path.join(dir, 'vc')]);
+    expect(c.out).toMatch(/113,872 requests .*first 5633898000000000, last 5641098000000000 ns/);
+    const b = await cli(['import', 'vscsi', path.join(DIR, 'cloudphysics_vscsi_sample.vscsi'), '--out', path.join(dir, 'vb')]);
+    expect(b.out).toMatch(/113,872 requests .*first 5633898368802000, last 5641098458687000 ns/);
+    // The same requests: sizes and offsets agree row by row with the CSV.
+    const a = lines(path.join(dir, 'vc', 'disk.csv'));
+    const bb = lines(path.join(dir, 'vb', 'disk.csv'));
+    expect(bb.slice(1, 50).map((x) => x.split(',').slice(2).join())).toEqual(a.slice(1, 50).map((x) => x.split(',').slice(2).join()));
+  });
+});
+
+describe('import: malformed input is an error naming the line, or a counted skip', () => {
+  it('disksim: a bad type, a short line, time going backwards', async () => {
+    const f = path.join(dir, 'bad.trace');
+    fs.writeFileSync(f, '100 0 8 8 1\n200 1 8 8 7\n');
+    let r = await cli(['import', 'disksim', f, '--out', path.join(dir, 'bad1')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/bad\.trace:2:5: type is 7; expected 0 \(write\) or 1 \(read\)/);
+    fs.writeFileSync(f, '100 0 8 8 1\n200 1 8\n');
+    r = await cli(['import', 'disksim', f, '--out', path.join(dir, 'bad2')]);
+    expect(r.err).toMatch(/bad\.trace:2: expected 5 non-negative integers/);
+    fs.writeFileSync(f, '100 0 8 8 1\n50 1 8 8 1\n');
+    r = await cli(['import', 'disksim', f, '--out', path.join(dir, 'bad3')]);
+    expect(r.err).toMatch(/bad\.trace:2: time goes backwards/);
+    expect(fs.existsSync(path.join(dir, 'bad3', 'disk.csv'))).toBe(false);
+  });
+
+  it('vscsi-csv: commands without data are skipped and counted; a bad field is an error', async () => {
+    const f = path.join(dir, 'v.csv');
+    fs.writeFileSync(f, 'version,time,op,size,lbn\n1,5,28,512,10\n1,5,35,0,0\n1,6,2a,1024,12\n');
+    const r = await cli(['import', 'vscsi-csv', f, '--out', path.join(dir, 'v')]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/2 requests/);
+    expect(r.out).toMatch(/skipped: 1 × SCSI command 35 \(no data transfer\)/);
+    fs.writeFileSync(f, 'version,time,op,size,lbn\n1,5,28,-512,10\n');
+    const b = await cli(['import', 'vscsi-csv', f, '--out', path.join(dir, 'v2')]);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/v\.csv:2:4 \(column size\): size is not a non-negative integer/);
+    expect((await cli(['import', 'perf-script', f, '--out', dir])).err).toMatch(/unknown format 'perf-script'/);
+  });
+});
