@@ -89,6 +89,49 @@ describe('import: malformed input is an error naming the line, or a counted skip
     const b = await cli(['import', 'vscsi-csv', f, '--out', path.join(dir, 'v2')]);
     expect(b.code).toBe(2);
     expect(b.err).toMatch(/v\.csv:2:4 \(column size\): size is not a non-negative integer/);
-    expect((await cli(['import', 'perf-script', f, '--out', dir])).err).toMatch(/unknown format 'perf-script'/);
+    expect((await cli(['import', 'blkparse', f, '--out', dir])).err).toMatch(/unknown format 'blkparse'/);
+  });
+});
+
+const PERF = path.join(SHARED, 'data', 'host', 'perf_sched_switch_counters.txt');
+describe.skipIf(!fs.existsSync(PERF))('import perf-script (the local 2-vCPU recording)', () => {
+  it('every switch, mapped VMs, cumulative counters, a starter profile that replays', async () => {
+    const map = path.join(dir, 'perf-map.json');
+    fs.writeFileSync(map, JSON.stringify({ vms: { vm1: ['^vm1_cpu$'], vm2: ['^vm2_cpu$'], vm3: ['^vm3_disk$'], drv: ['^kworker', '^ksoftirqd'] }, drivers: ['drv'], core: ['core'], default: 'core' }));
+    const out = path.join(dir, 'host');
+    const r = await cli(['import', 'perf-script', PERF, '--out', out, '--map', map]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/10,582 switches .*first 500873437000, last 501888813000 ns/);
+    expect(r.out).toMatch(/vm1 2,068/);
+    const l = lines(path.join(out, 'cswitch.csv'));
+    expect(l[0]).toBe('ts_ns,cpu,vm,tsc,cpu_clock,page_faults');
+    expect(l).toHaveLength(10_583);
+    // The first switch opens CPU 0's first period; the next adds the advances perf printed.
+    expect(l[1]).toBe('500873437000,0,core,0,0,0');
+    expect(l[2]).toBe('500873457000,0,core,48218,18678,0');
+    const profile = JSON.parse(fs.readFileSync(path.join(out, 'machine.json'), 'utf8')) as { cpu: { tsc_hz: number }; vms: { id: string; role: string }[] };
+    expect(Math.abs(profile.cpu.tsc_hz / 2.6e9 - 1)).toBeLessThan(0.01);
+    expect(profile.vms.find((v) => v.id === 'drv')?.role).toBe('driver');
+    const p = path.join(dir, 'host.pipeline.json');
+    fs.writeFileSync(p, JSON.stringify({ name: 'host', profile: path.join(out, 'machine.json'), traces: { cswitch: path.join(out, 'cswitch.csv') }, stages: ['cpu-split'] }));
+    const rr = await cli(['replay', p, '--db', path.join(dir, 'host.sqlite'), '--quiet']);
+    expect(rr.code, rr.err).toBe(0);
+    expect(rr.out).toMatch(/10,582 cswitch rows/);
+  });
+
+  it('a switch line without prev_comm is an error; stray counter lines are counted', async () => {
+    const f = path.join(dir, 'bad-perf.txt');
+    fs.writeFileSync(
+      f,
+      [
+        '   a 1/1 [000]   1.000001:      5           msr/tsc/: ',
+        '   a 1/1 [000]   1.000002:      1 sched:sched_switch: prev_comm=a prev_pid=1 prev_prio=120 prev_state=R ==> next_comm=b next_pid=2 next_prio=120',
+        '   a 1/1 [000]   1.000002:      7           msr/tsc/: ',
+        '   b 2/2 [000]   1.000009:      1 sched:sched_switch: nonsense',
+      ].join('\n') + '\n',
+    );
+    const r = await cli(['import', 'perf-script', f, '--out', path.join(dir, 'badperf')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/bad-perf\.txt:4: a sched_switch without prev_comm/);
   });
 });

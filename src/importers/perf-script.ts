@@ -1,0 +1,160 @@
+/**
+ * `wattrace import perf-script`: `perf script -F comm,pid,tid,cpu,time,event,period,trace` output of
+ * `'{sched:sched_switch,<counters>...}:S'` to DESIGN §1's context-switch log, streaming (two passes:
+ * the first finds the counters and CPUs, the second writes).
+ *
+ * Each `sched:sched_switch` line is followed by one line per group member with the counter's
+ * *advance since the previous switch on that CPU* — the consumption of `prev` (a missing member
+ * line means 0, as perf omits zero counts). The row written at the switch names the VM of
+ * `prev_comm` (the one that ran in the period ending there) and the cumulative counters; `msr/tsc/`
+ * is the TSC, the other members become event columns (`cpu-clock` → `cpu_clock`). The first switch
+ * of each CPU only opens its first period (its advance covers time before the recording).
+ * `swapper/N` is the idle processor; other tasks are VMs by the mapping (regexes on the command
+ * name), and what no rule maps goes to the mapping's `default` (`host` without one) — counted,
+ * never dropped. A starter profile is written too: the VMs, the TSC rate estimated from the
+ * recording, every event with weight 0 (calibrate them: `wattrace calibrate`), an assumed 10 W
+ * idle power per CPU to replace with a measured one.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { WattraceError } from '../core/errors.js';
+import type { ImportSummary, Mapping } from './disk.js';
+
+/** `comm pid/tid [cpu] sec.frac: period event: rest` */
+const LINE = /^\s*(.+?)\s+(-?\d+)\/(-?\d+)\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(\d+)\s+(\S+):(?:\s(.*))?$/;
+const SWITCH = 'sched:sched_switch';
+const TSC = 'msr/tsc/';
+
+export interface PerfMapping extends Mapping {
+  /** VMs that are disk or network drivers (role driver in the starter profile). */
+  drivers?: string[];
+  /** VMs that are the hypervisor / host core (role core). */
+  core?: string[];
+}
+
+const columnOf = (event: string) => event.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
+
+function nsOf(sec: string, frac: string): bigint {
+  return BigInt(sec) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9));
+}
+
+async function* lines(file: string): AsyncGenerator<{ n: number; text: string }> {
+  const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+  let n = 0;
+  for await (const text of rl) yield { n: ++n, text };
+}
+
+export async function importPerfScript(inputs: readonly string[], outDir: string, mapping: PerfMapping): Promise<ImportSummary & { profile: string }> {
+  if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'perf-script imports one recording at a time');
+  const file = inputs[0]!;
+  if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'perf-script input does not exist', { file });
+  const rules = Object.entries(mapping.vms ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
+  const fallback = mapping.default ?? 'host';
+  const vmOf = (comm: string) => (/^swapper(\/\d+)?$/.test(comm) ? 'idle' : (rules.find((r) => r.re.test(comm))?.vm ?? fallback));
+
+  // Pass 1: the counters (group members) and the CPUs.
+  const events = new Set<string>();
+  let sawTsc = false;
+  for await (const { text } of lines(file)) {
+    const m = LINE.exec(text);
+    if (!m || m[8] === SWITCH) continue;
+    if (m[8] === TSC) sawTsc = true;
+    else events.add(m[8]!);
+  }
+  if (!sawTsc) throw new WattraceError('E_FIELD', `no ${TSC} member lines: record the TSC in the group ('{sched:sched_switch,msr/tsc/,...}:S')`, { file });
+  const evNames = [...events];
+  const cols = evNames.map(columnOf);
+
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, 'cswitch.csv');
+  const fd = fs.openSync(out, 'w');
+  const summary: ImportSummary & { profile: string } = { format: 'perf-script', written: 0, skipped: {}, byVm: {}, first: null, last: null, out, profile: path.join(outDir, 'machine.json') };
+  const skip = (why: string) => (summary.skipped[why] = (summary.skipped[why] ?? 0) + 1);
+  let buf: string[] = [`ts_ns,cpu,vm,tsc,${cols.join(',')}`];
+  const flush = () => {
+    fs.writeSync(fd, buf.join('\n') + '\n');
+    buf = [];
+  };
+  // Per CPU: cumulative tsc and events, time of its last switch.
+  const state = new Map<number, { tsc: bigint; ev: bigint[]; t: bigint; opened: boolean }>();
+  let pending: { cpu: number; t: bigint; vm: string; tsc: bigint; ev: bigint[]; line: number } | null = null;
+  let tscTicks = 0n;
+  let tscNs = 0n;
+  const emit = () => {
+    if (!pending) return;
+    const p = pending;
+    pending = null;
+    let st = state.get(p.cpu);
+    if (!st) {
+      // The first switch of a CPU opens its first period.
+      st = { tsc: 0n, ev: evNames.map(() => 0n), t: p.t, opened: true };
+      state.set(p.cpu, st);
+      buf.push(`${p.t},${p.cpu},${p.vm},0,${st.ev.join(',')}`);
+    } else {
+      if (p.t < st.t) throw new WattraceError('E_ORDER', `time goes backwards on cpu ${p.cpu}`, { file, line: p.line });
+      st.tsc += p.tsc;
+      tscTicks += p.tsc;
+      tscNs += p.t - st.t;
+      st.ev = st.ev.map((v, i) => v + p.ev[i]!);
+      st.t = p.t;
+      buf.push(`${p.t},${p.cpu},${p.vm},${st.tsc},${st.ev.join(',')}`);
+    }
+    summary.written++;
+    summary.byVm[p.vm] = (summary.byVm[p.vm] ?? 0) + 1;
+    summary.first ??= p.t.toString();
+    summary.last = p.t.toString();
+    if (buf.length >= 8192) flush();
+  };
+  try {
+    for await (const { n, text } of lines(file)) {
+      if (text.trim() === '') continue;
+      const m = LINE.exec(text);
+      if (!m) {
+        skip('a line that is not a perf script sample');
+        continue;
+      }
+      const cpu = Number(m[4]);
+      const t = nsOf(m[5]!, m[6]!);
+      const event = m[8]!;
+      if (event === SWITCH) {
+        emit();
+        const prev = /prev_comm=(.+?) prev_pid=/.exec(m[9] ?? '');
+        if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without prev_comm: '${m[9] ?? ''}'`, { file, line: n });
+        pending = { cpu, t, vm: vmOf(prev[1]!), tsc: 0n, ev: evNames.map(() => 0n), line: n };
+        continue;
+      }
+      if (!pending || pending.cpu !== cpu || pending.t !== t) {
+        skip('a counter line outside a switch group');
+        continue;
+      }
+      const value = BigInt(m[7]!);
+      if (event === TSC) pending.tsc = value;
+      else pending.ev[evNames.indexOf(event)] = value;
+    }
+    emit();
+    flush();
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(out, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+
+  const vms = [...new Set(Object.keys(summary.byVm).filter((v) => v !== 'idle'))].sort();
+  const profile = {
+    description: `Starter profile from wattrace import perf-script (${path.basename(file)}): tsc_hz estimated from the recording; event weights 0 and idle_watts 10 W per CPU are placeholders — calibrate (wattrace calibrate) and measure.`,
+    cpu: {
+      tsc_hz: tscNs > 0n ? Number((tscTicks * 1_000_000_000n) / tscNs) : 1e9,
+      idle_watts: 10,
+      counter_bits: 64,
+      idle_split: 'equal',
+      events: Object.fromEntries(cols.map((c) => [c, 0])),
+    },
+    disks: {},
+    vms: vms.map((id) => ({ id, role: mapping.drivers?.includes(id) ? 'driver' : mapping.core?.includes(id) ? 'core' : 'client' })),
+    services: [],
+  };
+  fs.writeFileSync(summary.profile, JSON.stringify(profile, null, 2) + '\n');
+  return summary;
+}
