@@ -128,10 +128,10 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
     )
     .command(
       'import <format> <inputs..>',
-      'Turn other trace formats into wattrace traces (perf-script; block traces: disksim, vscsi-csv, vscsi)',
+      'Turn other trace formats into wattrace traces (perf-script; block traces: disksim, vscsi-csv, vscsi, msr)',
       (y) =>
         y
-          .positional('format', { type: 'string', demandOption: true, describe: 'perf-script, disksim, vscsi-csv or vscsi' })
+          .positional('format', { type: 'string', demandOption: true, describe: 'perf-script, disksim, vscsi-csv, vscsi or msr' })
           .positional('inputs', { type: 'string', array: true, demandOption: true, describe: 'Input files, read in order' })
           .option('out', { type: 'string', demandOption: true, describe: 'Folder to write the traces into' })
           .option('map', { type: 'string', describe: 'Mapping JSON: { "vms": { "vm1": ["^0$", "^1$"] }, "default": "vm0" } (regexes on devices or file names)' })

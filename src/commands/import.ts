@@ -15,7 +15,7 @@ export interface ImportArgs {
 
 export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary> {
   if (!(IMPORT_FORMATS as readonly string[]).includes(args.format)) {
-    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')} (ftrace, blkparse, msr and planetlab are not yet supported)`);
+    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')} (ftrace, blkparse and planetlab are not yet supported)`);
   }
   if (args.inputs.length === 0) throw new WattraceError('E_USAGE', 'name at least one input file');
   const s =

@@ -8,6 +8,12 @@
  *   SCSI opcode in hex, lbn 512-byte sectors); one VM's virtual disk (default VM `vm1`).
  * - `vscsi`: the same requests in binary, 32-byte little-endian records `u32 sn, u32 len, u32 nSG,
  *   u16 cmd, u16 ver, u64 lbn, u64 ts_us` (microseconds).
+ * - `msr`: the MSR Cambridge CSV, `Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime`
+ *   (no header; Timestamp and ResponseTime in Windows filetime ticks of 100 ns; Type Read/Write).
+ *   A request completes at Timestamp + ResponseTime, which is what the disk log's ts_ns is, with
+ *   the response time as latency_ns; completions come out of arrival order, so they are held in a
+ *   heap and written once no later arrival can complete before them (streaming: the heap holds the
+ *   requests in flight). A host and disk is a VM by the mapping (key `host:disk`, default `host`).
  * SCSI commands that move no data (not READ/WRITE 6/10/12/16) are skipped and counted. A request
  * earlier than the previous one cannot go into a disk log (it must not go backwards): that is a
  * clear error naming the line (or record), not a silent reorder.
@@ -17,8 +23,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { WattraceError } from '../core/errors.js';
 
-export type DiskFormat = 'disksim' | 'vscsi-csv' | 'vscsi';
-export const DISK_FORMATS: readonly DiskFormat[] = ['disksim', 'vscsi-csv', 'vscsi'];
+export type DiskFormat = 'disksim' | 'vscsi-csv' | 'vscsi' | 'msr';
+export const DISK_FORMATS: readonly DiskFormat[] = ['disksim', 'vscsi-csv', 'vscsi', 'msr'];
 
 /** Which VM a device (disksim) or trace (vscsi) belongs to: regexes per VM, and a default. */
 export interface Mapping {
@@ -63,7 +69,7 @@ function mapper(m: Mapping, fallback: (key: string) => string): (key: string) =>
 
 /** Writes disk log rows in chunks, keeping the summary. */
 class DiskWriter {
-  private buf: string[] = ['ts_ns,vm,op,offset,bytes'];
+  private buf: string[];
   private readonly fd: number;
   private lastT = -1n;
   readonly summary: ImportSummary;
@@ -71,17 +77,19 @@ class DiskWriter {
   constructor(
     readonly out: string,
     format: string,
+    private readonly withLatency = false,
   ) {
+    this.buf = [withLatency ? 'ts_ns,vm,op,offset,bytes,latency_ns' : 'ts_ns,vm,op,offset,bytes'];
     this.fd = fs.openSync(out, 'w');
     this.summary = { format, written: 0, skipped: {}, byVm: {}, first: null, last: null, out };
   }
 
-  row(t: bigint, vm: string, op: 'R' | 'W', offset: bigint, bytes: bigint, where: { file: string; line: number }): void {
+  row(t: bigint, vm: string, op: 'R' | 'W', offset: bigint, bytes: bigint, where: { file: string; line: number }, latency?: bigint): void {
     if (t < this.lastT) {
       throw new WattraceError('E_ORDER', `time goes backwards (${t} after ${this.lastT}): a disk log must be in time order; sort the input first`, where);
     }
     this.lastT = t;
-    this.buf.push(`${t},${vm},${op},${offset},${bytes}`);
+    this.buf.push(this.withLatency ? `${t},${vm},${op},${offset},${bytes},${latency ?? ''}` : `${t},${vm},${op},${offset},${bytes}`);
     const s = this.summary;
     s.written++;
     s.byVm[vm] = (s.byVm[vm] ?? 0) + 1;
@@ -110,11 +118,12 @@ const UINT = /^\d+$/;
 
 export async function importDisk(format: DiskFormat, inputs: readonly string[], outDir: string, mapping: Mapping): Promise<ImportSummary> {
   fs.mkdirSync(outDir, { recursive: true });
-  const w = new DiskWriter(path.join(outDir, 'disk.csv'), format);
+  const w = new DiskWriter(path.join(outDir, 'disk.csv'), format, format === 'msr');
   try {
     for (const file of inputs) {
       if (!fs.existsSync(file)) throw new WattraceError('E_FILE', `${format} input does not exist`, { file });
       if (format === 'vscsi') await readVscsiBinary(file, w, mapper(mapping, () => 'vm1')(path.basename(file)));
+      else if (format === 'msr') await readMsr(file, w, mapping);
       else await readLines(file, format, w, mapping);
     }
   } catch (e) {
@@ -184,4 +193,86 @@ async function readVscsiBinary(file: string, w: DiskWriter, vm: string): Promise
     rest = buf.subarray(o);
   }
   if (rest.length > 0) throw new WattraceError('E_FIELD', `the file ends inside a record (${rest.length} of 32 bytes)`, { file, line: record + 1 });
+}
+
+/** A binary min-heap of completions (ts, then input order). */
+class Heap<T extends { t: bigint; seq: number }> {
+  private a: T[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  peek(): T | undefined {
+    return this.a[0];
+  }
+  private less(x: T, y: T): boolean {
+    return x.t < y.t || (x.t === y.t && x.seq < y.seq);
+  }
+  push(v: T): void {
+    const a = this.a;
+    a.push(v);
+    for (let i = a.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (!this.less(a[i]!, a[p]!)) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+  pop(): T | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && this.less(a[l]!, a[m]!)) m = l;
+        if (r < a.length && this.less(a[r]!, a[m]!)) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/** Windows filetime ticks (100 ns since 1601) to ns. */
+const TICK = 100n;
+
+async function readMsr(file: string, w: DiskWriter, mapping: Mapping): Promise<void> {
+  const vmOf = mapper(mapping, () => 'host');
+  const heap = new Heap<{ t: bigint; seq: number; vm: string; op: 'R' | 'W'; offset: bigint; bytes: bigint; lat: bigint; line: number }>();
+  const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+  let line = 0;
+  let lastArrival = -1n;
+  for await (const raw of rl) {
+    line++;
+    const s = raw.trim();
+    const where = { file, line };
+    if (s === '') {
+      w.skip('empty line');
+      continue;
+    }
+    const f = s.split(',');
+    if (f.length !== 7) throw new WattraceError('E_FIELD', `expected 7 fields (Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime), found ${f.length}`, where);
+    const [ts, host, disk, type, offset, size, resp] = f as [string, string, string, string, string, string, string];
+    for (const [v, col, name] of [[ts, 1, 'Timestamp'], [disk, 3, 'DiskNumber'], [offset, 5, 'Offset'], [size, 6, 'Size'], [resp, 7, 'ResponseTime']] as const) {
+      if (!UINT.test(v)) throw new WattraceError('E_FIELD', `${name} is not a non-negative integer ('${v}')`, { ...where, column: col, columnName: name });
+    }
+    const op = /^read$/i.test(type) ? 'R' : /^write$/i.test(type) ? 'W' : null;
+    if (!op) throw new WattraceError('E_FIELD', `Type is '${type}'; expected Read or Write`, { ...where, column: 4, columnName: 'Type' });
+    const arrival = BigInt(ts) * TICK;
+    if (arrival < lastArrival) throw new WattraceError('E_ORDER', 'Timestamp goes backwards: the MSR traces are in arrival order', { ...where, column: 1 });
+    lastArrival = arrival;
+    // Every request still in flight that completes before this arrival can be written now.
+    for (let top = heap.peek(); top && top.t <= arrival; top = heap.peek()) {
+      const r = heap.pop()!;
+      w.row(r.t, r.vm, r.op, r.offset, r.bytes, { file, line: r.line }, r.lat);
+    }
+    const lat = BigInt(resp) * TICK;
+    heap.push({ t: arrival + lat, seq: line, vm: vmOf(`${host}:${disk}`), op, offset: BigInt(offset), bytes: BigInt(size), lat, line });
+  }
+  for (let r = heap.pop(); r; r = heap.pop()) w.row(r.t, r.vm, r.op, r.offset, r.bytes, { file, line: r.line }, r.lat);
 }

@@ -135,3 +135,34 @@ describe.skipIf(!fs.existsSync(PERF))('import perf-script (the local 2-vCPU reco
     expect(r.err).toMatch(/bad-perf\.txt:4: a sched_switch without prev_comm/);
   });
 });
+
+describe('import msr (MSR Cambridge CSV)', () => {
+  it('writes completions in time order with their latency, though they come out of arrival order', async () => {
+    const f = path.join(dir, 'msr.csv');
+    // Filetime ticks of 100 ns: B arrives after A but completes first.
+    fs.writeFileSync(
+      f,
+      [
+        '128166372000000000,web,1,Read,4096,4096,50000',
+        '128166372000010000,web,1,Write,8192,512,1000',
+        '128166372000020000,mail,0,Read,0,65536,20000',
+        '',
+      ].join('\n'),
+    );
+    const map = path.join(dir, 'msr-map.json');
+    fs.writeFileSync(map, JSON.stringify({ vms: { vm1: ['^web:'], vm2: ['^mail:'] } }));
+    const r = await cli(['import', 'msr', f, '--out', path.join(dir, 'msr'), '--map', map]);
+    expect(r.code, r.err).toBe(0);
+    const l = lines(path.join(dir, 'msr', 'disk.csv'));
+    expect(l).toEqual([
+      'ts_ns,vm,op,offset,bytes,latency_ns',
+      `${128166372000010000n * 100n + 100000n},vm1,W,8192,512,100000`,
+      `${128166372000020000n * 100n + 2000000n},vm2,R,0,65536,2000000`,
+      `${128166372000000000n * 100n + 5000000n},vm1,R,4096,4096,5000000`,
+    ]);
+    fs.writeFileSync(f, '128166372000000000,web,1,Trim,0,0,1\n');
+    const b = await cli(['import', 'msr', f, '--out', path.join(dir, 'msr2')]);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/msr\.csv:1:4 \(column Type\): Type is 'Trim'; expected Read or Write/);
+  });
+});
