@@ -2,22 +2,33 @@
 import { WattraceError } from '../core/errors.js';
 import { DISK_FORMATS, importDisk, loadMapping, type DiskFormat, type ImportSummary } from '../importers/disk.js';
 import { importPerfScript } from '../importers/perf-script.js';
+import { importFtrace } from '../importers/ftrace.js';
 import type { IO } from './io.js';
 
-export const IMPORT_FORMATS = [...DISK_FORMATS, 'perf-script'] as const;
+export const IMPORT_FORMATS = [...DISK_FORMATS, 'perf-script', 'ftrace'] as const;
 
 export interface ImportArgs {
   format: string;
   inputs: readonly string[];
   out: string;
   map?: string | undefined;
+  tscHz?: number | undefined;
 }
 
 export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary> {
   if (!(IMPORT_FORMATS as readonly string[]).includes(args.format)) {
-    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')} (ftrace, blkparse and planetlab are not yet supported)`);
+    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')} (blkparse and planetlab are not yet supported)`);
   }
   if (args.inputs.length === 0) throw new WattraceError('E_USAGE', 'name at least one input file');
+  if (args.format === 'ftrace') {
+    const f = await importFtrace(args.inputs, args.out, loadMapping(args.map), args.tscHz);
+    io.out(`ftrace: ${f.switches.toLocaleString('en-US')} switches → ${f.out[0]}, ${f.requests.toLocaleString('en-US')} disk requests → ${f.out[1]}`);
+    io.out(`  starter profile: ${f.profile}`);
+    io.out(`  switches by VM: ${Object.entries(f.byVm).map(([v, n]) => `${v} ${n.toLocaleString('en-US')}`).join(', ')}`);
+    const sk = Object.entries(f.skipped);
+    io.out(sk.length ? `  skipped: ${sk.map(([r, n]) => `${n} × ${r}`).join(', ')}` : '  skipped: none');
+    return { format: 'ftrace', written: f.switches + f.requests, skipped: f.skipped, byVm: f.byVm, first: null, last: null, out: f.out.join(', ') };
+  }
   const s =
     args.format === 'perf-script'
       ? await importPerfScript(args.inputs, args.out, loadMapping(args.map))

@@ -166,3 +166,31 @@ describe('import msr (MSR Cambridge CSV)', () => {
     expect(b.err).toMatch(/msr\.csv:1:4 \(column Type\): Type is 'Trim'; expected Read or Write/);
   });
 });
+
+const FTRACE = path.join(SHARED, 'data', 'host', 'ftrace_sched_block_x86tsc.txt');
+describe.skipIf(!fs.existsSync(FTRACE))('import ftrace and replay the local recording end to end', () => {
+  it('switches and paired block requests; the disk client is charged the I/O threads’ CPU via the driver', async () => {
+    const map = path.join(dir, 'ft-map.json');
+    fs.writeFileSync(map, JSON.stringify({ vms: { vm1: ['^vm1_cpu$'], vm2: ['^vm2_cpu$'], vm3: ['^vm3_disk$'], drv: ['^kworker', '^ksoftirqd'] }, drivers: ['drv'], core: ['core'], default: 'core' }));
+    const out = path.join(dir, 'ft');
+    const r = await cli(['import', 'ftrace', FTRACE, '--out', out, '--map', map, '--tsc-hz', '2599998000']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/7,051 switches .*2,878 disk requests/);
+    expect(r.out).toMatch(/skipped: none/);
+    const d = lines(path.join(out, 'disk.csv'));
+    expect(d[0]).toBe('ts_ns,vm,op,offset,bytes,latency_ns');
+    // The first request: issued at TSC 1310986820175, completed at 1310987452259, 65536 bytes.
+    expect(d[1]).toBe(`${(1310987452259n * 1_000_000_000n) / 2599998000n},vm3,W,${502540608n * 512n},65536,${(1310987452259n * 1_000_000_000n) / 2599998000n - (1310986820175n * 1_000_000_000n) / 2599998000n}`);
+    const p = path.join(out, 'pipeline.json');
+    fs.writeFileSync(p, JSON.stringify({ name: 'host', profile: 'machine.json', traces: { cswitch: 'cswitch.csv', disk: 'disk.csv' }, stages: ['cpu-split', 'disk-energy', 'driver-charge'] }));
+    const db = path.join(dir, 'ft.sqlite');
+    const rr = await cli(['replay', p, '--db', db, '--quiet']);
+    expect(rr.code, rr.err).toBe(0);
+    const { default: Database } = await import('better-sqlite3');
+    const q = new Database(db, { readonly: true });
+    const cells = q.prepare("SELECT consumer, via, device, sum(joules) AS j FROM energy_matrix GROUP BY consumer, via, device").all() as { consumer: string; via: string | null; device: string; j: number }[];
+    q.close();
+    expect(cells.find((c) => c.consumer === 'vm3' && c.via === 'drv' && c.device === 'cpu')?.j ?? 0).toBeGreaterThan(0);
+    expect(cells.some((c) => c.consumer === 'drv')).toBe(false);
+  });
+});
