@@ -3,9 +3,10 @@ import { WattraceError } from '../core/errors.js';
 import { DISK_FORMATS, importDisk, loadMapping, type DiskFormat, type ImportSummary } from '../importers/disk.js';
 import { importPerfScript } from '../importers/perf-script.js';
 import { importFtrace } from '../importers/ftrace.js';
+import { importPlanetlab } from '../importers/planetlab.js';
 import type { IO } from './io.js';
 
-export const IMPORT_FORMATS = [...DISK_FORMATS, 'perf-script', 'ftrace'] as const;
+export const IMPORT_FORMATS = [...DISK_FORMATS, 'perf-script', 'ftrace', 'planetlab'] as const;
 
 export interface ImportArgs {
   format: string;
@@ -13,13 +14,21 @@ export interface ImportArgs {
   out: string;
   map?: string | undefined;
   tscHz?: number | undefined;
+  cpus?: number | undefined;
 }
 
 export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary> {
   if (!(IMPORT_FORMATS as readonly string[]).includes(args.format)) {
-    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')} (blkparse and planetlab are not yet supported)`);
+    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')} (blkparse is not yet supported)`);
   }
   if (args.inputs.length === 0) throw new WattraceError('E_USAGE', 'name at least one input file');
+  if (args.format === 'planetlab') {
+    const p = importPlanetlab(args.inputs, args.out, loadMapping(args.map), args.cpus ?? 16, args.tscHz);
+    io.out(`planetlab: ${p.vms.toLocaleString('en-US')} VMs on ${p.cpus} CPUs, ${p.steps} steps of 5 min → ${p.rows.toLocaleString('en-US')} switches in ${p.out}`);
+    io.out(`  starter profile: ${p.profile}`);
+    io.out(`  unmet demand (CPUs overloaded): ${p.unmetS.toFixed(0)} CPU-seconds`);
+    return { format: 'planetlab', written: p.rows, skipped: {}, byVm: {}, first: null, last: null, out: p.out };
+  }
   if (args.format === 'ftrace') {
     const f = await importFtrace(args.inputs, args.out, loadMapping(args.map), args.tscHz);
     io.out(`ftrace: ${f.switches.toLocaleString('en-US')} switches → ${f.out[0]}, ${f.requests.toLocaleString('en-US')} disk requests → ${f.out[1]}`);

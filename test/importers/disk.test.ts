@@ -194,3 +194,16 @@ describe.skipIf(!fs.existsSync(FTRACE))('import ftrace and replay the local reco
     expect(cells.some((c) => c.consumer === 'drv')).toBe(false);
   });
 });
+
+const PL = path.join(SHARED, 'data', 'vm-cpu', 'planetlab_20110303');
+describe.skipIf(!fs.existsSync(PL))('import planetlab', () => {
+  it('the 1,052 VMs of the day (names with spaces included) as one cswitch log', async () => {
+    const out = path.join(dir, 'pl');
+    const r = await cli(['import', 'planetlab', PL, '--out', out, '--cpus', '64']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/1,052 VMs on 64 CPUs, 288 steps of 5 min/);
+    const profile = JSON.parse(fs.readFileSync(path.join(out, 'machine.json'), 'utf8')) as { vms: unknown[] };
+    expect(profile.vms).toHaveLength(1052);
+    expect(lines(path.join(out, 'cswitch.csv'))[0]).toBe('ts_ns,cpu,vm,tsc,cycles');
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * `wattrace import planetlab <dir or files...> --out DIR [--cpus M]`: PlanetLab VM CPU utilization
+ * (one file per VM, one line per 5-minute step, CPU % of one CPU) to a context-switch log of N VMs
+ * on M CPUs, streaming over the steps.
+ *
+ * VM i runs on CPU i mod M. In each step each CPU runs its VMs one after the other, each for its
+ * utilization × 300 s (scaled down together when they want more than the step — the unmet
+ * demand is counted), then the idle processor halts for the rest. The VMs are named `vm<i>` in
+ * file-name order (the mapping can name them by regexes on file names); a `cycles` counter
+ * advances with the TSC while a VM runs. The starter profile lists the VMs as clients.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { WattraceError } from '../core/errors.js';
+import type { Mapping } from './disk.js';
+
+const STEP_NS = 300_000_000_000n;
+
+export interface PlanetlabSummary {
+  vms: number;
+  cpus: number;
+  steps: number;
+  rows: number;
+  unmetS: number;
+  out: string;
+  profile: string;
+}
+
+export function importPlanetlab(inputs: readonly string[], outDir: string, mapping: Mapping, cpus: number, tscHz = 2.0e9): PlanetlabSummary {
+  const files = inputs.flatMap((p) => {
+    if (!fs.existsSync(p)) throw new WattraceError('E_FILE', 'planetlab input does not exist', { file: p });
+    return fs.statSync(p).isDirectory() ? fs.readdirSync(p).sort().map((f) => path.join(p, f)) : [p];
+  });
+  if (files.length === 0) throw new WattraceError('E_EMPTY', 'no planetlab files');
+  if (!Number.isInteger(cpus) || cpus < 1) throw new WattraceError('E_USAGE', `--cpus must be a positive integer; got ${cpus}`);
+  const rules = Object.entries(mapping.vms ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
+  const names = files.map((f, i) => rules.find((r) => r.re.test(path.basename(f)))?.vm ?? `vm${i}`);
+  // The files are small (288 numbers each): read them all, check them, then write step by step.
+  const util = files.map((f) => {
+    const lines = fs.readFileSync(f, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
+    return lines.map((l, j) => {
+      const v = Number(l.trim());
+      if (!Number.isFinite(v) || v < 0) throw new WattraceError('E_FIELD', `utilization is not a non-negative number ('${l.trim()}')`, { file: f, line: j + 1 });
+      return Math.min(v, 100);
+    });
+  });
+  const steps = Math.max(...util.map((u) => u.length));
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, 'cswitch.csv');
+  const fd = fs.openSync(out, 'w');
+  let buf: string[] = ['ts_ns,cpu,vm,tsc,cycles'];
+  const hz = BigInt(Math.round(tscHz));
+  const cycles = new Array<bigint>(cpus).fill(0n);
+  let rows = 0;
+  let unmet = 0;
+  const tscAt = (t: bigint) => (t * hz) / 1_000_000_000n;
+  for (let c = 0; c < cpus; c++) buf.push(`0,${c},idle,0,0`);
+  for (let s = 0; s < steps; s++) {
+    const t0 = BigInt(s) * STEP_NS;
+    for (let c = 0; c < cpus; c++) {
+      const mine = util.map((u, i) => ({ i, pct: u[s] ?? 0 })).filter((x) => x.i % cpus === c && x.pct > 0);
+      const want = mine.reduce((a, x) => a + x.pct, 0);
+      const scale = want > 100 ? 100 / want : 1;
+      if (want > 100) unmet += ((want - 100) / 100) * 300;
+      let t = t0;
+      for (const x of mine) {
+        const d = BigInt(Math.round((x.pct / 100) * scale * 300e9));
+        if (d <= 0n) continue;
+        t += d;
+        cycles[c] = cycles[c]! + (d * hz) / 1_000_000_000n;
+        buf.push(`${t},${c},${names[x.i]},${tscAt(t)},${cycles[c]}`);
+        rows++;
+      }
+      const end = t0 + STEP_NS;
+      if (end > t) {
+        buf.push(`${end},${c},idle,${tscAt(end)},${cycles[c]}`);
+        rows++;
+      }
+    }
+    if (buf.length > 8192) {
+      fs.writeSync(fd, buf.join('\n') + '\n');
+      buf = [];
+    }
+  }
+  fs.writeSync(fd, buf.join('\n') + '\n');
+  fs.closeSync(fd);
+  const profile = path.join(outDir, 'machine.json');
+  fs.writeFileSync(
+    profile,
+    JSON.stringify(
+      {
+        description: `Starter profile from wattrace import planetlab: ${files.length} VMs on ${cpus} CPUs; the idle power and the cycles weight are placeholders to calibrate.`,
+        cpu: { tsc_hz: tscHz, idle_watts: 10, counter_bits: 64, idle_split: 'equal', events: { cycles: 5e-9 } },
+        disks: {},
+        vms: [...new Set(names)].map((id) => ({ id, role: 'client' })),
+        services: [],
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  return { vms: files.length, cpus, steps, rows, unmetS: unmet, out, profile };
+}
