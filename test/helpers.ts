@@ -154,3 +154,20 @@ export async function replayTexts(
 export function cells(sink: MemorySink): Map<string, number> {
   return sink.sumBy((r) => `${r.consumer}|${r.via ?? '-'}|${r.device}|${r.kind}`);
 }
+
+/**
+ * One CPU at 24 W idle shared equally by 3 VMs (each VM's idle share is 8 W: Figure 5's driver),
+ * a driver `drv` serving the disk to `vm1` and `vm2`.
+ */
+export function driverProfile(): Profile {
+  return {
+    cpu: { tsc_hz: 1e9, idle_watts: 24, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+    disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
+    vms: [
+      { id: 'drv', role: 'driver' },
+      { id: 'vm1', role: 'client' },
+      { id: 'vm2', role: 'client' },
+    ],
+    services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] }],
+  };
+}

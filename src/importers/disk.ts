@@ -116,6 +116,13 @@ class DiskWriter {
 
 const UINT = /^\d+$/;
 
+/** Each (value, column, name) must be a non-negative integer; else an error naming its column. */
+function checkUints(where: { file: string; line: number }, ...fields: (readonly [string, number, string])[]): void {
+  for (const [v, column, columnName] of fields) {
+    if (!UINT.test(v)) throw new WattraceError('E_FIELD', `${columnName} is not a non-negative integer ('${v}')`, { ...where, column, columnName });
+  }
+}
+
 export async function importDisk(format: DiskFormat, inputs: readonly string[], outDir: string, mapping: Mapping): Promise<ImportSummary> {
   fs.mkdirSync(outDir, { recursive: true });
   const w = new DiskWriter(path.join(outDir, 'disk.csv'), format, format === 'msr');
@@ -160,9 +167,7 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskW
       const f = s.split(',');
       if (f.length !== 5) throw new WattraceError('E_FIELD', `expected 5 fields as in the header, found ${f.length}`, where);
       const [, time, op, size, lbn] = f as [string, string, string, string, string];
-      for (const [v, col, name] of [[time, 2, 'time'], [size, 4, 'size'], [lbn, 5, 'lbn']] as const) {
-        if (!UINT.test(v)) throw new WattraceError('E_FIELD', `${name} is not a non-negative integer ('${v}')`, { ...where, column: col, columnName: name });
-      }
+      checkUints(where, [time, 2, 'time'], [size, 4, 'size'], [lbn, 5, 'lbn']);
       const kind = SCSI_OP[op.toLowerCase().padStart(2, '0')];
       if (!kind) {
         w.skip(`SCSI command ${op} (no data transfer)`);
@@ -258,9 +263,7 @@ async function readMsr(file: string, w: DiskWriter, mapping: Mapping): Promise<v
     const f = s.split(',');
     if (f.length !== 7) throw new WattraceError('E_FIELD', `expected 7 fields (Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime), found ${f.length}`, where);
     const [ts, host, disk, type, offset, size, resp] = f as [string, string, string, string, string, string, string];
-    for (const [v, col, name] of [[ts, 1, 'Timestamp'], [disk, 3, 'DiskNumber'], [offset, 5, 'Offset'], [size, 6, 'Size'], [resp, 7, 'ResponseTime']] as const) {
-      if (!UINT.test(v)) throw new WattraceError('E_FIELD', `${name} is not a non-negative integer ('${v}')`, { ...where, column: col, columnName: name });
-    }
+    checkUints(where, [ts, 1, 'Timestamp'], [disk, 3, 'DiskNumber'], [offset, 5, 'Offset'], [size, 6, 'Size'], [resp, 7, 'ResponseTime']);
     const op = /^read$/i.test(type) ? 'R' : /^write$/i.test(type) ? 'W' : null;
     if (!op) throw new WattraceError('E_FIELD', `Type is '${type}'; expected Read or Write`, { ...where, column: 4, columnName: 'Type' });
     const arrival = BigInt(ts) * TICK;

@@ -21,6 +21,7 @@ import { UNATTRIBUTED } from '../../core/profile.js';
 import type { RunSpan } from '../../core/span.js';
 import type { Stage, StageContext } from '../../core/stage.js';
 import { resized } from '../../core/typed.js';
+import { CpuClocks } from '../../core/cpu-clocks.js';
 
 export const CPU_DEVICE = 'cpu';
 
@@ -36,8 +37,7 @@ export class CpuSplit implements Stage {
   private readonly weights: Float64Array;
   private readonly wTsc: number;
   private firstT0 = new Float64Array(0);
-  private lastT = new Float64Array(0);
-  private cpuSeen = new Uint8Array(0);
+  private readonly clocks = new CpuClocks();
   private minT0 = Infinity;
   private maxT1 = -Infinity;
   /** by-time: CPU time of each consumer (ns), and the halt-period idle energy per interval. */
@@ -93,15 +93,13 @@ export class CpuSplit implements Stage {
       }
       if (t0 < this.minT0) this.minT0 = t0;
       if (t1 > this.maxT1) this.maxT1 = t1;
-      if (cpu >= this.lastT.length) this.growCpus(cpu);
-      if (this.cpuSeen[cpu] === 0) {
-        this.cpuSeen[cpu] = 1;
+      if (this.clocks.see(cpu, t1)) {
+        if (cpu >= this.firstT0.length) this.firstT0 = resized(this.firstT0, Math.max(cpu + 1, 2 * this.firstT0.length));
         this.firstT0[cpu] = t0;
       }
-      this.lastT[cpu] = t1;
     }
     this.periods += slice.to - slice.from;
-    this.acc.flushBefore(this.watermark());
+    this.acc.flushBefore(this.clocks.min());
   }
 
   finish(run: RunSpan): void {
@@ -117,16 +115,15 @@ export class CpuSplit implements Stage {
       unattributed += j;
       spread(a, b, this.ctx.intervalNs, (k, f) => this.row(k, UNATTRIBUTED, 'idle', j * f, run));
     };
-    for (let c = 0; c < this.cpuSeen.length; c++) {
-      if (!this.cpuSeen[c]) continue;
+    for (const [c, last] of this.clocks.entries()) {
       gap(run.t0, this.firstT0[c]!);
-      gap(this.lastT[c]!, run.t1);
+      gap(last, run.t1);
     }
     sink.metric('accounting.cpu.idle_joules', this.idleJoules + unattributed);
     sink.metric('accounting.cpu.active_joules', this.activeJoules);
     sink.metric('accounting.cpu.unlogged_idle_joules', unattributed);
     sink.metric('accounting.cpu.periods', this.periods);
-    sink.metric('accounting.cpu.cpus', this.cpuSeen.reduce((a, v) => a + v, 0));
+    sink.metric('accounting.cpu.cpus', this.clocks.count);
   }
 
   /** by-time: the idle energy of halt periods, shared by the VMs' CPU time over the whole run. */
@@ -146,19 +143,7 @@ export class CpuSplit implements Stage {
     this.haltJ = [];
   }
 
-  /** Every CPU has reported up to here, so earlier intervals are complete. */
-  private watermark(): number {
-    let w = Infinity;
-    for (let c = 0; c < this.lastT.length; c++) if (this.cpuSeen[c] && this.lastT[c]! < w) w = this.lastT[c]!;
-    return w === Infinity ? -Infinity : w;
-  }
 
-  private growCpus(cpu: number): void {
-    const n = Math.max(cpu + 1, 2 * this.lastT.length);
-    this.lastT = resized(this.lastT, n);
-    this.firstT0 = resized(this.firstT0, n);
-    this.cpuSeen = resized(this.cpuSeen, n);
-  }
 
   private row(k: number, consumer: string, kind: 'idle' | 'active', joules: number, span?: RunSpan): void {
     if (joules === 0) return;

@@ -50,7 +50,7 @@ import type { DriverChargeSettings } from '../../core/pipeline.js';
 import { ServiceGraph } from '../../core/services.js';
 import type { RunSpan } from '../../core/span.js';
 import type { EnergyCapture, EnergyKind, EnergyRow, Stage, StageContext } from '../../core/stage.js';
-import { resized } from '../../core/typed.js';
+import { CpuClocks } from '../../core/cpu-clocks.js';
 import { msToNs } from '../../core/units.js';
 import { CPU_DEVICE } from './cpu-split.js';
 
@@ -128,8 +128,7 @@ export class DriverCharge implements Stage, EnergyCapture {
   private readonly passed = new Map<number, Map<string, number>>();
   private readonly equal: boolean;
   private readonly mixBuf: Float64Array;
-  private lastT = new Float64Array(0);
-  private cpuSeen = new Uint8Array(0);
+  private readonly clocks = new CpuClocks();
   private now = -Infinity;
   private maxServiceNs = 0;
   private minT0 = Infinity;
@@ -205,9 +204,8 @@ export class DriverCharge implements Stage, EnergyCapture {
     else this.requests(slice as EventSlice<DiskBatch>);
     // Windows are complete once every CPU has reported past them and no later request can still
     // have been in flight in them.
-    let w = Infinity;
-    for (let c = 0; c < this.lastT.length; c++) if (this.cpuSeen[c] && this.lastT[c]! < w) w = this.lastT[c]!;
-    if (w === Infinity) return;
+    const w = this.clocks.min();
+    if (w === -Infinity) return;
     this.watermark = w;
     const limit = Math.min(w, this.now - this.maxServiceNs);
     if (limit <= this.flushedTo) return;
@@ -240,9 +238,7 @@ export class DriverCharge implements Stage, EnergyCapture {
       const t1 = b.t[i]!;
       const vm = b.vm[i]!;
       const cpu = b.cpu[i]!;
-      if (cpu >= this.lastT.length) this.growCpus(cpu);
-      this.cpuSeen[cpu] = 1;
-      this.lastT[cpu] = t1;
+      this.clocks.see(cpu, t1);
       if (t1 > this.now) this.now = t1;
       if (t1 > this.cpuEnd) this.cpuEnd = t1;
       if (t0 < this.minT0) this.minT0 = t0;
@@ -627,9 +623,4 @@ export class DriverCharge implements Stage, EnergyCapture {
     }
   }
 
-  private growCpus(cpu: number): void {
-    const n = Math.max(cpu + 1, 2 * this.lastT.length);
-    this.lastT = resized(this.lastT, n);
-    this.cpuSeen = resized(this.cpuSeen, n);
-  }
 }

@@ -19,7 +19,7 @@ import type { ContainerBatch, EventSlice, SwitchBatch } from '../../core/events.
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
 import type { RunSpan } from '../../core/span.js';
 import type { Stage, StageContext } from '../../core/stage.js';
-import { resized } from '../../core/typed.js';
+import { CpuClocks } from '../../core/cpu-clocks.js';
 
 export class VirtualCounters implements Stage {
   readonly name = 'virtual-counters' as const;
@@ -36,8 +36,7 @@ export class VirtualCounters implements Stage {
   /** Per guest lane (vm, cpu): the other VMs' cumulative advances at the lane's last row. */
   private readonly laneOthers = new Map<number, Float64Array>();
   private readonly tmp: Float64Array;
-  private lastT = new Float64Array(0);
-  private cpuSeen = new Uint8Array(0);
+  private readonly clocks = new CpuClocks();
   /** Totals over the run, for the conservation check: hardware and Σ virtual, per counter. */
   readonly hardware: Float64Array;
   translated = 0;
@@ -88,13 +87,9 @@ export class VirtualCounters implements Stage {
           for (let e = 0; e < nCtr; e++) s[base + e] = s[base + e]! + adv[e]! * f;
         });
       }
-      if (cpu >= this.lastT.length) this.growCpus(cpu);
-      this.cpuSeen[cpu] = 1;
-      this.lastT[cpu] = t1;
+      this.clocks.see(cpu, t1);
     }
-    let w = Infinity;
-    for (let c = 0; c < this.lastT.length; c++) if (this.cpuSeen[c] && this.lastT[c]! < w) w = this.lastT[c]!;
-    if (w !== Infinity) this.acc.flushBefore(w);
+    this.acc.flushBefore(this.clocks.min());
   }
 
   /** Guest container periods: hardware advances → the VM's virtual advances. */
@@ -133,12 +128,6 @@ export class VirtualCounters implements Stage {
     let a = m.get(key);
     if (!a) m.set(key, (a = new Float64Array(this.nCtr)));
     return a;
-  }
-
-  private growCpus(cpu: number): void {
-    const n = Math.max(cpu + 1, 2 * this.lastT.length);
-    this.lastT = resized(this.lastT, n);
-    this.cpuSeen = resized(this.cpuSeen, n);
   }
 
   private emit(k: number, s: Float64Array): void {

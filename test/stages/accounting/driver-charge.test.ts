@@ -1,21 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { resolveProfile, type Profile } from '../../../src/core/profile.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, relDiff, replayTexts } from '../../helpers.js';
+import { cells, driverProfile, relDiff, replayTexts } from '../../helpers.js';
 
-/** One CPU at 24 W idle shared equally by 3 VMs: each VM's idle share is 8 W (Figure 5's driver). */
-function fig5Profile(): Profile {
-  return {
-    cpu: { tsc_hz: 1e9, idle_watts: 24, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
-    disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
-    vms: [
-      { id: 'drv', role: 'driver' },
-      { id: 'vm1', role: 'client' },
-      { id: 'vm2', role: 'client' },
-    ],
-    services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] }],
-  };
-}
+const fig5Profile = driverProfile;
 
 const STAGES = ['cpu-split', 'disk-energy', 'driver-charge'] as const;
 

@@ -7,11 +7,11 @@ import { main } from '../../../src/cli.js';
 import { bufferIO } from '../../../src/commands/io.js';
 import { generate } from '../../../src/commands/generate.js';
 import { PROJECT_ROOT } from '../../../src/core/json.js';
-import { resolveProfile, type Profile } from '../../../src/core/profile.js';
+import { resolveProfile } from '../../../src/core/profile.js';
 import { throttleStep } from '../../../src/stages/policy/disk-budgets.js';
 import { settle } from '../../../src/stages/policy/settle.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import { cells, driverProfile, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 import type { MemorySink } from '../../../src/store/memory.js';
 
 describe('the throttle-factor formula (DESIGN §2), step by step by hand', () => {
@@ -106,19 +106,7 @@ describe('Figure 8 (pipelines/paper-fig8.json): two clients, 1 W and 0.5 W from 
 });
 
 describe('disk-budgets with arrival: trace', () => {
-  function profile(): Profile {
-    return {
-      cpu: { tsc_hz: 1e9, idle_watts: 24, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
-      disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
-      vms: [
-        { id: 'drv', role: 'driver' },
-        { id: 'vm1', role: 'client' },
-        { id: 'vm2', role: 'client' },
-      ],
-      services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] }],
-    };
-  }
-  const m = resolveProfile(profile(), 'p.json');
+  const m = resolveProfile(driverProfile(), 'p.json');
   const sc = driverScenario({
     seconds: 30,
     quietS: 0.5,

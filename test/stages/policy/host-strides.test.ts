@@ -113,14 +113,7 @@ describe('host-strides: demand that changes, and CPUs that come and go', () => {
 
 describe('host-strides: a limit costs only the limited VM', () => {
   // One CPU at 1 GHz; A (50 W active while running) and B (30 W) alternate in 1 ms slices for 20 s.
-  const rows = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
-  let uops = 0;
-  for (let i = 1; i <= 20_000; i++) {
-    const vm = i % 2 ? 'a' : 'b';
-    uops += vm === 'a' ? 50_000_000 : 30_000_000;
-    rows.push(`${i * 1e6},0,${vm},${i * 1e6},${uops}`);
-  }
-  const cswitch = rows.join('\n') + '\n';
+  const cswitch = alternatingAB();
   const m = resolveProfile(profileOf({ vms: ['a', 'b'], events: { uops: 1e-9 } }), 'ab.json');
   const run = (limits: Record<string, number>) => replayTexts(m, { cswitch }, ['cpu-split', 'host-strides'], { policy: { cpu: { start_s: 1, limits_watts: limits } } });
 
@@ -140,15 +133,8 @@ describe('host-strides: a limit costs only the limited VM', () => {
 });
 
 describe('host-strides: stealing', () => {
-  // One CPU; A (50 W) and B (30 W) alternate in 1 ms slices; B is a batch job (cpu_bound).
-  const rows = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
-  let uops = 0;
-  for (let i = 1; i <= 20_000; i++) {
-    const vm = i % 2 ? 'a' : 'b';
-    uops += vm === 'a' ? 50_000_000 : 30_000_000;
-    rows.push(`${i * 1e6},0,${vm},${i * 1e6},${uops}`);
-  }
-  const cswitch = rows.join('\n') + '\n';
+  // The same A and B; B is a batch job (cpu_bound).
+  const cswitch = alternatingAB();
   const m = resolveProfile(profileOf({ vms: ['a', 'b'], events: { uops: 1e-9 } }), 'ab.json');
   const run = (limits: Record<string, number>) =>
     // Against a competitor with a full share, 20 % of the CPU is stride 4: steps of 1 regulate it.
@@ -172,3 +158,15 @@ describe('host-strides: stealing', () => {
     }
   });
 });
+
+/** One CPU at 1 GHz: VM a (50 W of active power while running) and b (30 W) alternate in 1 ms slices for 20 s. */
+function alternatingAB(): string {
+  const rows = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+  let uops = 0;
+  for (let i = 1; i <= 20_000; i++) {
+    const vm = i % 2 ? 'a' : 'b';
+    uops += vm === 'a' ? 50_000_000 : 30_000_000;
+    rows.push(`${i * 1e6},0,${vm},${i * 1e6},${uops}`);
+  }
+  return rows.join('\n') + '\n';
+}
