@@ -128,17 +128,18 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
     )
     .command(
       'import <format> <inputs..>',
-      'Turn other trace formats into wattrace traces (perf-script, ftrace; block traces: disksim, vscsi-csv, vscsi, msr)',
+      'Turn other trace formats into wattrace traces (perf-script, ftrace, planetlab; block traces: blkparse, disksim, vscsi-csv, vscsi, msr)',
       (y) =>
         y
-          .positional('format', { type: 'string', demandOption: true, describe: 'perf-script, ftrace, planetlab, disksim, vscsi-csv, vscsi or msr' })
+          .positional('format', { type: 'string', demandOption: true, describe: 'perf-script, ftrace, planetlab, blkparse, disksim, vscsi-csv, vscsi or msr' })
           .positional('inputs', { type: 'string', array: true, demandOption: true, describe: 'Input files, read in order' })
           .option('out', { type: 'string', demandOption: true, describe: 'Folder to write the traces into' })
-          .option('map', { type: 'string', describe: 'Mapping JSON: { "vms": { "vm1": ["^0$", "^1$"] }, "default": "vm0" } (regexes on devices or file names)' })
+          .option('map', { type: 'string', describe: 'Mapping JSON: { "vms": { "vm1": ["^0$", "^1$"] }, "default": "vm0" } (regexes on commands, devices or file names; also "drivers", "core", and for blkparse "disks")' })
           .option('tsc-hz', { type: 'number', describe: 'ftrace with trace_clock=x86-tsc: the TSC rate (planetlab: the simulated one)' })
           .option('cpus', { type: 'number', describe: 'planetlab: CPUs of the machine the VMs share (default 16)' })
           .example('$0 import disksim trace.txt --out imported --map map.json', 'a DiskSim/MQSim trace, devices mapped to VMs')
-          .example('$0 import perf-script perf.txt --out host --map map.json', 'a perf script of sched_switch with group counters'),
+          .example('$0 import perf-script perf.txt --out host --map map.json', 'a perf script of sched_switch with group counters')
+          .example('$0 import blkparse vda.txt --out blk --map map.json', 'blkparse default output, requests charged to the submitting tasks\' VMs'),
       async (a) => {
         const { runImport } = await import('./commands/import.js');
         await runImport({ format: a.format, inputs: (a.inputs ?? []) as string[], out: a.out, map: a.map, tscHz: a['tsc-hz'], cpus: a.cpus }, io);

@@ -3,10 +3,11 @@ import { WattraceError } from '../core/errors.js';
 import { DISK_FORMATS, importDisk, loadMapping, type DiskFormat, type ImportSummary } from '../importers/disk.js';
 import { importPerfScript } from '../importers/perf-script.js';
 import { importFtrace } from '../importers/ftrace.js';
+import { importBlkparse } from '../importers/blkparse.js';
 import { importPlanetlab } from '../importers/planetlab.js';
 import type { IO } from './io.js';
 
-export const IMPORT_FORMATS = [...DISK_FORMATS, 'perf-script', 'ftrace', 'planetlab'] as const;
+export const IMPORT_FORMATS = [...DISK_FORMATS, 'blkparse', 'perf-script', 'ftrace', 'planetlab'] as const;
 
 export interface ImportArgs {
   format: string;
@@ -19,7 +20,7 @@ export interface ImportArgs {
 
 export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary> {
   if (!(IMPORT_FORMATS as readonly string[]).includes(args.format)) {
-    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')} (blkparse is not yet supported)`);
+    throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')}`);
   }
   if (args.inputs.length === 0) throw new WattraceError('E_USAGE', 'name at least one input file');
   if (args.format === 'planetlab') {
@@ -37,6 +38,15 @@ export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary
     const sk = Object.entries(f.skipped);
     io.out(sk.length ? `  skipped: ${sk.map(([r, n]) => `${n} × ${r}`).join(', ')}` : '  skipped: none');
     return { format: 'ftrace', written: f.switches + f.requests, skipped: f.skipped, byVm: f.byVm, first: null, last: null, out: f.out.join(', ') };
+  }
+  if (args.format === 'blkparse') {
+    const b = await importBlkparse(args.inputs, args.out, loadMapping(args.map));
+    io.out(`blkparse: ${b.written.toLocaleString('en-US')} requests → ${b.out} (first ${b.first}, last ${b.last} ns)`);
+    io.out(`  starter profile: ${b.profile}`);
+    io.out(`  by VM: ${Object.entries(b.byVm).map(([v, n]) => `${v} ${n.toLocaleString('en-US')}`).join(', ')}; by disk: ${Object.entries(b.byDisk).map(([d, n]) => `${d} ${n.toLocaleString('en-US')}`).join(', ')}`);
+    const sk = Object.entries(b.skipped);
+    io.out(sk.length ? `  skipped: ${sk.map(([r, n]) => `${n} × ${r}`).join(', ')}` : '  skipped: none');
+    return b;
   }
   const s =
     args.format === 'perf-script'

@@ -1,0 +1,178 @@
+/**
+ * `wattrace import blkparse`: the default text output of blkparse(1) to a disk request log
+ * (DESIGN §1, `ts_ns,vm,op,offset,bytes,latency_ns,disk`) and a starter profile, streaming.
+ *
+ * A line of the default format is `maj,min cpu seq sec.nsec pid action rwbs rest`, e.g.
+ * `254,0  1  4  0.000069000  77  D  WS 200000 + 128 [kworker/1:1H]`. A request is followed from
+ * its queueing (`Q`, in the context of the task that submitted it: that task's VM is the client)
+ * through its dispatch to the driver (`D`, often in a kworker's context) to its completion (`C`),
+ * keyed by device and start sector, the way the block layer's own trace points are paired:
+ * - the client is the VM of the `Q` at the request's start sector (a bio merged into another
+ *   request, `M`/`F`, rides with that request); without a `Q` in the trace, the task of the `D`;
+ * - the completion is the disk log row: `ts_ns` the `C` time, bytes from its `+ sectors`, op R or W
+ *   from rwbs, `latency_ns` = C − D (the device's service time, as with ftrace's issue/complete);
+ * - a requeued request (`R`) keeps its client; its service time is from its last dispatch.
+ * Counted skips (never silent): completions with an error, discards and requests that move no data
+ * (flushes: rwbs without R or W), completions whose dispatch precedes the trace, dispatches still
+ * in flight at its end, lines that are not events (notes, messages). The per-CPU and total
+ * statistics blkparse appends (`CPU0 (vda):` …, `Total`, `Throughput`, `Events`, `Skips`) end
+ * the events. A line that starts like an event but does not parse is an error naming it.
+ *
+ * Times: blkparse prints seconds since the first event (`%5T.%9t`), which become `ts_ns`. Disks:
+ * one disk log for all devices, with a `disk` column: the mapping's `disks` (regexes on `maj,min`)
+ * name them, else `dev<maj>_<min>`. The starter profile lists each disk with placeholder figures.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { WattraceError } from '../core/errors.js';
+import type { PerfMapping } from './perf-script.js';
+
+export interface BlkparseMapping extends PerfMapping {
+  /** Disk ids by regexes on the device's `maj,min`. */
+  disks?: Record<string, string[]>;
+}
+
+export interface BlkparseSummary {
+  format: 'blkparse';
+  written: number;
+  skipped: Record<string, number>;
+  byVm: Record<string, number>;
+  byDisk: Record<string, number>;
+  first: string | null;
+  last: string | null;
+  out: string;
+  profile: string;
+}
+
+/** `maj,min cpu seq sec.nsec pid action rwbs rest` */
+const EVENT = /^\s*(\d+),(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\.(\d{9})\s+(\d+)\s+([A-Za-z]{1,2})\s+([A-Z]+)\s*(.*)$/;
+/** `sector + nr_sectors [comm or error]` */
+const EXTENT = /^(\d+)\s+\+\s+(\d+)(?:\s+\[(.*)\])?/;
+const STARTS_LIKE_EVENT = /^\s*\d+,\d+\s/;
+const SUMMARY = /^(CPU\d+|Total) \(.*\):$/;
+
+export async function importBlkparse(inputs: readonly string[], outDir: string, mapping: BlkparseMapping): Promise<BlkparseSummary> {
+  const rules = (m: Record<string, string[]> | undefined) => Object.entries(m ?? {}).flatMap(([id, res]) => res.map((r) => ({ id, re: new RegExp(r) })));
+  const vmRules = rules(mapping.vms);
+  const diskRules = rules(mapping.disks);
+  const fallback = mapping.default ?? 'host';
+  const vmCache = new Map<string, string>();
+  const vmOf = (comm: string) => {
+    let v = vmCache.get(comm);
+    if (v === undefined) vmCache.set(comm, (v = vmRules.find((r) => r.re.test(comm))?.id ?? fallback));
+    return v;
+  };
+  const diskOf = (dev: string) => diskRules.find((r) => r.re.test(dev))?.id ?? `dev${dev.replace(',', '_')}`;
+
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, 'disk.csv');
+  const fd = fs.openSync(out, 'w');
+  let buf = ['ts_ns,vm,op,offset,bytes,latency_ns,disk'];
+  const s: BlkparseSummary = { format: 'blkparse', written: 0, skipped: {}, byVm: {}, byDisk: {}, first: null, last: null, out, profile: path.join(outDir, 'machine.json') };
+  const skip = (why: string) => (s.skipped[why] = (s.skipped[why] ?? 0) + 1);
+  /** Client VM of a queued request, by `dev:sector`. */
+  const queued = new Map<string, string>();
+  /** Dispatched requests by `dev:sector`. */
+  const issued = new Map<string, { t: bigint; vm: string }>();
+  const lastT = new Map<string, bigint>();
+
+  try {
+    for (const file of inputs) {
+      if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'blkparse input does not exist', { file });
+      const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+      let line = 0;
+      let inSummary = false;
+      for await (const raw of rl) {
+        line++;
+        if (inSummary) continue;
+        const m = EVENT.exec(raw);
+        if (!m) {
+          if (SUMMARY.test(raw)) inSummary = true;
+          else if (STARTS_LIKE_EVENT.test(raw)) {
+            throw new WattraceError('E_FIELD', `a line that does not read 'maj,min cpu seq sec.nsec pid action rwbs ...' (blkparse's default format): '${raw.trim()}'`, { file, line });
+          } else if (raw.trim() !== '') skip('a line that is not a blkparse event');
+          continue;
+        }
+        const [, maj, min, , , sec, nsec, , action, rwbs, rest] = m as unknown as [string, string, string, string, string, string, string, string, string, string, string];
+        const t = BigInt(sec) * 1_000_000_000n + BigInt(nsec);
+        const dev = `${maj},${min}`;
+        const x = EXTENT.exec(rest);
+        if (action === 'Q' || action === 'D' || action === 'R') {
+          if (!x) continue; // a request without a sector (a flush, a SCSI command): counted at its completion
+          const key = `${dev}:${x[1]}`;
+          if (action === 'Q') queued.set(key, vmOf(x[3] ?? ''));
+          else if (action === 'R') {
+            const i = issued.get(key);
+            if (i) queued.set(key, i.vm);
+            issued.delete(key);
+          } else {
+            issued.set(key, { t, vm: queued.get(key) ?? vmOf(x[3] ?? '') });
+            queued.delete(key);
+          }
+          continue;
+        }
+        if (action !== 'C') continue; // G, I, M, F, P, U, T, S, A, X, B, m: steps of a request followed by Q, D, C
+        const where = { file, line };
+        if (rwbs.includes('D')) {
+          if (x) issued.delete(`${dev}:${x[1]}`);
+          skip('a discard');
+          continue;
+        }
+        if (!/[RW]/.test(rwbs) || !x) {
+          skip(`a request without data (rwbs ${rwbs})`);
+          continue;
+        }
+        const key = `${dev}:${x[1]}`;
+        const iss = issued.get(key);
+        issued.delete(key);
+        if ((x[3] ?? '0') !== '0') {
+          skip(`a failed request (error ${x[3]})`);
+          continue;
+        }
+        if (!iss) {
+          skip('a completion whose dispatch is not in the trace');
+          continue;
+        }
+        const disk = diskOf(dev);
+        const last = lastT.get(disk);
+        if (last !== undefined && t < last) throw new WattraceError('E_ORDER', `a completion earlier than the previous one on ${dev}: blkparse sorts events by time, so the input is not its output`, where);
+        lastT.set(disk, t);
+        buf.push(`${t},${iss.vm},${rwbs.includes('W') ? 'W' : 'R'},${BigInt(x[1]!) * 512n},${BigInt(x[2]!) * 512n},${t - iss.t},${disk}`);
+        s.written++;
+        s.byVm[iss.vm] = (s.byVm[iss.vm] ?? 0) + 1;
+        s.byDisk[disk] = (s.byDisk[disk] ?? 0) + 1;
+        s.first ??= t.toString();
+        s.last = t.toString();
+        if (buf.length >= 8192) {
+          fs.writeSync(fd, buf.join('\n') + '\n');
+          buf = [];
+        }
+      }
+    }
+    if (buf.length > 0) fs.writeSync(fd, buf.join('\n') + '\n');
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(out, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+  if (issued.size > 0) s.skipped['a dispatch whose completion is not in the trace'] = issued.size;
+  writeStarterProfile(s, mapping, inputs);
+  return s;
+}
+
+function writeStarterProfile(s: BlkparseSummary, mapping: BlkparseMapping, inputs: readonly string[]): void {
+  const vms = Object.keys(s.byVm).sort();
+  const drivers = mapping.drivers ?? [];
+  const disks = Object.keys(s.byDisk).sort();
+  const clients = vms.filter((v) => !drivers.includes(v) && !(mapping.core ?? []).includes(v));
+  const profile = {
+    description: `Starter profile from wattrace import blkparse (${inputs.map((f) => path.basename(f)).join(', ')}): the disks' power figures are placeholders to measure; the CPU section is only there because every profile has one (blkparse records no CPU time).`,
+    cpu: { tsc_hz: 1e9, idle_watts: 10, counter_bits: 64, idle_split: 'by-time', events: {} },
+    disks: Object.fromEntries(disks.map((d) => [d, { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 }])),
+    vms: [...new Set([...vms, ...drivers])].sort().map((id) => ({ id, role: drivers.includes(id) ? 'driver' : (mapping.core ?? []).includes(id) ? 'core' : 'client' })),
+    services: drivers.length > 0 && clients.length > 0 ? disks.map((d) => ({ id: `v${d}`, driver: drivers[0], device: d, clients })) : [],
+  };
+  fs.writeFileSync(s.profile, JSON.stringify(profile, null, 2) + '\n');
+}

@@ -1,0 +1,148 @@
+/**
+ * `wattrace import blkparse`. The fixture `blkparse/vda.blkparse.txt` is real blkparse(1) output
+ * (Debian blktrace 1.2.0) of a binary recording written by `blkparse/make-blktrace.mjs`; the counts
+ * below were read off it with grep (`grep -c ' C  WS '` → 119, `grep ' C  RS ' | grep -vc '\[5\]'`
+ * → 128, `grep -c '  M  RS'` → 13).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { tmpDir } from '../helpers.js';
+
+const FIXTURE = path.join(import.meta.dirname, 'blkparse', 'vda.blkparse.txt');
+const dir = tmpDir();
+
+async function cli(args: string[]) {
+  const io = bufferIO();
+  const code = await main(args, io);
+  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+}
+const lines = (f: string) => fs.readFileSync(f, 'utf8').trimEnd().split('\n');
+function write(name: string, text: string): string {
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, text);
+  return f;
+}
+const MAP = { vms: { vm1: ['^vm1_dd$'], vm2: ['^vm2_fio$'], drv: ['^kworker'] }, drivers: ['drv'], default: 'host', disks: { disk: ['^254,0$'] } };
+
+describe('import blkparse (real blkparse output of a recorded workload)', () => {
+  it('pairs queue, dispatch and completion: clients from the submitting task, service time from the dispatch', async () => {
+    const map = write('blk-map.json', JSON.stringify(MAP));
+    const out = path.join(dir, 'blk');
+    const r = await cli(['import', 'blkparse', FIXTURE, '--out', out, '--map', map]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/247 requests .*first 411182, last 120209976 ns/);
+    expect(r.out).toMatch(/by VM: vm2 128, vm1 119; by disk: disk 247/);
+    // Every request the trace does not complete with data is named, none silently dropped.
+    for (const s of ['1 × a completion whose dispatch is not in the trace', '1 × a failed request (error 5)', '1 × a request without data (rwbs FNS)', '1 × a discard', '1 × a dispatch whose completion is not in the trace']) {
+      expect(r.out).toContain(s);
+    }
+    const l = lines(path.join(out, 'disk.csv'));
+    expect(l[0]).toBe('ts_ns,vm,op,offset,bytes,latency_ns,disk');
+    expect(l).toHaveLength(248);
+    // `D RS 20239464 + 8` at 0.000111800, `C` at 0.000411182.
+    expect(l[1]).toBe(`411182,vm2,R,${20239464 * 512},4096,${411182 - 111800},disk`);
+    // vm1's writes are dispatched by the kworker, yet are vm1's: Q at 0.000060000, D at 0.000069000.
+    expect(l[2]).toBe(`865546,vm1,W,${200000 * 512},65536,${865546 - 69000},disk`);
+    const rows = l.slice(1).map((x) => x.split(','));
+    expect(rows.filter((x) => x[1] === 'vm1').every((x) => x[2] === 'W' && x[4] === '65536')).toBe(true);
+    // The 13 back-merged reads come out as 8 KiB requests of vm2.
+    expect(rows.filter((x) => x[1] === 'vm2' && x[4] === '8192')).toHaveLength(13);
+    expect(rows.every((x, i) => i === 0 || BigInt(x[0]!) >= BigInt(rows[i - 1]![0]!))).toBe(true);
+    const profile = JSON.parse(fs.readFileSync(path.join(out, 'machine.json'), 'utf8')) as { vms: { id: string; role: string }[]; services: unknown[] };
+    expect(profile.vms).toEqual([
+      { id: 'drv', role: 'driver' },
+      { id: 'vm1', role: 'client' },
+      { id: 'vm2', role: 'client' },
+    ]);
+    expect(profile.services).toEqual([{ id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] }]);
+
+    // Replays through disk-energy with the starter profile; the disk's energy is conserved:
+    // idle 3.6 W over the run plus the active energy of the requests.
+    const p = write(path.join('blk', 'pipeline.json'), JSON.stringify({ name: 'blk', profile: 'machine.json', traces: { disk: 'disk.csv' }, stages: ['disk-energy'] }));
+    const db = path.join(dir, 'blk.sqlite');
+    const rr = await cli(['replay', p, '--db', db, '--quiet']);
+    expect(rr.code, rr.err).toBe(0);
+    const { default: Database } = await import('better-sqlite3');
+    const q = new Database(db, { readonly: true });
+    const cells = q.prepare("SELECT consumer, kind, sum(joules) AS j FROM energy_matrix WHERE device = 'disk' GROUP BY consumer, kind").all() as { consumer: string; kind: string; j: number }[];
+    const run = q.prepare('SELECT duration_ns FROM runs').get() as { duration_ns: number };
+    q.close();
+    const idle = cells.filter((c) => c.kind === 'idle').reduce((a, c) => a + c.j, 0);
+    expect(idle).toBeCloseTo((3.6 * run.duration_ns) / 1e9, 9);
+    expect(cells.find((c) => c.consumer === 'vm1' && c.kind === 'active')!.j).toBeGreaterThan(cells.find((c) => c.consumer === 'vm2' && c.kind === 'active')!.j);
+  });
+
+  it('the fixture is what blkparse makes of the recording (when blkparse is installed)', () => {
+    let have = true;
+    try {
+      execFileSync('blkparse', ['-V'], { stdio: 'ignore' });
+    } catch {
+      have = false;
+    }
+    if (!have) {
+      console.warn('[wattrace] skipping the blkparse round trip: blkparse (Debian package blktrace) is not installed');
+      return;
+    }
+    const raw = path.join(dir, 'raw');
+    execFileSync(process.execPath, [path.join(import.meta.dirname, 'blkparse', 'make-blktrace.mjs'), raw], { stdio: 'ignore' });
+    const text = path.join(dir, 'again.txt');
+    execFileSync('blkparse', ['-D', raw, '-i', 'vda', '-o', text], { stdio: 'ignore' });
+    expect(fs.readFileSync(text, 'utf8')).toBe(fs.readFileSync(FIXTURE, 'utf8'));
+  });
+});
+
+describe('import blkparse: small cases by hand', () => {
+  const ev = (cpu: number, seq: number, t: string, pid: number, a: string, rwbs: string, rest: string) => `  8,0    ${cpu}  ${String(seq).padStart(7)}  ${t}  ${String(pid).padStart(5)}  ${a} ${rwbs.padStart(3)} ${rest}`;
+
+  it('a requeued request keeps its client and is timed from its last dispatch; a dispatch without a queue is its task’s; devices are named by maj,min', async () => {
+    const f = write(
+      'hand.txt',
+      [
+        ev(0, 1, '0.000000000', 10, 'Q', 'R', '100 + 8 [app]'),
+        ev(0, 2, '0.000001000', 10, 'D', 'R', '100 + 8 [app]'),
+        ev(0, 3, '0.000002000', 0, 'R', 'R', '100 + 8 [0]'),
+        ev(1, 1, '0.000005000', 99, 'D', 'R', '100 + 8 [kworker/0:1]'),
+        ev(1, 2, '0.000009000', 0, 'C', 'R', '100 + 8 [0]'),
+        ev(1, 3, '0.000010000', 42, 'D', 'WS', '500 + 16 [other]'),
+        '  8,16   1        4     0.000011000    42  D  WS 500 + 16 [other]',
+        'CPU0 (sda):',
+        ' Reads Queued:           1,        4KiB\t Writes Queued:           0,        0KiB',
+        ev(1, 5, '0.000012000', 0, 'C', 'WS', '500 + 16 [0]'),
+        '',
+      ].join('\n'),
+    );
+    const out = path.join(dir, 'hand');
+    const r = await cli(['import', 'blkparse', f, '--out', out, '--map', write('hand-map.json', JSON.stringify({ vms: { vmA: ['^app$'] }, default: 'rest' }))]);
+    expect(r.code, r.err).toBe(0);
+    // Everything after blkparse's statistics is not events; the 8,0 and 8,16 writes stay in flight.
+    expect(lines(path.join(out, 'disk.csv'))).toEqual(['ts_ns,vm,op,offset,bytes,latency_ns,disk', `9000,vmA,R,${100 * 512},4096,4000,dev8_0`]);
+    expect(r.out).toContain('2 × a dispatch whose completion is not in the trace');
+    const two = write('two.txt', [ev(0, 1, '0.000000000', 42, 'D', 'W', '500 + 16 [other]'), '  8,16   0        1     0.000001000    42  D   W 7 + 8 [other]', ev(0, 2, '0.000002000', 0, 'C', 'W', '500 + 16 [0]'), '  8,16   0        2     0.000003000     0  C   W 7 + 8 [0]'].join('\n'));
+    const r2 = await cli(['import', 'blkparse', two, '--out', path.join(dir, 'two')]);
+    expect(r2.code, r2.err).toBe(0);
+    expect(r2.out).toMatch(/by VM: host 2; by disk: dev8_0 1, dev8_16 1/);
+    const prof = JSON.parse(fs.readFileSync(path.join(dir, 'two', 'machine.json'), 'utf8')) as { disks: Record<string, unknown> };
+    expect(Object.keys(prof.disks)).toEqual(['dev8_0', 'dev8_16']);
+  });
+
+  it('a malformed event line is an error naming it, and leaves no half-written log; other lines are counted', async () => {
+    const bad = write('bad.txt', [ev(0, 1, '0.000000000', 10, 'Q', 'R', '100 + 8 [app]'), '  8,0    0        2     0.00000x000    10  D   R 100 + 8 [app]'].join('\n'));
+    const out = path.join(dir, 'bad');
+    const r = await cli(['import', 'blkparse', bad, '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/bad\.txt:2.*maj,min cpu seq sec\.nsec/);
+    expect(fs.existsSync(path.join(out, 'disk.csv'))).toBe(false);
+    const back = write('back.txt', [ev(0, 1, '0.000000000', 10, 'D', 'R', '100 + 8 [app]'), ev(0, 2, '0.000000000', 10, 'D', 'R', '200 + 8 [app]'), ev(0, 3, '0.000005000', 0, 'C', 'R', '100 + 8 [0]'), ev(1, 1, '0.000004000', 0, 'C', 'R', '200 + 8 [0]')].join('\n'));
+    const rb = await cli(['import', 'blkparse', back, '--out', path.join(dir, 'back')]);
+    expect(rb.code).toBe(2);
+    expect(rb.err).toMatch(/back\.txt:4.*earlier than the previous one/);
+    const note = write('note.txt', ['Input file vda.blktrace.0 added', ev(0, 1, '0.000000000', 10, 'D', 'R', '100 + 8 [app]'), ev(0, 2, '0.000005000', 0, 'C', 'R', '100 + 8 [0]')].join('\n'));
+    const rn = await cli(['import', 'blkparse', note, '--out', path.join(dir, 'note')]);
+    expect(rn.code, rn.err).toBe(0);
+    expect(rn.out).toContain('1 × a line that is not a blkparse event');
+  });
+});
