@@ -55,6 +55,7 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
   let unmet = 0;
   const tscAt = (t: bigint) => (t * hz) / 1_000_000_000n;
   for (let c = 0; c < cpus; c++) buf.push(`0,${c},idle,0,0`);
+  rows += cpus;
   for (let s = 0; s < steps; s++) {
     const t0 = BigInt(s) * STEP_NS;
     for (let c = 0; c < cpus; c++) {
@@ -82,7 +83,7 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
       buf = [];
     }
   }
-  fs.writeSync(fd, buf.join('\n') + '\n');
+  if (buf.length > 0) fs.writeSync(fd, buf.join('\n') + '\n');
   fs.closeSync(fd);
   const profile = path.join(outDir, 'machine.json');
   fs.writeFileSync(

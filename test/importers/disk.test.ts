@@ -89,7 +89,7 @@ describe('import: malformed input is an error naming the line, or a counted skip
     const b = await cli(['import', 'vscsi-csv', f, '--out', path.join(dir, 'v2')]);
     expect(b.code).toBe(2);
     expect(b.err).toMatch(/v\.csv:2:4 \(column size\): size is not a non-negative integer/);
-    expect((await cli(['import', 'blkparse', f, '--out', dir])).err).toMatch(/unknown format 'blkparse'/);
+    expect((await cli(['import', 'iostat', f, '--out', dir])).err).toMatch(/unknown format 'iostat'.*blkparse/);
   });
 });
 
@@ -204,6 +204,11 @@ describe.skipIf(!fs.existsSync(PL))('import planetlab', () => {
     expect(r.out).toMatch(/1,052 VMs on 64 CPUs, 288 steps of 5 min/);
     const profile = JSON.parse(fs.readFileSync(path.join(out, 'machine.json'), 'utf8')) as { vms: unknown[] };
     expect(profile.vms).toHaveLength(1052);
-    expect(lines(path.join(out, 'cswitch.csv'))[0]).toBe('ts_ns,cpu,vm,tsc,cycles');
+    const l = lines(path.join(out, 'cswitch.csv'));
+    expect(l[0]).toBe('ts_ns,cpu,vm,tsc,cycles');
+    // Every row counted (the 64 CPUs' opening idle rows too), and no empty line at the end.
+    expect(r.out).toMatch(/→ 264,640 switches/);
+    expect(fs.readFileSync(path.join(out, 'cswitch.csv'), 'utf8').endsWith('\n\n')).toBe(false);
+    expect(l).toHaveLength(264_641);
   });
 });

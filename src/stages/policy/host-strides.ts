@@ -84,6 +84,8 @@ interface VmState {
 }
 
 export class HostStrides implements Stage {
+  /** Whole rounds and idle stretches in one step (see `rounds`); off only to test them. */
+  static batching = true;
   readonly name = 'host-strides' as const;
   readonly consumes = ['switch', 'container'] as const;
 
@@ -193,6 +195,7 @@ export class HostStrides implements Stage {
   /** Simulates one CPU up to time `until` (within one manager period). */
   private runUntil(cpu: Cpu, until: number): void {
     while (cpu.t < until) {
+      if (HostStrides.batching && this.rounds(cpu, until)) continue;
       const slot = Math.min(QUANTUM_NS, until - cpu.t);
       let best: number | null = null;
       let bestPass = Infinity;
@@ -208,8 +211,15 @@ export class HostStrides implements Stage {
         continue;
       }
       if (cpu.idlePass < bestPass) {
-        cpu.idlePass += IDLE_STRIDE * (slot / QUANTUM_NS);
-        cpu.t += slot;
+        // The idle processor runs until its pass reaches the best VM's: k quanta at once.
+        const k = HostStrides.batching ? Math.min(Math.ceil((bestPass - cpu.idlePass) / IDLE_STRIDE), Math.floor((until - cpu.t) / QUANTUM_NS)) : 1;
+        if (k >= 2) {
+          cpu.idlePass += IDLE_STRIDE * k;
+          cpu.t += k * QUANTUM_NS;
+        } else {
+          cpu.idlePass += IDLE_STRIDE * (slot / QUANTUM_NS);
+          cpu.t += slot;
+        }
         continue;
       }
       const vp = cpu.vps.get(best)!;
@@ -217,37 +227,80 @@ export class HostStrides implements Stage {
       // A CPU-bound VM runs whenever it is chosen: beyond its recorded demand at its mean power.
       const run = this.cpuBound.has(best) ? slot : Math.min(slot, vp.backlog);
       vp.pass += st.stride * (run / QUANTUM_NS);
-      let left = run;
-      let j = 0;
-      while (left > 0 && vp.head < vp.segNs.length) {
-        const ns = vp.segNs[vp.head]!;
-        const take = Math.min(left, ns);
-        const part = (vp.segJ[vp.head]! * take) / ns;
-        j += part;
-        vp.segNs[vp.head] = ns - take;
-        vp.segJ[vp.head] = vp.segJ[vp.head]! - part;
-        vp.backlog -= take;
-        left -= take;
-        if (vp.segNs[vp.head]! <= 0) vp.head++;
-      }
-      if (vp.head > 1024 && vp.head * 2 > vp.segNs.length) {
-        vp.segNs.splice(0, vp.head);
-        vp.segJ.splice(0, vp.head);
-        vp.head = 0;
-      }
-      if (left > 0) {
-        // cpu_bound beyond its demand.
-        j += st.recNs > 0 ? (st.recJ * left) / st.recNs : 0;
-        st.extraNs += left;
-      }
-      if (vp.backlog < 1e-6) vp.backlog = 0;
-      st.periodJ += j;
-      st.periodNs += run;
-      st.totalJ += j;
-      st.doneNs += run;
-      this.credit(st, run);
+      this.serve(best, vp, run);
       cpu.t += run;
     }
+  }
+
+  /**
+   * Whole scheduling rounds in one step. When every runnable VM on the CPU has the same stride
+   * and their passes lie within one stride of each other, the scheduler serves them round-robin
+   * in a fixed order, a quantum each, until the idle processor's pass is reached; m full rounds
+   * (every VM with at least m quanta of backlog, all within the manager period) are simulated at
+   * once: each VM served m quanta, its pass m strides on. The same schedule as quantum by quantum
+   * (a test compares them), at the cost of one step: a day of PlanetLab VMs is 86.4 M quanta per CPU.
+   */
+  private rounds(cpu: Cpu, until: number): boolean {
+    let n = 0;
+    let s = 0;
+    let pMin = Infinity;
+    let pMax = -Infinity;
+    let m = Infinity;
+    for (const [vm, vp] of cpu.vps) {
+      const bound = this.cpuBound.has(vm);
+      if (!(vp.backlog > 0 || bound)) continue;
+      const stride = this.vms[vm]!.stride;
+      if (n === 0) s = stride;
+      else if (stride !== s) return false;
+      n++;
+      if (vp.pass < pMin) pMin = vp.pass;
+      if (vp.pass > pMax) pMax = vp.pass;
+      if (!bound) m = Math.min(m, Math.floor(vp.backlog / QUANTUM_NS));
+    }
+    if (n === 0 || pMax - pMin >= s || cpu.idlePass < pMax) return false;
+    m = Math.min(m, Math.floor((cpu.idlePass - pMax) / s) + 1, Math.floor((until - cpu.t) / (n * QUANTUM_NS)));
+    if (m < 2) return false;
+    for (const [vm, vp] of cpu.vps) {
+      if (!(vp.backlog > 0 || this.cpuBound.has(vm))) continue;
+      vp.pass += s * m;
+      this.serve(vm, vp, m * QUANTUM_NS);
+    }
+    cpu.t += n * m * QUANTUM_NS;
+    return true;
+  }
+
+  /** `vm` runs `run` ns: its queued periods are served in order, each at its recorded power. */
+  private serve(vm: number, vp: Vp, run: number): void {
+    const st = this.vms[vm]!;
+    let left = run;
+    let j = 0;
+    while (left > 0 && vp.head < vp.segNs.length) {
+      const ns = vp.segNs[vp.head]!;
+      const take = Math.min(left, ns);
+      const part = (vp.segJ[vp.head]! * take) / ns;
+      j += part;
+      vp.segNs[vp.head] = ns - take;
+      vp.segJ[vp.head] = vp.segJ[vp.head]! - part;
+      vp.backlog -= take;
+      left -= take;
+      if (vp.segNs[vp.head]! <= 0) vp.head++;
+    }
+    if (vp.head > 1024 && vp.head * 2 > vp.segNs.length) {
+      vp.segNs.splice(0, vp.head);
+      vp.segJ.splice(0, vp.head);
+      vp.head = 0;
+    }
+    if (left > 0) {
+      // cpu_bound beyond its demand.
+      j += st.recNs > 0 ? (st.recJ * left) / st.recNs : 0;
+      st.extraNs += left;
+    }
+    if (vp.backlog < 1e-6) vp.backlog = 0;
+    st.periodJ += j;
+    st.periodNs += run;
+    st.totalJ += j;
+    st.doneNs += run;
+    this.credit(st, run);
   }
 
   /** The smallest pass among the processors that can run now (the idle one always can). */
