@@ -157,11 +157,14 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
           .option('folds-by', { choices: ['interleaved', 'blocks'] as const, default: 'interleaved' as const, describe: 'Folds of every k-th sample, or contiguous blocks (unseen workloads)' })
           .option('tsc-hz', { type: 'number', describe: 'TSC rate for the starter profile (default 3e9)' })
           .option('out', { type: 'string', describe: 'Write a starter machine profile with the fitted weights' })
-          .example('$0 calibrate --samples rapl.csv --target package_power --out machine.json', 'weights for cache_miss, cpu_cycles, cpu_instructions'),
+          .option('into', { type: 'string', describe: 'Write the weights and idle power into an existing profile (its cpu.events must have the fitted events)' })
+          .option('cpus', { type: 'number', describe: 'CPUs the samples cover: --into sets idle_watts = idle term / cpus (perf stat -A output counts them)' })
+          .example('$0 calibrate --samples rapl.csv --target package_power --out machine.json', 'weights for cache_miss, cpu_cycles, cpu_instructions')
+          .example('$0 calibrate --samples stat.csv --target power/energy-pkg/ --into host/machine.json', 'perf stat -I -x, output, into an imported profile'),
       async (a) => {
         const { runCalibrate } = await import('./commands/calibrate.js');
         runCalibrate(
-          { samples: a.samples, target: a.target, out: a.out, folds: a.folds, foldsBy: a['folds-by'], tscHz: a['tsc-hz'], features: a.features?.split(',').map((x) => x.trim()).filter((x) => x !== '') },
+          { samples: a.samples, target: a.target, out: a.out, folds: a.folds, foldsBy: a['folds-by'], tscHz: a['tsc-hz'], into: a.into, cpus: a.cpus, features: a.features?.split(',').map((x) => x.trim()).filter((x) => x !== '') },
           io,
         );
       },

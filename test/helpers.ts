@@ -171,3 +171,32 @@ export function driverProfile(): Profile {
     services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: ['vm1', 'vm2'] }],
   };
 }
+
+/**
+ * 30 one-second intervals (timestamps jitter around 1 s) of a 2-CPU machine whose package draws
+ * 16 W + 2e-9 J per cycle + 1e-9 J per instruction + 5e-8 J per cache miss; `perf stat -A`
+ * prints the energy for the socket's first CPU only; `branch-misses` is not supported.
+ */
+export function perfStat(): string {
+  const out = ['# started on Wed Nov 25 02:30:00 2026', ''];
+  let t = 0;
+  for (let i = 0; i < 30; i++) {
+    const dt = 1 + (i % 3) * 0.001;
+    t += dt;
+    const ts = t.toFixed(9).padStart(15);
+    let j = 16 * dt;
+    for (const cpu of [0, 1]) {
+      const cyc = Math.round(1e9 * dt * (1 + ((i + cpu) % 5)));
+      const ins = Math.round(5e8 * dt * (1 + ((i * 3 + cpu) % 7)));
+      const mis = Math.round(1e6 * dt * (1 + ((i * 7 + cpu) % 4)));
+      j += 2e-9 * cyc + 1e-9 * ins + 5e-8 * mis;
+      out.push(`${ts},CPU${cpu},${cyc},,cycles,${Math.round(dt * 1e9)},100.00,,`);
+      out.push(`${ts},CPU${cpu},${ins},,instructions,${Math.round(dt * 1e9)},100.00,,`);
+      out.push(`${ts},CPU${cpu},${mis},,cache-misses,${Math.round(dt * 1e9)},100.00,,`);
+      out.push(`${ts},CPU${cpu},<not supported>,,branch-misses,0,100.00,,`);
+    }
+    out.push(`${ts},CPU0,${j.toFixed(6)},Joules,power/energy-pkg/,${Math.round(dt * 1e9)},100.00,,`);
+  }
+  return out.join('\n') + '\n';
+}
+

@@ -19,6 +19,7 @@ import { parse } from 'csv-parse/sync';
 import { WattraceError } from '../core/errors.js';
 import type { IO } from './io.js';
 import { fmt, formatTable } from '../analysis/table.js';
+import { columnOf } from '../importers/perf-script.js';
 
 export interface CalibrateArgs {
   samples: string;
@@ -28,6 +29,96 @@ export interface CalibrateArgs {
   folds?: number | undefined;
   foldsBy?: FoldScheme | undefined;
   tscHz?: number | undefined;
+  /** An existing profile (e.g. from `import perf-script`) to write the weights and idle power into. */
+  into?: string | undefined;
+  /** CPUs the samples cover, to turn the idle term into `idle_watts` per CPU (perf stat -A counts them). */
+  cpus?: number | undefined;
+}
+
+export interface Samples {
+  names: string[];
+  X: number[][];
+  y: number[];
+  /** perf stat -A: the CPUs seen. */
+  cpus?: number;
+  /** perf stat: events left out, and why. */
+  dropped?: string[];
+}
+
+/** Does the file look like `perf stat -I … -x,` output (no header; a timestamp first)? */
+function isPerfStat(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.alloc(4096);
+  const n = fs.readSync(fd, buf, 0, buf.length, 0);
+  fs.closeSync(fd);
+  const first = buf.subarray(0, n).toString('utf8').split('\n').find((l) => l.trim() !== '' && !l.startsWith('#'));
+  return first !== undefined && /^\s*\d+\.\d+,/.test(first);
+}
+
+/**
+ * `perf stat -a [-A] -I <ms> -x, -e <events>,power/energy-pkg/` output to samples: one sample per
+ * interval, each event's count (summed over CPUs with -A) divided by the interval's length — events
+ * per second, and for the energy event joules per second, i.e. watts. Column names as the
+ * perf-script importer names trace columns (`cache-misses` → `cache_misses`), so the weights fit
+ * an imported profile. Lines: `time,[CPUn,]value,unit,event,run_time,pct,...`.
+ */
+export function readPerfStat(file: string, target: string, features?: readonly string[]): Samples {
+  const lines = fs.readFileSync(file, 'utf8').split(/\r?\n/);
+  const tcol = columnOf(target);
+  const intervals: { t: number; v: Map<string, number> }[] = [];
+  const bad = new Map<string, { line: number; value: string }>();
+  const cpus = new Set<string>();
+  const order: string[] = [];
+  lines.forEach((raw, i) => {
+    if (raw.trim() === '' || raw.startsWith('#')) return;
+    const f = raw.split(',').map((x) => x.trim());
+    const where = { file, line: i + 1 };
+    const t = Number(f[0]);
+    if (!Number.isFinite(t)) throw new WattraceError('E_FIELD', `expected perf stat -I -x, output (a timestamp first); got '${raw.trim()}'`, { ...where, column: 1 });
+    const k = /^CPU\d+$/.test(f[1] ?? '') ? 2 : 1;
+    if (k === 2) cpus.add(f[1]!);
+    const [value, , event] = [f[k], f[k + 1], f[k + 2]];
+    if (value === undefined || event === undefined || event === '') throw new WattraceError('E_FIELD', `expected time,[CPU,]value,unit,event,...; got '${raw.trim()}'`, where);
+    const name = columnOf(event);
+    let cur = intervals[intervals.length - 1];
+    if (!cur || cur.t !== t) {
+      if (cur && t < cur.t) throw new WattraceError('E_ORDER', `the interval's time ${t} is before the previous one (${cur.t})`, { ...where, column: 1 });
+      intervals.push((cur = { t, v: new Map() }));
+    }
+    if (!order.includes(name)) order.push(name);
+    const v = Number(value);
+    if (value === '' || !Number.isFinite(v)) {
+      if (!bad.has(name)) bad.set(name, { line: i + 1, value });
+      return;
+    }
+    cur.v.set(name, (cur.v.get(name) ?? 0) + v);
+  });
+  if (!order.includes(tcol)) throw new WattraceError('E_HEADER', `no event '${target}' in the perf stat output (its events are ${order.join(', ')})`, { file });
+  const used = (n: string) => n === tcol || (features !== undefined && features.length > 0 && features.map(columnOf).includes(n));
+  for (const [n, b] of bad) if (used(n)) throw new WattraceError('E_FIELD', `${n} is not a number ('${b.value}'): the event is not counted on this machine`, { file, line: b.line });
+  const dropped: string[] = [];
+  let names: string[];
+  if (features && features.length > 0) {
+    names = features.map(columnOf);
+    for (const n of names) if (!order.includes(n)) throw new WattraceError('E_HEADER', `no feature event '${n}' (the events are ${order.join(', ')})`, { file });
+  } else {
+    names = order.filter((n) => {
+      if (n === tcol) return false;
+      if (bad.has(n)) return dropped.push(`${n} (${bad.get(n)!.value})`), false;
+      if (n === 'msr_tsc' || /energy|power/.test(n)) return dropped.push(`${n} (${n === 'msr_tsc' ? 'the TSC' : 'another energy reading'})`), false;
+      return true;
+    });
+  }
+  const X: number[][] = [];
+  const y: number[] = [];
+  intervals.forEach((iv, j) => {
+    const dt = iv.t - (j === 0 ? 0 : intervals[j - 1]!.t);
+    if (!(dt > 0)) return;
+    X.push(names.map((n) => (iv.v.get(n) ?? 0) / dt));
+    y.push((iv.v.get(tcol) ?? 0) / dt);
+  });
+  if (X.length < 10) throw new WattraceError('E_EMPTY', `only ${X.length} intervals; a calibration needs at least 10`, { file });
+  return { names, X, y, ...(cpus.size > 0 ? { cpus: cpus.size } : {}), dropped };
 }
 
 export interface Fit {
@@ -103,8 +194,9 @@ export function predict(fit: Fit, names: readonly string[], row: readonly number
 }
 
 /** Reads the samples: a header row, numeric columns; rows with a non-number in a used column are an error. */
-export function readSamples(file: string, target: string, features?: readonly string[]): { names: string[]; X: number[][]; y: number[] } {
+export function readSamples(file: string, target: string, features?: readonly string[]): Samples {
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'samples file does not exist', { file });
+  if (isPerfStat(file)) return readPerfStat(file, target, features);
   const rows = parse(fs.readFileSync(file), { relax_column_count: false, skip_empty_lines: true }) as string[][];
   const header = rows[0] ?? [];
   const ti = header.indexOf(target);
@@ -176,7 +268,8 @@ export function calibrate(names: readonly string[], X: readonly number[][], y: r
 export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
   const k = args.folds ?? 5;
   if (!Number.isInteger(k) || k < 2) throw new WattraceError('E_USAGE', `--folds must be an integer of at least 2; got ${k}`);
-  const { names, X, y } = readSamples(args.samples, args.target, args.features);
+  const { names, X, y, cpus, dropped } = readSamples(args.samples, args.target, args.features);
+  if (dropped && dropped.length > 0) io.out(`left out: ${dropped.join(', ')}`);
   const r = calibrate(names, X, y, k, args.foldsBy ?? 'interleaved');
   io.out(`calibrated ${args.target} on ${X.length} samples of ${args.samples}: ${args.target} = ${fmt(r.fit.idle, 3)} W + ${names.map((n) => `${r.fit.weights[n]!.toExponential(4)} J × ${n}/s`).join(' + ')}`);
   io.out(formatTable(['fold', 'samples', 'MAPE %', 'RMSE W'], [...r.folds.map((f) => [String(f.fold), String(f.n), fmt(f.mape, 2), fmt(f.rmse, 3)]), ['all', String(X.length), fmt(r.mape, 2), fmt(r.rmse, 3)]], [false, true, true, true]));
@@ -191,5 +284,33 @@ export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
     fs.writeFileSync(args.out, JSON.stringify(profile, null, 2) + '\n');
     io.out(`wrote ${args.out}`);
   }
+  if (args.into) writeInto(args.into, r, args.cpus ?? cpus, io);
   return r;
+}
+
+/**
+ * Writes the fitted weights into an existing profile's `cpu.events` (each fitted event must be one
+ * of its events: the trace's columns) and the idle term, per CPU, as `idle_watts`.
+ */
+function writeInto(file: string, r: CalibrationResult, cpus: number | undefined, io: IO): void {
+  if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'the profile to calibrate does not exist', { file });
+  let p: { cpu?: { idle_watts?: number; events?: Record<string, number>; description?: string }; description?: string };
+  try {
+    p = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof p;
+  } catch (e) {
+    throw new WattraceError('E_JSON', `the profile is not valid JSON: ${(e as Error).message}`, { file });
+  }
+  const events = p.cpu?.events;
+  if (!p.cpu || !events) throw new WattraceError('E_PROFILE', 'the profile has no cpu.events to calibrate', { file });
+  const missing = r.features.filter((n) => !(n in events));
+  if (missing.length > 0) {
+    throw new WattraceError('E_PROFILE', `the profile has no event ${missing.join(', ')} (its events, the trace's columns, are ${Object.keys(events).join(', ') || 'none'}); record them, or fit others with --features`, { file });
+  }
+  const n = cpus ?? 1;
+  if (!(Number.isInteger(n) && n >= 1)) throw new WattraceError('E_USAGE', `--cpus must be a positive integer; got ${n}`);
+  for (const e of r.features) events[e] = r.fit.weights[e]!;
+  p.cpu.idle_watts = r.fit.idle / n;
+  p.description = `${p.description ?? ''} Calibrated by wattrace calibrate: weights for ${r.features.join(', ')}, idle ${fmt(r.fit.idle, 3)} W over ${n} CPU(s), ${r.folds.length}-fold MAPE ${fmt(r.mape, 2)} %.`.trim();
+  fs.writeFileSync(file, JSON.stringify(p, null, 2) + '\n');
+  io.out(`wrote the weights and idle_watts ${fmt(r.fit.idle / n, 3)} W per CPU (${fmt(r.fit.idle, 3)} W over ${n}${cpus === undefined ? ' — give --cpus, or record with perf stat -A' : ''}) into ${file}`);
 }

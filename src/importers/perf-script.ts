@@ -33,7 +33,8 @@ export interface PerfMapping extends Mapping {
   core?: string[];
 }
 
-const columnOf = (event: string) => event.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
+/** A perf event's name as a trace column (`cpu-clock` → `cpu_clock`, `msr/tsc/` → `msr_tsc`). */
+export const columnOf = (event: string) => event.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
 
 function nsOf(sec: string, frac: string): bigint {
   return BigInt(sec) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9));

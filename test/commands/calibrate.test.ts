@@ -6,7 +6,7 @@ import { main } from '../../src/cli.js';
 import { bufferIO } from '../../src/commands/io.js';
 import { calibrate, fitNonNegative } from '../../src/commands/calibrate.js';
 import { loadProfile } from '../../src/core/profile.js';
-import { SHARED, tmpDir } from '../helpers.js';
+import { perfStat, SHARED, tmpDir } from '../helpers.js';
 
 const NX12 = path.join(SHARED, 'data', 'power', 'kepler_nx12_rapl_CounterOnly.csv');
 const HAVE = fs.existsSync(NX12);
@@ -61,5 +61,58 @@ describe.skipIf(!HAVE)('calibrate on the nx12 RAPL samples (../shared/data/power
     const io2 = bufferIO();
     expect(await main(['calibrate', '--samples', bad, '--target', 'p', '--features', 'a'], io2)).toBe(2);
     expect(io2.stderr.join('')).toMatch(/bad\.csv:7:2 \(column p\): p is not a number \('x'\)/);
+  });
+});
+
+describe('calibrate from perf stat -I -x, output, into an imported profile', () => {
+  const dir = tmpDir();
+  async function cli(args: string[]) {
+    const io = bufferIO();
+    const code = await main(args, io);
+    return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+  }
+  it('recovers the weights per event/s and the idle watts per CPU, and writes them into the profile', async () => {
+    const samples = path.join(dir, 'stat.csv');
+    fs.writeFileSync(samples, perfStat());
+    const profile = path.join(dir, 'machine.json');
+    fs.writeFileSync(
+      profile,
+      JSON.stringify({
+        cpu: { tsc_hz: 2.6e9, idle_watts: 10, counter_bits: 64, idle_split: 'by-time', events: { cycles: 0, instructions: 0, cache_misses: 0, page_faults: 0 } },
+        disks: {},
+        vms: [{ id: 'vm1', role: 'client' }],
+        services: [],
+      }),
+    );
+    const r = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--into', profile]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('left out: branch_misses (<not supported>)');
+    const m = loadProfile(profile).profile;
+    expect(m.cpu.events['cycles']! / 2e-9).toBeCloseTo(1, 5);
+    expect(m.cpu.events['instructions']! / 1e-9).toBeCloseTo(1, 5);
+    expect(m.cpu.events['cache_misses']! / 5e-8).toBeCloseTo(1, 4);
+    expect(m.cpu.events['page_faults']).toBe(0);
+    // 16 W of idle over the 2 CPUs perf stat -A printed.
+    expect(m.cpu.idle_watts).toBeCloseTo(8, 5);
+    expect(r.out).toMatch(/idle_watts 8\.000 W per CPU \(16\.000 W over 2\)/);
+  });
+
+  it('bad input: an event the profile lacks, a target perf could not count, a line that is not perf stat', async () => {
+    const samples = path.join(dir, 'stat2.csv');
+    fs.writeFileSync(samples, perfStat());
+    const profile = path.join(dir, 'small.json');
+    const small = { cpu: { tsc_hz: 1e9, idle_watts: 10, counter_bits: 64, idle_split: 'equal', events: { cycles: 0 } }, disks: {}, vms: [{ id: 'vm1', role: 'client' }], services: [] };
+    fs.writeFileSync(profile, JSON.stringify(small));
+    const a = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--into', profile]);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/no event instructions, cache_misses/);
+    expect(JSON.parse(fs.readFileSync(profile, 'utf8'))).toEqual(small);
+    const b = await cli(['calibrate', '--samples', samples, '--target', 'branch-misses']);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/stat2\.csv:6.*branch_misses is not a number \('<not supported>'\)/);
+    fs.writeFileSync(samples, perfStat().replace(/\n(\s+3\.0\d+),CPU1,/, '\n$1;CPU1,'));
+    const c = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/']);
+    expect(c.code).toBe(2);
+    expect(c.err).toMatch(/stat2\.csv:\d+:1.*expected perf stat -I -x, output/);
   });
 });
