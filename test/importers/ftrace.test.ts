@@ -1,0 +1,68 @@
+/** `wattrace import ftrace`: the old sched_switch layout (a real ARM Juno trace) and malformed lines. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { SHARED, tmpDir } from '../helpers.js';
+
+const JUNO = path.join(SHARED, 'data', 'sched', 'lisa_juno_ftrace_sched.txt');
+if (!fs.existsSync(JUNO)) console.warn(`[wattrace] skipping the ftrace import of the Juno trace: ${JUNO} not found (CI has it)`);
+const dir = tmpDir();
+
+async function cli(args: string[]) {
+  const io = bufferIO();
+  const code = await main(args, io);
+  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+}
+const lines = (f: string) => fs.readFileSync(f, 'utf8').trimEnd().split('\n');
+
+describe.skipIf(!fs.existsSync(JUNO))('import ftrace: trace-cmd report of an ARM Juno board (old sched_switch layout, seconds clock)', () => {
+  it('every switch, mapped VMs, first and last rows; other events and the header counted', async () => {
+    const map = path.join(dir, 'juno-map.json');
+    fs.writeFileSync(map, JSON.stringify({ vms: { shell: ['^(sh|sshd)$'], kthreads: ['^(kworker|rcu_|watchdog|ksoftirqd|migration)'] }, default: 'other' }));
+    const out = path.join(dir, 'juno');
+    const r = await cli(['import', 'ftrace', JUNO, '--out', out, '--map', map]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/1,856 switches .*0 disk requests/);
+    // `grep -c sched_wakeup:` → 1068; `Version = 6` is the one line that is not an event.
+    expect(r.out).toContain('1 × a line that is not a trace event, 1068 × event sched_wakeup, 14 × event print, 3 × event sched_overutilized');
+    const l = lines(path.join(out, 'cswitch.csv'));
+    expect(l).toHaveLength(1857);
+    expect(l[0]).toBe('ts_ns,cpu,vm,tsc');
+    // `<...>-1701 [001] 76.211513: sched_switch: prev_comm=trace-cmd ...`, then `swapper/2` on cpu 2.
+    expect(l[1]).toBe('76211513000,1,other,76211513000');
+    expect(l[2]).toBe('76211523000,2,idle,76211523000');
+    expect(l[1856]).toBe('82888010000,2,idle,82888010000');
+    const vms = new Set(l.slice(1).map((x) => x.split(',')[2]));
+    expect(vms).toEqual(new Set(['idle', 'other', 'shell', 'kthreads']));
+    const profile = JSON.parse(fs.readFileSync(path.join(out, 'machine.json'), 'utf8')) as { cpu: { idle_split: string } };
+    expect(profile.cpu.idle_split).toBe('by-time');
+  });
+});
+
+describe('import ftrace: malformed lines', () => {
+  const head = (cpu: number, ts: string) => `          app-10    [00${cpu}] d..2 ${ts}: `;
+  it('a sched_switch without prev_comm, time going backwards on a CPU, a block request that does not parse: errors naming the line', async () => {
+    const cases: [string, RegExp][] = [
+      [[`${head(0, '1.000000')}sched_switch: prev_pid=10 ==> next_comm=b next_pid=11`].join('\n'), /t0\.txt:1.*sched_switch without prev_comm/],
+      [[`${head(0, '1.000010')}sched_switch: prev_comm=app prev_pid=10 prev_prio=120 prev_state=R ==> next_comm=b next_pid=11 next_prio=120`, `${head(0, '1.000000')}sched_switch: prev_comm=b prev_pid=11 prev_prio=120 prev_state=R ==> next_comm=app next_pid=10 next_prio=120`].join('\n'), /t1\.txt:2.*backwards on cpu 0/],
+      [[`${head(1, '1.000000')}block_rq_issue: 254,0 W 4096 () sector? + 8 [app]`].join('\n'), /t2\.txt:1.*block_rq_issue that does not read/],
+    ];
+    for (const [i, [text, err]] of cases.entries()) {
+      const f = path.join(dir, `t${i}.txt`);
+      fs.writeFileSync(f, text + '\n');
+      const out = path.join(dir, `bad${i}`);
+      const r = await cli(['import', 'ftrace', f, '--out', out]);
+      expect(r.code, text).toBe(2);
+      expect(r.err).toMatch(err);
+      expect(fs.existsSync(path.join(out, 'cswitch.csv'))).toBe(false);
+    }
+    // A line that is not an event is counted, not silently dropped.
+    const f = path.join(dir, 'ok.txt');
+    fs.writeFileSync(f, ['# tracer: nop', 'garbage here', `${head(0, '1.000000')}sched_switch: prev_comm=app prev_pid=10 prev_prio=120 prev_state=R ==> next_comm=b next_pid=11 next_prio=120`].join('\n') + '\n');
+    const r = await cli(['import', 'ftrace', f, '--out', path.join(dir, 'ok')]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('1 × a line that is not a trace event');
+  });
+});
