@@ -212,3 +212,31 @@ describe.skipIf(!fs.existsSync(PL))('import planetlab', () => {
     expect(l).toHaveLength(264_641);
   });
 });
+
+describe('import planetlab by hand', () => {
+  it('two VMs on one CPU: each step runs them in turn for their share of 300 s, scaled down together when overloaded', async () => {
+    const d = path.join(dir, 'pl-hand');
+    fs.mkdirSync(d, { recursive: true });
+    fs.writeFileSync(path.join(d, 'a b.txt'), '50\n200\n'); // a name with a space; 200 % counts as 100 %
+    fs.writeFileSync(path.join(d, 'c.txt'), '25\n100\n');
+    const out = path.join(dir, 'pl-hand-out');
+    const r = await cli(['import', 'planetlab', d, '--out', out, '--cpus', '1', '--tsc-hz', '1e9']);
+    expect(r.code, r.err).toBe(0);
+    // Step 2 wants 200 % of the CPU: both get half of what they asked, 300 CPU-seconds unmet.
+    expect(r.out).toMatch(/2 VMs on 1 CPUs, 2 steps of 5 min → 6 switches/);
+    expect(r.out).toMatch(/unmet demand \(CPUs overloaded\): 300 CPU-seconds/);
+    expect(lines(path.join(out, 'cswitch.csv'))).toEqual([
+      'ts_ns,cpu,vm,tsc,cycles',
+      '0,0,idle,0,0',
+      '150000000000,0,vm0,150000000000,150000000000',
+      '225000000000,0,vm1,225000000000,225000000000',
+      '300000000000,0,idle,300000000000,225000000000',
+      '450000000000,0,vm0,450000000000,375000000000',
+      '600000000000,0,vm1,600000000000,525000000000',
+    ]);
+    fs.writeFileSync(path.join(d, 'c.txt'), '25\nabc\n');
+    const bad = await cli(['import', 'planetlab', d, '--out', path.join(dir, 'pl-bad'), '--cpus', '1']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/c\.txt:2.*utilization is not a non-negative number \('abc'\)/);
+  });
+});
