@@ -6,17 +6,25 @@
  * `254,0  1  4  0.000069000  77  D  WS 200000 + 128 [kworker/1:1H]`. A request is followed from
  * its queueing (`Q`, in the context of the task that submitted it: that task's VM is the client)
  * through its dispatch to the driver (`D`, often in a kworker's context) to its completion (`C`),
- * keyed by device and start sector, the way the block layer's own trace points are paired:
- * - the client is the VM of the `Q` at the request's start sector (a bio merged into another
- *   request, `M`/`F`, rides with that request); without a `Q` in the trace, the task of the `D`;
+ * keyed by device and start sector (first in, first out when two are in flight at one sector, a
+ * completion matched to a dispatch of its own direction), the way the block layer's trace points
+ * pair up:
+ * - the client is the VM of the `Q` at the request's start sector; a bio back-merged into a
+ *   request (`M`) rides with it, a front merge (`F`) moves the request's start to the bio's sector
+ *   and keeps its client, a split (`X a / b`) gives the part from b the client of a; without a
+ *   `Q` in the trace, the client is the task of the `D`;
  * - the completion is the disk log row: `ts_ns` the `C` time, bytes from its `+ sectors`, op R or W
  *   from rwbs, `latency_ns` = C − D (the device's service time, as with ftrace's issue/complete);
+ *   a partial completion writes its part and the rest stays in flight from the next sector; on a
+ *   bio-based device (dm, md: `Q` then `C`, no `D`) the service time is C − Q;
  * - a requeued request (`R`) keeps its client; its service time is from its last dispatch.
- * Counted skips (never silent): completions with an error, discards and requests that move no data
- * (flushes: rwbs without R or W), completions whose dispatch precedes the trace, dispatches still
- * in flight at its end, lines that are not events (notes, messages). The per-CPU and total
- * statistics blkparse appends (`CPU0 (vda):` …, `Total`, `Throughput`, `Events`, `Skips`) end
- * the events. A line that starts like an event but does not parse is an error naming it.
+ * Counted skips (never silent): completions with an error, discards, requests that move no data
+ * or have no sector (flushes, SCSI commands), completions whose queueing or dispatch precedes the
+ * trace, dispatches still in flight at its end, lines that are not events (notes, `-s` per-program
+ * statistics). The per-CPU and total statistics blkparse appends (`CPU0 (vda):` …) end the
+ * events; an event after them (outputs run together) or a line that starts like an event but
+ * does not parse is an error naming it. One blkparse output per import (blkparse merges the
+ * per-CPU files of a recording itself).
  *
  * Times: blkparse prints seconds since the first event (`%5T.%9t`), which become `ts_ns`. Disks:
  * one disk log for all devices, with a `disk` column: the mapping's `disks` (regexes on `maj,min`)
@@ -31,6 +39,13 @@ import type { PerfMapping } from './perf-script.js';
 export interface BlkparseMapping extends PerfMapping {
   /** Disk ids by regexes on the device's `maj,min`. */
   disks?: Record<string, string[]>;
+}
+
+interface Issued {
+  t: bigint;
+  vm: string;
+  sectors: bigint;
+  op: 'R' | 'W';
 }
 
 export interface BlkparseSummary {
@@ -71,74 +86,120 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
   let buf = ['ts_ns,vm,op,offset,bytes,latency_ns,disk'];
   const s: BlkparseSummary = { format: 'blkparse', written: 0, skipped: {}, byVm: {}, byDisk: {}, first: null, last: null, out, profile: path.join(outDir, 'machine.json') };
   const skip = (why: string) => (s.skipped[why] = (s.skipped[why] ?? 0) + 1);
-  /** Client VM of a queued request, by `dev:sector`. */
-  const queued = new Map<string, string>();
-  /** Dispatched requests by `dev:sector`. */
-  const issued = new Map<string, { t: bigint; vm: string }>();
+  /** Queued bios by `dev:sector` (FIFO: two bios may start at one sector): client and time. */
+  const queued = new Map<string, { vm: string; t: bigint }[]>();
+  /** Dispatched requests by `dev:sector`: client, dispatch time, sectors left, R or W. */
+  const issued = new Map<string, Issued[]>();
   const lastT = new Map<string, bigint>();
+  let inFlight = 0;
+  const take = <T>(m: Map<string, T[]>, key: string, pick?: (x: T) => boolean): T | undefined => {
+    const list = m.get(key);
+    if (!list) return undefined;
+    const i = pick ? Math.max(0, list.findIndex(pick)) : 0;
+    const [x] = list.splice(i, 1);
+    if (list.length === 0) m.delete(key);
+    return x;
+  };
+  const put = <T>(m: Map<string, T[]>, key: string, x: T) => {
+    const list = m.get(key);
+    if (list) list.push(x);
+    else m.set(key, [x]);
+  };
+  if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'blkparse imports one output at a time (blkparse itself merges the per-CPU files of a recording; each output counts time from its own first event)');
+  const file = inputs[0]!;
 
   try {
-    for (const file of inputs) {
-      if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'blkparse input does not exist', { file });
-      const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
-      let line = 0;
-      let inSummary = false;
-      for await (const raw of rl) {
-        line++;
-        if (inSummary) continue;
-        const m = EVENT.exec(raw);
-        if (!m) {
-          if (SUMMARY.test(raw)) inSummary = true;
-          else if (STARTS_LIKE_EVENT.test(raw)) {
-            throw new WattraceError('E_FIELD', `a line that does not read 'maj,min cpu seq sec.nsec pid action rwbs ...' (blkparse's default format): '${raw.trim()}'`, { file, line });
-          } else if (raw.trim() !== '') skip('a line that is not a blkparse event');
-          continue;
+    if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'blkparse input does not exist', { file });
+    const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+    let line = 0;
+    let inSummary = false;
+    for await (const raw of rl) {
+      line++;
+      const m = EVENT.exec(raw);
+      if (inSummary) {
+        if (m) throw new WattraceError('E_FIELD', 'an event after blkparse\'s closing statistics: several outputs run together? Import one at a time', { file, line });
+        continue;
+      }
+      if (!m) {
+        if (SUMMARY.test(raw)) inSummary = true;
+        else if (STARTS_LIKE_EVENT.test(raw)) {
+          throw new WattraceError('E_FIELD', `a line that does not read 'maj,min cpu seq sec.nsec pid action rwbs ...' (blkparse's default format): '${raw.trim()}'`, { file, line });
+        } else if (raw.trim() !== '') skip('a line that is not a blkparse event');
+        continue;
+      }
+      const [, maj, min, , , sec, nsec, , action, rwbs, rest] = m as unknown as [string, string, string, string, string, string, string, string, string, string, string];
+      const t = BigInt(sec) * 1_000_000_000n + BigInt(nsec);
+      const dev = `${maj},${min}`;
+      const x = EXTENT.exec(rest);
+      const at = (sector: bigint) => `${dev}:${sector}`;
+      if (action === 'X') {
+        // A split: `sector / new_sector [comm]`; the remainder from new_sector has the same client.
+        const sp = /^(\d+)\s+\/\s+(\d+)/.exec(rest);
+        if (sp) {
+          const q = queued.get(at(BigInt(sp[1]!)))?.[0];
+          put(queued, at(BigInt(sp[2]!)), { vm: q?.vm ?? vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? ''), t: q?.t ?? t });
         }
-        const [, maj, min, , , sec, nsec, , action, rwbs, rest] = m as unknown as [string, string, string, string, string, string, string, string, string, string, string];
-        const t = BigInt(sec) * 1_000_000_000n + BigInt(nsec);
-        const dev = `${maj},${min}`;
-        const x = EXTENT.exec(rest);
-        if (action === 'Q' || action === 'D' || action === 'R') {
-          if (!x) continue; // a request without a sector (a flush, a SCSI command): counted at its completion
-          const key = `${dev}:${x[1]}`;
-          if (action === 'Q') queued.set(key, vmOf(x[3] ?? ''));
-          else if (action === 'R') {
-            const i = issued.get(key);
-            if (i) queued.set(key, i.vm);
-            issued.delete(key);
-          } else {
-            issued.set(key, { t, vm: queued.get(key) ?? vmOf(x[3] ?? '') });
-            queued.delete(key);
-          }
-          continue;
+        continue;
+      }
+      if (!x) {
+        if (action === 'C') skip(`a request without a sector (a flush or a SCSI command; rwbs ${rwbs})`);
+        continue;
+      }
+      const sector = BigInt(x[1]!);
+      const n = BigInt(x[2]!);
+      const op = rwbs.includes('W') ? 'W' : 'R';
+      if (action === 'Q') put(queued, at(sector), { vm: vmOf(x[3] ?? ''), t });
+      else if (action === 'M') take(queued, at(sector)); // the bio joined the request before it
+      else if (action === 'F') {
+        // The bio joined the request after it, which now starts at the bio's sector.
+        take(queued, at(sector));
+        const req = take(queued, at(sector + n));
+        if (req) put(queued, at(sector), req);
+      } else if (action === 'R') {
+        const i = take(issued, at(sector), (r) => r.op === op);
+        if (i) {
+          inFlight--;
+          put(queued, at(sector), { vm: i.vm, t: i.t });
         }
-        if (action !== 'C') continue; // G, I, M, F, P, U, T, S, A, X, B, m: steps of a request followed by Q, D, C
+      } else if (action === 'D') {
+        const q = take(queued, at(sector));
+        put(issued, at(sector), { t, vm: q?.vm ?? vmOf(x[3] ?? ''), sectors: n, op });
+        inFlight++;
+      } else if (action === 'C') {
         const where = { file, line };
         if (rwbs.includes('D')) {
-          if (x) issued.delete(`${dev}:${x[1]}`);
+          if (take(issued, at(sector))) inFlight--;
           skip('a discard');
           continue;
         }
-        if (!/[RW]/.test(rwbs) || !x) {
+        if (!/[RW]/.test(rwbs)) {
+          if (take(issued, at(sector))) inFlight--;
           skip(`a request without data (rwbs ${rwbs})`);
           continue;
         }
-        const key = `${dev}:${x[1]}`;
-        const iss = issued.get(key);
-        issued.delete(key);
+        let iss: { t: bigint; vm: string } | undefined = take(issued, at(sector), (r) => r.op === op);
+        if (iss) {
+          inFlight--;
+          const left = (iss as Issued).sectors - n;
+          if (left > 0n) {
+            // A partial completion: the rest of the request goes on from the next sector.
+            put(issued, at(sector + n), { ...(iss as Issued), sectors: left });
+            inFlight++;
+          }
+        } else iss = take(queued, at(sector)); // a bio-based device (dm, md): queued, then completed
         if ((x[3] ?? '0') !== '0') {
           skip(`a failed request (error ${x[3]})`);
           continue;
         }
         if (!iss) {
-          skip('a completion whose dispatch is not in the trace');
+          skip('a completion whose queueing or dispatch is not in the trace');
           continue;
         }
         const disk = diskOf(dev);
         const last = lastT.get(disk);
         if (last !== undefined && t < last) throw new WattraceError('E_ORDER', `a completion earlier than the previous one on ${dev}: blkparse sorts events by time, so the input is not its output`, where);
         lastT.set(disk, t);
-        buf.push(`${t},${iss.vm},${rwbs.includes('W') ? 'W' : 'R'},${BigInt(x[1]!) * 512n},${BigInt(x[2]!) * 512n},${t - iss.t},${disk}`);
+        buf.push(`${t},${iss.vm},${op},${sector * 512n},${n * 512n},${t - iss.t},${disk}`);
         s.written++;
         s.byVm[iss.vm] = (s.byVm[iss.vm] ?? 0) + 1;
         s.byDisk[disk] = (s.byDisk[disk] ?? 0) + 1;
@@ -149,6 +210,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
           buf = [];
         }
       }
+      // G, I, P, U, T, S, A, B, m: steps of a request that Q, D and C already follow.
     }
     if (buf.length > 0) fs.writeSync(fd, buf.join('\n') + '\n');
   } catch (e) {
@@ -157,11 +219,10 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
     throw e;
   }
   fs.closeSync(fd);
-  if (issued.size > 0) s.skipped['a dispatch whose completion is not in the trace'] = issued.size;
+  if (inFlight > 0) s.skipped['a dispatch whose completion is not in the trace'] = inFlight;
   writeStarterProfile(s, mapping, inputs);
   return s;
 }
-
 function writeStarterProfile(s: BlkparseSummary, mapping: BlkparseMapping, inputs: readonly string[]): void {
   const vms = Object.keys(s.byVm).sort();
   const drivers = mapping.drivers ?? [];

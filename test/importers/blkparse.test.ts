@@ -37,7 +37,7 @@ describe('import blkparse (real blkparse output of a recorded workload)', () => 
     expect(r.out).toMatch(/247 requests .*first 411182, last 120209976 ns/);
     expect(r.out).toMatch(/by VM: vm2 128, vm1 119; by disk: disk 247/);
     // Every request the trace does not complete with data is named, none silently dropped.
-    for (const s of ['1 × a completion whose dispatch is not in the trace', '1 × a failed request (error 5)', '1 × a request without data (rwbs FNS)', '1 × a discard', '1 × a dispatch whose completion is not in the trace']) {
+    for (const s of ['1 × a completion whose queueing or dispatch is not in the trace', '1 × a failed request (error 5)', '1 × a request without a sector (a flush or a SCSI command; rwbs FNS)', '1 × a discard', '1 × a dispatch whose completion is not in the trace']) {
       expect(r.out).toContain(s);
     }
     const l = lines(path.join(out, 'disk.csv'));
@@ -111,14 +111,13 @@ describe('import blkparse: small cases by hand', () => {
         '  8,16   1        4     0.000011000    42  D  WS 500 + 16 [other]',
         'CPU0 (sda):',
         ' Reads Queued:           1,        4KiB\t Writes Queued:           0,        0KiB',
-        ev(1, 5, '0.000012000', 0, 'C', 'WS', '500 + 16 [0]'),
         '',
       ].join('\n'),
     );
     const out = path.join(dir, 'hand');
     const r = await cli(['import', 'blkparse', f, '--out', out, '--map', write('hand-map.json', JSON.stringify({ vms: { vmA: ['^app$'] }, default: 'rest' }))]);
     expect(r.code, r.err).toBe(0);
-    // Everything after blkparse's statistics is not events; the 8,0 and 8,16 writes stay in flight.
+    // The 8,0 and 8,16 writes stay in flight.
     expect(lines(path.join(out, 'disk.csv'))).toEqual(['ts_ns,vm,op,offset,bytes,latency_ns,disk', `9000,vmA,R,${100 * 512},4096,4000,dev8_0`]);
     expect(r.out).toContain('2 × a dispatch whose completion is not in the trace');
     const two = write('two.txt', [ev(0, 1, '0.000000000', 42, 'D', 'W', '500 + 16 [other]'), '  8,16   0        1     0.000001000    42  D   W 7 + 8 [other]', ev(0, 2, '0.000002000', 0, 'C', 'W', '500 + 16 [0]'), '  8,16   0        2     0.000003000     0  C   W 7 + 8 [0]'].join('\n'));
@@ -127,6 +126,60 @@ describe('import blkparse: small cases by hand', () => {
     expect(r2.out).toMatch(/by VM: host 2; by disk: dev8_0 1, dev8_16 1/);
     const prof = JSON.parse(fs.readFileSync(path.join(dir, 'two', 'machine.json'), 'utf8')) as { disks: Record<string, unknown> };
     expect(Object.keys(prof.disks)).toEqual(['dev8_0', 'dev8_16']);
+  });
+
+  it('front and back merges, a split, a partial completion, two requests at one sector, a bio-based device', async () => {
+    const f = write(
+      'merge.txt',
+      [
+        // vmA's request at 1000; vmB's bio at 992 front-merges into it: the request is vmA's, now at 992.
+        ev(0, 1, '0.000000000', 10, 'Q', 'RS', '1000 + 8 [app]'),
+        ev(0, 2, '0.000000500', 10, 'I', 'RS', '1000 + 8 [app]'),
+        ev(0, 3, '0.000001000', 20, 'Q', 'RS', '992 + 8 [bee]'),
+        ev(0, 4, '0.000001100', 20, 'F', 'RS', '992 + 8 [bee]'),
+        // vmB's bio at 5008 back-merges into vmB's request at 5000.
+        ev(0, 5, '0.000001200', 20, 'Q', 'R', '5000 + 8 [bee]'),
+        ev(0, 6, '0.000001300', 20, 'Q', 'R', '5008 + 8 [bee]'),
+        ev(0, 7, '0.000001400', 20, 'M', 'R', '5008 + 8 [bee]'),
+        ev(1, 1, '0.000002000', 99, 'D', 'RS', '992 + 16 [kworker/1:1]'),
+        ev(1, 2, '0.000002100', 99, 'D', 'R', '5000 + 16 [kworker/1:1]'),
+        // vmA's 256 KiB write is split at 1512; both parts are vmA's.
+        ev(0, 8, '0.000003000', 10, 'Q', 'W', '1000000 + 512 [app]'),
+        ev(0, 9, '0.000003100', 10, 'X', 'W', '1000000 / 1000256 [app]'),
+        ev(1, 3, '0.000004000', 99, 'D', 'W', '1000000 + 256 [kworker/1:1]'),
+        ev(1, 4, '0.000004100', 99, 'D', 'W', '1000256 + 256 [kworker/1:1]'),
+        // A write and a read at one sector, in flight together; the read completes first.
+        ev(0, 10, '0.000005000', 10, 'Q', 'W', '7000 + 8 [app]'),
+        ev(0, 11, '0.000005100', 10, 'D', 'W', '7000 + 8 [app]'),
+        ev(0, 12, '0.000005200', 20, 'Q', 'R', '7000 + 8 [bee]'),
+        ev(0, 13, '0.000005300', 20, 'D', 'R', '7000 + 8 [bee]'),
+        ev(0, 14, '0.000010000', 0, 'C', 'RS', '992 + 16 [0]'),
+        ev(0, 15, '0.000011000', 0, 'C', 'R', '5000 + 16 [0]'),
+        ev(0, 16, '0.000012000', 0, 'C', 'W', '1000000 + 256 [0]'),
+        // A partial completion of the second part: 128 sectors, then the rest.
+        ev(0, 17, '0.000013000', 0, 'C', 'W', '1000256 + 128 [0]'),
+        ev(0, 18, '0.000014000', 0, 'C', 'W', '1000384 + 128 [0]'),
+        ev(0, 19, '0.000015000', 0, 'C', 'R', '7000 + 8 [0]'),
+        ev(0, 20, '0.000016000', 0, 'C', 'W', '7000 + 8 [0]'),
+        // A device-mapper device: queued, then completed.
+        '253,0    0       21     0.000017000    10  Q   W 300 + 8 [app]',
+        '253,0    0       22     0.000019000     0  C   W 300 + 8 [0]',
+      ].join('\n'),
+    );
+    const out = path.join(dir, 'merge');
+    const r = await cli(['import', 'blkparse', f, '--out', out, '--map', write('merge-map.json', JSON.stringify({ vms: { vmA: ['^app$'], vmB: ['^bee$'] }, default: 'drv' }))]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('skipped: none');
+    expect(lines(path.join(out, 'disk.csv')).slice(1)).toEqual([
+      `10000,vmA,R,${992 * 512},8192,8000,dev8_0`,
+      `11000,vmB,R,${5000 * 512},8192,8900,dev8_0`,
+      `12000,vmA,W,${1000000 * 512},131072,8000,dev8_0`,
+      `13000,vmA,W,${1000256 * 512},65536,8900,dev8_0`,
+      `14000,vmA,W,${1000384 * 512},65536,9900,dev8_0`,
+      `15000,vmB,R,${7000 * 512},4096,9700,dev8_0`,
+      `16000,vmA,W,${7000 * 512},4096,10900,dev8_0`,
+      `19000,vmA,W,${300 * 512},4096,2000,dev253_0`,
+    ]);
   });
 
   it('a malformed event line is an error naming it, and leaves no half-written log; other lines are counted', async () => {
@@ -140,6 +193,13 @@ describe('import blkparse: small cases by hand', () => {
     const rb = await cli(['import', 'blkparse', back, '--out', path.join(dir, 'back')]);
     expect(rb.code).toBe(2);
     expect(rb.err).toMatch(/back\.txt:4.*earlier than the previous one/);
+    const after = write('after.txt', [ev(0, 1, '0.000000000', 10, 'D', 'R', '100 + 8 [app]'), 'Total (sda):', ' Reads Queued: 1', ev(0, 2, '0.000005000', 0, 'C', 'R', '100 + 8 [0]')].join('\n'));
+    const ra = await cli(['import', 'blkparse', after, '--out', path.join(dir, 'after')]);
+    expect(ra.code).toBe(2);
+    expect(ra.err).toMatch(/after\.txt:4.*after blkparse's closing statistics/);
+    const two = await cli(['import', 'blkparse', after, after, '--out', path.join(dir, 'twice')]);
+    expect(two.code).toBe(2);
+    expect(two.err).toMatch(/one output at a time/);
     const note = write('note.txt', ['Input file vda.blktrace.0 added', ev(0, 1, '0.000000000', 10, 'D', 'R', '100 + 8 [app]'), ev(0, 2, '0.000005000', 0, 'C', 'R', '100 + 8 [0]')].join('\n'));
     const rn = await cli(['import', 'blkparse', note, '--out', path.join(dir, 'note')]);
     expect(rn.code, rn.err).toBe(0);
