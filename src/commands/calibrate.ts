@@ -41,8 +41,10 @@ export interface Samples {
   y: number[];
   /** perf stat -A: the CPUs seen. */
   cpus?: number;
-  /** perf stat: events left out, and why. */
+  /** perf stat: events and intervals left out, and why. */
   dropped?: string[];
+  /** perf stat: events whose unit wattrace does not know, used as printed. */
+  notes?: string[];
 }
 
 /** Does the file look like `perf stat -I … -x,` output (no header; a timestamp first)? */
@@ -55,18 +57,28 @@ function isPerfStat(file: string): boolean {
   return first !== undefined && /^\s*\d+\.\d+,/.test(first);
 }
 
+/** perf stat's units to the ones perf script prints (time counters in ns); other units as printed. */
+const UNIT_SCALE: Record<string, number> = { '': 1, Joules: 1, msec: 1e6, usec: 1e3, ns: 1, sec: 1e9 };
+
 /**
- * `perf stat -a [-A] -I <ms> -x, -e <events>,power/energy-pkg/` output to samples: one sample per
- * interval, each event's count (summed over CPUs with -A) divided by the interval's length — events
- * per second, and for the energy event joules per second, i.e. watts. Column names as the
- * perf-script importer names trace columns (`cache-misses` → `cache_misses`), so the weights fit
- * an imported profile. Lines: `time,[CPUn,]value,unit,event,run_time,pct,...`.
+ * `perf stat -a [-A | --per-socket | --per-die | --per-core] -I <ms> -x, -e <events>,power/energy-pkg/`
+ * output to samples: one sample per interval, each event's count (summed over CPUs, sockets, …)
+ * divided by the interval's length — events per second (time counters such as cpu-clock in ns,
+ * as perf script prints them, so `msec` values are scaled), and for the energy event joules per
+ * second, i.e. watts. Column names as the perf-script importer names trace columns
+ * (`cache-misses` → `cache_misses`), so the weights fit an imported profile. Lines:
+ * `time,[CPUn | S0,cpus | S0-D0,cpus | S0-D0-C0,cpus,]value,unit,event,run_time,pct,...`; metric
+ * continuation lines (no value, no event) are passed over. An event perf never counted
+ * (`<not supported>`) is left out; an interval in which a used event was not counted
+ * (`<not counted>`) is left out and counted.
  */
 export function readPerfStat(file: string, target: string, features?: readonly string[]): Samples {
   const lines = fs.readFileSync(file, 'utf8').split(/\r?\n/);
   const tcol = columnOf(target);
-  const intervals: { t: number; v: Map<string, number> }[] = [];
-  const bad = new Map<string, { line: number; value: string }>();
+  const intervals: { t: number; v: Map<string, number>; bad: Set<string> }[] = [];
+  const counted = new Set<string>();
+  const firstBad = new Map<string, { line: number; value: string }>();
+  const odd = new Map<string, string>();
   const cpus = new Set<string>();
   const order: string[] = [];
   lines.forEach((raw, i) => {
@@ -74,51 +86,71 @@ export function readPerfStat(file: string, target: string, features?: readonly s
     const f = raw.split(',').map((x) => x.trim());
     const where = { file, line: i + 1 };
     const t = Number(f[0]);
-    if (!Number.isFinite(t)) throw new WattraceError('E_FIELD', `expected perf stat -I -x, output (a timestamp first); got '${raw.trim()}'`, { ...where, column: 1 });
-    const k = /^CPU\d+$/.test(f[1] ?? '') ? 2 : 1;
-    if (k === 2) cpus.add(f[1]!);
-    const [value, , event] = [f[k], f[k + 1], f[k + 2]];
+    if (!Number.isFinite(t) || f[0] === '') throw new WattraceError('E_FIELD', `expected perf stat -I -x, output (a timestamp first); got '${raw.trim()}'`, { ...where, column: 1 });
+    const agg = f[1] ?? '';
+    const k = /^CPU\d+$/.test(agg) ? 2 : /^S\d+(-D\d+)?(-C\d+)?$/.test(agg) ? 3 : 1;
+    if (k === 2) cpus.add(agg);
+    const [value, unit, event] = [f[k], f[k + 1] ?? '', f[k + 2]];
+    if ((value ?? '') === '' && (event ?? '') === '') return; // a metric's continuation line
     if (value === undefined || event === undefined || event === '') throw new WattraceError('E_FIELD', `expected time,[CPU,]value,unit,event,...; got '${raw.trim()}'`, where);
     const name = columnOf(event);
     let cur = intervals[intervals.length - 1];
     if (!cur || cur.t !== t) {
       if (cur && t < cur.t) throw new WattraceError('E_ORDER', `the interval's time ${t} is before the previous one (${cur.t})`, { ...where, column: 1 });
-      intervals.push((cur = { t, v: new Map() }));
+      intervals.push((cur = { t, v: new Map(), bad: new Set() }));
     }
     if (!order.includes(name)) order.push(name);
     const v = Number(value);
     if (value === '' || !Number.isFinite(v)) {
-      if (!bad.has(name)) bad.set(name, { line: i + 1, value });
+      cur.bad.add(name);
+      if (!firstBad.has(name)) firstBad.set(name, { line: i + 1, value });
       return;
     }
-    cur.v.set(name, (cur.v.get(name) ?? 0) + v);
+    counted.add(name);
+    const scale = UNIT_SCALE[unit];
+    if (scale === undefined) odd.set(name, unit);
+    cur.v.set(name, (cur.v.get(name) ?? 0) + v * (scale ?? 1));
   });
   if (!order.includes(tcol)) throw new WattraceError('E_HEADER', `no event '${target}' in the perf stat output (its events are ${order.join(', ')})`, { file });
-  const used = (n: string) => n === tcol || (features !== undefined && features.length > 0 && features.map(columnOf).includes(n));
-  for (const [n, b] of bad) if (used(n)) throw new WattraceError('E_FIELD', `${n} is not a number ('${b.value}'): the event is not counted on this machine`, { file, line: b.line });
+  const never = (n: string) => !counted.has(n);
+  if (never(tcol)) {
+    const b = firstBad.get(tcol)!;
+    throw new WattraceError('E_FIELD', `${tcol} is not a number in any interval ('${b.value}'): the event is not counted on this machine`, { file, line: b.line });
+  }
   const dropped: string[] = [];
   let names: string[];
   if (features && features.length > 0) {
     names = features.map(columnOf);
-    for (const n of names) if (!order.includes(n)) throw new WattraceError('E_HEADER', `no feature event '${n}' (the events are ${order.join(', ')})`, { file });
+    for (const n of names) {
+      if (!order.includes(n)) throw new WattraceError('E_HEADER', `no feature event '${n}' (the events are ${order.join(', ')})`, { file });
+      if (never(n)) throw new WattraceError('E_FIELD', `${n} is not a number in any interval ('${firstBad.get(n)!.value}')`, { file, line: firstBad.get(n)!.line });
+    }
   } else {
     names = order.filter((n) => {
       if (n === tcol) return false;
-      if (bad.has(n)) return dropped.push(`${n} (${bad.get(n)!.value})`), false;
+      if (never(n)) return dropped.push(`${n} (${firstBad.get(n)!.value})`), false;
       if (n === 'msr_tsc' || /energy|power/.test(n)) return dropped.push(`${n} (${n === 'msr_tsc' ? 'the TSC' : 'another energy reading'})`), false;
       return true;
     });
   }
+  if (names.length === 0) throw new WattraceError('E_EMPTY', `no counter event to fit beside ${tcol}`, { file });
+  const notes = [...odd].filter(([n]) => names.includes(n)).map(([n, u]) => `${n} in ${u}, as printed`);
   const X: number[][] = [];
   const y: number[] = [];
+  let skipped = 0;
   intervals.forEach((iv, j) => {
     const dt = iv.t - (j === 0 ? 0 : intervals[j - 1]!.t);
     if (!(dt > 0)) return;
+    if (iv.bad.has(tcol) || names.some((n) => iv.bad.has(n))) {
+      skipped++;
+      return;
+    }
     X.push(names.map((n) => (iv.v.get(n) ?? 0) / dt));
     y.push((iv.v.get(tcol) ?? 0) / dt);
   });
+  if (skipped > 0) dropped.push(`${skipped} interval(s) with an event <not counted>`);
   if (X.length < 10) throw new WattraceError('E_EMPTY', `only ${X.length} intervals; a calibration needs at least 10`, { file });
-  return { names, X, y, ...(cpus.size > 0 ? { cpus: cpus.size } : {}), dropped };
+  return { names, X, y, ...(cpus.size > 0 ? { cpus: cpus.size } : {}), dropped, notes };
 }
 
 export interface Fit {
@@ -268,11 +300,13 @@ export function calibrate(names: readonly string[], X: readonly number[][], y: r
 export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
   const k = args.folds ?? 5;
   if (!Number.isInteger(k) || k < 2) throw new WattraceError('E_USAGE', `--folds must be an integer of at least 2; got ${k}`);
-  const { names, X, y, cpus, dropped } = readSamples(args.samples, args.target, args.features);
+  const { names, X, y, cpus, dropped, notes } = readSamples(args.samples, args.target, args.features);
   if (dropped && dropped.length > 0) io.out(`left out: ${dropped.join(', ')}`);
+  if (notes && notes.length > 0) io.out(`units: ${notes.join(', ')}`);
   const r = calibrate(names, X, y, k, args.foldsBy ?? 'interleaved');
   io.out(`calibrated ${args.target} on ${X.length} samples of ${args.samples}: ${args.target} = ${fmt(r.fit.idle, 3)} W + ${names.map((n) => `${r.fit.weights[n]!.toExponential(4)} J × ${n}/s`).join(' + ')}`);
   io.out(formatTable(['fold', 'samples', 'MAPE %', 'RMSE W'], [...r.folds.map((f) => [String(f.fold), String(f.n), fmt(f.mape, 2), fmt(f.rmse, 3)]), ['all', String(X.length), fmt(r.mape, 2), fmt(r.rmse, 3)]], [false, true, true, true]));
+  if (args.into) writeInto(args.into, r, args.cpus ?? cpus, io);
   if (args.out) {
     const profile = {
       description: `Starter profile from wattrace calibrate (${args.samples}, target ${args.target}, ${k}-fold MAPE ${fmt(r.mape, 2)} %). idle_watts is the fit's idle term for the whole measured device; set the VMs, tsc_hz and disks for your machine.`,
@@ -284,7 +318,6 @@ export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
     fs.writeFileSync(args.out, JSON.stringify(profile, null, 2) + '\n');
     io.out(`wrote ${args.out}`);
   }
-  if (args.into) writeInto(args.into, r, args.cpus ?? cpus, io);
   return r;
 }
 

@@ -97,6 +97,33 @@ describe('calibrate from perf stat -I -x, output, into an imported profile', () 
     expect(r.out).toMatch(/idle_watts 8\.000 W per CPU \(16\.000 W over 2\)/);
   });
 
+  it('perf stat conventions: msec counters in ns, metric continuation lines, <not counted> intervals, --per-socket', async () => {
+    // Per socket (`S0,<cpus>,`): cpu-clock in msec (perf script counts ns), a metric line after
+    // instructions, and two intervals where cycles were <not counted> (nothing ran).
+    const out = ['#           time socket cpus             counts unit events'];
+    let t = 0;
+    for (let i = 0; i < 14; i++) {
+      t += 1;
+      const busy = 0.2 + 0.05 * (i % 7); // CPU-seconds per second
+      const ins = 1e9 * (1 + ((i * 3) % 5));
+      const ts = t.toFixed(9).padStart(15);
+      out.push(`${ts},S0,2,${(busy * 1000).toFixed(3)},msec,cpu-clock,${1e9},100.00,${busy.toFixed(3)},CPUs utilized`);
+      out.push(`${ts},S0,2,${ins},,instructions,${1e9},100.00,,`);
+      out.push(`${ts},S0,2,,,,,,0.30,stalled cycles per insn`);
+      out.push(`${ts},S0,2,${i === 3 || i === 9 ? '<not counted>' : '123'},,cycles,0,0.00,,`);
+      // 10 W + 20 W per busy CPU-second (2e-8 J per ns of cpu-clock) + 1e-9 J per instruction.
+      out.push(`${ts},S0,2,${(10 + 20 * busy + 1e-9 * ins).toFixed(6)},Joules,power/energy-pkg/,${1e9},100.00,,`);
+    }
+    const samples = path.join(dir, 'socket.csv');
+    fs.writeFileSync(samples, out.join('\n') + '\n');
+    const r = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--features', 'cpu-clock,instructions', '--folds', '3']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/= 10\.000 W \+ 2\.0000e-8 J × cpu_clock\/s \+ 1\.0000e-9 J × instructions\/s/);
+    const all = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--folds', '3']);
+    expect(all.code, all.err).toBe(0);
+    expect(all.out).toContain('left out: 2 interval(s) with an event <not counted>');
+  });
+
   it('bad input: an event the profile lacks, a target perf could not count, a line that is not perf stat', async () => {
     const samples = path.join(dir, 'stat2.csv');
     fs.writeFileSync(samples, perfStat());
@@ -109,7 +136,7 @@ describe('calibrate from perf stat -I -x, output, into an imported profile', () 
     expect(JSON.parse(fs.readFileSync(profile, 'utf8'))).toEqual(small);
     const b = await cli(['calibrate', '--samples', samples, '--target', 'branch-misses']);
     expect(b.code).toBe(2);
-    expect(b.err).toMatch(/stat2\.csv:6.*branch_misses is not a number \('<not supported>'\)/);
+    expect(b.err).toMatch(/stat2\.csv:6.*branch_misses is not a number in any interval \('<not supported>'\)/);
     fs.writeFileSync(samples, perfStat().replace(/\n(\s+3\.0\d+),CPU1,/, '\n$1;CPU1,'));
     const c = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/']);
     expect(c.code).toBe(2);
