@@ -44,6 +44,20 @@ export interface CpuPolicySettings {
 export const CPU_POLICY_DEFAULTS: CpuPolicySettings = { period_ms: 100, start_s: 0, offset: 100, limits_watts: {}, cpu_bound: [] };
 export const IDLE_STRIDE = 1000;
 const QUANTUM_NS = 1e6;
+/**
+ * Passes are kept in stride × ns, integers (run times are whole ns), so adding one quantum at a
+ * time or m at once gives the same value exactly and both schedules break ties alike. Below 2^53
+ * doubles hold them exactly: past 2^49 every pass of the CPU is moved down by the smallest.
+ */
+const RENORMALIZE_AT = 2 ** 49;
+
+/** The number of steps k ≥ 0 with from + k·step < below (integers: exact, checked both ways). */
+function quantaBelow(from: number, below: number, step: number): number {
+  let k = Math.max(0, Math.ceil((below - from) / step));
+  while (k > 0 && from + (k - 1) * step >= below) k--;
+  while (from + k * step < below) k++;
+  return k;
+}
 
 interface Vp {
   /** Demand not yet served (ns): recorded periods queued in order, each with its energy. */
@@ -196,6 +210,7 @@ export class HostStrides implements Stage {
   private runUntil(cpu: Cpu, until: number): void {
     while (cpu.t < until) {
       if (HostStrides.batching && this.rounds(cpu, until)) continue;
+      if (cpu.idlePass > RENORMALIZE_AT) this.renormalize(cpu);
       const slot = Math.min(QUANTUM_NS, until - cpu.t);
       let best: number | null = null;
       let bestPass = Infinity;
@@ -212,12 +227,12 @@ export class HostStrides implements Stage {
       }
       if (cpu.idlePass < bestPass) {
         // The idle processor runs until its pass reaches the best VM's: k quanta at once.
-        const k = HostStrides.batching ? Math.min(Math.ceil((bestPass - cpu.idlePass) / IDLE_STRIDE), Math.floor((until - cpu.t) / QUANTUM_NS)) : 1;
+        const k = HostStrides.batching ? Math.min(quantaBelow(cpu.idlePass, bestPass, IDLE_STRIDE * QUANTUM_NS), Math.floor((until - cpu.t) / QUANTUM_NS)) : 1;
         if (k >= 2) {
-          cpu.idlePass += IDLE_STRIDE * k;
+          cpu.idlePass += IDLE_STRIDE * QUANTUM_NS * k;
           cpu.t += k * QUANTUM_NS;
         } else {
-          cpu.idlePass += IDLE_STRIDE * (slot / QUANTUM_NS);
+          cpu.idlePass += IDLE_STRIDE * slot;
           cpu.t += slot;
         }
         continue;
@@ -226,7 +241,7 @@ export class HostStrides implements Stage {
       const st = this.vms[best]!;
       // A CPU-bound VM runs whenever it is chosen: beyond its recorded demand at its mean power.
       const run = this.cpuBound.has(best) ? slot : Math.min(slot, vp.backlog);
-      vp.pass += st.stride * (run / QUANTUM_NS);
+      vp.pass += st.stride * run;
       this.serve(best, vp, run);
       cpu.t += run;
     }
@@ -257,12 +272,14 @@ export class HostStrides implements Stage {
       if (vp.pass > pMax) pMax = vp.pass;
       if (!bound) m = Math.min(m, Math.floor(vp.backlog / QUANTUM_NS));
     }
-    if (n === 0 || pMax - pMin >= s || cpu.idlePass < pMax) return false;
-    m = Math.min(m, Math.floor((cpu.idlePass - pMax) / s) + 1, Math.floor((until - cpu.t) / (n * QUANTUM_NS)));
+    const step = s * QUANTUM_NS;
+    if (n === 0 || pMax - pMin >= step || cpu.idlePass < pMax) return false;
+    // Rounds r = 0 … m−1 with pMax + r·step ≤ the idle processor's pass (VMs win ties against it).
+    m = Math.min(m, quantaBelow(pMax, cpu.idlePass + 1, step), Math.floor((until - cpu.t) / (n * QUANTUM_NS)));
     if (m < 2) return false;
     for (const [vm, vp] of cpu.vps) {
       if (!(vp.backlog > 0 || this.cpuBound.has(vm))) continue;
-      vp.pass += s * m;
+      vp.pass += step * m;
       this.serve(vm, vp, m * QUANTUM_NS);
     }
     cpu.t += n * m * QUANTUM_NS;
@@ -301,6 +318,14 @@ export class HostStrides implements Stage {
     st.totalJ += j;
     st.doneNs += run;
     this.credit(st, run);
+  }
+
+  /** Moves every pass of the CPU down by the smallest runnable one (order and gaps kept exactly). */
+  private renormalize(cpu: Cpu): void {
+    const base = this.minPass(cpu);
+    cpu.idlePass -= base;
+    // A processor without backlog rejoins at no less than the smallest pass: far below is all alike.
+    for (const vp of cpu.vps.values()) vp.pass = Math.max(vp.pass - base, -RENORMALIZE_AT);
   }
 
   /** The smallest pass among the processors that can run now (the idle one always can). */

@@ -195,16 +195,28 @@ describe('host-strides: whole rounds in one step are the quantum-by-quantum sche
     }
   });
 
+  it('a tie between a VM and the idle processor after partial quanta (found by a review)', async () => {
+    // CPU 1's log makes CPU 0 stop at odd nanoseconds; with passes as fractions of a quantum the
+    // batched run once gave a quantum to the VM that the quantum-by-quantum run gave the idle one.
+    const m = resolveProfile(profileOf({ vms: ['a'], events: { uops: 1e-9 } }), 'a.json');
+    const cswitch = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0', '0,1,idle,0,0', '2000000000,0,a,2000000000,40000000000', '2001000007,1,idle,2001000007,0', '2005007007,1,idle,2005007007,0', '3001507007,1,idle,3001507007,0'].join('\n') + '\n';
+    for (const period_ms of [100, 2000, 3002, 5000, 10000, 1000000]) {
+      const r = await both(() => replayTexts(m, { cswitch }, ['cpu-split', 'host-strides'], { policy: { cpu: { period_ms } } }));
+      expectSame(r.slow, r.fast);
+      expect(r.fast.metrics.get('cpu.a.work_s')! + r.fast.metrics.get('cpu.a.backlog_s')!).toBeCloseTo(2, 9);
+    }
+  });
+
   it('random long periods of 3 VMs on 2 CPUs (backlogs build up and drain)', async () => {
     const m = resolveProfile(profileOf({ vms: ['a', 'b', 'c'], events: { uops: 1e-9 } }), 'abc.json');
-    const period = fc.record({ cpu: fc.integer({ min: 0, max: 1 }), vm: fc.constantFrom('a', 'b', 'c', 'idle'), ms: fc.integer({ min: 1, max: 400 }), frac: fc.integer({ min: 0, max: 999 }), watts: fc.integer({ min: 5, max: 60 }) });
+    const period = fc.record({ cpu: fc.integer({ min: 0, max: 1 }), vm: fc.constantFrom('a', 'b', 'c', 'idle'), ms: fc.integer({ min: 1, max: 400 }), frac: fc.integer({ min: 0, max: 999_999 }), watts: fc.integer({ min: 5, max: 60 }) });
     await fc.assert(
       fc.asyncProperty(fc.array(period, { minLength: 1, maxLength: 40 }), fc.boolean(), async (ps, limited) => {
         const t = [0, 0];
         const uops = [0, 0];
         const rows: [number, number, string, number][] = [];
         for (const p of ps) {
-          const d = p.ms * 1e6 + p.frac * 1000;
+          const d = p.ms * 1e6 + p.frac; // odd nanoseconds: partial quanta
           t[p.cpu]! += d;
           if (p.vm !== 'idle') uops[p.cpu]! += p.watts * d; // 1e-9 J per uop: watts × ns
           rows.push([t[p.cpu]!, p.cpu, p.vm, uops[p.cpu]!]);
