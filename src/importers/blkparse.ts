@@ -34,7 +34,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { WattraceError } from '../core/errors.js';
-import type { PerfMapping } from './perf-script.js';
+import { taskMapper, type PerfMapping } from './perf-script.js';
 
 export interface BlkparseMapping extends PerfMapping {
   /** Disk ids by regexes on the device's `maj,min`. */
@@ -69,14 +69,12 @@ const SUMMARY = /^(CPU\d+|Total) \(.*\):$/;
 
 export async function importBlkparse(inputs: readonly string[], outDir: string, mapping: BlkparseMapping): Promise<BlkparseSummary> {
   const rules = (m: Record<string, string[]> | undefined) => Object.entries(m ?? {}).flatMap(([id, res]) => res.map((r) => ({ id, re: new RegExp(r) })));
-  const vmRules = rules(mapping.vms);
   const diskRules = rules(mapping.disks);
-  const fallback = mapping.default ?? 'host';
-  const vmCache = new Map<string, string>();
-  const vmOf = (comm: string) => {
-    let v = vmCache.get(comm);
-    if (v === undefined) vmCache.set(comm, (v = vmRules.find((r) => r.re.test(comm))?.id ?? fallback));
-    return v;
+  const taskVm = taskMapper(mapping);
+  // A request dispatched from the idle task's context (a softirq) is not the idle processor's.
+  const vmOf = (comm: string, pid: string) => {
+    const v = taskVm(comm, pid);
+    return v === 'idle' ? (mapping.default ?? 'host') : v;
   };
   const diskOf = (dev: string) => diskRules.find((r) => r.re.test(dev))?.id ?? `dev${dev.replace(',', '_')}`;
 
@@ -127,7 +125,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
         } else if (raw.trim() !== '') skip('a line that is not a blkparse event');
         continue;
       }
-      const [, maj, min, , , sec, nsec, , action, rwbs, rest] = m as unknown as [string, string, string, string, string, string, string, string, string, string, string];
+      const [, maj, min, , , sec, nsec, pid, action, rwbs, rest] = m as unknown as [string, string, string, string, string, string, string, string, string, string, string];
       const t = BigInt(sec) * 1_000_000_000n + BigInt(nsec);
       const dev = `${maj},${min}`;
       const x = EXTENT.exec(rest);
@@ -137,7 +135,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
         const sp = /^(\d+)\s+\/\s+(\d+)/.exec(rest);
         if (sp) {
           const q = queued.get(at(BigInt(sp[1]!)))?.[0];
-          put(queued, at(BigInt(sp[2]!)), { vm: q?.vm ?? vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? ''), t: q?.t ?? t });
+          put(queued, at(BigInt(sp[2]!)), { vm: q?.vm ?? vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? '', pid), t: q?.t ?? t });
         }
         continue;
       }
@@ -148,7 +146,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
       const sector = BigInt(x[1]!);
       const n = BigInt(x[2]!);
       const op = rwbs.includes('W') ? 'W' : 'R';
-      if (action === 'Q') put(queued, at(sector), { vm: vmOf(x[3] ?? ''), t });
+      if (action === 'Q') put(queued, at(sector), { vm: vmOf(x[3] ?? '', pid), t });
       else if (action === 'M') take(queued, at(sector)); // the bio joined the request before it
       else if (action === 'F') {
         // The bio joined the request after it, which now starts at the bio's sector.
@@ -163,7 +161,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
         }
       } else if (action === 'D') {
         const q = take(queued, at(sector));
-        put(issued, at(sector), { t, vm: q?.vm ?? vmOf(x[3] ?? ''), sectors: n, op });
+        put(issued, at(sector), { t, vm: q?.vm ?? vmOf(x[3] ?? '', pid), sectors: n, op });
         inFlight++;
       } else if (action === 'C') {
         const where = { file, line };

@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { WattraceError } from '../core/errors.js';
-import type { PerfMapping } from './perf-script.js';
+import { taskMapper, type PerfMapping } from './perf-script.js';
 
 /** `comm-pid [cpu] [flags] ts: event: rest` (flags absent in some trace-cmd layouts). */
 const LINE = /^\s*(.+)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(\d+)\]\s+(?:\S{4,5}\s+)?(\d+)(?:\.(\d+))?:\s+(\w+):\s*(.*)$/;
@@ -40,9 +40,7 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   const file = inputs[0]!;
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'ftrace input does not exist', { file });
   const hz = tscHz ?? 1e9;
-  const rules = Object.entries(mapping.vms ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
-  const fallback = mapping.default ?? 'host';
-  const vmOf = (comm: string) => (/^(swapper(\/\d+)?|<idle>)$/.test(comm) ? 'idle' : (rules.find((r) => r.re.test(comm))?.vm ?? fallback));
+  const vmOf = taskMapper(mapping);
   fs.mkdirSync(outDir, { recursive: true });
   const cswitch = path.join(outDir, 'cswitch.csv');
   const disk = path.join(outDir, 'disk.csv');
@@ -79,13 +77,13 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
       const tsc = frac === undefined ? BigInt(secOrTicks) : (ns * BigInt(Math.round(hz))) / 1_000_000_000n;
       const where = { file, line };
       if (event === 'sched_switch') {
-        const prev = /prev_comm=(.+?) prev_pid=/.exec(rest);
+        const prev = /prev_comm=(.+?) prev_pid=(\d+)/.exec(rest);
         if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without prev_comm: '${rest}'`, where);
         const cpu = Number(cpuS);
         const last = lastT.get(cpu);
         if (last !== undefined && ns < last) throw new WattraceError('E_ORDER', `time goes backwards on cpu ${cpu}`, where);
         lastT.set(cpu, ns);
-        const vm = vmOf(prev[1]!);
+        const vm = vmOf(prev[1]!, prev[2]!);
         cbuf.push(`${ns},${cpu},${vm},${tsc}`);
         s.switches++;
         s.byVm[vm] = (s.byVm[vm] ?? 0) + 1;
@@ -96,7 +94,9 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
         const key = `${maj},${min}:${sector}`;
         if (event === 'block_rq_issue') {
           const comm = /\[(.+?)\]\s*$/.exec(rest)?.[1] ?? '';
-          issued.set(key, { t: ns, vm: vmOf(comm), bytes: BigInt(bytes ?? '0') });
+          const client = vmOf(comm, m[2]!);
+          // A request issued from the idle task's context (a softirq) is not the idle processor's.
+          issued.set(key, { t: ns, vm: client === 'idle' ? (mapping.default ?? 'host') : client, bytes: BigInt(bytes ?? '0') });
           continue;
         }
         const iss = issued.get(key);

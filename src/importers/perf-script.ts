@@ -31,6 +31,29 @@ export interface PerfMapping extends Mapping {
   drivers?: string[];
   /** VMs that are the hypervisor / host core (role core). */
   core?: string[];
+  /** Tasks by their pid (thread id), regexes on the number: QEMU's vCPU threads all share one name. */
+  pids?: Record<string, string[]>;
+}
+
+/**
+ * The VM of a task: the idle task is `idle`; then the `pids` rules (on the pid as text), then the
+ * `vms` rules (on the command name), then `default` (`host` without one). Cached per task.
+ */
+export function taskMapper(mapping: PerfMapping): (comm: string, pid?: string) => string {
+  const rules = (m: Record<string, string[]> | undefined) => Object.entries(m ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
+  const byPid = rules(mapping.pids);
+  const byComm = rules(mapping.vms);
+  const fallback = mapping.default ?? 'host';
+  const cache = new Map<string, string>();
+  return (comm, pid) => {
+    const key = `${pid ?? ''}/${comm}`;
+    let v = cache.get(key);
+    if (v === undefined) {
+      v = /^(swapper(\/\d+)?|<idle>)$/.test(comm) ? 'idle' : ((pid !== undefined ? byPid.find((r) => r.re.test(pid))?.vm : undefined) ?? byComm.find((r) => r.re.test(comm))?.vm ?? fallback);
+      cache.set(key, v);
+    }
+    return v;
+  };
 }
 
 /** A perf event's name as a trace column (`cpu-clock` → `cpu_clock`, `msr/tsc/` → `msr_tsc`). */
@@ -50,9 +73,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'perf-script imports one recording at a time');
   const file = inputs[0]!;
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'perf-script input does not exist', { file });
-  const rules = Object.entries(mapping.vms ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
-  const fallback = mapping.default ?? 'host';
-  const vmOf = (comm: string) => (/^swapper(\/\d+)?$/.test(comm) ? 'idle' : (rules.find((r) => r.re.test(comm))?.vm ?? fallback));
+  const vmOf = taskMapper(mapping);
 
   // Pass 1: the counters (group members) and the CPUs.
   const events = new Set<string>();
@@ -120,9 +141,9 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       const event = m[8]!;
       if (event === SWITCH) {
         emit();
-        const prev = /prev_comm=(.+?) prev_pid=/.exec(m[9] ?? '');
+        const prev = /prev_comm=(.+?) prev_pid=(\d+)/.exec(m[9] ?? '');
         if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without prev_comm: '${m[9] ?? ''}'`, { file, line: n });
-        pending = { cpu, t, vm: vmOf(prev[1]!), tsc: 0n, ev: evNames.map(() => 0n), line: n };
+        pending = { cpu, t, vm: vmOf(prev[1]!, prev[2]!), tsc: 0n, ev: evNames.map(() => 0n), line: n };
         continue;
       }
       if (!pending || pending.cpu !== cpu || pending.t !== t) {

@@ -66,3 +66,35 @@ describe('import ftrace: malformed lines', () => {
     expect(r.out).toContain('1 × a line that is not a trace event');
   });
 });
+
+describe('import: tasks mapped by pid (QEMU vCPU threads share one name)', () => {
+  it('ftrace switches and blkparse requests of two qemu threads go to their VMs by pid; swapper is idle, never a disk client', async () => {
+    const map = path.join(dir, 'pid-map.json');
+    fs.writeFileSync(map, JSON.stringify({ pids: { vm1: ['^4242$'], vm2: ['^4343$'] }, vms: { vm9: ['^qemu'] }, default: 'host' }));
+    const sw = (pid: number, ts: string, next: string) => `  qemu-system-x86-${pid}  [000] d..2 ${ts}: sched_switch: prev_comm=qemu-system-x86 prev_pid=${pid} prev_prio=120 prev_state=R ==> next_comm=${next} next_pid=1 next_prio=120`;
+    const f = path.join(dir, 'qemu.txt');
+    fs.writeFileSync(
+      f,
+      [
+        sw(4242, '1.000000', 'qemu-system-x86'),
+        sw(4343, '1.000100', 'qemu-system-x86'),
+        sw(5000, '1.000200', 'swapper/0'),
+        `  <idle>-0  [000] d..2 1.000300: sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=x next_pid=1 next_prio=120`,
+        `  <idle>-0  [000] d.s2 1.000400: block_rq_issue: 254,0 R 4096 () 100 + 8 [swapper/0]`,
+        `  <idle>-0  [000] d.h2 1.000500: block_rq_complete: 254,0 R () 100 + 8 [0]`,
+      ].join('\n') + '\n',
+    );
+    const r = await cli(['import', 'ftrace', f, '--out', path.join(dir, 'qemu'), '--map', map]);
+    expect(r.code, r.err).toBe(0);
+    expect(fs.readFileSync(path.join(dir, 'qemu', 'cswitch.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',')[2])).toEqual(['vm1', 'vm2', 'vm9', 'idle']);
+    expect(fs.readFileSync(path.join(dir, 'qemu', 'disk.csv'), 'utf8').trim().split('\n')[1]!.split(',')[1]).toBe('host');
+    const b = path.join(dir, 'qemu.blk');
+    fs.writeFileSync(
+      b,
+      ['  8,0    0        1     0.000000000  4343  Q   R 100 + 8 [qemu-system-x86]', '  8,0    0        2     0.000001000  4343  D   R 100 + 8 [qemu-system-x86]', '  8,0    0        3     0.000002000     0  C   R 100 + 8 [0]'].join('\n') + '\n',
+    );
+    const rb = await cli(['import', 'blkparse', b, '--out', path.join(dir, 'qemu-blk'), '--map', map]);
+    expect(rb.code, rb.err).toBe(0);
+    expect(rb.out).toMatch(/by VM: vm2 1/);
+  });
+});
