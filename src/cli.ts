@@ -134,7 +134,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
           .positional('format', { type: 'string', demandOption: true, describe: 'perf-script, ftrace, planetlab, blkparse, disksim, vscsi-csv, vscsi or msr' })
           .positional('inputs', { type: 'string', array: true, demandOption: true, describe: 'Input files, read in order' })
           .option('out', { type: 'string', demandOption: true, describe: 'Folder to write the traces into' })
-          .option('map', { type: 'string', describe: 'Mapping JSON: { "vms": { "vm1": ["^0$", "^1$"] }, "default": "vm0" } (regexes on commands, devices or file names; also "drivers", "core", and for blkparse "disks")' })
+          .option('map', { type: 'string', describe: 'Mapping JSON: { "vms": { "vm1": ["^0$", "^1$"] }, "default": "vm0" } (regexes on commands, devices or file names; "pids" on pids; also "drivers", "core", and for blkparse "disks")' })
           .option('tsc-hz', { type: 'number', describe: 'ftrace with trace_clock=x86-tsc: the TSC rate (planetlab: the simulated one)' })
           .option('cpus', { type: 'number', describe: 'planetlab: CPUs of the machine the VMs share (default 16)' })
           .example('$0 import disksim trace.txt --out imported --map map.json', 'a DiskSim/MQSim trace, devices mapped to VMs')
