@@ -14,6 +14,15 @@ import { tmpDir } from '../helpers.js';
 
 const FIXTURE = path.join(import.meta.dirname, 'blkparse', 'vda.blkparse.txt');
 const dir = tmpDir();
+const HAVE_BLKPARSE = (() => {
+  try {
+    execFileSync('blkparse', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    console.warn('[wattrace] skipping the blkparse round trip: blkparse (Debian package blktrace) is not installed');
+    return false;
+  }
+})();
 
 async function cli(args: string[]) {
   const io = bufferIO();
@@ -76,17 +85,7 @@ describe('import blkparse (real blkparse output of a recorded workload)', () => 
     expect(cells.find((c) => c.consumer === 'vm1' && c.kind === 'active')!.j).toBeGreaterThan(cells.find((c) => c.consumer === 'vm2' && c.kind === 'active')!.j);
   });
 
-  it('the fixture is what blkparse makes of the recording (when blkparse is installed)', () => {
-    let have = true;
-    try {
-      execFileSync('blkparse', ['-V'], { stdio: 'ignore' });
-    } catch {
-      have = false;
-    }
-    if (!have) {
-      console.warn('[wattrace] skipping the blkparse round trip: blkparse (Debian package blktrace) is not installed');
-      return;
-    }
+  it.skipIf(!HAVE_BLKPARSE)('the fixture is what blkparse makes of the recording (where blkparse is installed)', () => {
     const raw = path.join(dir, 'raw');
     execFileSync(process.execPath, [path.join(import.meta.dirname, 'blkparse', 'make-blktrace.mjs'), raw], { stdio: 'ignore' });
     const text = path.join(dir, 'again.txt');
