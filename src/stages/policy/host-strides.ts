@@ -227,7 +227,7 @@ export class HostStrides implements Stage {
       }
       if (cpu.idlePass < bestPass) {
         // The idle processor runs until its pass reaches the best VM's: k quanta at once.
-        const k = HostStrides.batching ? Math.min(quantaBelow(cpu.idlePass, bestPass, IDLE_STRIDE * QUANTUM_NS), Math.floor((until - cpu.t) / QUANTUM_NS)) : 1;
+        const k = HostStrides.batching && Number.isInteger(cpu.idlePass) ? Math.min(quantaBelow(cpu.idlePass, bestPass, IDLE_STRIDE * QUANTUM_NS), Math.floor((until - cpu.t) / QUANTUM_NS)) : 1;
         if (k >= 2) {
           cpu.idlePass += IDLE_STRIDE * QUANTUM_NS * k;
           cpu.t += k * QUANTUM_NS;
@@ -265,6 +265,8 @@ export class HostStrides implements Stage {
       const bound = this.cpuBound.has(vm);
       if (!(vp.backlog > 0 || bound)) continue;
       const stride = this.vms[vm]!.stride;
+      // Whole numbers only: with a fractional offset, m additions could round unlike one.
+      if (!Number.isInteger(vp.pass) || !Number.isInteger(stride)) return false;
       if (n === 0) s = stride;
       else if (stride !== s) return false;
       n++;
@@ -273,7 +275,7 @@ export class HostStrides implements Stage {
       if (!bound) m = Math.min(m, Math.floor(vp.backlog / QUANTUM_NS));
     }
     const step = s * QUANTUM_NS;
-    if (n === 0 || pMax - pMin >= step || cpu.idlePass < pMax) return false;
+    if (n === 0 || pMax - pMin >= step || cpu.idlePass < pMax || !Number.isInteger(cpu.idlePass)) return false;
     // Rounds r = 0 … m−1 with pMax + r·step ≤ the idle processor's pass (VMs win ties against it).
     m = Math.min(m, quantaBelow(pMax, cpu.idlePass + 1, step), Math.floor((until - cpu.t) / (n * QUANTUM_NS)));
     if (m < 2) return false;
