@@ -41,11 +41,20 @@ export interface BlkparseMapping extends PerfMapping {
   disks?: Record<string, string[]>;
 }
 
-interface Issued {
+/** Reads, writes, discards, and requests without data (flushes). */
+type Kind = 'R' | 'W' | 'D' | 'N';
+
+/** rwbs (`WS`, `RA`, `D`, `FN`, …) to the kind of request. */
+const kindOf = (rwbs: string): Kind => (rwbs.includes('D') ? 'D' : rwbs.includes('W') ? 'W' : rwbs.includes('R') ? 'R' : 'N');
+
+interface Queued {
   t: bigint;
   vm: string;
+  kind: Kind;
+}
+
+interface Issued extends Queued {
   sectors: bigint;
-  op: 'R' | 'W';
 }
 
 export interface BlkparseSummary {
@@ -84,24 +93,25 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
   let buf = ['ts_ns,vm,op,offset,bytes,latency_ns,disk'];
   const s: BlkparseSummary = { format: 'blkparse', written: 0, skipped: {}, byVm: {}, byDisk: {}, first: null, last: null, out, profile: path.join(outDir, 'machine.json') };
   const skip = (why: string) => (s.skipped[why] = (s.skipped[why] ?? 0) + 1);
-  /** Queued bios by `dev:sector` (FIFO: two bios may start at one sector): client and time. */
-  const queued = new Map<string, { vm: string; t: bigint }[]>();
-  /** Dispatched requests by `dev:sector`: client, dispatch time, sectors left, R or W. */
+  /** Queued bios by `dev:sector` (FIFO: two bios may start at one sector): client, time, kind. */
+  const queued = new Map<string, Queued[]>();
+  /** Dispatched requests by `dev:sector`: client, dispatch time, sectors left, kind. */
   const issued = new Map<string, Issued[]>();
   const lastT = new Map<string, bigint>();
-  let inFlight = 0;
-  const take = <T>(m: Map<string, T[]>, key: string, pick?: (x: T) => boolean): T | undefined => {
+  /** The first entry at `key` of the given kind (none of another kind). */
+  const take = <T extends { kind: Kind }>(m: Map<string, T[]>, key: string, kind: Kind): T | undefined => {
     const list = m.get(key);
-    if (!list) return undefined;
-    const i = pick ? Math.max(0, list.findIndex(pick)) : 0;
-    const [x] = list.splice(i, 1);
-    if (list.length === 0) m.delete(key);
+    const i = list ? list.findIndex((x) => x.kind === kind) : -1;
+    if (i < 0) return undefined;
+    const [x] = list!.splice(i, 1);
+    if (list!.length === 0) m.delete(key);
     return x;
   };
-  const put = <T>(m: Map<string, T[]>, key: string, x: T) => {
+  const put = <T>(m: Map<string, T[]>, key: string, x: T, front = false) => {
     const list = m.get(key);
-    if (list) list.push(x);
-    else m.set(key, [x]);
+    if (!list) m.set(key, [x]);
+    else if (front) list.unshift(x);
+    else list.push(x);
   };
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'blkparse imports one output at a time (blkparse itself merges the per-CPU files of a recording; each output counts time from its own first event)');
   const file = inputs[0]!;
@@ -134,8 +144,9 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
         // A split: `sector / new_sector [comm]`; the remainder from new_sector has the same client.
         const sp = /^(\d+)\s+\/\s+(\d+)/.exec(rest);
         if (sp) {
-          const q = queued.get(at(BigInt(sp[1]!)))?.[0];
-          put(queued, at(BigInt(sp[2]!)), { vm: q?.vm ?? vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? '', pid), t: q?.t ?? t });
+          const kind = kindOf(rwbs);
+          const q = queued.get(at(BigInt(sp[1]!)))?.find((e) => e.kind === kind);
+          put(queued, at(BigInt(sp[2]!)), { vm: q?.vm ?? vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? '', pid), t: q?.t ?? t, kind });
         }
         continue;
       }
@@ -145,47 +156,40 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
       }
       const sector = BigInt(x[1]!);
       const n = BigInt(x[2]!);
-      const op = rwbs.includes('W') ? 'W' : 'R';
-      if (action === 'Q') put(queued, at(sector), { vm: vmOf(x[3] ?? '', pid), t });
-      else if (action === 'M') take(queued, at(sector)); // the bio joined the request before it
+      const kind = kindOf(rwbs);
+      if (action === 'Q') put(queued, at(sector), { vm: vmOf(x[3] ?? '', pid), t, kind });
+      else if (action === 'M') take(queued, at(sector), kind); // the bio joined the request before it
       else if (action === 'F') {
         // The bio joined the request after it, which now starts at the bio's sector.
-        take(queued, at(sector));
-        const req = take(queued, at(sector + n));
+        take(queued, at(sector), kind);
+        const req = take(queued, at(sector + n), kind);
         if (req) put(queued, at(sector), req);
       } else if (action === 'R') {
-        const i = take(issued, at(sector), (r) => r.op === op);
-        if (i) {
-          inFlight--;
-          put(queued, at(sector), { vm: i.vm, t: i.t });
-        }
+        // Requeued: first in line again at its sector, with its client.
+        const i = take(issued, at(sector), kind);
+        if (i) put(queued, at(sector), { vm: i.vm, t: i.t, kind }, true);
       } else if (action === 'D') {
-        const q = take(queued, at(sector));
-        put(issued, at(sector), { t, vm: q?.vm ?? vmOf(x[3] ?? '', pid), sectors: n, op });
-        inFlight++;
+        const q = take(queued, at(sector), kind);
+        put(issued, at(sector), { t, vm: q?.vm ?? vmOf(x[3] ?? '', pid), sectors: n, kind });
       } else if (action === 'C') {
         const where = { file, line };
-        if (rwbs.includes('D')) {
-          if (take(issued, at(sector))) inFlight--;
+        // The dispatch it completes, or on a bio-based device (dm, md: no dispatch) the queueing.
+        const iss: Queued | undefined = take(issued, at(sector), kind) ?? take(queued, at(sector), kind);
+        const failed = (x[3] ?? '0') !== '0';
+        if (iss && 'sectors' in iss && !failed) {
+          const left = (iss as Issued).sectors - n;
+          // A partial completion: the rest of the request goes on from the next sector.
+          if (left > 0n) put(issued, at(sector + n), { ...(iss as Issued), sectors: left });
+        }
+        if (kind === 'D') {
           skip('a discard');
           continue;
         }
-        if (!/[RW]/.test(rwbs)) {
-          if (take(issued, at(sector))) inFlight--;
+        if (kind === 'N') {
           skip(`a request without data (rwbs ${rwbs})`);
           continue;
         }
-        let iss: { t: bigint; vm: string } | undefined = take(issued, at(sector), (r) => r.op === op);
-        if (iss) {
-          inFlight--;
-          const left = (iss as Issued).sectors - n;
-          if (left > 0n) {
-            // A partial completion: the rest of the request goes on from the next sector.
-            put(issued, at(sector + n), { ...(iss as Issued), sectors: left });
-            inFlight++;
-          }
-        } else iss = take(queued, at(sector)); // a bio-based device (dm, md): queued, then completed
-        if ((x[3] ?? '0') !== '0') {
+        if (failed) {
           skip(`a failed request (error ${x[3]})`);
           continue;
         }
@@ -193,6 +197,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
           skip('a completion whose queueing or dispatch is not in the trace');
           continue;
         }
+        const op = kind;
         const disk = diskOf(dev);
         const last = lastT.get(disk);
         if (last !== undefined && t < last) throw new WattraceError('E_ORDER', `a completion earlier than the previous one on ${dev}: blkparse sorts events by time, so the input is not its output`, where);
@@ -217,7 +222,9 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
     throw e;
   }
   fs.closeSync(fd);
-  if (inFlight > 0) s.skipped['a dispatch whose completion is not in the trace'] = inFlight;
+  const left = (m: Map<string, unknown[]>) => [...m.values()].reduce((a, l) => a + l.length, 0);
+  if (left(issued) > 0) s.skipped['a dispatch whose completion is not in the trace'] = left(issued);
+  if (left(queued) > 0) s.skipped['a queued bio neither dispatched nor completed in the trace'] = left(queued);
   writeStarterProfile(s, mapping, inputs);
   return s;
 }

@@ -9,8 +9,9 @@
  * `prev_comm` (the one that ran in the period ending there) and the cumulative counters; `msr/tsc/`
  * is the TSC, the other members become event columns (`cpu-clock` → `cpu_clock`). The first switch
  * of each CPU only opens its first period (its advance covers time before the recording).
- * `swapper/N` is the idle processor; other tasks are VMs by the mapping (regexes on the command
- * name), and what no rule maps goes to the mapping's `default` (`host` without one) — counted,
+ * `swapper/N` is the idle processor; other tasks are VMs by the mapping (`pids`: regexes on the
+ * whole pid, first; `vms`: regexes on the command name), and what no rule maps goes to the
+ * mapping's `default` (`host` without one) — counted,
  * never dropped. A starter profile is written too: the VMs, the TSC rate estimated from the
  * recording, every event with weight 0 (calibrate them: `wattrace calibrate`), an assumed 10 W
  * idle power per CPU to replace with a measured one.
@@ -31,18 +32,19 @@ export interface PerfMapping extends Mapping {
   drivers?: string[];
   /** VMs that are the hypervisor / host core (role core). */
   core?: string[];
-  /** Tasks by their pid (thread id), regexes on the number: QEMU's vCPU threads all share one name. */
+  /** Tasks by their pid (thread id), regexes on the whole number: QEMU's vCPU threads share one name. */
   pids?: Record<string, string[]>;
 }
 
 /**
- * The VM of a task: the idle task is `idle`; then the `pids` rules (on the pid as text), then the
+ * The VM of a task: the idle task is `idle`; then the `pids` rules (on the whole pid), then the
  * `vms` rules (on the command name), then `default` (`host` without one). Cached per task.
  */
 export function taskMapper(mapping: PerfMapping): (comm: string, pid?: string) => string {
-  const rules = (m: Record<string, string[]> | undefined) => Object.entries(m ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
-  const byPid = rules(mapping.pids);
-  const byComm = rules(mapping.vms);
+  const rules = (m: Record<string, string[]> | undefined, whole: boolean) => Object.entries(m ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(whole ? `^(?:${r})$` : r) })));
+  // A pid rule matches the whole pid: "23" is pid 23, not 1234.
+  const byPid = rules(mapping.pids, true);
+  const byComm = rules(mapping.vms, false);
   const fallback = mapping.default ?? 'host';
   const cache = new Map<string, string>();
   return (comm, pid) => {

@@ -181,6 +181,45 @@ describe('import blkparse: small cases by hand', () => {
     ]);
   });
 
+  it('pairs by direction too: reads, writes and discards at one sector; requeues first in line; leftovers counted (from a review)', async () => {
+    const f = write(
+      'dir.txt',
+      [
+        ev(0, 1, '0.000000000', 10, 'Q', 'R', '100 + 8 [app]'),
+        ev(0, 2, '0.000000100', 20, 'Q', 'D', '100 + 8 [bee]'),
+        ev(0, 3, '0.000000200', 10, 'D', 'R', '100 + 8 [app]'),
+        ev(0, 4, '0.000000300', 20, 'D', 'D', '100 + 8 [bee]'),
+        ev(0, 5, '0.000000400', 0, 'C', 'W', '100 + 8 [0]'), // no write in flight there
+        ev(0, 6, '0.000000490', 0, 'C', 'D', '100 + 8 [0]'),
+        ev(0, 7, '0.000000500', 0, 'C', 'R', '100 + 8 [0]'),
+        // Requeue: app's write goes back first in line before bee's, queued later at the same sector.
+        ev(0, 8, '0.000001000', 10, 'Q', 'W', '500 + 8 [app]'),
+        ev(0, 9, '0.000001100', 10, 'D', 'W', '500 + 8 [app]'),
+        ev(0, 10, '0.000001200', 20, 'Q', 'W', '500 + 8 [bee]'),
+        ev(0, 11, '0.000001300', 0, 'R', 'W', '500 + 8 [0]'),
+        ev(0, 12, '0.000001400', 99, 'D', 'W', '500 + 8 [kworker/0:1]'),
+        ev(0, 13, '0.000002000', 0, 'C', 'W', '500 + 8 [0]'),
+        // A failed partial completion is one failed request, nothing left in flight.
+        ev(0, 14, '0.000003000', 10, 'D', 'W', '900 + 16 [app]'),
+        ev(0, 15, '0.000003500', 0, 'C', 'W', '900 + 8 [5]'),
+        // A bio-based device: a discard then a read at one sector.
+        '253,0    0       16     0.000004000    20  Q   D 100 + 8 [bee]',
+        '253,0    0       17     0.000004100     0  C   D 100 + 8 [0]',
+        '253,0    0       18     0.000004200    10  Q   R 100 + 8 [app]',
+        '253,0    0       19     0.000004300     0  C   R 100 + 8 [0]',
+      ].join('\n'),
+    );
+    const out = path.join(dir, 'dir');
+    const r = await cli(['import', 'blkparse', f, '--out', out, '--map', write('dir-map.json', JSON.stringify({ vms: { vmA: ['^app$'], vmB: ['^bee$'] }, default: 'drv' }))]);
+    expect(r.code, r.err).toBe(0);
+    expect(lines(path.join(out, 'disk.csv')).slice(1)).toEqual([
+      `500,vmA,R,${100 * 512},4096,300,dev8_0`,
+      `2000,vmA,W,${500 * 512},4096,600,dev8_0`,
+      `4300,vmA,R,${100 * 512},4096,100,dev253_0`,
+    ]);
+    expect(r.out).toMatch(/skipped: 1 × a completion whose queueing or dispatch is not in the trace, 2 × a discard, 1 × a failed request \(error 5\), 1 × a queued bio neither dispatched nor completed in the trace$/m);
+  });
+
   it('a malformed event line is an error naming it, and leaves no half-written log; other lines are counted', async () => {
     const bad = write('bad.txt', [ev(0, 1, '0.000000000', 10, 'Q', 'R', '100 + 8 [app]'), '  8,0    0        2     0.00000x000    10  D   R 100 + 8 [app]'].join('\n'));
     const out = path.join(dir, 'bad');

@@ -70,7 +70,7 @@ describe('import ftrace: malformed lines', () => {
 describe('import: tasks mapped by pid (QEMU vCPU threads share one name)', () => {
   it('ftrace switches and blkparse requests of two qemu threads go to their VMs by pid; swapper is idle, never a disk client', async () => {
     const map = path.join(dir, 'pid-map.json');
-    fs.writeFileSync(map, JSON.stringify({ pids: { vm1: ['^4242$'], vm2: ['^4343$'] }, vms: { vm9: ['^qemu'] }, default: 'host' }));
+    fs.writeFileSync(map, JSON.stringify({ pids: { vm7: ['42'], vm1: ['^4242$'], vm2: ['4343'] }, vms: { vm9: ['^qemu'] }, default: 'host' })); // '42' is pid 42 only
     const sw = (pid: number, ts: string, next: string) => `  qemu-system-x86-${pid}  [000] d..2 ${ts}: sched_switch: prev_comm=qemu-system-x86 prev_pid=${pid} prev_prio=120 prev_state=R ==> next_comm=${next} next_pid=1 next_prio=120`;
     const f = path.join(dir, 'qemu.txt');
     fs.writeFileSync(
