@@ -80,6 +80,7 @@ export function readPerfStat(file: string, target: string, features?: readonly s
   const firstBad = new Map<string, { line: number; value: string }>();
   const odd = new Map<string, string>();
   const cpus = new Set<string>();
+  const aggCpus = new Map<string, number>();
   const order: string[] = [];
   lines.forEach((raw, i) => {
     if (raw.trim() === '' || raw.startsWith('#')) return;
@@ -88,8 +89,10 @@ export function readPerfStat(file: string, target: string, features?: readonly s
     const t = Number(f[0]);
     if (!Number.isFinite(t) || f[0] === '') throw new WattraceError('E_FIELD', `expected perf stat -I -x, output (a timestamp first); got '${raw.trim()}'`, { ...where, column: 1 });
     const agg = f[1] ?? '';
-    const k = /^CPU\d+$/.test(agg) ? 2 : /^S\d+(-D\d+)?(-C\d+)?$/.test(agg) ? 3 : 1;
+    const k = /^CPU\d+$/.test(agg) ? 2 : /^(S\d+(-D\d+)?(-C\d+)?|N\d+)$/.test(agg) ? 3 : 1;
     if (k === 2) cpus.add(agg);
+    // --per-socket/die/core/node: the next column counts the CPUs aggregated.
+    if (k === 3 && !/-C\d+$/.test(agg)) aggCpus.set(agg, Number(f[2]));
     const [value, unit, event] = [f[k], f[k + 1] ?? '', f[k + 2]];
     if ((value ?? '') === '' && (event ?? '') === '') return; // a metric's continuation line
     if (value === undefined || event === undefined || event === '') throw new WattraceError('E_FIELD', `expected time,[CPU,]value,unit,event,...; got '${raw.trim()}'`, where);
@@ -129,6 +132,8 @@ export function readPerfStat(file: string, target: string, features?: readonly s
     names = order.filter((n) => {
       if (n === tcol) return false;
       if (never(n)) return dropped.push(`${n} (${firstBad.get(n)!.value})`), false;
+      const gaps = intervals.filter((iv) => iv.bad.has(n)).length;
+      if (gaps * 2 > intervals.length) return dropped.push(`${n} (${firstBad.get(n)!.value} in ${gaps} of ${intervals.length} intervals)`), false;
       if (n === 'msr_tsc' || /energy|power/.test(n)) return dropped.push(`${n} (${n === 'msr_tsc' ? 'the TSC' : 'another energy reading'})`), false;
       return true;
     });
@@ -150,7 +155,8 @@ export function readPerfStat(file: string, target: string, features?: readonly s
   });
   if (skipped > 0) dropped.push(`${skipped} interval(s) with an event <not counted>`);
   if (X.length < 10) throw new WattraceError('E_EMPTY', `only ${X.length} intervals; a calibration needs at least 10`, { file });
-  return { names, X, y, ...(cpus.size > 0 ? { cpus: cpus.size } : {}), dropped, notes };
+  const nCpus = cpus.size > 0 ? cpus.size : [...aggCpus.values()].every((c) => Number.isInteger(c) && c > 0) ? [...aggCpus.values()].reduce((a, c) => a + c, 0) : 0;
+  return { names, X, y, ...(nCpus > 0 ? { cpus: nCpus } : {}), dropped, notes };
 }
 
 export interface Fit {
@@ -306,7 +312,8 @@ export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
   const r = calibrate(names, X, y, k, args.foldsBy ?? 'interleaved');
   io.out(`calibrated ${args.target} on ${X.length} samples of ${args.samples}: ${args.target} = ${fmt(r.fit.idle, 3)} W + ${names.map((n) => `${r.fit.weights[n]!.toExponential(4)} J × ${n}/s`).join(' + ')}`);
   io.out(formatTable(['fold', 'samples', 'MAPE %', 'RMSE W'], [...r.folds.map((f) => [String(f.fold), String(f.n), fmt(f.mape, 2), fmt(f.rmse, 3)]), ['all', String(X.length), fmt(r.mape, 2), fmt(r.rmse, 3)]], [false, true, true, true]));
-  if (args.into) writeInto(args.into, r, args.cpus ?? cpus, io);
+  // Both outputs are checked before either is written.
+  const into = args.into ? prepareInto(args.into, r, args.cpus ?? cpus) : null;
   if (args.out) {
     const profile = {
       description: `Starter profile from wattrace calibrate (${args.samples}, target ${args.target}, ${k}-fold MAPE ${fmt(r.mape, 2)} %). idle_watts is the fit's idle term for the whole measured device; set the VMs, tsc_hz and disks for your machine.`,
@@ -315,17 +322,26 @@ export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
       vms: [{ id: 'vm1', role: 'client' }],
       services: [],
     };
-    fs.writeFileSync(args.out, JSON.stringify(profile, null, 2) + '\n');
+    try {
+      fs.writeFileSync(args.out, JSON.stringify(profile, null, 2) + '\n');
+    } catch (e) {
+      throw new WattraceError('E_FILE', `cannot write the profile: ${(e as Error).message}`, { file: args.out });
+    }
     io.out(`wrote ${args.out}`);
+  }
+  if (into) {
+    fs.writeFileSync(into.file, into.text);
+    io.out(into.message);
   }
   return r;
 }
 
 /**
- * Writes the fitted weights into an existing profile's `cpu.events` (each fitted event must be one
- * of its events: the trace's columns) and the idle term, per CPU, as `idle_watts`.
+ * The fitted weights put into an existing profile's `cpu.events` (each fitted event must be one of
+ * its events: the trace's columns) and the idle term, per CPU, as `idle_watts`: checked and
+ * returned as text, written by the caller once every output is known to be writable.
  */
-function writeInto(file: string, r: CalibrationResult, cpus: number | undefined, io: IO): void {
+function prepareInto(file: string, r: CalibrationResult, cpus: number | undefined): { file: string; text: string; message: string } {
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'the profile to calibrate does not exist', { file });
   let p: { cpu?: { idle_watts?: number; events?: Record<string, number>; description?: string }; description?: string };
   try {
@@ -344,6 +360,9 @@ function writeInto(file: string, r: CalibrationResult, cpus: number | undefined,
   for (const e of r.features) events[e] = r.fit.weights[e]!;
   p.cpu.idle_watts = r.fit.idle / n;
   p.description = `${p.description ?? ''} Calibrated by wattrace calibrate: weights for ${r.features.join(', ')}, idle ${fmt(r.fit.idle, 3)} W over ${n} CPU(s), ${r.folds.length}-fold MAPE ${fmt(r.mape, 2)} %.`.trim();
-  fs.writeFileSync(file, JSON.stringify(p, null, 2) + '\n');
-  io.out(`wrote the weights and idle_watts ${fmt(r.fit.idle / n, 3)} W per CPU (${fmt(r.fit.idle, 3)} W over ${n}${cpus === undefined ? ' — give --cpus, or record with perf stat -A' : ''}) into ${file}`);
+  return {
+    file,
+    text: JSON.stringify(p, null, 2) + '\n',
+    message: `wrote the weights and idle_watts ${fmt(r.fit.idle / n, 3)} W per CPU (${fmt(r.fit.idle, 3)} W over ${n}${cpus === undefined ? ' — give --cpus, or record with perf stat -A' : ''}) into ${file}`,
+  };
 }

@@ -122,6 +122,20 @@ describe('calibrate from perf stat -I -x, output, into an imported profile', () 
     const all = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--folds', '3']);
     expect(all.code, all.err).toBe(0);
     expect(all.out).toContain('left out: 2 interval(s) with an event <not counted>');
+    // Two sockets of 2 CPUs each: --into divides the idle term by 4.
+    const two = out.flatMap((l) => (l.startsWith('#') ? [l] : [l, l.replace(',S0,', ',S1,')]));
+    fs.writeFileSync(samples, two.join('\n') + '\n');
+    const prof = path.join(dir, 'socket-profile.json');
+    fs.writeFileSync(prof, JSON.stringify({ cpu: { tsc_hz: 1e9, idle_watts: 1, counter_bits: 64, idle_split: 'equal', events: { cpu_clock: 0, instructions: 0 } }, disks: {}, vms: [{ id: 'vm1', role: 'client' }], services: [] }));
+    const s2 = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--features', 'cpu-clock,instructions', '--folds', '3', '--into', prof]);
+    expect(s2.code, s2.err).toBe(0);
+    expect(s2.out).toMatch(/idle_watts 5\.000 W per CPU \(20\.000 W over 4\)/);
+    // An event counted in fewer than half the intervals is left out, not the intervals.
+    const sparse = out.map((l) => (l.includes(',cycles,') && !l.includes('   1.000000000,') ? l.replace(/,S0,2,123,/, ',S0,2,<not counted>,') : l));
+    fs.writeFileSync(samples, sparse.join('\n') + '\n');
+    const s3 = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--folds', '3']);
+    expect(s3.code, s3.err).toBe(0);
+    expect(s3.out).toMatch(/left out: cycles \(<not counted> in 13 of 14 intervals\)/);
   });
 
   it('bad input: an event the profile lacks, a target perf could not count, a line that is not perf stat', async () => {
@@ -134,6 +148,14 @@ describe('calibrate from perf stat -I -x, output, into an imported profile', () 
     expect(a.code).toBe(2);
     expect(a.err).toMatch(/no event instructions, cache_misses/);
     expect(JSON.parse(fs.readFileSync(profile, 'utf8'))).toEqual(small);
+    // --out into a folder that does not exist: an error, and the --into profile untouched.
+    fs.writeFileSync(profile, JSON.stringify({ ...small, cpu: { ...small.cpu, events: { cycles: 0, instructions: 0, cache_misses: 0 } } }));
+    const before = fs.readFileSync(profile, 'utf8');
+    const o = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--into', profile, '--out', path.join(dir, 'no', 'such', 'x.json')]);
+    expect(o.code).toBe(2);
+    expect(o.err).toMatch(/x\.json.*cannot write the profile/);
+    expect(fs.readFileSync(profile, 'utf8')).toBe(before);
+    fs.writeFileSync(profile, JSON.stringify(small));
     const b = await cli(['calibrate', '--samples', samples, '--target', 'branch-misses']);
     expect(b.code).toBe(2);
     expect(b.err).toMatch(/stat2\.csv:6.*branch_misses is not a number in any interval \('<not supported>'\)/);
