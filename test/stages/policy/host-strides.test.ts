@@ -207,6 +207,27 @@ describe('host-strides: whole rounds in one step are the quantum-by-quantum sche
     }
   });
 
+  it('passes renormalized below 2^53 on a long run keep the schedule (each CPU idles over 563 s: 2^49 / 1000 ns)', async () => {
+    const m = resolveProfile(profileOf({ vms: ['a', 'b', 'c'], events: { uops: 1e-9 } }), 'abc.json');
+    const rows = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0', '0,1,idle,0,0'];
+    const uops = [0, 0];
+    for (let k = 0; k < 150; k++) {
+      for (const cpu of [0, 1]) {
+        // 5 s of work (a on CPU 0 at 40 W, c on CPU 1 at 20 W), then 5 s idle.
+        const t0 = k * 10e9 + cpu * 1e9;
+        const vm = cpu === 1 ? 'c' : 'a';
+        uops[cpu]! += (cpu === 1 ? 20 : 40) * 5e9;
+        rows.push(`${t0 + 5e9},${cpu},${vm},${t0 + 5e9},${uops[cpu]}`, `${t0 + 10e9},${cpu},idle,${t0 + 10e9},${uops[cpu]}`);
+      }
+    }
+    const cswitch = rows.sort((x, y) => (x.startsWith('ts') ? -1 : y.startsWith('ts') ? 1 : Number(x.split(',')[0]) - Number(y.split(',')[0]))).join('\n') + '\n';
+    const r = await both(() => replayTexts(m, { cswitch }, ['cpu-split', 'host-strides'], { policy: { cpu: { period_ms: 500, start_s: 10, limits_watts: { a: 9.1234 }, offset: 7, cpu_bound: ['a'] } } }));
+    expectSame(r.slow, r.fast);
+    // a (cpu_bound, always runnable) held near 9 W of its 40 W: the idle processor ran most of
+    // CPU 0's 1,500 s, so its pass passed 2^49 (563 s × 1000 per ns) and was renormalized.
+    expect(r.fast.metrics.get('cpu.a.work_s')!).toBeLessThan(0.4 * 1500);
+  });
+
   it('random long periods of 3 VMs on 2 CPUs (backlogs build up and drain)', async () => {
     const m = resolveProfile(profileOf({ vms: ['a', 'b', 'c'], events: { uops: 1e-9 } }), 'abc.json');
     const period = fc.record({ cpu: fc.integer({ min: 0, max: 1 }), vm: fc.constantFrom('a', 'b', 'c', 'idle'), ms: fc.integer({ min: 1, max: 400 }), frac: fc.integer({ min: 0, max: 999_999 }), watts: fc.integer({ min: 5, max: 60 }) });
