@@ -197,7 +197,7 @@ describe.skipIf(!fs.existsSync(FTRACE))('import ftrace and replay the local reco
 
 const PL = path.join(SHARED, 'data', 'vm-cpu', 'planetlab_20110303');
 describe.skipIf(!fs.existsSync(PL))('import planetlab', () => {
-  it('the 1,052 VMs of the day (names with spaces included) as one cswitch log', async () => {
+  it('the 1,052 VMs of the day (names with spaces included) as one cswitch log, replayed through cpu-split and host-strides', async () => {
     const out = path.join(dir, 'pl');
     const r = await cli(['import', 'planetlab', PL, '--out', out, '--cpus', '64']);
     expect(r.code, r.err).toBe(0);
@@ -210,7 +210,30 @@ describe.skipIf(!fs.existsSync(PL))('import planetlab', () => {
     expect(r.out).toMatch(/→ 264,640 switches/);
     expect(fs.readFileSync(path.join(out, 'cswitch.csv'), 'utf8').endsWith('\n\n')).toBe(false);
     expect(l).toHaveLength(264_641);
-  });
+
+    // The day replays through cpu-split and host-strides (periods as in the README's figure, but
+    // 60 s / 300 s to keep the store small here): every joule accounted, no work lost.
+    const p = path.join(out, 'pipeline.json');
+    fs.writeFileSync(p, JSON.stringify({ name: 'planetlab-day', profile: 'machine.json', traces: { cswitch: 'cswitch.csv' }, stages: ['cpu-split', 'host-strides'], interval_ms: 300_000, policy: { cpu: { period_ms: 60_000 } } }));
+    const db = path.join(dir, 'pl.sqlite');
+    const rr = await cli(['replay', p, '--db', db, '--quiet']);
+    expect(rr.code, rr.err).toBe(0);
+    const { default: Database } = await import('better-sqlite3');
+    const q = new Database(db, { readonly: true });
+    const total = (q.prepare('SELECT sum(joules) AS j FROM energy_matrix').get() as { j: number }).j;
+    const metric = new Map((q.prepare('SELECT name, value FROM metrics').all() as { name: string; value: number }[]).map((m) => [m.name, m.value]));
+    q.close();
+    const vms = [...metric.keys()].filter((k) => k.endsWith('.demand_s')).map((k) => k.slice(4, -9));
+    expect(vms.length).toBeGreaterThan(1000);
+    let busy = 0;
+    for (const vm of vms) {
+      const m = (k: string) => metric.get(`cpu.${vm}.${k}`)!;
+      expect(Math.abs(m('work_s') + m('backlog_s') - m('demand_s')), vm).toBeLessThan(1e-6 * Math.max(1, m('demand_s')));
+      busy += m('demand_s');
+    }
+    // 64 CPUs idle at 10 W for 24 h, plus each busy CPU-second's 2e9 cycles at 5e-9 J (10 W).
+    expect(Math.abs(total / (64 * 10 * 86_400 + 10 * busy) - 1)).toBeLessThan(1e-6);
+  }, 120_000);
 });
 
 describe('import planetlab by hand', () => {
