@@ -93,7 +93,11 @@ export function readPerfStat(file: string, target: string, features?: readonly s
     if (k === 2) cpus.add(agg);
     // --per-socket/die/core/node: the next column counts the CPUs aggregated.
     if (k === 3 && !/-C\d+$/.test(agg)) aggCpus.set(agg, Number(f[2]));
-    const [value, unit, event] = [f[k], f[k + 1] ?? '', f[k + 2]];
+    // A raw PMU event (`cpu/event=0xc0,umask=0x00/`) has commas inside its slashes: rejoin it.
+    let e = k + 2;
+    let event = f[e];
+    while (event !== undefined && (event.split('/').length - 1) % 2 === 1 && e + 1 < f.length) event = `${event},${f[++e]}`;
+    const [value, unit] = [f[k], f[k + 1] ?? ''];
     if ((value ?? '') === '' && (event ?? '') === '') return; // a metric's continuation line
     if (value === undefined || event === undefined || event === '') throw new WattraceError('E_FIELD', `expected time,[CPU,]value,unit,event,...; got '${raw.trim()}'`, where);
     const name = columnOf(event);

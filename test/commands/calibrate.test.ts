@@ -111,6 +111,7 @@ describe('calibrate from perf stat -I -x, output, into an imported profile', () 
       out.push(`${ts},S0,2,${ins},,instructions,${1e9},100.00,,`);
       out.push(`${ts},S0,2,,,,,,0.30,stalled cycles per insn`);
       out.push(`${ts},S0,2,${i === 3 || i === 9 ? '<not counted>' : '123'},,cycles,0,0.00,,`);
+      out.push(`${ts},S0,2,${1000 + 37 * (i % 5)},,cpu/event=0xc0,umask=0x00/,${1e9},100.00,,`); // commas inside
       // 10 W + 20 W per busy CPU-second (2e-8 J per ns of cpu-clock) + 1e-9 J per instruction.
       out.push(`${ts},S0,2,${(10 + 20 * busy + 1e-9 * ins).toFixed(6)},Joules,power/energy-pkg/,${1e9},100.00,,`);
     }
@@ -122,6 +123,7 @@ describe('calibrate from perf stat -I -x, output, into an imported profile', () 
     const all = await cli(['calibrate', '--samples', samples, '--target', 'power/energy-pkg/', '--folds', '3']);
     expect(all.code, all.err).toBe(0);
     expect(all.out).toContain('left out: 2 interval(s) with an event <not counted>');
+    expect(all.out).toContain('J × cpu_event_0xc0_umask_0x00/s');
     // Two sockets of 2 CPUs each: --into divides the idle term by 4.
     const two = out.flatMap((l) => (l.startsWith('#') ? [l] : [l, l.replace(',S0,', ',S1,')]));
     fs.writeFileSync(samples, two.join('\n') + '\n');
