@@ -19,6 +19,8 @@ import { MemorySink } from '../src/store/memory.js';
 import { chunkStream, decodeText, firstTimestampOf, minBase } from '../src/traces/csv.js';
 import { CswitchDecoder } from '../src/traces/cswitch.js';
 import type { TimeBase } from '../src/traces/decoder.js';
+import { main } from '../src/cli.js';
+import { bufferIO } from '../src/commands/io.js';
 
 export interface MiniProfile {
   tscHz?: number;
@@ -200,3 +202,13 @@ export function perfStat(): string {
   return out.join('\n') + '\n';
 }
 
+
+/** Runs the CLI in-process: exit code, stdout and stderr. */
+export async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const io = bufferIO();
+  const code = await main(args, io);
+  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+}
+
+/** A text file's lines (without the last newline). */
+export const lines = (f: string): string[] => fs.readFileSync(f, 'utf8').trimEnd().split('\n');

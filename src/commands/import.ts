@@ -1,6 +1,7 @@
 /** `wattrace import <format> <input...> --out DIR [--map MAPPING.json]`: other traces to DESIGN §1's. */
 import { WattraceError } from '../core/errors.js';
-import { DISK_FORMATS, importDisk, loadMapping, type DiskFormat, type ImportSummary } from '../importers/disk.js';
+import { DISK_FORMATS, importDisk, type DiskFormat, type ImportSummary } from '../importers/disk.js';
+import { loadMapping } from '../importers/mapping.js';
 import { importPerfScript } from '../importers/perf-script.js';
 import { importFtrace } from '../importers/ftrace.js';
 import { importBlkparse } from '../importers/blkparse.js';

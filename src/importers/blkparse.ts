@@ -32,14 +32,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { WattraceError } from '../core/errors.js';
-import { taskMapper, type PerfMapping } from './perf-script.js';
-
-export interface BlkparseMapping extends PerfMapping {
-  /** Disk ids by regexes on the device's `maj,min`. */
-  disks?: Record<string, string[]>;
-}
+import { textLines } from './text.js';
+import { matcher, STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
 
 /** Reads, writes, discards, and requests without data (flushes). */
 type Kind = 'R' | 'W' | 'D' | 'N';
@@ -76,16 +71,10 @@ const EXTENT = /^(\d+)\s+\+\s+(\d+)(?:\s+\[(.*)\])?/;
 const STARTS_LIKE_EVENT = /^\s*\d+,\d+\s/;
 const SUMMARY = /^(CPU\d+|Total) \(.*\):$/;
 
-export async function importBlkparse(inputs: readonly string[], outDir: string, mapping: BlkparseMapping): Promise<BlkparseSummary> {
-  const rules = (m: Record<string, string[]> | undefined) => Object.entries(m ?? {}).flatMap(([id, res]) => res.map((r) => ({ id, re: new RegExp(r) })));
-  const diskRules = rules(mapping.disks);
-  const taskVm = taskMapper(mapping);
-  // A request dispatched from the idle task's context (a softirq) is not the idle processor's.
-  const vmOf = (comm: string, pid: string) => {
-    const v = taskVm(comm, pid);
-    return v === 'idle' ? (mapping.default ?? 'host') : v;
-  };
-  const diskOf = (dev: string) => diskRules.find((r) => r.re.test(dev))?.id ?? `dev${dev.replace(',', '_')}`;
+export async function importBlkparse(inputs: readonly string[], outDir: string, mapping: Mapping): Promise<BlkparseSummary> {
+  const vmOf = taskMapper(mapping, false);
+  const diskId = matcher(mapping.disks);
+  const diskOf = (dev: string) => diskId(dev) ?? `dev${dev.replace(',', '_')}`;
 
   fs.mkdirSync(outDir, { recursive: true });
   const out = path.join(outDir, 'disk.csv');
@@ -118,11 +107,8 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
 
   try {
     if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'blkparse input does not exist', { file });
-    const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
-    let line = 0;
     let inSummary = false;
-    for await (const raw of rl) {
-      line++;
+    for await (const { line, raw } of textLines(file)) {
       const m = EVENT.exec(raw);
       if (inSummary) {
         if (m) throw new WattraceError('E_FIELD', 'an event after blkparse\'s closing statistics: several outputs run together? Import one at a time', { file, line });
@@ -228,17 +214,14 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
   writeStarterProfile(s, mapping, inputs);
   return s;
 }
-function writeStarterProfile(s: BlkparseSummary, mapping: BlkparseMapping, inputs: readonly string[]): void {
+function writeStarterProfile(s: BlkparseSummary, mapping: Mapping, inputs: readonly string[]): void {
   const vms = Object.keys(s.byVm).sort();
-  const drivers = mapping.drivers ?? [];
   const disks = Object.keys(s.byDisk).sort();
-  const clients = vms.filter((v) => !drivers.includes(v) && !(mapping.core ?? []).includes(v));
-  const profile = {
+  writeProfile(s.profile, {
     description: `Starter profile from wattrace import blkparse (${inputs.map((f) => path.basename(f)).join(', ')}): the disks' power figures are placeholders to measure; the CPU section is only there because every profile has one (blkparse records no CPU time).`,
-    cpu: { tsc_hz: 1e9, idle_watts: 10, counter_bits: 64, idle_split: 'by-time', events: {} },
-    disks: Object.fromEntries(disks.map((d) => [d, { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 }])),
-    vms: [...new Set([...vms, ...drivers])].sort().map((id) => ({ id, role: drivers.includes(id) ? 'driver' : (mapping.core ?? []).includes(id) ? 'core' : 'client' })),
-    services: drivers.length > 0 && clients.length > 0 ? disks.map((d) => ({ id: `v${d}`, driver: drivers[0], device: d, clients })) : [],
-  };
-  fs.writeFileSync(s.profile, JSON.stringify(profile, null, 2) + '\n');
+    cpu: { tsc_hz: 1e9, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
+    disks: Object.fromEntries(disks.map((d) => [d, STARTER_DISK])),
+    vms: starterVms([...new Set([...vms, ...(mapping.drivers ?? [])])].sort(), mapping),
+    services: starterServices(vms, mapping, disks.map((d) => ({ id: `v${d}`, device: d }))),
+  });
 }

@@ -20,17 +20,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { WattraceError } from '../core/errors.js';
+import { textLines } from './text.js';
+import { mapper, type Mapping } from './mapping.js';
 
 export type DiskFormat = 'disksim' | 'vscsi-csv' | 'vscsi' | 'msr';
 export const DISK_FORMATS: readonly DiskFormat[] = ['disksim', 'vscsi-csv', 'vscsi', 'msr'];
-
-/** Which VM a device (disksim) or trace (vscsi) belongs to: regexes per VM, and a default. */
-export interface Mapping {
-  vms?: Record<string, string[]>;
-  default?: string;
-}
 
 export interface ImportSummary {
   format: string;
@@ -43,29 +38,6 @@ export interface ImportSummary {
 }
 
 const SCSI_OP: Record<string, 'R' | 'W'> = { '08': 'R', '28': 'R', a8: 'R', '88': 'R', '0a': 'W', '2a': 'W', aa: 'W', '8a': 'W' };
-
-export function loadMapping(file: string | undefined): Mapping {
-  if (file === undefined) return {};
-  if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'mapping file does not exist', { file });
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Mapping;
-  } catch (e) {
-    throw new WattraceError('E_JSON', `mapping is not valid JSON: ${(e as Error).message}`, { file });
-  }
-}
-
-function mapper(m: Mapping, fallback: (key: string) => string): (key: string) => string {
-  const rules = Object.entries(m.vms ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
-  const cache = new Map<string, string>();
-  return (key) => {
-    let v = cache.get(key);
-    if (v === undefined) {
-      v = rules.find((r) => r.re.test(key))?.vm ?? m.default ?? fallback(key);
-      cache.set(key, v);
-    }
-    return v;
-  };
-}
 
 /** Writes disk log rows in chunks, keeping the summary. */
 class DiskWriter {
@@ -143,10 +115,7 @@ export async function importDisk(format: DiskFormat, inputs: readonly string[], 
 
 async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskWriter, mapping: Mapping): Promise<void> {
   const vmOf = mapper(mapping, (key) => (format === 'disksim' ? `dev${key}` : 'vm1'));
-  const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
-  let line = 0;
-  for await (const raw of rl) {
-    line++;
+  for await (const { line, raw } of textLines(file)) {
     const s = raw.trim();
     const where = { file, line };
     if (s === '') {
@@ -249,11 +218,8 @@ const TICK = 100n;
 async function readMsr(file: string, w: DiskWriter, mapping: Mapping): Promise<void> {
   const vmOf = mapper(mapping, () => 'host');
   const heap = new Heap<{ t: bigint; seq: number; vm: string; op: 'R' | 'W'; offset: bigint; bytes: bigint; lat: bigint; line: number }>();
-  const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
-  let line = 0;
   let lastArrival = -1n;
-  for await (const raw of rl) {
-    line++;
+  for await (const { line, raw } of textLines(file)) {
     const s = raw.trim();
     const where = { file, line };
     if (s === '') {

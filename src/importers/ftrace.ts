@@ -17,9 +17,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { WattraceError } from '../core/errors.js';
-import { taskMapper, type PerfMapping } from './perf-script.js';
+import { textLines } from './text.js';
+import { STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
 
 /** `comm-pid [cpu] [flags] ts: event: rest` (flags absent in some trace-cmd layouts). */
 const LINE = /^\s*(.+)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(\d+)\]\s+(?:\S{4,5}\s+)?(\d+)(?:\.(\d+))?:\s+(\w+):\s*(.*)$/;
@@ -35,12 +35,13 @@ export interface FtraceSummary {
   profile: string;
 }
 
-export async function importFtrace(inputs: readonly string[], outDir: string, mapping: PerfMapping, tscHz?: number): Promise<FtraceSummary> {
+export async function importFtrace(inputs: readonly string[], outDir: string, mapping: Mapping, tscHz?: number): Promise<FtraceSummary> {
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'ftrace imports one trace at a time');
   const file = inputs[0]!;
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'ftrace input does not exist', { file });
   const hz = tscHz ?? 1e9;
   const vmOf = taskMapper(mapping);
+  const clientOf = taskMapper(mapping, false);
   fs.mkdirSync(outDir, { recursive: true });
   const cswitch = path.join(outDir, 'cswitch.csv');
   const disk = path.join(outDir, 'disk.csv');
@@ -60,11 +61,8 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   let tscClock: boolean | null = null;
   const lastT = new Map<number, bigint>();
   let lastDisk = -1n;
-  const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
-  let line = 0;
   try {
-    for await (const raw of rl) {
-      line++;
+    for await (const { line, raw } of textLines(file)) {
       if (raw.startsWith('#') || raw.trim() === '' || /^\s*(cpus=|CPU \d+ is empty)/.test(raw)) continue;
       const m = LINE.exec(raw);
       if (!m) {
@@ -94,9 +92,7 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
         const key = `${maj},${min}:${sector}`;
         if (event === 'block_rq_issue') {
           const comm = /\[(.+?)\]\s*$/.exec(rest)?.[1] ?? '';
-          const client = vmOf(comm, m[2]!);
-          // A request issued from the idle task's context (a softirq) is not the idle processor's.
-          issued.set(key, { t: ns, vm: client === 'idle' ? (mapping.default ?? 'host') : client, bytes: BigInt(bytes ?? '0') });
+          issued.set(key, { t: ns, vm: clientOf(comm, m[2]!), bytes: BigInt(bytes ?? '0') });
           continue;
         }
         const iss = issued.get(key);
@@ -128,21 +124,12 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   fs.closeSync(dfd);
   if (issued.size > 0) s.skipped['an issue whose completion is not in the trace'] = issued.size;
   const vms = [...new Set(Object.keys(s.byVm).filter((v) => v !== 'idle'))].sort();
-  const drivers = mapping.drivers ?? [];
-  const clients = vms.filter((v) => !drivers.includes(v) && !(mapping.core ?? []).includes(v));
-  fs.writeFileSync(
-    s.profile,
-    JSON.stringify(
-      {
-        description: `Starter profile from wattrace import ftrace (${path.basename(file)}): ${tscClock ? `TSC clock at ${hz} Hz` : 'seconds clock'}; no counters in ftrace, so idle energy is split by CPU time; the idle power (10 W per CPU) and the disk's figures are placeholders to measure.`,
-        cpu: { tsc_hz: hz, idle_watts: 10, counter_bits: 64, idle_split: 'by-time', events: {} },
-        disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
-        vms: vms.map((id) => ({ id, role: drivers.includes(id) ? 'driver' : (mapping.core ?? []).includes(id) ? 'core' : 'client' })),
-        services: drivers.length > 0 && clients.length > 0 ? [{ id: 'vdisk', driver: drivers[0], device: 'disk', clients }] : [],
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  writeProfile(s.profile, {
+    description: `Starter profile from wattrace import ftrace (${path.basename(file)}): ${tscClock ? `TSC clock at ${hz} Hz` : 'seconds clock'}; no counters in ftrace, so idle energy is split by CPU time; the idle power (${STARTER_IDLE_WATTS} W per CPU) and the disk's figures are placeholders to measure.`,
+    cpu: { tsc_hz: hz, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
+    disks: { disk: STARTER_DISK },
+    vms: starterVms(vms, mapping),
+    services: starterServices(vms, mapping, [{ id: 'vdisk', device: 'disk' }]),
+  });
   return s;
 }

@@ -18,45 +18,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { WattraceError } from '../core/errors.js';
-import type { ImportSummary, Mapping } from './disk.js';
+import { textLines } from './text.js';
+import type { ImportSummary } from './disk.js';
+import { STARTER_IDLE_WATTS, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
 
 /** `comm pid/tid [cpu] sec.frac: period event: rest` */
 const LINE = /^\s*(.+?)\s+(-?\d+)\/(-?\d+)\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(\d+)\s+(\S+):(?:\s(.*))?$/;
 const SWITCH = 'sched:sched_switch';
 const TSC = 'msr/tsc/';
-
-export interface PerfMapping extends Mapping {
-  /** VMs that are disk or network drivers (role driver in the starter profile). */
-  drivers?: string[];
-  /** VMs that are the hypervisor / host core (role core). */
-  core?: string[];
-  /** Tasks by their pid (thread id), regexes on the whole number: QEMU's vCPU threads share one name. */
-  pids?: Record<string, string[]>;
-}
-
-/**
- * The VM of a task: the idle task is `idle`; then the `pids` rules (on the whole pid), then the
- * `vms` rules (on the command name), then `default` (`host` without one). Cached per task.
- */
-export function taskMapper(mapping: PerfMapping): (comm: string, pid?: string) => string {
-  const rules = (m: Record<string, string[]> | undefined, whole: boolean) => Object.entries(m ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(whole ? `^(?:${r})$` : r) })));
-  // A pid rule matches the whole pid: "23" is pid 23, not 1234.
-  const byPid = rules(mapping.pids, true);
-  const byComm = rules(mapping.vms, false);
-  const fallback = mapping.default ?? 'host';
-  const cache = new Map<string, string>();
-  return (comm, pid) => {
-    const key = `${pid ?? ''}/${comm}`;
-    let v = cache.get(key);
-    if (v === undefined) {
-      v = /^(swapper(\/\d+)?|<idle>)$/.test(comm) ? 'idle' : ((pid !== undefined ? byPid.find((r) => r.re.test(pid))?.vm : undefined) ?? byComm.find((r) => r.re.test(comm))?.vm ?? fallback);
-      cache.set(key, v);
-    }
-    return v;
-  };
-}
 
 /** A perf event's name as a trace column (`cpu-clock` → `cpu_clock`, `msr/tsc/` → `msr_tsc`). */
 export const columnOf = (event: string) => event.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
@@ -65,13 +35,8 @@ function nsOf(sec: string, frac: string): bigint {
   return BigInt(sec) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9));
 }
 
-async function* lines(file: string): AsyncGenerator<{ n: number; text: string }> {
-  const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
-  let n = 0;
-  for await (const text of rl) yield { n: ++n, text };
-}
 
-export async function importPerfScript(inputs: readonly string[], outDir: string, mapping: PerfMapping): Promise<ImportSummary & { profile: string }> {
+export async function importPerfScript(inputs: readonly string[], outDir: string, mapping: Mapping): Promise<ImportSummary & { profile: string }> {
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'perf-script imports one recording at a time');
   const file = inputs[0]!;
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'perf-script input does not exist', { file });
@@ -80,7 +45,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   // Pass 1: the counters (group members) and the CPUs.
   const events = new Set<string>();
   let sawTsc = false;
-  for await (const { text } of lines(file)) {
+  for await (const { raw: text } of textLines(file)) {
     const m = LINE.exec(text);
     if (!m || m[8] === SWITCH) continue;
     if (m[8] === TSC) sawTsc = true;
@@ -131,7 +96,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
     if (buf.length >= 8192) flush();
   };
   try {
-    for await (const { n, text } of lines(file)) {
+    for await (const { line: n, raw: text } of textLines(file)) {
       if (text.trim() === '') continue;
       const m = LINE.exec(text);
       if (!m) {
@@ -170,15 +135,15 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
     description: `Starter profile from wattrace import perf-script (${path.basename(file)}): tsc_hz estimated from the recording; event weights 0 and idle_watts 10 W per CPU are placeholders — calibrate (wattrace calibrate) and measure.`,
     cpu: {
       tsc_hz: tscNs > 0n ? Number((tscTicks * 1_000_000_000n) / tscNs) : 1e9,
-      idle_watts: 10,
+      idle_watts: STARTER_IDLE_WATTS,
       counter_bits: 64,
       idle_split: 'equal',
       events: Object.fromEntries(cols.map((c) => [c, 0])),
     },
     disks: {},
-    vms: vms.map((id) => ({ id, role: mapping.drivers?.includes(id) ? 'driver' : mapping.core?.includes(id) ? 'core' : 'client' })),
+    vms: starterVms(vms, mapping),
     services: [],
   };
-  fs.writeFileSync(summary.profile, JSON.stringify(profile, null, 2) + '\n');
+  writeProfile(summary.profile, profile);
   return summary;
 }

@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
-import type { Mapping } from './disk.js';
+import { matcher, STARTER_IDLE_WATTS, starterVms, writeProfile, type Mapping } from './mapping.js';
 
 const STEP_NS = 300_000_000_000n;
 
@@ -33,8 +33,8 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
   });
   if (files.length === 0) throw new WattraceError('E_EMPTY', 'no planetlab files');
   if (!Number.isInteger(cpus) || cpus < 1) throw new WattraceError('E_USAGE', `--cpus must be a positive integer; got ${cpus}`);
-  const rules = Object.entries(mapping.vms ?? {}).flatMap(([vm, res]) => res.map((r) => ({ vm, re: new RegExp(r) })));
-  const names = files.map((f, i) => rules.find((r) => r.re.test(path.basename(f)))?.vm ?? `vm${i}`);
+  const nameOf = matcher(mapping.vms);
+  const names = files.map((f, i) => nameOf(path.basename(f)) ?? `vm${i}`);
   // The files are small (288 numbers each): read them all, check them, then write step by step.
   const util = files.map((f) => {
     const lines = fs.readFileSync(f, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
@@ -86,19 +86,12 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
   if (buf.length > 0) fs.writeSync(fd, buf.join('\n') + '\n');
   fs.closeSync(fd);
   const profile = path.join(outDir, 'machine.json');
-  fs.writeFileSync(
-    profile,
-    JSON.stringify(
-      {
-        description: `Starter profile from wattrace import planetlab: ${files.length} VMs on ${cpus} CPUs; the idle power and the cycles weight are placeholders to calibrate.`,
-        cpu: { tsc_hz: tscHz, idle_watts: 10, counter_bits: 64, idle_split: 'equal', events: { cycles: 5e-9 } },
-        disks: {},
-        vms: [...new Set(names)].map((id) => ({ id, role: 'client' })),
-        services: [],
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  writeProfile(profile, {
+    description: `Starter profile from wattrace import planetlab: ${files.length} VMs on ${cpus} CPUs; the idle power and the cycles weight are placeholders to calibrate.`,
+    cpu: { tsc_hz: tscHz, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'equal', events: { cycles: 5e-9 } },
+    disks: {},
+    vms: starterVms([...new Set(names)], mapping),
+    services: [],
+  });
   return { vms: files.length, cpus, steps, rows, unmetS: unmet, out, profile };
 }

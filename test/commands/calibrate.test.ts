@@ -6,7 +6,7 @@ import { main } from '../../src/cli.js';
 import { bufferIO } from '../../src/commands/io.js';
 import { calibrate, fitNonNegative } from '../../src/commands/calibrate.js';
 import { loadProfile } from '../../src/core/profile.js';
-import { perfStat, SHARED, tmpDir } from '../helpers.js';
+import { cli, perfStat, SHARED, tmpDir } from '../helpers.js';
 
 const NX12 = path.join(SHARED, 'data', 'power', 'kepler_nx12_rapl_CounterOnly.csv');
 const HAVE = fs.existsSync(NX12);
@@ -66,11 +66,6 @@ describe.skipIf(!HAVE)('calibrate on the nx12 RAPL samples (../shared/data/power
 
 describe('calibrate from perf stat -I -x, output, into an imported profile', () => {
   const dir = tmpDir();
-  async function cli(args: string[]) {
-    const io = bufferIO();
-    const code = await main(args, io);
-    return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
-  }
   it('recovers the weights per event/s and the idle watts per CPU, and writes them into the profile', async () => {
     const samples = path.join(dir, 'stat.csv');
     fs.writeFileSync(samples, perfStat());

@@ -2,21 +2,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { bufferIO } from '../../src/commands/io.js';
 import { PROJECT_ROOT } from '../../src/core/json.js';
 import { checkExpectations } from '../../src/commands/compare.js';
-import { tmpDir } from '../helpers.js';
+import { cli, tmpDir } from '../helpers.js';
 
 const dir = tmpDir();
 const demo = path.join(PROJECT_ROOT, 'pipelines', 'demo.json');
 const GOLDEN = path.join(PROJECT_ROOT, 'test', 'golden');
 
-async function cli(args: string[]) {
-  const io = bufferIO();
-  const code = await main(args, io);
-  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
-}
 
 /** A pipeline extending the demo with the given expectations and variants. */
 function pipelineWith(name: string, extra: Record<string, unknown>): string {

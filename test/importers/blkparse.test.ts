@@ -8,9 +8,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { bufferIO } from '../../src/commands/io.js';
-import { tmpDir } from '../helpers.js';
+import { cli, lines, tmpDir } from '../helpers.js';
 
 const FIXTURE = path.join(import.meta.dirname, 'blkparse', 'vda.blkparse.txt');
 const dir = tmpDir();
@@ -24,12 +22,6 @@ const HAVE_BLKPARSE = (() => {
   }
 })();
 
-async function cli(args: string[]) {
-  const io = bufferIO();
-  const code = await main(args, io);
-  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
-}
-const lines = (f: string) => fs.readFileSync(f, 'utf8').trimEnd().split('\n');
 function write(name: string, text: string): string {
   const f = path.join(dir, name);
   fs.writeFileSync(f, text);

@@ -2,22 +2,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { bufferIO } from '../../src/commands/io.js';
-import { SHARED, tmpDir } from '../helpers.js';
+import { cli, lines, SHARED, tmpDir } from '../helpers.js';
 
 const DIR = path.join(SHARED, 'data', 'disk');
 const HAVE = fs.existsSync(DIR);
 if (!HAVE) console.warn(`[wattrace] skipping the block trace importers on real data: ${DIR} not found (CI has it)`);
 const dir = tmpDir();
 
-async function cli(args: string[]) {
-  const io = bufferIO();
-  const code = await main(args, io);
-  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
-}
 
-const lines = (f: string) => fs.readFileSync(f, 'utf8').trimEnd().split('\n');
 
 describe.skipIf(!HAVE)('import of the shared block traces', () => {
   it('disksim (mqsim tpcc): every request, devices mapped to VMs, replayable', async () => {

@@ -2,20 +2,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { bufferIO } from '../../src/commands/io.js';
-import { SHARED, tmpDir } from '../helpers.js';
+import { cli, lines, SHARED, tmpDir } from '../helpers.js';
 
 const JUNO = path.join(SHARED, 'data', 'sched', 'lisa_juno_ftrace_sched.txt');
 if (!fs.existsSync(JUNO)) console.warn(`[wattrace] skipping the ftrace import of the Juno trace: ${JUNO} not found (CI has it)`);
 const dir = tmpDir();
 
-async function cli(args: string[]) {
-  const io = bufferIO();
-  const code = await main(args, io);
-  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
-}
-const lines = (f: string) => fs.readFileSync(f, 'utf8').trimEnd().split('\n');
 
 describe.skipIf(!fs.existsSync(JUNO))('import ftrace: trace-cmd report of an ARM Juno board (old sched_switch layout, seconds clock)', () => {
   it('every switch, mapped VMs, first and last rows; other events and the header counted', async () => {
