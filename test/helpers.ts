@@ -4,17 +4,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Batch, EventSlice } from '../src/core/events.js';
-import type { ResolvedPipeline } from '../src/core/pipeline.js';
-import { resolveProfile, type Machine, type Profile } from '../src/core/profile.js';
-import { pump } from '../src/core/runner.js';
+import { settingsFromSections, type ResolvedPipeline, type StageName, type TraceKind } from '../src/core/pipeline.js';
+import { resolveProfile } from '../src/core/profile.js';
+import type { Machine, Profile } from '../src/core/machine.js';
 import { Span } from '../src/core/span.js';
-import { runSlices, type Stage, type StageContext } from '../src/core/stage.js';
-import { CpuSplit } from '../src/stages/accounting/cpu-split.js';
-import { DRIVER_DEFAULTS } from '../src/stages/accounting/driver-charge.js';
-import { stageDefinition } from '../src/stages/registry.js';
-import { createStages } from '../src/core/stage.js';
-import { makeDecoder } from '../src/core/decoders.js';
-import type { DriverChargeSettings, StageName, TraceKind } from '../src/core/pipeline.js';
+import { buildGraph, planStages } from '../src/replay/graph.js';
+import { pump, runSlices } from '../src/replay/runner.js';
+import { stageDefinition, type AnyStageDefinition } from '../src/stages/registry.js';
+import { makeDecoder } from '../src/traces/decoders.js';
+import type { DriverSettings } from '../src/core/settings.js';
+import { periodNs } from '../src/core/units.js';
 import { MemorySink } from '../src/store/memory.js';
 import { chunkStream, decodeText, firstTimestampOf, minBase } from '../src/traces/csv.js';
 import { CswitchDecoder } from '../src/traces/cswitch.js';
@@ -50,17 +49,25 @@ export function machineOf(o: MiniProfile = {}): Machine {
   return resolveProfile(profileOf(o), 'test-machine.json');
 }
 
-export function pipelineStub(intervalMs = 100): ResolvedPipeline {
+export interface StubOptions {
+  intervalMs?: number;
+  stages?: StageName[];
+  traces?: TraceKind[];
+  /** `accounting` and `policy` sections as a pipeline file has them (defaults filled in). */
+  accounting?: unknown;
+  policy?: unknown;
+}
+
+export function pipelineStub(o: StubOptions = {}): ResolvedPipeline {
   return {
     file: 'test-pipeline.json',
     name: 'test',
     variant: 'base',
     profilePath: 'test-machine.json',
-    traces: { cswitch: 'cswitch.csv' },
-    intervalMs,
-    stages: ['cpu-split'],
-    accounting: { driver: { ...DRIVER_DEFAULTS } },
-    policy: {},
+    traces: Object.fromEntries((o.traces ?? ['cswitch']).map((k) => [k, `${k}.csv`])),
+    intervalMs: o.intervalMs ?? 100,
+    stages: o.stages ?? ['cpu-split'],
+    settings: settingsFromSections({ accounting: o.accounting, policy: o.policy }),
     expect: [],
     variantNames: [],
     params: {},
@@ -71,9 +78,8 @@ export function baseOf(text: string): TimeBase {
   return firstTimestampOf(text) ?? { hi: 0, lo: 0 };
 }
 
-function cpuSplitStages(machine: Machine, intervalMs: number, sink: MemorySink): Stage[] {
-  const ctx: StageContext = { machine, pipeline: pipelineStub(intervalMs), intervalNs: Math.round(intervalMs * 1e6), sink, span: new Span() };
-  return [new CpuSplit(ctx)];
+function cpuSplitGraph(machine: Machine, intervalMs: number, sink: MemorySink, span: Span) {
+  return buildGraph([stageDefinition('cpu-split')], { machine, pipeline: pipelineStub({ intervalMs }), intervalNs: periodNs(intervalMs), span, sink });
 }
 
 /** The batch adapter: decode the whole text, then run cpu-split over the slices. */
@@ -81,7 +87,8 @@ export function cpuSplitBatch(machine: Machine, text: string, intervalMs = 100, 
   const sink = new MemorySink();
   const batches = decodeText(text, new CswitchDecoder(file, baseOf(text), machine));
   const slices: EventSlice[] = batches.map((b: Batch) => ({ batch: b, from: 0, to: b.length }));
-  runSlices(cpuSplitStages(machine, intervalMs, sink), slices);
+  const span = new Span();
+  runSlices(cpuSplitGraph(machine, intervalMs, sink, span), slices, span);
   return sink;
 }
 
@@ -89,10 +96,10 @@ export function cpuSplitBatch(machine: Machine, text: string, intervalMs = 100, 
 export async function cpuSplitStream(machine: Machine, chunks: readonly (string | Buffer)[], intervalMs = 100): Promise<MemorySink> {
   const sink = new MemorySink();
   const text = Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))).toString();
-  const stages = cpuSplitStages(machine, intervalMs, sink);
   const span = new Span();
-  await pump([chunkStream(chunks, new CswitchDecoder('cswitch.csv', baseOf(text), machine))], stages, span);
-  for (const s of stages) s.finish(span.get());
+  const graph = cpuSplitGraph(machine, intervalMs, sink, span);
+  await pump([chunkStream(chunks, new CswitchDecoder('cswitch.csv', baseOf(text), machine))], [graph], span);
+  graph.finish(span.get());
   return sink;
 }
 
@@ -113,14 +120,15 @@ export const SHARED = path.resolve(__dirname, '..', '..', 'shared');
 
 export interface ReplayTextOptions {
   intervalMs?: number;
-  driver?: Partial<DriverChargeSettings>;
-  policy?: Record<string, unknown>;
+  driver?: Partial<DriverSettings>;
+  /** The `policy` section as a pipeline file has it. */
+  policy?: unknown;
   /** Cut every trace into chunks of this many bytes (default: whole). */
   chunkBytes?: number;
 }
 
 /**
- * Runs `stages` over in-memory traces through the streaming path (csv-parse, merge, pump), the
+ * Runs `stageNames` over in-memory traces through the streaming path (csv-parse, merge, pump), the
  * way `replay` runs files, into a MemorySink.
  */
 export async function replayTexts(
@@ -129,15 +137,28 @@ export async function replayTexts(
   stageNames: readonly StageName[],
   o: ReplayTextOptions = {},
 ): Promise<MemorySink> {
+  // The same checks as a pipeline file gets: every stage's traces and inputs are there.
+  const kinds = (Object.keys(texts) as TraceKind[]).filter((k) => texts[k] !== undefined);
+  planStages(pipelineStub({ stages: [...stageNames], traces: kinds, accounting: { driver: o.driver ?? {} }, policy: o.policy ?? {} }), machine);
+  return replayDefs(machine, texts, stageNames.map(stageDefinition), { ...o, stages: [...stageNames] });
+}
+
+/** replayTexts over stage definitions (a test's probe stages among them). */
+export async function replayDefs(
+  machine: Machine,
+  texts: Partial<Record<TraceKind, string>>,
+  defs: readonly AnyStageDefinition[],
+  o: ReplayTextOptions & { stages?: StageName[] } = {},
+): Promise<MemorySink> {
   const sink = new MemorySink();
   const intervalMs = o.intervalMs ?? 100;
   const kinds = (['cswitch', 'disk', 'guest', 'measured'] as const).filter((k) => texts[k] !== undefined);
   let base: TimeBase | null = null;
   for (const k of kinds) base = minBase(base, firstTimestampOf(texts[k]!));
   base ??= { hi: 0, lo: 0 };
-  const pipeline = { ...pipelineStub(intervalMs), stages: [...stageNames], accounting: { driver: { ...DRIVER_DEFAULTS, ...o.driver } }, policy: o.policy ?? {} };
+  const pipeline = pipelineStub({ intervalMs, traces: [...kinds], accounting: { driver: o.driver ?? {} }, policy: o.policy ?? {}, ...(o.stages ? { stages: o.stages } : {}) });
   const span = new Span();
-  const stages = createStages(stageNames.map(stageDefinition), { machine, pipeline, intervalNs: Math.round(intervalMs * 1e6), span }, sink);
+  const graph = buildGraph(defs, { machine, pipeline, intervalNs: periodNs(intervalMs), span, sink });
   const cut = (text: string): Buffer[] => {
     const buf = Buffer.from(text);
     const n = o.chunkBytes ?? buf.length;
@@ -146,9 +167,8 @@ export async function replayTexts(
     return out;
   };
   const streams = kinds.map((k) => chunkStream(cut(texts[k]!), makeDecoder(k, `${k}.csv`, base!, machine)) as AsyncIterableIterator<Batch>);
-  await pump(streams, stages, span);
-  const run = span.get();
-  for (const s of stages) s.finish(run);
+  await pump(streams, [graph], span);
+  graph.finish(span.get());
   return sink;
 }
 

@@ -5,7 +5,7 @@
  */
 import * as aq from 'arquero';
 import { WattraceError } from '../core/errors.js';
-import { IDLE_VM, UNATTRIBUTED } from '../core/profile.js';
+import { IDLE_VM, UNATTRIBUTED } from '../core/machine.js';
 import type { DB } from '../store/store.js';
 import { latestRunId } from '../store/store.js';
 import { fmt, formatTable } from './table.js';

@@ -4,7 +4,7 @@
  * baseline, and checks the pipeline's expectations (DESIGN §4, §5): exit 1 when one breaks.
  *
  * Variants that share their traces and machine profile are replayed together over one reading of
- * the traces (every slice goes to each variant's stages); groups with other traces run in
+ * the traces (every slice goes to each variant's stage graph); groups with other traces run in
  * parallel, one process each (up to --jobs, default the machine's cores). Each run goes to a
  * scratch database; the finished runs are then copied into --db in one transaction, in the order
  * of the variants — so the store and every figure are the same as separate replays'.
@@ -19,7 +19,7 @@ import { EXIT_EXPECTATION, WattraceError } from '../core/errors.js';
 import { PROJECT_ROOT } from '../core/json.js';
 import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
-import { planStages } from '../stages/registry.js';
+import { planStages } from '../replay/graph.js';
 import { checkStore, importRuns, openForReading } from '../store/store.js';
 import type { IO } from './io.js';
 
@@ -213,18 +213,15 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
   if (!Number.isInteger(jobs) || jobs < 1) throw new WattraceError('E_USAGE', `--jobs must be a positive integer; got ${jobs}`);
   // Every variant must load and plan before anything runs: a bad override is exit 2, no run stored.
   const resolved: ResolvedPipeline[] = variants.map((v) => loadPipeline(args.pipeline, { ...over, variant: v }));
-  for (const p of resolved) {
-    loadProfile(p.profilePath);
-    planStages(p);
-  }
+  const plans = resolved.map((p) => planStages(p, loadProfile(p.profilePath)));
   if (!fs.existsSync(WORKER)) throw new Error(`compare runs the built replay (${WORKER}); build it first with npm run build`);
 
   // Variants over the same traces and profile are replayed together, reading the traces once.
   const groups = new Map<string, number[]>();
   resolved.forEach((p, i) => {
-    // Only variants that read the same traces through the same stages share a pass: the run's
-    // span, its inputs and the batches stages annotate (virtual-counters) are then the same.
-    const key = JSON.stringify([p.profilePath, p.traces, p.stages, planStages(p).traces]);
+    // Variants that read the same traces share a pass (the run's span and inputs are then the
+    // same); their stages may differ, since no stage changes what another reads.
+    const key = JSON.stringify([p.profilePath, p.traces, plans[i]!.traces]);
     groups.set(key, [...(groups.get(key) ?? []), i]);
   });
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wattrace-compare-'));

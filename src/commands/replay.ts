@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import { WattraceError } from '../core/errors.js';
 import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
-import { runPipeline, runPipelines } from '../core/runner.js';
+import { runPipeline, runPipelines } from '../replay/runner.js';
+import { planStages } from '../replay/graph.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { matrixCells, renderMatrix, resolveRun, validationOf, type MatrixUnit } from '../analysis/matrix.js';
 import { fmt } from '../analysis/table.js';
-import { planStages } from '../stages/registry.js';
 import { RunWriter, openForReading } from '../store/store.js';
 import { checkTraceFile } from '../traces/csv.js';
 import type { IO } from './io.js';
@@ -50,7 +50,8 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     traces: parseTraceArgs(args.trace ?? []),
   });
   const machine = withFixtureHint(() => loadProfile(p.profilePath));
-  const { defs, traces } = planStages(p);
+  const plan = planStages(p, machine);
+  const { traces } = plan;
   // Every trace named must exist, read or not (a wrong path is a mistake worth stopping for).
   for (const [k, f] of Object.entries(p.traces)) withFixtureHint(() => checkTraceFile(f, k));
   for (const k of Object.keys(p.traces) as TraceKind[]) {
@@ -63,7 +64,7 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   try {
     bar = progressBar(io, total, `replay ${p.name}`);
     const b = bar;
-    const summary = await runPipeline(p, machine, defs, traces, writer, b ? { onProgress: (d, t) => b.update(d, t) } : {});
+    const summary = await runPipeline(p, machine, plan, writer, b ? { onProgress: (d, t) => b.update(d, t) } : {});
     bar?.stop();
     const profileText = fs.readFileSync(p.profilePath);
     const inputs = {
@@ -123,7 +124,7 @@ export async function replayMany(args: ReplayManyArgs): Promise<number[]> {
     }
   }
   const machine = withFixtureHint(() => loadProfile(p0.profilePath));
-  const plans = ps.map((p) => planStages(p));
+  const plans = ps.map((p) => planStages(p, machine));
   const wanted = new Set(plans.flatMap((pl) => pl.traces));
   const kinds = (['cswitch', 'disk', 'guest', 'measured'] as const).filter((k) => wanted.has(k));
   for (const [k, f] of Object.entries(p0.traces)) withFixtureHint(() => checkTraceFile(f, k));
@@ -131,7 +132,7 @@ export async function replayMany(args: ReplayManyArgs): Promise<number[]> {
   try {
     ps.forEach((p, i) => writers.push(RunWriter.begin(args.dbs[i]!, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION })));
     const summaries = await runPipelines(
-      ps.map((p, i) => ({ p, defs: plans[i]!.defs, sink: writers[i]! })),
+      ps.map((p, i) => ({ p, plan: plans[i]!, sink: writers[i]! })),
       machine,
       kinds,
     );

@@ -18,7 +18,7 @@ interface BatchBase {
   readonly line: Float64Array;
 }
 
-/** One period between two context switches on one physical CPU (DESIGN §1, cswitch.csv). */
+/** One period between two context switches on one physical CPU (docs/formats.md, cswitch.csv). */
 export interface SwitchBatch extends BatchBase {
   readonly kind: 'switch';
   /** Physical CPU number as written in the log. */
@@ -34,7 +34,7 @@ export interface SwitchBatch extends BatchBase {
   readonly nEvents: number;
 }
 
-/** One completed disk request (DESIGN §1, disk.csv). */
+/** One completed disk request (docs/formats.md, disk.csv). */
 export interface DiskBatch extends BatchBase {
   readonly kind: 'disk';
   /** Consumer index of the client VM. */
@@ -53,7 +53,7 @@ export interface DiskBatch extends BatchBase {
   readonly names: string[];
 }
 
-/** One period between two resource-container switches inside a guest (DESIGN §1, guest.csv). */
+/** One period between two resource-container switches inside a guest (docs/formats.md, guest.csv). */
 export interface ContainerBatch extends BatchBase {
   readonly kind: 'container';
   readonly vm: Int32Array;
@@ -65,17 +65,11 @@ export interface ContainerBatch extends BatchBase {
   /** Hardware counter advances over the period, as read inside the guest. */
   readonly dtsc: Float64Array;
   readonly dev: Float64Array;
-  /**
-   * The same advances in the VM's private counter view (§3.4.1): hardware minus the advances of
-   * other VMs that ran on the CPU meanwhile. Filled in by the virtual-counters stage; NaN before.
-   */
-  readonly vdtsc: Float64Array;
-  readonly vdev: Float64Array;
   readonly nEvents: number;
   readonly names: string[];
 }
 
-/** One sample of an external power meter (DESIGN §1, measured.csv). */
+/** One sample of an external power meter (docs/formats.md, measured.csv). */
 export interface MeasuredBatch extends BatchBase {
   readonly kind: 'measured';
   /** Index into `names` of the device. */
@@ -151,8 +145,6 @@ export function newContainerBatch(file: string, nEvents: number, names: string[]
     t0: f64(capacity),
     dtsc: f64(capacity),
     dev: f64(capacity * nEvents),
-    vdtsc: f64(capacity),
-    vdev: f64(capacity * nEvents),
     nEvents,
     names,
   };

@@ -1,7 +1,8 @@
-/** Pipeline files (DESIGN §5): loading, `extends`, variants and command-line overrides. */
+/** Pipeline files (docs/formats.md): loading, `extends`, variants and command-line overrides. */
 import path from 'node:path';
 import { WattraceError } from './errors.js';
 import { readJsonFile, validateAgainst } from './json.js';
+import { settingsOf, type Settings, type SettingsSections } from './settings.js';
 
 export const STAGE_ORDER = [
   'cpu-split',
@@ -25,21 +26,8 @@ export interface Expectation {
   max_delta?: number;
 }
 
-/** Settings of driver-charge (`accounting.driver`, schema defaults applied). */
-export interface DriverChargeSettings {
-  model: 'constant' | 'per-byte';
-  window: number;
-  baseline_window_ms: number;
-  baseline_watts?: Record<string, number>;
-  forget: number;
-}
-
-export interface AccountingSettings {
-  driver: DriverChargeSettings;
-}
-
 /** The pipeline file as written (after schema defaults). */
-export interface PipelineFile {
+export interface PipelineFile extends SettingsSections {
   name: string;
   description?: string;
   extends?: string;
@@ -47,8 +35,6 @@ export interface PipelineFile {
   traces: Partial<Record<TraceKind, string>>;
   interval_ms: number;
   stages: StageName[];
-  accounting: AccountingSettings;
-  policy?: Record<string, unknown>;
   variants?: Record<string, Record<string, unknown>>;
   expect?: Expectation[];
 }
@@ -62,8 +48,8 @@ export interface ResolvedPipeline {
   readonly traces: Partial<Record<TraceKind, string>>;
   readonly intervalMs: number;
   readonly stages: readonly StageName[];
-  readonly accounting: AccountingSettings;
-  readonly policy: Record<string, unknown>;
+  /** The stages' settings, typed, defaults applied. */
+  readonly settings: Settings;
   readonly expect: readonly Expectation[];
   /** The names of the pipeline's variants (besides `base`). */
   readonly variantNames: readonly string[];
@@ -182,7 +168,7 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
     interval_ms: intervalMs,
     stages,
     accounting: p.accounting,
-    policy: p.policy ?? {},
+    policy: p.policy,
   };
   return {
     file: abs,
@@ -192,8 +178,7 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
     traces,
     intervalMs,
     stages,
-    accounting: p.accounting,
-    policy: p.policy ?? {},
+    settings: settingsOf(p),
     expect: p.expect ?? [],
     variantNames: Object.keys(p.variants ?? {}),
     params,
@@ -212,4 +197,13 @@ export function parseTraceArgs(args: readonly string[]): Partial<Record<TraceKin
     out[kind] = a.slice(eq + 1);
   }
   return out;
+}
+
+/**
+ * The settings given `accounting` and `policy` sections as a pipeline file would have them (the
+ * schema checks them and fills in every default): for tests and tools that run stages directly.
+ */
+export function settingsFromSections(sections: { accounting?: unknown; policy?: unknown } = {}): Settings {
+  const raw = { name: 'settings', profile: 'machine.json', traces: {}, stages: ['cpu-split'], ...structuredClone(sections) };
+  return settingsOf(validateAgainst<PipelineFile>(raw, 'pipeline.schema.json', '(settings)', 'pipeline'));
 }

@@ -10,7 +10,7 @@
  * the service's device is another service, the row only tells the upper driver which client it
  * worked for; the physical request is the lower driver's row, naming the upper driver as client.
  */
-import type { Machine, ServiceSpec } from './profile.js';
+import type { Machine, ServiceSpec } from './machine.js';
 
 export interface ServiceRoute {
   /** Index into profile.services. */

@@ -1,198 +1,241 @@
 /**
- * The stage contract. A stage is a pure push-based core: it receives time-ordered event slices
- * and writes results to a RunSink, with no I/O of its own. The runner (core/runner.ts) feeds it
- * from streamed files; tests feed it arrays. Same core, so streaming and batch cannot disagree.
+ * The stage contract (docs/architecture.md). A stage is a push-based core with no I/O of its own:
+ * it receives time-ordered trace events and what earlier stages produce, and writes result rows.
+ * What it reads and what it produces is declared in its StageDefinition; the replay
+ * (src/replay/graph.ts) connects producers to consumers from those declarations and refuses a
+ * pipeline in which a stage's input has no producer. No stage sees another stage, its batches
+ * or its settings: only the ports below.
  */
 import type { BatchKind, EventSlice } from './events.js';
-import type { ResolvedPipeline, StageName, TraceKind } from './pipeline.js';
-import { Span, type RunSpan } from './span.js';
-import type { Machine } from './profile.js';
+import type { Machine } from './machine.js';
+import type { MetricWriter } from './metrics.js';
+import type { StageName, TraceKind } from './pipeline.js';
+import type { Settings } from './settings.js';
+import type { RunSpan, Span } from './span.js';
+import type { Joules, Ns, Seconds, Watts } from './units.js';
 
 export type EnergyKind = 'idle' | 'active';
 
-/** One row of the `energy` table (DESIGN §3). Times are ns relative to the run's base. */
+/** One row of the `energy` table. Times are ns relative to the run's base. */
 export interface EnergyRow {
-  readonly t0: number;
-  readonly t1: number;
+  readonly t0: Ns;
+  readonly t1: Ns;
   readonly consumer: string;
   readonly container: string | null;
   readonly via: string | null;
   readonly device: string;
   readonly kind: EnergyKind;
-  readonly joules: number;
+  readonly joules: Joules;
 }
 
-/** One row of the `virtual_counters` table (DESIGN §3): a VM's private counter advance. */
+/** One row of the `virtual_counters` table: a VM's private counter advance. */
 export interface CounterRow {
-  readonly t0: number;
-  readonly t1: number;
+  readonly t0: Ns;
+  readonly t1: Ns;
   readonly vm: string;
   /** An event column of the profile, or 'tsc'. */
   readonly event: string;
   readonly advance: number;
 }
 
-/** One row of `disk_policy` (DESIGN §3): a client in one period of the disk manager. */
+/** One row of `disk_policy`: a client in one period of the disk manager. */
 export interface DiskPolicyRow {
-  readonly t: number;
+  readonly t: Ns;
   readonly vm: string;
   readonly throttle: number;
   readonly budget: number;
-  readonly limitWatts: number | null;
-  readonly watts: number;
+  readonly limitWatts: Watts | null;
+  readonly watts: Watts;
   readonly requests: number;
   readonly bytes: number;
   readonly backlog: number;
 }
 
-/** One row of `cpu_policy` (DESIGN §3): a VM in one period of the CPU manager. */
+/** One row of `cpu_policy`: a VM in one period of the CPU manager. */
 export interface CpuPolicyRow {
-  readonly t: number;
+  readonly t: Ns;
   readonly vm: string;
   readonly share: number;
-  readonly limitWatts: number | null;
-  readonly watts: number;
-  readonly workS: number;
-  readonly backlogS: number;
+  readonly limitWatts: Watts | null;
+  readonly watts: Watts;
+  readonly workS: Seconds;
+  readonly backlogS: Seconds;
 }
 
-/** One row of `containers` (DESIGN §3): a guest's resource container in one budget period. */
+/** One row of `containers`: a guest's resource container in one budget period. */
 export interface ContainerRow {
-  readonly t: number;
+  readonly t: Ns;
   readonly vm: string;
   readonly container: string;
-  readonly limitWatts: number | null;
-  readonly watts: number;
-  readonly workS: number;
-  readonly preemptedNs: number;
+  readonly limitWatts: Watts | null;
+  readonly watts: Watts;
+  readonly workS: Seconds;
+  readonly preemptedNs: Ns;
 }
 
-/** Where a run's results go: the SQLite store, or memory in tests. */
-export interface RunSink {
+/** The rows a stage writes. */
+export interface RowSink {
   energy(row: EnergyRow): void;
   counter(row: CounterRow): void;
-  metric(name: string, value: number): void;
   diskPolicy(row: DiskPolicyRow): void;
   cpuPolicy(row: CpuPolicyRow): void;
   containerRow(row: ContainerRow): void;
 }
 
-/** A stage that sees every energy row written (after capture), to derive more from them. */
-export interface EnergyTap {
-  tap(row: EnergyRow): void;
+/** Where a run's results go: the SQLite store, or memory in tests. */
+export interface RunSink extends RowSink {
+  metric(name: string, value: number): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports: what stages hand each other.
+
+/**
+ * cpu-split's energy of each CPU period (§3.2.1), one record per cswitch period in stream order.
+ * Lent like a batch: valid during the call that hands it over.
+ */
+export interface CpuPeriods {
+  readonly length: number;
+  readonly cpu: Int32Array;
+  /** Consumer index (Machine.consumers) of the VM that ran. */
+  readonly vm: Int32Array;
+  readonly t0: Float64Array;
+  readonly t1: Float64Array;
+  /** w_tsc · Δtsc: the period's idle energy, before it is split among the VMs. */
+  readonly idleJ: Float64Array;
+  /** Σ w_e · Δe: the access energy of whoever ran. */
+  readonly activeJ: Float64Array;
 }
 
 /**
- * A stage that takes over the energy other stages charge to some consumers (driver-charge takes
- * the driver VMs' energy and charges it on to their clients, §3.3.3). The runner hands it every
- * host-level row whose consumer it names instead of writing the row.
+ * Guest container periods in the VM's private counter view (§3.4.1), as virtual-counters
+ * translates them from the guest log: hardware advances minus other VMs' advances meanwhile.
  */
-export interface EnergyCapture {
-  readonly captures: ReadonlySet<string>;
-  capture(row: EnergyRow): void;
+export interface GuestPeriods {
+  readonly length: number;
+  readonly vm: Int32Array;
+  readonly cpu: Int32Array;
+  /** Index into `names` of the container that ran. */
+  readonly container: Int32Array;
+  readonly t0: Float64Array;
+  readonly t1: Float64Array;
+  /** Virtual TSC advance. */
+  readonly vtsc: Float64Array;
+  /** Virtual event advances, row-major: vev[i * nEvents + e] for Machine.eventNames[e]. */
+  readonly vev: Float64Array;
+  readonly nEvents: number;
+  readonly names: readonly string[];
 }
 
-export interface StageContext {
+/** driver-charge's per-request CPU cost model (§3.3.3). */
+export interface DriverCostModel {
+  /**
+   * The driver CPU energy a request of consumer `client` on disk number `disk` (profile order) of
+   * `bytes` is predicted to cost now; 0 where no driver serves it.
+   */
+  predictedCost(client: number, disk: number, bytes: number): Joules;
+}
+
+/** Ports that carry a stream of records, handed to every consumer as they are produced. */
+export interface StreamPorts {
+  'cpu-periods': CpuPeriods;
+  'guest-periods': GuestPeriods;
+}
+
+/** Ports that offer an interface a consumer queries. */
+export interface ServicePorts {
+  'driver-cost': DriverCostModel;
+}
+
+export type StreamPort = keyof StreamPorts;
+export type ServicePort = keyof ServicePorts;
+/**
+ * `energy` is the energy rows themselves: a row a stage writes passes the energy handlers of the
+ * stages after it, in pipeline order, each of which may take it over, and then goes to the store.
+ */
+export type PortName = StreamPort | ServicePort | 'energy';
+
+/** What a stage gets from the stages before it (services present only if produced). */
+export interface StageInputs {
+  readonly services: Partial<ServicePorts>;
+}
+
+/** Emits on the stream ports the stage declared it writes. */
+export type Emit = <P extends StreamPort>(port: P, value: StreamPorts[P]) => void;
+
+export interface StageContext<S> {
   readonly machine: Machine;
-  readonly pipeline: ResolvedPipeline;
-  /** Reporting interval of the energy table, in ns. */
-  readonly intervalNs: number;
-  readonly sink: RunSink;
+  /** The stage's own settings (see StageDefinition.settings). */
+  readonly settings: S;
+  /** Reporting interval of the energy table. */
+  readonly intervalNs: Ns;
+  /** Rows: energy enters the energy path after this stage; the others go to the store. */
+  readonly out: RowSink;
+  readonly metrics: MetricWriter;
+  readonly emit: Emit;
   /** The span of the events dispatched so far (grows as the stream advances). */
   readonly span: Span;
-  /** A stage of the same run created before this one (an earlier stage), if in the pipeline. */
-  readonly find?: (name: StageName) => Stage | undefined;
 }
 
 export interface Stage {
-  readonly name: StageName | 'validation';
-  /** The event kinds this stage wants to see. */
-  readonly consumes: readonly BatchKind[];
   /**
-   * Receives the next slice of the merged, time-ordered stream. The batch is lent: it is reused
-   * after push returns, so a stage copies what it wants to keep.
+   * Receives the next slice of the merged, time-ordered trace stream, for the trace kinds its
+   * definition reads. The batch is lent: it is reused after push returns.
    */
-  push(slice: EventSlice): void;
+  push?(slice: EventSlice): void;
+  /** Receives records of the stream ports its definition reads (lent, like batches). */
+  readonly receive?: { readonly [P in StreamPort]?: (value: StreamPorts[P]) => void };
+  /** The services its definition says it writes. */
+  readonly provides?: Partial<ServicePorts>;
+  /**
+   * Sees every energy row written by an earlier stage (if its definition reads `energy`);
+   * returns true to take the row over (it is then not written, nor seen by later stages).
+   */
+  energy?(row: EnergyRow): boolean;
   /** The input has ended: emit everything still held. `run` is the accounted span of the run. */
   finish(run: RunSpan): void;
 }
 
-export interface StageDefinition {
-  readonly name: StageName;
-  /** Traces the stage reads. */
+/** A port a stage reads, and when it needs a producer for it. */
+export interface PortRead {
+  readonly port: PortName;
+  /**
+   * Why the stage cannot do without the port in this pipeline, or null when it can (the port is
+   * then read only if produced). Omitted: always needed.
+   */
+  readonly neededBecause?: (p: PlanInfo) => string | null;
+}
+
+/** What a requirement may depend on. */
+export interface PlanInfo {
+  readonly machine: Machine;
+  readonly settings: Settings;
+  /** The traces the pipeline gives. */
+  readonly traces: ReadonlySet<TraceKind>;
+}
+
+export interface StageDefinition<S = unknown> {
+  /** A pipeline stage, or `validation`, which the replay adds when measured power is given. */
+  readonly name: StageName | 'validation';
+  /** A one-line summary for --help and error messages. */
+  readonly summary: string;
+  /** Traces the stage reads, and the batch kinds they arrive as. */
   readonly traces: readonly TraceKind[];
   /** Traces it also reads when the pipeline gives them. */
   readonly optionalTraces?: readonly TraceKind[];
-  /** Stages whose output it needs, which must also be in the pipeline. */
-  readonly requires: readonly StageName[];
-  /** A one-line summary for --help and error messages. */
-  readonly summary: string;
-  /** Null while the stage is not part of this version of wattrace. */
-  readonly create: ((ctx: StageContext) => Stage) | null;
+  /** Traces the pipeline must give, though the stage reads them through another stage's port. */
+  readonly needsTraces?: readonly TraceKind[];
+  readonly reads: readonly PortRead[];
+  readonly writes: readonly PortName[];
+  /** Its part of the pipeline's settings. */
+  readonly settings: (all: Settings) => S;
+  readonly create: (ctx: StageContext<S>, inputs: StageInputs) => Stage;
 }
 
-/** Feeds slices to the stages that consume their kind (shared by the streaming and batch paths). */
-export function dispatch(stages: readonly Stage[], slice: EventSlice): void {
-  const kind = slice.batch.kind;
-  for (const s of stages) if (s.consumes.includes(kind)) s.push(slice);
+/** Declares a stage with its settings type inferred. */
+export function defineStage<S>(d: StageDefinition<S>): StageDefinition<S> {
+  return d;
 }
 
-/** The batch adapter: runs stages over slices held in memory. Returns the run's span. */
-export function runSlices(stages: readonly Stage[], slices: Iterable<EventSlice>, span = new Span()): RunSpan {
-  for (const slice of slices) {
-    span.see(slice);
-    dispatch(stages, slice);
-  }
-  const run = span.get();
-  for (const s of stages) s.finish(run);
-  return run;
-}
-
-/** Hands the rows an EnergyCapture takes over to it, and everything else to `inner`. */
-export class CapturingSink implements RunSink {
-  capturer: EnergyCapture | null = null;
-  taps: EnergyTap[] = [];
-  constructor(private readonly inner: RunSink) {}
-  energy(row: EnergyRow): void {
-    if (this.capturer !== null && row.container === null && this.capturer.captures.has(row.consumer)) this.capturer.capture(row);
-    else {
-      for (const t of this.taps) t.tap(row);
-      this.inner.energy(row);
-    }
-  }
-  containerRow(row: ContainerRow): void {
-    this.inner.containerRow(row);
-  }
-  counter(row: CounterRow): void {
-    this.inner.counter(row);
-  }
-  metric(name: string, value: number): void {
-    this.inner.metric(name, value);
-  }
-  diskPolicy(row: DiskPolicyRow): void {
-    this.inner.diskPolicy(row);
-  }
-  cpuPolicy(row: CpuPolicyRow): void {
-    this.inner.cpuPolicy(row);
-  }
-}
-
-export function isEnergyCapture(s: Stage): s is Stage & EnergyCapture {
-  return 'capture' in s && 'captures' in s;
-}
-
-/** Creates the stages of a run over one context whose sink routes captured rows. */
-export function createStages(defs: readonly StageDefinition[], base: Omit<StageContext, 'sink'>, sink: RunSink): Stage[] {
-  const router = new CapturingSink(sink);
-  const stages: Stage[] = [];
-  const ctx: StageContext = { ...base, sink: router, find: (name) => stages.find((s) => s.name === name) };
-  for (const d of defs) {
-    if (!d.create) throw new Error(`stage '${d.name}' is not available`);
-    stages.push(d.create(ctx));
-  }
-  const capturers = stages.filter(isEnergyCapture);
-  if (capturers.length > 1) throw new Error('only one stage may capture energy rows');
-  router.capturer = capturers[0] ?? null;
-  router.taps = stages.filter((s): s is Stage & EnergyTap => 'tap' in s);
-  return stages;
-}
+/** The batch kind each trace arrives as. */
+export const BATCH_OF: Readonly<Record<TraceKind, BatchKind>> = { cswitch: 'switch', disk: 'disk', guest: 'container', measured: 'measured' };

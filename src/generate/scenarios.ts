@@ -14,7 +14,7 @@
  *   each above 50 W of active power while running (§4.2.1), with the guest's container log; the
  *   host limits the guest to 40 W from 5 s.
  */
-import type { Profile } from '../core/profile.js';
+import type { Profile } from '../core/machine.js';
 import { prng } from './synthetic-cswitch.js';
 import { CpuSim, TruthBins, measuredCsv, type CpuTruth } from './sim.js';
 

@@ -6,7 +6,7 @@
  */
 import { newSwitchBatch, type SwitchBatch } from '../core/events.js';
 import { resized } from '../core/typed.js';
-import type { Machine } from '../core/profile.js';
+import type { Machine } from '../core/machine.js';
 import { Decoder, type TimeBase } from './decoder.js';
 import { PARSED, counterAdvance, formatExact } from './exact.js';
 

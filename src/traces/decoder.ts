@@ -5,7 +5,7 @@
  */
 import { WattraceError, type ErrorCode } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
-import type { Machine } from '../core/profile.js';
+import type { Machine } from '../core/machine.js';
 import { OK, PARSED, describeStatus, diffExact, maxOfBits, parseUint } from './exact.js';
 
 /** The time origin of a run: the exact first timestamp, as hi · 1e9 + lo. */

@@ -3,7 +3,7 @@
  * one row per completed request, written by the driver VM's translation module (§3.3.2).
  */
 import { newDiskBatch, type DiskBatch } from '../core/events.js';
-import type { Machine } from '../core/profile.js';
+import type { Machine } from '../core/machine.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
 import { PARSED } from './exact.js';
 

@@ -7,7 +7,7 @@
  * its snapshot of the other VMs' advances there).
  */
 import { newContainerBatch, type ContainerBatch } from '../core/events.js';
-import type { Machine } from '../core/profile.js';
+import type { Machine } from '../core/machine.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
 import { PARSED, counterAdvance, formatExact } from './exact.js';
 import { MAX_CPU } from './cswitch.js';
@@ -116,8 +116,6 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     b.cpu[i] = cpu;
     b.container[i] = container;
     b.dtsc[i] = dtsc;
-    b.vdtsc[i] = NaN;
-    b.vdev.fill(NaN, i * this.nEv, (i + 1) * this.nEv);
     b.length = i + 1;
   }
 

@@ -3,7 +3,7 @@
  * used only to validate the accounting. `device` is `cpu` or a disk id of the profile.
  */
 import { newMeasuredBatch, type MeasuredBatch } from '../core/events.js';
-import type { Machine } from '../core/profile.js';
+import type { Machine } from '../core/machine.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
 
 export class MeasuredDecoder extends Decoder<MeasuredBatch> {

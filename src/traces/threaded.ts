@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { WattraceError, type ErrorCode, type Where } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
 import type { TraceKind } from '../core/pipeline.js';
-import type { Machine } from '../core/profile.js';
+import type { Machine } from '../core/machine.js';
 import type { TimeBase } from './decoder.js';
 
 export type ToWorker = { type: 'recycle'; id: number };

@@ -1,5 +1,5 @@
 /**
- * Every bad input of DESIGN §1 is a clear error naming file, line and column, exit status 2,
+ * Every bad input (docs/formats.md) is a clear error naming file, line and column, exit status 2,
  * and the store is left byte for byte as it was (or not created at all).
  */
 import fs from 'node:fs';
@@ -102,8 +102,14 @@ const CASES: Case[] = [
       write('cycle.json', p);
     }, where: /cycle\.json at \/services: /, says: /services form a cycle: s1 → s2 → s1/ },
   ...diskCases(),
-  { name: 'driver-charge-alone', trace: GOOD_TRACE, pipeline: { stages: ['cpu-split', 'driver-charge'], traces: { cswitch: 'driver-charge-alone.csv', disk: 'good-disk.csv' } }, setup: goodDisk,
-    where: /driver-charge-alone\.pipeline\.json at \/stages: /, says: /stage 'driver-charge' needs the output of stage 'disk-energy'/ },
+  // A stage whose input no earlier stage of the pipeline produces: refused, naming both stages.
+  { name: 'driver-charge-without-cpu-split', trace: GOOD_TRACE, pipeline: { profile: 'svc.json', stages: ['disk-energy', 'driver-charge'], traces: { cswitch: 'driver-charge-without-cpu-split.csv', disk: 'good-disk.csv' } }, setup: goodDisk,
+    where: /driver-charge-without-cpu-split\.pipeline\.json at \/stages: /, says: /stage 'driver-charge' needs the cpu-periods output of stage 'cpu-split'.*add it to "stages"/ },
+  { name: 'guest-log-without-virtual-counters', trace: GOOD_TRACE, pipeline: { stages: ['cpu-split', 'host-strides'], traces: { cswitch: 'guest-log-without-virtual-counters.csv', guest: 'good-guest.csv' } },
+    setup: () => write('good-guest.csv', 'ts_ns,vm,cpu,container,tsc,uops\n1000,a,0,x,0,0\n2000,a,0,x,1000,500\n'),
+    where: /guest-log-without-virtual-counters\.pipeline\.json at \/stages: /, says: /stage 'host-strides' needs the guest-periods output of stage 'virtual-counters' \(the guest log's container periods/ },
+  { name: 'disk-limit-without-driver-cost', trace: GOOD_TRACE, pipeline: { profile: 'svc.json', stages: ['cpu-split', 'disk-energy', 'disk-budgets'], traces: { cswitch: 'disk-limit-without-driver-cost.csv', disk: 'good-disk.csv' } }, setup: goodDisk,
+    where: /disk-limit-without-driver-cost\.pipeline\.json at \/stages: /, says: /stage 'disk-budgets' needs the driver-cost output of stage 'driver-charge' \(driver VM 'd' serves disk 'disk'/ },
   { name: 'unknown-cost-model', trace: GOOD_TRACE, pipeline: { accounting: { driver: { model: 'per-block' } } },
     where: /unknown-cost-model\.pipeline\.json at \/accounting\/driver\/model: /, says: /must be one of "constant", "per-byte"/ },
 ];

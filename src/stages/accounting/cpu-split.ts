@@ -14,13 +14,19 @@
  * time. Time within the run when a CPU has no open period (before its first row, after its last)
  * still costs idle_watts: that energy is kept as `(unattributed)`, so the CPU's energy in the
  * table is n_cpus × idle_watts × duration + Σ access (with the TSC as the clock of idle energy).
+ *
+ * Each period's idle and access energy is also handed on as it is computed (the `cpu-periods`
+ * port), so driver-charge and host-strides use the same figures instead of weighing the counters
+ * again.
  */
-import type { EventSlice, SwitchBatch } from '../../core/events.js';
+import { BATCH_CAPACITY, type EventSlice, type SwitchBatch } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
-import { UNATTRIBUTED } from '../../core/profile.js';
+import { UNATTRIBUTED } from '../../core/machine.js';
+import { METRICS } from '../../core/metrics.js';
 import type { RunSpan } from '../../core/span.js';
-import type { Stage, StageContext } from '../../core/stage.js';
+import type { CpuPeriods, Stage, StageContext } from '../../core/stage.js';
 import { resized } from '../../core/typed.js';
+import { energyOf, joules, ns } from '../../core/units.js';
 import { CpuClocks } from '../../core/cpu-clocks.js';
 
 export const CPU_DEVICE = 'cpu';
@@ -30,6 +36,7 @@ export class CpuSplit implements Stage {
   readonly consumes = ['switch'] as const;
 
   private readonly acc: IntervalAccumulator;
+  private readonly out: { -readonly [K in keyof CpuPeriods]: CpuPeriods[K] };
   private readonly nCons: number;
   /** Slot of the idle energy still to be shared among the VMs (all of it with `equal`). */
   private readonly pool: number;
@@ -49,7 +56,7 @@ export class CpuSplit implements Stage {
   activeJoules = 0;
   periods = 0;
 
-  constructor(private readonly ctx: StageContext) {
+  constructor(private readonly ctx: StageContext<unknown>) {
     const m = ctx.machine;
     this.nCons = m.consumers.length;
     this.pool = 2 * this.nCons;
@@ -58,6 +65,8 @@ export class CpuSplit implements Stage {
     this.wTsc = m.tscWeight;
     this.cpuTime = new Float64Array(this.nCons);
     this.acc = new IntervalAccumulator(ctx.intervalNs, 2 * this.nCons + 1, (k, s) => this.emit(k, s));
+    const n = BATCH_CAPACITY;
+    this.out = { length: 0, cpu: new Int32Array(n), vm: new Int32Array(n), t0: new Float64Array(n), t1: new Float64Array(n), idleJ: new Float64Array(n), activeJ: new Float64Array(n) };
   }
 
   push(slice: EventSlice): void {
@@ -66,6 +75,8 @@ export class CpuSplit implements Stage {
     const idleVm = this.ctx.machine.idleIndex;
     const nEv = b.nEvents;
     const I = this.ctx.intervalNs;
+    const out = this.out;
+    out.length = 0;
     for (let i = slice.from; i < slice.to; i++) {
       const cpu = b.cpu[i]!;
       const vm = b.vm[i]!;
@@ -77,6 +88,13 @@ export class CpuSplit implements Stage {
       for (let e = 0; e < nEv; e++) eAct += weights[e]! * b.dev[d + e]!;
       this.idleJoules += eIdle;
       this.activeJoules += eAct;
+      const o = out.length++;
+      out.cpu[o] = cpu;
+      out.vm[o] = vm;
+      out.t0[o] = t0;
+      out.t1[o] = t1;
+      out.idleJ[o] = eIdle;
+      out.activeJ[o] = eAct;
       const idleSlot = equal || vm === idleVm ? pool : 2 * vm;
       cpuTime[vm] = cpuTime[vm]! + (t1 - t0);
       const k0 = Math.floor(t0 / I);
@@ -100,18 +118,19 @@ export class CpuSplit implements Stage {
     }
     this.periods += slice.to - slice.from;
     this.acc.flushBefore(this.clocks.min());
+    this.ctx.emit('cpu-periods', out);
   }
 
   finish(run: RunSpan): void {
     this.acc.flushAll();
-    const { sink, machine } = this.ctx;
+    const { metrics, machine } = this.ctx;
     if (!this.equal) this.shareHaltEnergy(run);
     // Time a CPU spent outside its logged periods: idle power, owner unknown.
     const idleWatts = machine.profile.cpu.idle_watts;
     let unattributed = 0;
     const gap = (a: number, b: number) => {
       if (b <= a) return;
-      const j = (idleWatts * (b - a)) / 1e9;
+      const j = energyOf(idleWatts, b - a);
       unattributed += j;
       spread(a, b, this.ctx.intervalNs, (k, f) => this.row(k, UNATTRIBUTED, 'idle', j * f, run));
     };
@@ -119,11 +138,11 @@ export class CpuSplit implements Stage {
       gap(run.t0, this.firstT0[c]!);
       gap(last, run.t1);
     }
-    sink.metric('accounting.cpu.idle_joules', this.idleJoules + unattributed);
-    sink.metric('accounting.cpu.active_joules', this.activeJoules);
-    sink.metric('accounting.cpu.unlogged_idle_joules', unattributed);
-    sink.metric('accounting.cpu.periods', this.periods);
-    sink.metric('accounting.cpu.cpus', this.clocks.count);
+    metrics.write(METRICS.cpuIdle, {}, this.idleJoules + unattributed);
+    metrics.write(METRICS.cpuActive, {}, this.activeJoules);
+    metrics.write(METRICS.cpuUnlogged, {}, unattributed);
+    metrics.write(METRICS.cpuPeriods, {}, this.periods);
+    metrics.write(METRICS.cpuCount, {}, this.clocks.count);
   }
 
   /** by-time: the idle energy of halt periods, shared by the VMs' CPU time over the whole run. */
@@ -143,14 +162,12 @@ export class CpuSplit implements Stage {
     this.haltJ = [];
   }
 
-
-
-  private row(k: number, consumer: string, kind: 'idle' | 'active', joules: number, span?: RunSpan): void {
-    if (joules === 0) return;
+  private row(k: number, consumer: string, kind: 'idle' | 'active', j: number, span?: RunSpan): void {
+    if (j === 0) return;
     const I = this.ctx.intervalNs;
     const t0 = Math.max(k * I, span ? span.t0 : this.minT0);
     const t1 = Math.min((k + 1) * I, span ? span.t1 : this.maxT1);
-    this.ctx.sink.energy({ t0, t1, consumer, container: null, via: null, device: CPU_DEVICE, kind, joules });
+    this.ctx.out.energy({ t0: ns(t0), t1: ns(t1), consumer, container: null, via: null, device: CPU_DEVICE, kind, joules: joules(j) });
   }
 
   private emit(k: number, s: Float64Array): void {

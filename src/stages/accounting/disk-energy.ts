@@ -13,7 +13,8 @@
  *
  * Active energy: a request keeps the disk active for bytes / rate; its energy
  * (active_watts − idle_watts) · bytes / rate goes to its client (and, where the log names one, to
- * its resource container, as an extra container-level row).
+ * its resource container, as an extra container-level row; for an energy-aware guest whose
+ * containers guest-containers accounts, that stage replaces these rows with its own split).
  *
  * Idle energy: idle_watts · period, recomputed every `idle_period_ms` (the paper's 50 ms procedure)
  * and apportioned to the clients in proportion to their active time in that period; equally among
@@ -26,11 +27,12 @@
  */
 import type { DiskBatch, EventSlice } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
-import type { DiskSpec } from '../../core/profile.js';
+import type { DiskSpec } from '../../core/machine.js';
+import { METRICS } from '../../core/metrics.js';
 import { ServiceGraph } from '../../core/services.js';
 import type { RunSpan } from '../../core/span.js';
 import type { Stage, StageContext } from '../../core/stage.js';
-import { msToNs } from '../../core/units.js';
+import { energyOf, joules, ns, nsToS, periodNs, perSecond, transferNs } from '../../core/units.js';
 
 interface DiskState {
   readonly id: string;
@@ -64,9 +66,6 @@ interface DiskState {
 }
 
 export class DiskEnergy implements Stage {
-  readonly name = 'disk-energy' as const;
-  readonly consumes = ['disk'] as const;
-
   private readonly graph: ServiceGraph;
   private readonly disks: DiskState[];
   private readonly nCons: number;
@@ -76,19 +75,16 @@ export class DiskEnergy implements Stage {
   private readonly viaCache = new Map<number, string | null>();
   /** Requests that only record an upper service's work (no disk energy of their own). */
   upperRequests = 0;
-  /** guest-containers splits the guests' energy among their containers itself. */
-  private readonly guestSplits: boolean;
 
-  constructor(private readonly ctx: StageContext) {
+  constructor(private readonly ctx: StageContext<unknown>) {
     const m = ctx.machine;
     this.graph = new ServiceGraph(m);
     this.nCons = m.consumers.length;
-    this.guestSplits = ctx.pipeline.stages.includes('guest-containers');
     this.disks = Object.entries(m.profile.disks).map(([id, spec], d) => ({
       id,
       d,
       spec,
-      periodNs: Math.max(1, Math.round(msToNs(spec.idle_period_ms))),
+      periodNs: periodNs(spec.idle_period_ms),
       rate: spec.nominal_rate_bps,
       winN: 0,
       winUsable: 0,
@@ -125,17 +121,17 @@ export class DiskEnergy implements Stage {
       }
       this.advance(st, t);
       const bytes = b.bytes[i]!;
-      const activeNs = (bytes / st.rate) * 1e9;
-      const e = ((st.spec.active_watts - st.spec.idle_watts) * activeNs) / 1e9;
+      const activeNs = transferNs(bytes, st.rate);
+      const e = energyOf(st.spec.active_watts - st.spec.idle_watts, activeNs);
       const slot = (st.d * this.nCons + c) * 2 + 1;
       const s = this.acc.slots(Math.floor(t / I));
       s[slot] = s[slot]! + e;
-      if (b.container[i]! >= 0 && !this.guestSplits) this.addContainer(Math.floor(t / I), `${st.d}\0${c}\0${b.names[b.container[i]!]!}`, e);
+      if (b.container[i]! >= 0) this.addContainer(Math.floor(t / I), `${st.d}\0${c}\0${b.names[b.container[i]!]!}`, e);
       st.util[c] = st.util[c]! + activeNs;
       st.utilSum += activeNs;
       st.requests++;
       st.bytes += bytes;
-      st.activeS += activeNs / 1e9;
+      st.activeS += nsToS(activeNs);
       st.activeJ += e;
       // Busy time for the next rate estimate: the latency, else the gap since the previous
       // completion. A gap longer than an idle period was idle time: that request tells nothing.
@@ -153,7 +149,7 @@ export class DiskEnergy implements Stage {
       if (st.winN >= st.spec.rate_window) {
         // Keep the rate when the window says too little (mostly idle gaps, or only ties, as in
         // logs with whole-second timestamps).
-        if (st.winBusy > 0 && st.winBytes > 0 && 2 * st.winUsable >= st.winN) st.rate = (st.winBytes / st.winBusy) * 1e9;
+        if (st.winBusy > 0 && st.winBytes > 0 && 2 * st.winUsable >= st.winN) st.rate = perSecond(st.winBytes, st.winBusy);
         else st.rateKept++;
         st.winN = 0;
         st.winUsable = 0;
@@ -180,20 +176,20 @@ export class DiskEnergy implements Stage {
     }
     this.acc.flushAll();
     this.flushContainers(Infinity);
-    const { sink } = this.ctx;
+    const { metrics } = this.ctx;
     for (const st of this.disks) {
-      const p = `accounting.disk.${st.id}`;
-      sink.metric(`${p}.idle_joules`, st.idleJ);
-      sink.metric(`${p}.active_joules`, st.activeJ);
-      sink.metric(`${p}.active_s`, st.activeS);
-      sink.metric(`${p}.requests`, st.requests);
-      sink.metric(`${p}.bytes`, st.bytes);
-      sink.metric(`${p}.rate_bps`, st.rate);
-      sink.metric(`${p}.rate_windows_kept`, st.rateKept);
+      const disk = { disk: st.id };
+      metrics.write(METRICS.diskIdle, disk, st.idleJ);
+      metrics.write(METRICS.diskActive, disk, st.activeJ);
+      metrics.write(METRICS.diskActiveS, disk, st.activeS);
+      metrics.write(METRICS.diskRequests, disk, st.requests);
+      metrics.write(METRICS.diskBytes, disk, st.bytes);
+      metrics.write(METRICS.diskRate, disk, st.rate);
+      metrics.write(METRICS.diskRateKept, disk, st.rateKept);
       // Above 1 when the model keeps the disk active longer than the run (see README).
-      sink.metric(`${p}.active_frac`, run.t1 > run.t0 ? st.activeS / ((run.t1 - run.t0) / 1e9) : 0);
+      metrics.write(METRICS.diskActiveFrac, disk, run.t1 > run.t0 ? st.activeS / nsToS(run.t1 - run.t0) : 0);
     }
-    sink.metric('accounting.disk.upper_requests', this.upperRequests);
+    metrics.write(METRICS.diskUpper, {}, this.upperRequests);
   }
 
   private start(st: DiskState, t: number): void {
@@ -225,7 +221,7 @@ export class DiskEnergy implements Stage {
   /** idle_watts over [from, to), by the period's utilization or equally among the disk's clients. */
   private idle(st: DiskState, from: number, to: number, byUse: boolean): void {
     if (to <= from) return;
-    const j = (st.spec.idle_watts * (to - from)) / 1e9;
+    const j = energyOf(st.spec.idle_watts, to - from);
     st.idleJ += j;
     const base = st.d * this.nCons;
     if (byUse) {
@@ -276,8 +272,8 @@ export class DiskEnergy implements Stage {
       for (let c = 0; c < this.nCons; c++) {
         const slot = (st.d * this.nCons + c) * 2;
         for (const kind of ['idle', 'active'] as const) {
-          const joules = s[slot + (kind === 'idle' ? 0 : 1)]!;
-          if (joules !== 0) this.ctx.sink.energy({ t0, t1, consumer: consumers[c]!, container: null, via: this.via(st.d, c), device: st.id, kind, joules });
+          const j = s[slot + (kind === 'idle' ? 0 : 1)]!;
+          if (j !== 0) this.ctx.out.energy({ t0: ns(t0), t1: ns(t1), consumer: consumers[c]!, container: null, via: this.via(st.d, c), device: st.id, kind, joules: joules(j) });
         }
       }
     }
@@ -290,7 +286,7 @@ export class DiskEnergy implements Stage {
       if (k >= beforeK) break;
       this.containerJ.delete(k);
       const [t0, t1] = this.bounds(k);
-      for (const [key, joules] of m) {
+      for (const [key, j] of m) {
         const p1 = key.indexOf('\0');
         const p2 = key.indexOf('\0', p1 + 1);
         const d = key.slice(0, p1);
@@ -298,7 +294,7 @@ export class DiskEnergy implements Stage {
         const container = key.slice(p2 + 1);
         const consumer = consumers[Number(c)]!;
         const device = this.disks[Number(d)]!.id;
-        this.ctx.sink.energy({ t0, t1, consumer, container, via: this.via(Number(d), Number(c)), device, kind: 'active', joules });
+        this.ctx.out.energy({ t0: ns(t0), t1: ns(t1), consumer, container, via: this.via(Number(d), Number(c)), device, kind: 'active', joules: joules(j) });
       }
     }
   }

@@ -44,22 +44,21 @@
  * shows the client's energy via both drivers. Chains resolve in dependency order by themselves:
  * a charge to a client that is itself a driver is captured again by that driver.
  */
-import type { DiskBatch, EventSlice, SwitchBatch } from '../../core/events.js';
+import type { DiskBatch, EventSlice } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
-import type { DriverChargeSettings } from '../../core/pipeline.js';
+import { METRICS } from '../../core/metrics.js';
 import { ServiceGraph } from '../../core/services.js';
+import type { DriverSettings } from '../../core/settings.js';
 import type { RunSpan } from '../../core/span.js';
-import type { EnergyCapture, EnergyKind, EnergyRow, Stage, StageContext } from '../../core/stage.js';
+import type { CpuPeriods, DriverCostModel, EnergyKind, EnergyRow, Stage, StageContext } from '../../core/stage.js';
 import { CpuClocks } from '../../core/cpu-clocks.js';
-import { msToNs } from '../../core/units.js';
+import { NS_PER_S, energyOf, joules, ns, nsToS, periodNs, perSecond, transferNs, type Joules, type Ns } from '../../core/units.js';
 import { CPU_DEVICE } from './cpu-split.js';
 
 /** per-byte: windows to wait for requests of different sizes before charging a constant cost. */
 const PER_BYTE_PATIENCE = 4;
 /** Longest time a request is taken to be in flight (an outlier latency must not stall the stage). */
-const MAX_IN_FLIGHT_NS = 1e9;
-
-export const DRIVER_DEFAULTS: DriverChargeSettings = { model: 'constant', window: 50, baseline_window_ms: 50, forget: 0.95 };
+const MAX_IN_FLIGHT_NS = NS_PER_S;
 
 interface Driver {
   readonly d: number;
@@ -110,12 +109,13 @@ interface Driver {
   foreignJ: number;
 }
 
-export class DriverCharge implements Stage, EnergyCapture {
-  readonly name = 'driver-charge' as const;
-  readonly consumes = ['switch', 'disk'] as const;
+export class DriverCharge implements Stage, DriverCostModel {
+  /** The driver VMs, whose host-level rows this stage takes over. */
   readonly captures: ReadonlySet<string>;
+  readonly receive = { 'cpu-periods': (p: CpuPeriods) => this.readings(p) };
+  readonly provides = { 'driver-cost': this };
 
-  private readonly settings: DriverChargeSettings;
+  private readonly settings: DriverSettings;
   private readonly graph: ServiceGraph;
   private readonly drivers: Driver[];
   /** Driver per consumer index (null for VMs that drive nothing). */
@@ -141,18 +141,18 @@ export class DriverCharge implements Stage, EnergyCapture {
   private passedBefore = -Infinity;
   private finished = false;
 
-  constructor(private readonly ctx: StageContext) {
+  constructor(private readonly ctx: StageContext<DriverSettings>) {
     const m = ctx.machine;
-    this.settings = { ...DRIVER_DEFAULTS, ...(ctx.pipeline.accounting?.driver ?? {}) };
+    this.settings = ctx.settings;
     this.graph = new ServiceGraph(m);
     this.nCons = m.consumers.length;
     this.equal = m.profile.cpu.idle_split !== 'by-time';
-    this.windowNs = Math.max(1, Math.round(msToNs(this.settings.baseline_window_ms)));
+    this.windowNs = periodNs(this.settings.baseline_window_ms);
     this.mixBuf = new Float64Array(this.nCons);
     this.driverOf = m.consumers.map(() => null);
     this.drivers = this.graph.drivers.map((d, slot) => {
       const name = m.consumers[d]!;
-      const fixed = this.settings.baseline_watts?.[name];
+      const fixed = this.settings.baseline_watts[name];
       const drv: Driver = {
         d,
         name,
@@ -200,10 +200,15 @@ export class DriverCharge implements Stage, EnergyCapture {
 
   push(slice: EventSlice): void {
     if (this.drivers.length === 0) return;
-    if (slice.batch.kind === 'switch') this.readings(slice as EventSlice<SwitchBatch>);
-    else this.requests(slice as EventSlice<DiskBatch>);
-    // Windows are complete once every CPU has reported past them and no later request can still
-    // have been in flight in them.
+    this.requests(slice as EventSlice<DiskBatch>);
+    this.advance();
+  }
+
+  /**
+   * Windows are complete once every CPU has reported past them and no later request can still
+   * have been in flight in them: close them, and write the charges no later estimate can change.
+   */
+  private advance(): void {
     const w = this.clocks.min();
     if (w === -Infinity) return;
     this.watermark = w;
@@ -228,21 +233,20 @@ export class DriverCharge implements Stage, EnergyCapture {
   }
 
   /** The drivers' CPU energy, period by period, as their virtualized counters show it. */
-  private readings(slice: EventSlice<SwitchBatch>): void {
-    const b = slice.batch;
-    const { tscWeight, eventWeights, vmCount } = this.ctx.machine;
-    const nEv = b.nEvents;
+  private readings(p: CpuPeriods): void {
+    if (this.drivers.length === 0) return;
+    const { vmCount } = this.ctx.machine;
     const W = this.windowNs;
-    for (let i = slice.from; i < slice.to; i++) {
-      const t0 = b.t0[i]!;
-      const t1 = b.t[i]!;
-      const vm = b.vm[i]!;
-      const cpu = b.cpu[i]!;
+    for (let i = 0; i < p.length; i++) {
+      const t0 = p.t0[i]!;
+      const t1 = p.t1[i]!;
+      const vm = p.vm[i]!;
+      const cpu = p.cpu[i]!;
       this.clocks.see(cpu, t1);
       if (t1 > this.now) this.now = t1;
       if (t1 > this.cpuEnd) this.cpuEnd = t1;
       if (t0 < this.minT0) this.minT0 = t0;
-      const idle = tscWeight * b.dtsc[i]!;
+      const idle = p.idleJ[i]!;
       const own = this.driverOf[vm] ?? null;
       for (const drv of this.drivers) {
         let e = this.equal ? idle / vmCount : 0;
@@ -251,7 +255,7 @@ export class DriverCharge implements Stage, EnergyCapture {
             e += idle;
             drv.readOwnIdle += idle;
           }
-          for (let k = 0; k < nEv; k++) e += eventWeights[k]! * b.dev[i * nEv + k]!;
+          e += p.activeJ[i]!;
         }
         if (e === 0) continue;
         drv.unaccounted += e;
@@ -268,6 +272,7 @@ export class DriverCharge implements Stage, EnergyCapture {
         }
       }
     }
+    this.advance();
   }
 
   /** Requests of the drivers' services: they mark windows busy and are charged their cost. */
@@ -287,7 +292,7 @@ export class DriverCharge implements Stage, EnergyCapture {
       const bytes = b.bytes[i]!;
       const lat = b.latency[i]!;
       // A request in flight for longer than a second marks only its last second busy.
-      const service = Math.min(MAX_IN_FLIGHT_NS, lat === lat ? lat : (bytes / disks[d]!.nominal_rate_bps) * 1e9);
+      const service = Math.min(MAX_IN_FLIGHT_NS, lat === lat ? lat : transferNs(bytes, disks[d]!.nominal_rate_bps));
       if (service > this.maxServiceNs) this.maxServiceNs = service;
       // In flight from its start to its completion; the window after it too (deferred work).
       for (let k = Math.floor((t - service) / W), kEnd = Math.floor(t / W) + 1; k <= kEnd; k++) drv.win.slots(k)[1] = 1;
@@ -381,7 +386,7 @@ export class DriverCharge implements Stage, EnergyCapture {
    */
   private pendingBaseline(drv: Driver): number {
     const upTo = this.watermark;
-    return drv.windowFrom === drv.windowFrom && upTo > drv.windowFrom ? (drv.baselineW * (upTo - drv.windowFrom)) / 1e9 : 0;
+    return drv.windowFrom === drv.windowFrom && upTo > drv.windowFrom ? energyOf(drv.baselineW, upTo - drv.windowFrom) : 0;
   }
 
   /** A baseline window is complete: update the estimate and charge the baseline up to its end. */
@@ -398,7 +403,7 @@ export class DriverCharge implements Stage, EnergyCapture {
       drv.quietJ += s[0]!;
       drv.quietNs += this.covered(from, to);
     }
-    if (drv.fixedWatts === null && drv.quietNs > 0) drv.baselineW = (drv.quietJ / drv.quietNs) * 1e9;
+    if (drv.fixedWatts === null && drv.quietNs > 0) drv.baselineW = perSecond(drv.quietJ, drv.quietNs);
     // Never more baseline than the driver consumed in the window (the estimate is an average).
     this.chargeBaseline(drv, drv.windowFrom, to, s[0]!);
     drv.windowFrom = to;
@@ -411,7 +416,7 @@ export class DriverCharge implements Stage, EnergyCapture {
 
   private chargeBaseline(drv: Driver, from: number, to: number, cap = Infinity): void {
     if (to <= from || drv.baselineW === 0) return;
-    const j = Math.min((drv.baselineW * (to - from)) / 1e9, cap);
+    const j = Math.min(energyOf(drv.baselineW, to - from), cap);
     if (j <= 0) return;
     drv.unaccounted -= j;
     drv.baselineJ += j;
@@ -426,7 +431,14 @@ export class DriverCharge implements Stage, EnergyCapture {
     for (const c of drv.clients) drv.chargedBy[2 * c] = drv.chargedBy[2 * c]! + each;
   }
 
-  capture(row: EnergyRow): void {
+  /** Energy written by an earlier stage: the driver VMs' host-level rows are taken over. */
+  energy(row: EnergyRow): boolean {
+    if (row.container !== null || !this.captures.has(row.consumer)) return false;
+    this.capture(row);
+    return true;
+  }
+
+  private capture(row: EnergyRow): void {
     const drv = this.driverOf[this.ctx.machine.consumerIndex.get(row.consumer)!];
     if (!drv) throw new Error(`driver-charge captured a row of '${row.consumer}', which drives no service`);
     if (this.finished) throw new Error(`driver-charge captured a row of '${row.consumer}' after it finished: a stage after it charged a driver`);
@@ -451,10 +463,10 @@ export class DriverCharge implements Stage, EnergyCapture {
    * cost now (J, the current cost model without the payback of deviations); 0 without a driver.
    * The disk manager (disk-budgets) counts it against the client's limit.
    */
-  predictedCost(client: number, disk: number, bytes: number): number {
+  predictedCost(client: number, disk: number, bytes: number): Joules {
     const r = this.graph.route(client, disk);
     const drv = r === null ? null : this.driverOf[r.driver];
-    return drv ? Math.max(0, drv.a + drv.b * bytes) : 0;
+    return joules(drv ? Math.max(0, drv.a + drv.b * bytes) : 0);
   }
 
   /** The clients' request weights to apportion active energy by: the last window's and this one's. */
@@ -488,21 +500,21 @@ export class DriverCharge implements Stage, EnergyCapture {
     this.charges.flushAll();
     while (this.passed.size > 0) this.flushPassed(Infinity);
     this.finished = true;
-    const { sink } = this.ctx;
+    const { metrics } = this.ctx;
     for (const drv of this.drivers) {
-      const p = `accounting.driver.${drv.name}`;
-      sink.metric(`${p}.baseline_watts`, drv.baselineW);
-      sink.metric(`${p}.quiet_s`, drv.quietNs / 1e9);
-      sink.metric(`${p}.requests`, drv.requests);
-      sink.metric(`${p}.cpu_joules`, drv.capturedOwn);
-      sink.metric(`${p}.baseline_joules`, drv.baselineJ);
-      sink.metric(`${p}.request_joules`, drv.requestJ);
-      sink.metric(`${p}.residual_joules`, drv.residualJ);
-      if (!this.equal) sink.metric(`${p}.halt_share_joules`, drv.haltJ);
-      sink.metric(`${p}.passed_joules`, drv.foreignJ);
+      const vm = { vm: drv.name };
+      metrics.write(METRICS.driverBaseline, vm, drv.baselineW);
+      metrics.write(METRICS.driverQuiet, vm, nsToS(drv.quietNs));
+      metrics.write(METRICS.driverRequests, vm, drv.requests);
+      metrics.write(METRICS.driverCpu, vm, drv.capturedOwn);
+      metrics.write(METRICS.driverBaselineJ, vm, drv.baselineJ);
+      metrics.write(METRICS.driverRequestJ, vm, drv.requestJ);
+      metrics.write(METRICS.driverResidual, vm, drv.residualJ);
+      if (!this.equal) metrics.write(METRICS.driverHalt, vm, drv.haltJ);
+      metrics.write(METRICS.driverPassed, vm, drv.foreignJ);
       if (this.settings.model === 'per-byte') {
-        sink.metric(`${p}.fit_request_joules`, drv.a);
-        sink.metric(`${p}.fit_byte_joules`, drv.b);
+        metrics.write(METRICS.driverFitA, vm, drv.a);
+        metrics.write(METRICS.driverFitB, vm, drv.b);
       }
     }
   }
@@ -579,14 +591,15 @@ export class DriverCharge implements Stage, EnergyCapture {
     }
   }
 
+  /** Writes a charge; a charge to a client that is itself a driver is taken over again (chains). */
   private out(row: EnergyRow): void {
     if (this.captures.has(row.consumer)) this.capture(row);
-    else this.ctx.sink.energy(row);
+    else this.ctx.out.energy(row);
   }
 
-  private bounds(k: number): [number, number] {
+  private bounds(k: number): [Ns, Ns] {
     const I = this.ctx.intervalNs;
-    return [Math.max(k * I, this.ctx.span.t0), Math.min((k + 1) * I, this.ctx.span.t1)];
+    return [ns(Math.max(k * I, this.ctx.span.t0)), ns(Math.min((k + 1) * I, this.ctx.span.t1))];
   }
 
   private emitCharges(k: number, s: Float64Array): void {
@@ -597,8 +610,8 @@ export class DriverCharge implements Stage, EnergyCapture {
         const slot = (drv.slot * this.nCons + c) * 2;
         const idle = s[slot]!;
         const active = s[slot + 1]!;
-        if (idle !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'idle', joules: idle });
-        if (active !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'active', joules: active });
+        if (idle !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'idle', joules: joules(idle) });
+        if (active !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'active', joules: joules(active) });
       }
     }
   }
@@ -610,7 +623,7 @@ export class DriverCharge implements Stage, EnergyCapture {
       const m = this.passed.get(k)!;
       this.passed.delete(k);
       const [t0, t1] = this.bounds(k);
-      for (const [key, joules] of m) {
+      for (const [key, j] of m) {
         const p1 = key.indexOf('\0');
         const p2 = key.indexOf('\0', p1 + 1);
         const p3 = key.indexOf('\0', p2 + 1);
@@ -618,7 +631,7 @@ export class DriverCharge implements Stage, EnergyCapture {
         const kind = key.slice(p1 + 1, p2) as EnergyKind;
         const via = key.slice(p2 + 1, p3);
         const device = key.slice(p3 + 1);
-        this.out({ t0, t1, consumer, container: null, via, device, kind, joules });
+        this.out({ t0, t1, consumer, container: null, via, device, kind, joules: joules(j) });
       }
     }
   }

@@ -11,20 +11,22 @@
  *   the VM's virtual advance; a period straddling intervals is split in proportion to time.
  * - Guest container logs (read with the hardware counters inside the guest) are translated here:
  *   for a container period [t0, t1] of VM v on CPU c, the virtual advance is the hardware advance
- *   minus the advances of other VMs' periods on c that ended in (t0, t1]. The stage fills the
- *   batch's `vdtsc`/`vdev` columns, which the guest stage reads (it runs later on the same slice).
- *   This relies on the two logs agreeing on time: a guest row is written while its VM runs.
+ *   minus the advances of other VMs' periods on c that ended in (t0, t1]. The translated periods
+ *   are handed on (the `guest-periods` port) to host-strides and guest-containers. This relies on
+ *   the two logs agreeing on time: a guest row is written while its VM runs.
  */
 import type { ContainerBatch, EventSlice, SwitchBatch } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
+import { METRICS } from '../../core/metrics.js';
 import type { RunSpan } from '../../core/span.js';
-import type { Stage, StageContext } from '../../core/stage.js';
+import type { GuestPeriods, Stage, StageContext } from '../../core/stage.js';
+import { ns } from '../../core/units.js';
 import { CpuClocks } from '../../core/cpu-clocks.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 export class VirtualCounters implements Stage {
   readonly name = 'virtual-counters' as const;
-  readonly consumes = ['switch', 'container'] as const;
-
   private readonly nCons: number;
   /** Counters per VM: tsc, then the profile's events. */
   private readonly nCtr: number;
@@ -40,8 +42,9 @@ export class VirtualCounters implements Stage {
   /** Totals over the run, for the conservation check: hardware and Σ virtual, per counter. */
   readonly hardware: Float64Array;
   translated = 0;
+  private guest: Mutable<GuestPeriods> | null = null;
 
-  constructor(private readonly ctx: StageContext) {
+  constructor(private readonly ctx: StageContext<unknown>) {
     const m = ctx.machine;
     this.nCons = m.consumers.length;
     this.eventNames = ['tsc', ...m.eventNames];
@@ -92,12 +95,26 @@ export class VirtualCounters implements Stage {
     this.acc.flushBefore(this.clocks.min());
   }
 
+  /** The translated periods of one slice, in arrays owned by this stage (grown when needed). */
+  private guestOut(b: ContainerBatch, n: number): Mutable<GuestPeriods> {
+    let g = this.guest;
+    if (g === null || g.vm.length < n || g.nEvents !== b.nEvents) {
+      const cap = Math.max(n, b.capacity);
+      g = { length: 0, vm: new Int32Array(cap), cpu: new Int32Array(cap), container: new Int32Array(cap), t0: new Float64Array(cap), t1: new Float64Array(cap), vtsc: new Float64Array(cap), vev: new Float64Array(cap * b.nEvents), nEvents: b.nEvents, names: b.names };
+      this.guest = g;
+    }
+    g.names = b.names;
+    g.length = 0;
+    return g;
+  }
+
   /** Guest container periods: hardware advances → the VM's virtual advances. */
   private translate(slice: EventSlice<ContainerBatch>): void {
     const b = slice.batch;
     const nEv = b.nEvents;
     const nCtr = this.nCtr;
     const others = this.tmp;
+    const g = this.guestOut(b, slice.to - slice.from);
     for (let i = slice.from; i < slice.to; i++) {
       const vm = b.vm[i]!;
       const cpu = b.cpu[i]!;
@@ -110,18 +127,25 @@ export class VirtualCounters implements Stage {
         prev = Float64Array.from(others);
         this.laneOthers.set(key, prev);
       }
-      b.vdtsc[i] = b.dtsc[i]! - (others[0]! - prev[0]!);
-      for (let e = 0; e < nEv; e++) b.vdev[i * nEv + e] = b.dev[i * nEv + e]! - (others[e + 1]! - prev[e + 1]!);
+      const o = g.length++;
+      g.vm[o] = vm;
+      g.cpu[o] = cpu;
+      g.container[o] = b.container[i]!;
+      g.t0[o] = b.t0[i]!;
+      g.t1[o] = b.t[i]!;
+      g.vtsc[o] = b.dtsc[i]! - (others[0]! - prev[0]!);
+      for (let e = 0; e < nEv; e++) g.vev[o * nEv + e] = b.dev[i * nEv + e]! - (others[e + 1]! - prev[e + 1]!);
       prev.set(others);
       this.translated++;
     }
+    this.ctx.emit('guest-periods', g);
   }
 
   finish(_run: RunSpan): void {
     this.acc.flushAll();
-    const { sink } = this.ctx;
-    this.eventNames.forEach((e, i) => sink.metric(`accounting.counters.${e}.hardware_advance`, this.hardware[i]!));
-    sink.metric('accounting.counters.guest_periods_translated', this.translated);
+    const { metrics } = this.ctx;
+    this.eventNames.forEach((event, i) => metrics.write(METRICS.hardwareAdvance, { event }, this.hardware[i]!));
+    metrics.write(METRICS.guestTranslated, {}, this.translated);
   }
 
   private cumulative(m: Map<number, Float64Array>, key: number): Float64Array {
@@ -139,7 +163,7 @@ export class VirtualCounters implements Stage {
     for (let c = 0; c < this.nCons; c++) {
       for (let e = 0; e < this.nCtr; e++) {
         const advance = s[c * this.nCtr + e]!;
-        if (advance !== 0) this.ctx.sink.counter({ t0, t1, vm: consumers[c]!, event: this.eventNames[e]!, advance });
+        if (advance !== 0) this.ctx.out.counter({ t0: ns(t0), t1: ns(t1), vm: consumers[c]!, event: this.eventNames[e]!, advance });
       }
     }
   }

@@ -8,8 +8,9 @@
  * their CPU time (virtual TSC), driver and disk energy by the bytes of the disk requests that name
  * them (by CPU time when none did) — and written as rows with `container` set, which therefore sum
  * exactly to the VM's own rows. Energy of an interval in which no container ran (the guest's own
- * kernel, time before its log starts) goes to the container `(guest)`. disk-energy's own
- * container rows are left out when this stage runs, so they are not counted twice.
+ * kernel, time before its log starts) goes to the container `(guest)`. Container rows of an
+ * energy-aware VM written by earlier stages (disk-energy's per-request rows) are taken over and
+ * replaced by this split, so they are not counted twice.
  *
  * Enforcement (a simulation, like the host's). For a VM with container limits
  * (`policy.guest.limits_watts[vm]`), the guest schedules its containers round robin in 1 ms quanta
@@ -18,28 +19,25 @@
  * `static`: a container's budget is its limit × period, unused budget is lost; `shares`: the limits
  * are weights of the VM-wide budget, shared among the containers that want to run (an idle one's
  * share is borrowed by the others). The VM-wide budget is the host's limit for the VM
- * (`policy.cpu.limits_watts[vm]`) × period. A container's power while running is what it drew in
+ * (`policy.cpu.limits_watts[vm]`) × period, from `policy.cpu.start_s`. A container's power while running is what it drew in
  * the guest log (virtual active energy over virtual time); its demand is what the log shows it
  * running, or unbounded with `cpu_bound` (CPU-bound tasks such as bzip2). A guest's containers are
  * simulated on one virtual CPU: chunks of its time are taken in the order the log ends them
  * (enough for the single-CPU guests of the paper; a multi-CPU guest is under-served).
+ *
+ * A guest-level run reports the guest VM under the same names a host-level run does:
+ * `cpu.<vm>.mean_watts` and `cpu.<vm>.work_s` (its containers' sums), beside each container's.
  */
-import type { ContainerBatch, DiskBatch, EventSlice, SwitchBatch } from '../../core/events.js';
+import type { DiskBatch, EventSlice } from '../../core/events.js';
 import { spread } from '../../core/intervals.js';
+import { METRICS } from '../../core/metrics.js';
+import type { GuestPolicySettings } from '../../core/settings.js';
 import type { RunSpan } from '../../core/span.js';
-import type { EnergyRow, EnergyTap, Stage, StageContext } from '../../core/stage.js';
-import { msToNs } from '../../core/units.js';
+import type { CpuPeriods, EnergyKind, EnergyRow, GuestPeriods, Stage, StageContext } from '../../core/stage.js';
+import { NS_PER_MS, energyOf, joules, ns, nsToS, periodNs, powerOf, sToNs, ticksToNs, watts } from '../../core/units.js';
 
-export interface GuestPolicySettings {
-  period_ms: number;
-  policy: 'static' | 'shares';
-  limits_watts: Record<string, Record<string, number>>;
-  cpu_bound: boolean;
-}
-
-export const GUEST_POLICY_DEFAULTS: GuestPolicySettings = { period_ms: 50, policy: 'static', limits_watts: {}, cpu_bound: false };
 export const GUEST_REST = '(guest)';
-const QUANTUM_NS = 1e6;
+const QUANTUM_NS = NS_PER_MS;
 
 interface Weights {
   active: number;
@@ -67,7 +65,7 @@ interface Task {
 interface GuestVm {
   readonly vm: number;
   readonly name: string;
-  readonly limits: Record<string, number> | null;
+  readonly limits: Readonly<Record<string, number>> | null;
   readonly vmLimit: number | null;
   readonly tasks: Map<string, Task>;
   rr: number;
@@ -75,9 +73,11 @@ interface GuestVm {
   vmBudget: number;
 }
 
-export class GuestContainers implements Stage, EnergyTap {
-  readonly name = 'guest-containers' as const;
-  readonly consumes = ['switch', 'container', 'disk'] as const;
+export class GuestContainers implements Stage {
+  readonly receive = {
+    'cpu-periods': (p: CpuPeriods) => this.vmTime(p),
+    'guest-periods': (g: GuestPeriods) => this.containers(g),
+  };
 
   private readonly s: GuestPolicySettings;
   private readonly periodNs: number;
@@ -91,14 +91,13 @@ export class GuestContainers implements Stage, EnergyTap {
   /** The host's limit for the VM (the VM-wide budget) is in force from policy.cpu.start_s. */
   private readonly startNs: number;
 
-  constructor(private readonly ctx: StageContext) {
-    const pol = (ctx.pipeline.policy['guest'] ?? {}) as Partial<GuestPolicySettings>;
-    this.s = { ...GUEST_POLICY_DEFAULTS, ...pol, limits_watts: { ...(pol.limits_watts ?? {}) } };
-    this.periodNs = Math.max(1, Math.round(msToNs(this.s.period_ms)));
+  constructor(private readonly ctx: StageContext<GuestPolicySettings>) {
+    this.s = ctx.settings;
+    this.periodNs = periodNs(this.s.period_ms);
     const m = ctx.machine;
     this.aware = new Set(m.profile.vms.map((v, i) => (v.energy_aware ? i : -1)).filter((i) => i >= 0));
-    const hostLimits = ((ctx.pipeline.policy['cpu'] ?? {}) as { limits_watts?: Record<string, number> }).limits_watts ?? {};
-    this.startNs = (((ctx.pipeline.policy['cpu'] ?? {}) as { start_s?: number }).start_s ?? 0) * 1e9;
+    const hostLimits = this.s.host_limits_watts;
+    this.startNs = sToNs(this.s.host_start_s);
     for (const vm of this.aware) {
       const name = m.consumers[vm]!;
       const limits = this.s.limits_watts[name] ?? null;
@@ -109,10 +108,14 @@ export class GuestContainers implements Stage, EnergyTap {
     }
   }
 
-  tap(row: EnergyRow): void {
-    if (row.container !== null) return;
+  /**
+   * Energy written by earlier stages: an energy-aware VM's host-level rows are kept for the split
+   * (and written as they are); its container rows are taken over, the split replaces them.
+   */
+  energy(row: EnergyRow): boolean {
     const vm = this.ctx.machine.consumerIndex.get(row.consumer);
-    if (vm === undefined || !this.aware.has(vm)) return;
+    if (vm === undefined || !this.aware.has(vm)) return false;
+    if (row.container !== null) return true;
     const k = Math.floor(row.t0 / this.ctx.intervalNs);
     let m = this.pending.get(k);
     if (!m) this.pending.set(k, (m = new Map()));
@@ -120,6 +123,7 @@ export class GuestContainers implements Stage, EnergyTap {
     const cur = m.get(key);
     if (cur) cur.joules += row.joules;
     else m.set(key, { t0: row.t0, t1: row.t1, joules: row.joules });
+    return false;
   }
 
   private w(k: number, vm: number, c: string): Weights {
@@ -132,37 +136,39 @@ export class GuestContainers implements Stage, EnergyTap {
     return w;
   }
 
-  push(slice: EventSlice): void {
-    const b = slice.batch;
-    if (this.origin !== this.origin && slice.to > slice.from) this.origin = Math.min(this.ctx.span.t0, b.t[slice.from]!);
-    if (b.kind === 'container') this.containers(slice as EventSlice<ContainerBatch>);
-    else if (b.kind === 'disk') this.requests(slice as EventSlice<DiskBatch>);
-    else if (b.kind === 'switch') this.vmTime(slice as EventSlice<SwitchBatch>);
+  /** The simulation starts with the first event of any kind this stage sees. */
+  private begin(t: number): void {
+    if (this.origin !== this.origin) this.origin = Math.min(this.ctx.span.t0, t);
   }
 
-  private containers(slice: EventSlice<ContainerBatch>): void {
-    const b = slice.batch;
+  push(slice: EventSlice): void {
+    if (slice.to > slice.from) this.begin(slice.batch.t[slice.from]!);
+    this.requests(slice as EventSlice<DiskBatch>);
+  }
+
+  private containers(p: GuestPeriods): void {
+    if (p.length > 0) this.begin(p.t1[0]!);
     const { eventWeights, profile } = this.ctx.machine;
-    const nEv = b.nEvents;
-    for (let i = slice.from; i < slice.to; i++) {
-      const vm = b.vm[i]!;
+    const nEv = p.nEvents;
+    for (let i = 0; i < p.length; i++) {
+      const vm = p.vm[i]!;
       if (!this.aware.has(vm)) continue;
-      const vt = b.vdtsc[i]!;
+      const vt = p.vtsc[i]!;
       if (!(vt > 0)) continue;
       let e = 0;
-      for (let k = 0; k < nEv; k++) e += eventWeights[k]! * Math.max(0, b.vdev[i * nEv + k]!);
-      const ns = (vt / profile.cpu.tsc_hz) * 1e9;
-      const c = b.names[b.container[i]!]!;
-      spread(b.t0[i]!, b.t[i]!, this.ctx.intervalNs, (k, f) => {
+      for (let k = 0; k < nEv; k++) e += eventWeights[k]! * Math.max(0, p.vev[i * nEv + k]!);
+      const dt = ticksToNs(vt, profile.cpu.tsc_hz);
+      const c = p.names[p.container[i]!]!;
+      spread(p.t0[i]!, p.t1[i]!, this.ctx.intervalNs, (k, f) => {
         const w = this.w(k, vm, c);
         w.active += e * f;
-        w.time += ns * f;
+        w.time += dt * f;
       });
       const g = this.guests.get(vm)!;
       const t = this.task(g, c);
       t.recJ += e;
-      t.recNs += ns;
-      if (!this.s.cpu_bound) t.backlog += ns;
+      t.recNs += dt;
+      if (!this.s.cpu_bound) t.backlog += dt;
     }
   }
 
@@ -185,12 +191,12 @@ export class GuestContainers implements Stage, EnergyTap {
   }
 
   /** The VM's own periods: the time its guest can give its containers. */
-  private vmTime(slice: EventSlice<SwitchBatch>): void {
-    const b = slice.batch;
-    for (let i = slice.from; i < slice.to; i++) {
-      const g = this.guests.get(b.vm[i]!);
+  private vmTime(p: CpuPeriods): void {
+    if (p.length > 0) this.begin(p.t1[0]!);
+    for (let i = 0; i < p.length; i++) {
+      const g = this.guests.get(p.vm[i]!);
       if (!g || !g.limits) continue;
-      this.simulate(g, b.t0[i]!, b.t[i]!);
+      this.simulate(g, p.t0[i]!, p.t1[i]!);
     }
   }
 
@@ -199,7 +205,7 @@ export class GuestContainers implements Stage, EnergyTap {
   }
 
   private refresh(g: GuestVm, now: number): void {
-    const P = this.periodNs / 1e9;
+    const P = nsToS(this.periodNs);
     const hostLimit = g.vmLimit !== null && now - this.origin >= this.startNs ? g.vmLimit : null;
     g.vmBudget = hostLimit !== null ? hostLimit * P : Infinity;
     const tasks = [...g.tasks.values()];
@@ -214,9 +220,10 @@ export class GuestContainers implements Stage, EnergyTap {
 
   /** Emits the period's containers rows (the period ending at `end`) and starts the next. */
   private closePeriod(g: GuestVm, end: number): void {
-    const P = this.periodNs / 1e9;
+    const P = nsToS(this.periodNs);
     for (const t of g.tasks.values()) {
-      this.ctx.sink.containerRow({ t: end, vm: g.name, container: t.name, limitWatts: t.periodLimit, watts: t.periodJ / P, workS: t.periodNs / 1e9, preemptedNs: t.preempted });
+      const limitWatts = t.periodLimit === null ? null : watts(t.periodLimit);
+      this.ctx.out.containerRow({ t: ns(end), vm: g.name, container: t.name, limitWatts, watts: watts(t.periodJ / P), workS: nsToS(t.periodNs), preemptedNs: ns(t.preempted) });
       t.preemptedNs += t.preempted;
       t.periodJ = 0;
       t.periodNs = 0;
@@ -265,12 +272,12 @@ export class GuestContainers implements Stage, EnergyTap {
         t = end;
         continue;
       }
-      const power = (chosen.recJ * 1e9) / chosen.recNs;
+      const power = powerOf(chosen.recJ, chosen.recNs);
       const cap = Math.min(chosen.budget, g.vmBudget);
-      let dt = Math.min(QUANTUM_NS, end - t, power > 0 ? (cap / power) * 1e9 : Infinity);
+      let dt = Math.min(QUANTUM_NS, end - t, power > 0 ? sToNs(cap / power) : Infinity);
       if (!this.s.cpu_bound) dt = Math.min(dt, chosen.backlog);
       dt = Math.max(dt, 1);
-      const j = (power * dt) / 1e9;
+      const j = energyOf(power, dt);
       chosen.budget -= j;
       g.vmBudget -= j;
       chosen.periodJ += j;
@@ -287,19 +294,23 @@ export class GuestContainers implements Stage, EnergyTap {
     // The last, partial budget period.
     for (const g of this.guests.values()) if (g.limits && g.nextRefresh === g.nextRefresh) this.closePeriod(g, Math.min(g.nextRefresh, run.t1));
     this.splitEnergy();
-    const { sink } = this.ctx;
-    const duration = (run.t1 - run.t0) / 1e9;
+    const { metrics } = this.ctx;
+    const duration = run.t1 - run.t0;
     for (const g of this.guests.values()) {
       if (!g.limits) continue;
-      let total = 0;
+      let totalJ = 0;
+      let workNs = 0;
       for (const t of g.tasks.values()) {
-        const p = `container.${g.name}.${t.name}`;
-        sink.metric(`${p}.mean_watts`, duration > 0 ? t.totalJ / duration : 0);
-        sink.metric(`${p}.work_s`, t.workNs / 1e9);
-        sink.metric(`${p}.preempted_s`, t.preemptedNs / 1e9);
-        total += t.totalJ;
+        const c = { vm: g.name, container: t.name };
+        metrics.write(METRICS.containerMean, c, powerOf(t.totalJ, duration));
+        metrics.write(METRICS.containerWork, c, nsToS(t.workNs));
+        metrics.write(METRICS.containerPreempted, c, nsToS(t.preemptedNs));
+        totalJ += t.totalJ;
+        workNs += t.workNs;
       }
-      sink.metric(`guest.${g.name}.mean_watts`, duration > 0 ? total / duration : 0);
+      // The guest VM under the names a host-level run gives it.
+      metrics.write(METRICS.cpuMean, { vm: g.name }, powerOf(totalJ, duration));
+      metrics.write(METRICS.cpuWork, { vm: g.name }, nsToS(workNs));
     }
   }
 
@@ -309,16 +320,16 @@ export class GuestContainers implements Stage, EnergyTap {
     for (const [k, m] of [...this.pending].sort(([a], [b]) => a - b)) {
       const byVm = this.weights.get(k);
       for (const [key, r] of m) {
-        const [vmS, via, device, kind] = key.split('\0') as [string, string, string, 'idle' | 'active'];
+        const [vmS, via, device, kind] = key.split('\0') as [string, string, string, EnergyKind];
         const vm = Number(vmS);
         const ws = byVm?.get(vm);
         const pick = (w: Weights) => (device === 'cpu' && via === '' ? (kind === 'active' ? w.active : w.time) : w.bytes);
         let entries = ws ? [...ws].map(([c, w]) => [c, pick(w)] as const).filter(([, x]) => x > 0) : [];
         if (entries.length === 0 && ws) entries = [...ws].map(([c, w]) => [c, w.time] as const).filter(([, x]) => x > 0);
         const sum = entries.reduce((a, [, x]) => a + x, 0);
-        const base = { t0: r.t0, t1: r.t1, consumer: consumers[vm]!, via: via === '' ? null : via, device, kind };
-        if (sum <= 0) this.ctx.sink.energy({ ...base, container: GUEST_REST, joules: r.joules });
-        else for (const [c, x] of entries) this.ctx.sink.energy({ ...base, container: c, joules: (r.joules * x) / sum });
+        const base = { t0: ns(r.t0), t1: ns(r.t1), consumer: consumers[vm]!, via: via === '' ? null : via, device, kind };
+        if (sum <= 0) this.ctx.out.energy({ ...base, container: GUEST_REST, joules: joules(r.joules) });
+        else for (const [c, x] of entries) this.ctx.out.energy({ ...base, container: c, joules: joules((r.joules * x) / sum) });
       }
     }
     this.pending.clear();

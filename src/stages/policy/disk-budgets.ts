@@ -9,14 +9,15 @@
  * enough to regulate small budgets); every `refresh_ms` the client's credit grows by
  * t × 1024 × refresh bytes (one refresh's worth at most is kept, or one request's), and a request
  * is served when the credit covers its bytes. The budget reported is one refresh's grant in
- * requests of the client's mean size. Without driver-charge in the pipeline the limit covers the
- * disk alone. Every `period_ms` the manager compares the client's energy in the period e_c
- * with its limit e_l = limit_watts × period and moves t with the paper's formula (DESIGN §2):
+ * requests of the client's mean size. Every `period_ms` the manager compares the client's energy
+ * in the period e_c with its limit e_l = limit_watts × period and moves t with the paper's formula
+ * (§3.3.6):
  *   Δt = ¼(t_l − t) + sgn   when (e_c > e_l and t > t_l) or (e_c < e_l and t < t_l)
  *   Δt = 4/3(t − t_l) + sgn otherwise,   sgn = (e_l − e_c)/|e_l − e_c| (0 when equal),
  * t_l the previous factor, t kept within [0, t_max]; t starts at t_max. The energy a request
  * costs the client is the disk's active energy for it, (active_watts − idle_watts) × its service
- * time, plus the driver's CPU for it as driver-charge predicts it (when that stage runs): the
+ * time, plus the driver's CPU for it as driver-charge predicts it (its `driver-cost` port; the
+ * replay refuses a pipeline whose profile serves a disk through a driver VM without it): the
  * limit covers the client's whole driver-side active power.
  *
  * Demand comes from the disk log. `arrival: trace`: requests arrive at their recorded
@@ -28,40 +29,16 @@
  * the trace: it never runs ahead of the events read so far, so the stage streams.
  */
 import type { DiskBatch, EventSlice } from '../../core/events.js';
-import type { DiskSpec } from '../../core/profile.js';
+import type { DiskSpec } from '../../core/machine.js';
+import { METRICS } from '../../core/metrics.js';
+import type { DiskPolicySettings } from '../../core/settings.js';
 import type { RunSpan } from '../../core/span.js';
-import type { Stage, StageContext } from '../../core/stage.js';
-import { msToNs } from '../../core/units.js';
-import type { DriverCharge } from '../accounting/driver-charge.js';
+import type { DriverCostModel, Stage, StageContext } from '../../core/stage.js';
+import { amountOver, energyOf, ns, nsToS, periodNs, perSecond, sToNs, transferNs, watts } from '../../core/units.js';
 import { settle, type SettleResult } from './settle.js';
 
-export interface DiskPolicySettings {
-  period_ms: number;
-  refresh_ms: number;
-  t_max: number;
-  start_s: number;
-  arrival: 'closed' | 'trace';
-  queue_depth: number;
-  limits_watts: Record<string, number>;
-  /** The formula's coefficients: ¼ when reversing, 4/3 when continuing (the paper's). */
-  backoff: number;
-  boost: number;
-}
-
-export const DISK_POLICY_DEFAULTS: DiskPolicySettings = {
-  period_ms: 200,
-  refresh_ms: 50,
-  t_max: 4000,
-  start_s: 0,
-  arrival: 'trace',
-  queue_depth: 1,
-  limits_watts: {},
-  backoff: 0.25,
-  boost: 4 / 3,
-};
-
 /**
- * The paper's throttle-factor step (DESIGN §2, §3.3.6): the new t from t, t_l, e_c and e_l; with
+ * The paper's throttle-factor step (§3.3.6): the new t from t, t_l, e_c and e_l; with
  * other coefficients than ¼ and 4/3 for controller studies.
  */
 export function throttleStep(t: number, tl: number, ec: number, el: number, tMax: number, backoff = 0.25, boost = 4 / 3): number {
@@ -121,28 +98,27 @@ interface DiskSim {
 }
 
 export class DiskBudgets implements Stage {
-  readonly name = 'disk-budgets' as const;
-  readonly consumes = ['disk'] as const;
-
   private readonly s: DiskPolicySettings;
   private readonly periodNs: number;
   private readonly refreshNs: number;
   private readonly startNs: number;
   private readonly sims: DiskSim[];
-  private readonly driver: DriverCharge | null;
+
   private readonly diskIndex = new Map<string, number>();
   private origin = NaN;
   private now = NaN;
   private nextPeriod = NaN;
   private nextRefresh = NaN;
 
-  constructor(private readonly ctx: StageContext) {
-    const pol = (ctx.pipeline.policy['disk'] ?? {}) as Partial<DiskPolicySettings>;
-    this.s = { ...DISK_POLICY_DEFAULTS, ...pol, limits_watts: { ...(pol.limits_watts ?? {}) } };
-    this.periodNs = Math.max(1, Math.round(msToNs(this.s.period_ms)));
-    this.refreshNs = Math.max(1, Math.round(msToNs(this.s.refresh_ms)));
-    this.startNs = this.s.start_s * 1e9;
-    this.driver = (ctx.find?.('driver-charge') as DriverCharge | undefined) ?? null;
+  constructor(
+    private readonly ctx: StageContext<DiskPolicySettings>,
+    /** driver-charge's cost model, where a driver VM serves the disks. */
+    private readonly driver: DriverCostModel | null,
+  ) {
+    this.s = ctx.settings;
+    this.periodNs = periodNs(this.s.period_ms);
+    this.refreshNs = periodNs(this.s.refresh_ms);
+    this.startNs = sToNs(this.s.start_s);
     this.sims = Object.entries(ctx.machine.profile.disks).map(([id, spec], d) => {
       this.diskIndex.set(id, d);
       return { d, id, spec, clients: [], byVm: new Map(), busyUntil: -Infinity, cur: null, curBytes: 0, curJ: 0, rr: 0 };
@@ -159,7 +135,7 @@ export class DiskBudgets implements Stage {
       const c = this.client(sim, b.vm[i]!);
       const lat = b.latency[i]!;
       // At least 1 ns: the simulated clock must move with every request.
-      const service = Math.max(1, lat === lat ? lat : (b.bytes[i]! / sim.spec.nominal_rate_bps) * 1e9);
+      const service = Math.max(1, lat === lat ? lat : transferNs(b.bytes[i]!, sim.spec.nominal_rate_bps));
       c.demand++;
       if (this.s.arrival === 'closed') {
         if (c.pLen < PATTERN) {
@@ -175,28 +151,27 @@ export class DiskBudgets implements Stage {
   finish(run: RunSpan): void {
     if (this.origin !== this.origin) return;
     this.advance(run.t1);
-    const { sink } = this.ctx;
+    const { metrics } = this.ctx;
     for (const sim of this.sims) {
       for (const c of sim.clients) {
-        const p = `disk.${c.name}`;
-        sink.metric(`${p}.bytes`, c.totalBytes);
-        sink.metric(`${p}.requests`, c.totalReqs);
+        const vm = { vm: c.name };
+        metrics.write(METRICS.diskPolBytes, vm, c.totalBytes);
+        metrics.write(METRICS.diskPolRequests, vm, c.totalReqs);
         // Not served yet: waiting, or still in service when the run ends.
-        if (this.s.arrival === 'trace') sink.metric(`${p}.backlog`, c.qLen + (sim.cur === c ? 1 : 0));
-        const before = c.beforeNs > 0 ? (c.beforeBytes * 1e9) / c.beforeNs : NaN;
-        sink.metric(`${p}.throughput_before_bps`, before);
+        if (this.s.arrival === 'trace') metrics.write(METRICS.diskPolBacklog, vm, c.qLen + (sim.cur === c ? 1 : 0));
+        metrics.write(METRICS.diskPolBefore, vm, c.beforeNs > 0 ? perSecond(c.beforeBytes, c.beforeNs) : NaN);
         if (c.limit === null) {
           const all = c.watts;
-          sink.metric(`${p}.mean_watts`, all.length ? all.reduce((a, w) => a + w, 0) / all.length : 0);
+          metrics.write(METRICS.diskPolMean, vm, all.length ? all.reduce((a, w) => a + w, 0) / all.length : 0);
           continue;
         }
-        const st: SettleResult = settle(c.watts, c.limit, this.periodNs / 1e9);
-        sink.metric(`${p}.settle_s`, st.settleS);
-        sink.metric(`${p}.mean_watts`, st.meanWatts);
-        sink.metric(`${p}.max_period_watts`, st.maxWatts);
-        sink.metric(`${p}.over_limit_frac`, st.overLimitFrac);
+        const st: SettleResult = settle(c.watts, c.limit, nsToS(this.periodNs));
+        if (st.settled) metrics.write(METRICS.diskPolSettle, vm, st.settleS);
+        metrics.write(METRICS.diskPolMean, vm, st.meanWatts);
+        metrics.write(METRICS.diskPolMax, vm, st.maxWatts);
+        metrics.write(METRICS.diskPolOver, vm, st.overLimitFrac);
         const after = c.periodBytes.slice(st.settledFrom);
-        sink.metric(`${p}.throughput_after_bps`, after.length ? (after.reduce((a, x) => a + x, 0) * 1e9) / (after.length * this.periodNs) : NaN);
+        metrics.write(METRICS.diskPolAfter, vm, after.length ? perSecond(after.reduce((a, x) => a + x, 0), after.length * this.periodNs) : NaN);
       }
     }
   }
@@ -285,7 +260,7 @@ export class DiskBudgets implements Stage {
       if (this.nextRefresh <= next) {
         for (const sim of this.sims) {
           for (const c of sim.clients) {
-            const grant = (c.t * 1024 * this.refreshNs) / 1e9;
+            const grant = amountOver(c.t * 1024, this.refreshNs);
             // Keep one refresh's worth, or enough for the next request however large it is.
             c.credit = Math.min(c.credit + grant, Math.max(grant, this.nextBytes(c)));
           }
@@ -334,7 +309,7 @@ export class DiskBudgets implements Stage {
       c.meanBytes = c.meanBytes === 0 ? bytes : 0.95 * c.meanBytes + 0.05 * bytes;
       sim.cur = c;
       sim.curBytes = bytes;
-      sim.curJ = ((sim.spec.active_watts - sim.spec.idle_watts) * service) / 1e9 + (this.driver ? this.driver.predictedCost(c.vm, sim.d, bytes) : 0);
+      sim.curJ = energyOf(sim.spec.active_watts - sim.spec.idle_watts, service) + (this.driver ? this.driver.predictedCost(c.vm, sim.d, bytes) : 0);
       sim.busyUntil = this.now + service;
       sim.rr = (sim.rr + k + 1) % n;
       return;
@@ -342,31 +317,31 @@ export class DiskBudgets implements Stage {
   }
 
   private managePeriod(): void {
-    const periodS = this.periodNs / 1e9;
+    const periodS = nsToS(this.periodNs);
     // The period that ends now began after the limits came on.
     const started = this.now - this.origin >= this.startNs + this.periodNs;
     for (const sim of this.sims) {
       for (const c of sim.clients) {
-        const watts = c.eJ / periodS;
+        const w = c.eJ / periodS;
         if (started && c.limit !== null) {
           const t = throttleStep(c.t, c.tl, c.eJ, c.limit * periodS, this.s.t_max, this.s.backoff, this.s.boost);
           c.tl = c.t;
           c.t = t;
         }
         if (started) {
-          c.watts.push(watts);
+          c.watts.push(w);
           c.periodBytes.push(c.bytes);
         } else {
           c.beforeBytes += c.bytes;
           c.beforeNs += this.periodNs;
         }
-        this.ctx.sink.diskPolicy({
-          t: this.now,
+        this.ctx.out.diskPolicy({
+          t: ns(this.now),
           vm: c.name,
           throttle: c.t,
-          budget: c.meanBytes > 0 ? (c.t * 1024 * this.refreshNs) / 1e9 / c.meanBytes : 0,
-          limitWatts: started ? c.limit : null,
-          watts,
+          budget: c.meanBytes > 0 ? amountOver(c.t * 1024, this.refreshNs) / c.meanBytes : 0,
+          limitWatts: started && c.limit !== null ? watts(c.limit) : null,
+          watts: watts(w),
           requests: c.reqs,
           bytes: c.bytes,
           backlog: this.s.arrival === 'trace' ? c.qLen : 0,

@@ -22,28 +22,21 @@
  * sharing the CPU): they are runnable whenever present, so they take the time a limited VM gives
  * up — stride scheduling's stealing — while the idle processor halts only what nobody wants.
  *
- * With `virtual-counters` and a guest log, the guest's container periods (their virtual TSC, the
- * VM's own time) are queued in order, so the work the VM completes is credited to its containers
- * (`container.<vm>.<container>.work_s`): host-level control slows every task of a guest alike.
+ * With a guest log, the guest's container periods in its private counter view (virtual-counters'
+ * `guest-periods`: their virtual TSC is the VM's own time) are queued in order, so the work the VM
+ * completes is credited to its containers, each at the power it drew in the guest log
+ * (`container.<vm>.<container>.work_s`, `.mean_watts`): host-level control slows every task of a
+ * guest alike.
  */
-import type { ContainerBatch, EventSlice, SwitchBatch } from '../../core/events.js';
+import { METRICS } from '../../core/metrics.js';
+import type { CpuPolicySettings } from '../../core/settings.js';
 import type { RunSpan } from '../../core/span.js';
-import type { Stage, StageContext } from '../../core/stage.js';
-import { msToNs } from '../../core/units.js';
+import type { CpuPeriods, GuestPeriods, Stage, StageContext } from '../../core/stage.js';
+import { NS_PER_MS, nsToS, ns, periodNs, powerOf, sToNs, ticksToNs, watts } from '../../core/units.js';
 import { settle } from './settle.js';
 
-export interface CpuPolicySettings {
-  period_ms: number;
-  start_s: number;
-  offset: number;
-  limits_watts: Record<string, number>;
-  /** VMs that would use all the CPU they get (once seen in the trace): always runnable. */
-  cpu_bound: string[];
-}
-
-export const CPU_POLICY_DEFAULTS: CpuPolicySettings = { period_ms: 100, start_s: 0, offset: 100, limits_watts: {}, cpu_bound: [] };
 export const IDLE_STRIDE = 1000;
-const QUANTUM_NS = 1e6;
+const QUANTUM_NS = NS_PER_MS;
 /**
  * Passes are kept in stride × ns, integers (run times are whole ns), so adding one quantum at a
  * time or m at once gives the same value exactly and both schedules break ties alike. Below 2^53
@@ -90,18 +83,19 @@ interface VmState {
   periodNs: number;
   totalJ: number;
   readonly watts: number[];
-  /** Guest containers: queued (container, ns) segments of its recorded time, and work done. */
+  /** Guest containers: queued (container, ns, J) segments of its recorded time, and work done. */
   qName: number[];
   qNs: number[];
+  qJ: number[];
   qHead: number;
   readonly containerWork: Map<string, number>;
+  readonly containerJ: Map<string, number>;
 }
 
 export class HostStrides implements Stage {
   /** Whole rounds and idle stretches in one step (see `rounds`); off only to test them. */
   static batching = true;
-  readonly name = 'host-strides' as const;
-  readonly consumes = ['switch', 'container'] as const;
+  readonly receive = { 'cpu-periods': (p: CpuPeriods) => this.periods(p), 'guest-periods': (g: GuestPeriods) => this.containers(g) };
 
   private readonly s: CpuPolicySettings;
   private readonly periodNs: number;
@@ -110,15 +104,14 @@ export class HostStrides implements Stage {
   private readonly idleVm: number;
   private origin = NaN;
   private nextPeriod = NaN;
-  private names: string[] = [];
+  private names: readonly string[] = [];
   private readonly tscHz: number;
   private readonly cpuBound: Set<number>;
   private readonly backlogAtEnd = new Map<number, number>();
 
-  constructor(private readonly ctx: StageContext) {
-    const pol = (ctx.pipeline.policy['cpu'] ?? {}) as Partial<CpuPolicySettings>;
-    this.s = { ...CPU_POLICY_DEFAULTS, ...pol, limits_watts: { ...(pol.limits_watts ?? {}) } };
-    this.periodNs = Math.max(1, Math.round(msToNs(this.s.period_ms)));
+  constructor(private readonly ctx: StageContext<CpuPolicySettings>) {
+    this.s = ctx.settings;
+    this.periodNs = periodNs(this.s.period_ms);
     const m = ctx.machine;
     this.idleVm = m.idleIndex;
     this.tscHz = m.profile.cpu.tsc_hz;
@@ -138,8 +131,10 @@ export class HostStrides implements Stage {
       watts: [],
       qName: [],
       qNs: [],
+      qJ: [],
       qHead: 0,
       containerWork: new Map(),
+      containerJ: new Map(),
     }));
   }
 
@@ -149,27 +144,22 @@ export class HostStrides implements Stage {
    * ever learning of demand in its simulated past — a CPU whose log stops early, or starts late,
    * holds nobody up.
    */
-  push(slice: EventSlice): void {
-    if (slice.batch.kind === 'container') return this.containers(slice as EventSlice<ContainerBatch>);
-    const b = slice.batch as SwitchBatch;
-    const { eventWeights } = this.ctx.machine;
-    const nEv = b.nEvents;
-    for (let i = slice.from; i < slice.to; i++) {
-      const t0 = b.t0[i]!;
-      const t1 = b.t[i]!;
+  private periods(p: CpuPeriods): void {
+    for (let i = 0; i < p.length; i++) {
+      const t0 = p.t0[i]!;
+      const t1 = p.t1[i]!;
       if (this.origin !== this.origin) {
         this.origin = Math.min(t0, this.ctx.span.t0);
         this.nextPeriod = this.origin + this.periodNs;
       }
       this.advanceAll(t1);
-      const c = b.cpu[i]!;
+      const c = p.cpu[i]!;
       let cpu = this.cpus.get(c);
       if (!cpu) this.cpus.set(c, (cpu = { t: Math.max(this.origin, t1), vps: new Map(), idlePass: 0 }));
-      const vm = b.vm[i]!;
+      const vm = p.vm[i]!;
       if (vm === this.idleVm || t1 <= t0) continue;
       const st = this.vms[vm]!;
-      let e = 0;
-      for (let k = 0; k < nEv; k++) e += eventWeights[k]! * b.dev[i * nEv + k]!;
+      const e = p.activeJ[i]!;
       st.recJ += e;
       st.recNs += t1 - t0;
       st.demandNs += t1 - t0;
@@ -193,16 +183,24 @@ export class HostStrides implements Stage {
     for (const cpu of this.cpus.values()) this.runUntil(cpu, until);
   }
 
-  /** The guest's container periods, in the VM's own time (virtual TSC), queued in order. */
-  private containers(slice: EventSlice<ContainerBatch>): void {
-    const b = slice.batch;
-    this.names = b.names;
-    for (let i = slice.from; i < slice.to; i++) {
-      const v = b.vdtsc[i]!;
+  /**
+   * The guest's container periods, in the VM's own time (virtual TSC), queued in order with their
+   * active energy Σ w_e · virtual Δe (negative advances, from a guest log slightly off the host's
+   * clock, count as none).
+   */
+  private containers(g: GuestPeriods): void {
+    this.names = g.names;
+    const { eventWeights } = this.ctx.machine;
+    const nEv = g.nEvents;
+    for (let i = 0; i < g.length; i++) {
+      const v = g.vtsc[i]!;
       if (!(v > 0)) continue;
-      const st = this.vms[b.vm[i]!]!;
-      st.qName.push(b.container[i]!);
-      st.qNs.push((v / this.tscHz) * 1e9);
+      const st = this.vms[g.vm[i]!]!;
+      let e = 0;
+      for (let k = 0; k < nEv; k++) e += eventWeights[k]! * Math.max(0, g.vev[i * nEv + k]!);
+      st.qName.push(g.container[i]!);
+      st.qNs.push(ticksToNs(v, this.tscHz));
+      st.qJ.push(e);
     }
   }
 
@@ -337,17 +335,24 @@ export class HostStrides implements Stage {
     return p;
   }
 
-  private credit(st: VmState, ns: number): void {
-    while (ns > 0 && st.qHead < st.qNs.length) {
-      const take = Math.min(ns, st.qNs[st.qHead]!);
-      const name = this.names[st.qName[st.qHead]!]!;
+  /** `run` ns of work the VM completed, credited to its queued container periods in order. */
+  private credit(st: VmState, run: number): void {
+    while (run > 0 && st.qHead < st.qNs.length) {
+      const h = st.qHead;
+      const segNs = st.qNs[h]!;
+      const take = Math.min(run, segNs);
+      const j = (st.qJ[h]! * take) / segNs;
+      const name = this.names[st.qName[h]!]!;
       st.containerWork.set(name, (st.containerWork.get(name) ?? 0) + take);
-      st.qNs[st.qHead] = st.qNs[st.qHead]! - take;
-      ns -= take;
-      if (st.qNs[st.qHead]! <= 0) st.qHead++;
+      st.containerJ.set(name, (st.containerJ.get(name) ?? 0) + j);
+      st.qNs[h] = segNs - take;
+      st.qJ[h] = st.qJ[h]! - j;
+      run -= take;
+      if (st.qNs[h]! <= 0) st.qHead++;
     }
     if (st.qHead > 4096 && st.qHead * 2 > st.qNs.length) {
       st.qNs = st.qNs.slice(st.qHead);
+      st.qJ = st.qJ.slice(st.qHead);
       st.qName = st.qName.slice(st.qHead);
       st.qHead = 0;
     }
@@ -355,27 +360,27 @@ export class HostStrides implements Stage {
 
   /** Every CPU has been simulated to the period's end. */
   private managePeriod(): void {
-    const periodS = this.periodNs / 1e9;
-    const started = this.nextPeriod - this.origin >= this.s.start_s * 1e9 + this.periodNs;
+    const periodS = nsToS(this.periodNs);
+    const started = this.nextPeriod - this.origin >= sToNs(this.s.start_s) + this.periodNs;
     this.vms.forEach((st, vm) => {
       if (vm === this.idleVm || st.demandNs === 0) return;
-      const watts = st.periodJ / periodS;
+      const w = st.periodJ / periodS;
       if (started && st.limit !== null) {
         const el = st.limit * periodS;
         if (st.periodJ > el) st.stride += this.s.offset;
         else if (st.periodJ < el) st.stride = Math.max(1, st.stride - this.s.offset);
-        st.watts.push(watts);
+        st.watts.push(w);
       }
       let backlog = 0;
       for (const cpu of this.cpus.values()) backlog += cpu.vps.get(vm)?.backlog ?? 0;
-      this.ctx.sink.cpuPolicy({
-        t: this.nextPeriod,
+      this.ctx.out.cpuPolicy({
+        t: ns(this.nextPeriod),
         vm: st.name,
         share: IDLE_STRIDE / st.stride,
-        limitWatts: started ? st.limit : null,
-        watts,
-        workS: st.periodNs / 1e9,
-        backlogS: backlog / 1e9,
+        limitWatts: started && st.limit !== null ? watts(st.limit) : null,
+        watts: watts(w),
+        workS: nsToS(st.periodNs),
+        backlogS: nsToS(backlog),
       });
       st.periodJ = 0;
       st.periodNs = 0;
@@ -391,25 +396,28 @@ export class HostStrides implements Stage {
       for (const cpu of this.cpus.values()) backlog += cpu.vps.get(vm)?.backlog ?? 0;
       this.backlogAtEnd.set(vm, backlog);
     }
-    const { sink } = this.ctx;
-    const duration = (run.t1 - run.t0) / 1e9;
-    this.vms.forEach((st, vm) => {
-      if (vm === this.idleVm || st.demandNs === 0) return;
-      const p = `cpu.${st.name}`;
-      sink.metric(`${p}.work_s`, st.doneNs / 1e9);
-      sink.metric(`${p}.demand_s`, st.demandNs / 1e9);
+    const { metrics } = this.ctx;
+    const duration = run.t1 - run.t0;
+    this.vms.forEach((st, i) => {
+      if (i === this.idleVm || st.demandNs === 0) return;
+      const vm = { vm: st.name };
+      metrics.write(METRICS.cpuWork, vm, nsToS(st.doneNs));
+      metrics.write(METRICS.cpuDemand, vm, nsToS(st.demandNs));
       // What is still queued: work − extra + backlog = demand.
-      sink.metric(`${p}.backlog_s`, (this.backlogAtEnd.get(vm) ?? 0) / 1e9);
-      if (this.cpuBound.has(vm)) sink.metric(`${p}.extra_s`, st.extraNs / 1e9);
-      sink.metric(`${p}.joules`, st.totalJ);
+      metrics.write(METRICS.cpuBacklog, vm, nsToS(this.backlogAtEnd.get(i) ?? 0));
+      if (this.cpuBound.has(i)) metrics.write(METRICS.cpuExtra, vm, nsToS(st.extraNs));
+      metrics.write(METRICS.cpuJoules, vm, st.totalJ);
       if (st.limit !== null && st.watts.length > 0) {
-        const r = settle(st.watts, st.limit, this.periodNs / 1e9);
-        sink.metric(`${p}.settle_s`, r.settleS);
-        sink.metric(`${p}.mean_watts`, r.meanWatts);
-        sink.metric(`${p}.max_period_watts`, r.maxWatts);
-        sink.metric(`${p}.over_limit_frac`, r.overLimitFrac);
-      } else sink.metric(`${p}.mean_watts`, duration > 0 ? st.totalJ / duration : 0);
-      for (const [c, ns] of st.containerWork) sink.metric(`container.${st.name}.${c}.work_s`, ns / 1e9);
+        const r = settle(st.watts, st.limit, nsToS(this.periodNs));
+        if (r.settled) metrics.write(METRICS.cpuSettle, vm, r.settleS);
+        metrics.write(METRICS.cpuMean, vm, r.meanWatts);
+        metrics.write(METRICS.cpuMax, vm, r.maxWatts);
+        metrics.write(METRICS.cpuOver, vm, r.overLimitFrac);
+      } else metrics.write(METRICS.cpuMean, vm, powerOf(st.totalJ, duration));
+      for (const [container, t] of st.containerWork) {
+        metrics.write(METRICS.containerWork, { vm: st.name, container }, nsToS(t));
+        metrics.write(METRICS.containerMean, { vm: st.name, container }, powerOf(st.containerJ.get(container) ?? 0, duration));
+      }
     });
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { resolveProfile, type Profile } from '../../../src/core/profile.js';
+import { resolveProfile } from '../../../src/core/profile.js';
+import type { Profile } from '../../../src/core/machine.js';
 import { cells, relDiff, replayTexts } from '../../helpers.js';
 
 /** A 2 W active-over-idle disk at 1 MB/s nominal, rate re-estimated every 2 requests, 100 ms idle periods. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { resolveProfile, type Profile } from '../../../src/core/profile.js';
+import { resolveProfile } from '../../../src/core/profile.js';
+import type { Profile } from '../../../src/core/machine.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
 import { cells, driverProfile, relDiff, replayTexts } from '../../helpers.js';
 

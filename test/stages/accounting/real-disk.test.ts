@@ -12,7 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { StageName } from '../../../src/core/pipeline.js';
-import { resolveProfile, type Machine, type Profile } from '../../../src/core/profile.js';
+import { resolveProfile } from '../../../src/core/profile.js';
+import type { Machine, Profile } from '../../../src/core/machine.js';
 import type { MemorySink } from '../../../src/store/memory.js';
 import { SHARED, cells, relDiff, replayTexts } from '../../helpers.js';
 

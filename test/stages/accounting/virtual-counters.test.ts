@@ -1,41 +1,35 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Batch, ContainerBatch, EventSlice } from '../../../src/core/events.js';
 import { resolveProfile } from '../../../src/core/profile.js';
-import { pump } from '../../../src/core/runner.js';
-import { Span } from '../../../src/core/span.js';
-import type { Stage, StageContext } from '../../../src/core/stage.js';
-import { makeDecoder } from '../../../src/core/decoders.js';
-import { VirtualCounters } from '../../../src/stages/accounting/virtual-counters.js';
-import { MemorySink } from '../../../src/store/memory.js';
-import { chunkStream } from '../../../src/traces/csv.js';
+import { defineStage, type GuestPeriods } from '../../../src/core/stage.js';
+import { stageDefinition } from '../../../src/stages/registry.js';
 import { standardVms, syntheticCswitch } from '../../../src/generate/synthetic-cswitch.js';
-import { pipelineStub, profileOf, replayTexts } from '../../helpers.js';
+import { profileOf, replayDefs, replayTexts } from '../../helpers.js';
 
 const p = profileOf({ vms: ['a', 'b'] });
 p.vms[0]!.energy_aware = true;
 const m = resolveProfile(p, 'm.json');
 
-/** Runs virtual-counters and a probe that records the translated guest periods. */
+/** Runs virtual-counters and a probe stage that records the guest periods it hands on. */
 async function run(cswitch: string, guest: string) {
-  const sink = new MemorySink();
-  const span = new Span();
-  const ctx: StageContext = { machine: m, pipeline: pipelineStub(1000), intervalNs: 1e9, sink, span };
-  const seen: { container: string; dtsc: number; vdtsc: number; duops: number; vuops: number }[] = [];
-  const probe: Stage = {
+  const seen: { container: string; vdtsc: number; vuops: number }[] = [];
+  const probe = defineStage({
     name: 'guest-containers',
-    consumes: ['container'],
-    push(s: EventSlice) {
-      const b = s.batch as ContainerBatch;
-      for (let i = s.from; i < s.to; i++) seen.push({ container: b.names[b.container[i]!]!, dtsc: b.dtsc[i]!, vdtsc: b.vdtsc[i]!, duops: b.dev[i]!, vuops: b.vdev[i]! });
-    },
-    finish() {},
-  };
-  const stages = [new VirtualCounters(ctx), probe];
-  const base = { hi: 0, lo: 0 };
-  const streams = [chunkStream([cswitch], makeDecoder('cswitch', 'c.csv', base, m)), chunkStream([guest], makeDecoder('guest', 'g.csv', base, m))];
-  await pump(streams as AsyncIterableIterator<Batch>[], stages, span);
-  for (const s of stages) s.finish(span.get());
+    summary: 'probe',
+    traces: [],
+    reads: [{ port: 'guest-periods' }],
+    writes: [],
+    settings: () => null,
+    create: () => ({
+      receive: {
+        'guest-periods': (g: GuestPeriods) => {
+          for (let i = 0; i < g.length; i++) seen.push({ container: g.names[g.container[i]!]!, vdtsc: g.vtsc[i]!, vuops: g.vev[i * g.nEvents]! });
+        },
+      },
+      finish() {},
+    }),
+  });
+  const sink = await replayDefs(m, { cswitch, guest }, [stageDefinition('virtual-counters'), probe], { intervalMs: 1000 });
   return { sink, seen };
 }
 
@@ -50,8 +44,8 @@ describe('virtual-counters (§3.4.1)', () => {
     // The opening row is an empty period; db's period [50, 300] read 250 ticks and 40 uops on the
     // hardware, of which b's period (150 ticks, 30 uops) was not a's: a's own are 100 and 10.
     expect(seen).toEqual([
-      { container: 'web', dtsc: 0, vdtsc: 0, duops: 0, vuops: 0 },
-      { container: 'db', dtsc: 250, vdtsc: 100, duops: 40, vuops: 10 },
+      { container: 'web', vdtsc: 0, vuops: 0 },
+      { container: 'db', vdtsc: 100, vuops: 10 },
     ]);
   });
 

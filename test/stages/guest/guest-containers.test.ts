@@ -36,7 +36,7 @@ describe('Figure 9 (pipelines/paper-fig9.json): host-level against guest-level',
     expect(Math.abs(g.get('container.guest.bzip2-b.mean_watts')! / 30 - 1)).toBeLessThan(0.1);
     const ratio = g.get('container.guest.bzip2-a.work_s')! / g.get('container.guest.bzip2-b.work_s')!;
     expect(Math.abs(ratio / (1 / 3) - 1)).toBeLessThan(0.15);
-    expect(Math.abs(g.get('guest.guest.mean_watts')! / 40 - 1)).toBeLessThan(0.05);
+    expect(Math.abs(g.get('cpu.guest.mean_watts')! / 40 - 1)).toBeLessThan(0.05);
     // bzip2-a spends its budget early in each period and waits for the next.
     expect(g.get('container.guest.bzip2-a.preempted_s')!).toBeGreaterThan(1);
   });
@@ -119,7 +119,7 @@ describe('guest budgets: an idle container', () => {
     const r = await replayTexts(m, { cswitch: rows.join('\n') + '\n', guest: guest.join('\n') + '\n' }, ['cpu-split', 'virtual-counters', 'guest-containers'], {
       policy: { cpu: { limits_watts: { g: 20 } }, guest: { limits_watts: { g: { a: 50, b: 30 } } } },
     });
-    expect(Math.abs(r.metrics.get('guest.g.mean_watts')! / 20 - 1)).toBeLessThan(0.05);
+    expect(Math.abs(r.metrics.get('cpu.g.mean_watts')! / 20 - 1)).toBeLessThan(0.05);
     // b never ran, yet it reports (0 W, no work); the last, partial period is written too.
     expect(r.metrics.get('container.g.b.work_s')).toBe(0);
     const aRows = r.containerRows.filter((x) => x.container === 'a');

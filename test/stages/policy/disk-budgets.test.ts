@@ -11,7 +11,7 @@ import { resolveProfile } from '../../../src/core/profile.js';
 import { throttleStep } from '../../../src/stages/policy/disk-budgets.js';
 import { settle } from '../../../src/stages/policy/settle.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, driverProfile, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import { cells, driverProfile, machineOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 import type { MemorySink } from '../../../src/store/memory.js';
 
 describe('the throttle-factor formula (DESIGN §2), step by step by hand', () => {
@@ -119,6 +119,8 @@ describe('disk-budgets with arrival: trace', () => {
     ],
   });
   const stages = ['cpu-split', 'disk-energy', 'driver-charge', 'disk-budgets'] as const;
+  // Clients that use the disk directly (no driver VM: the limit covers the disk alone).
+  const direct = machineOf({ vms: ['vm1', 'vm2'] });
   const run = (limits: Record<string, number>): Promise<MemorySink> =>
     replayTexts(m, { cswitch: sc.cswitch, disk: sc.disk }, stages, { policy: { disk: { arrival: 'trace', limits_watts: limits, start_s: 5 } } });
 
@@ -137,14 +139,14 @@ describe('disk-budgets with arrival: trace', () => {
     // 256 KiB every 100 ms (2.5 MiB/s, under t_max's 4000 KiB/s), 5 ms each: 0.1 W of disk active
     // power, far under the 2 W limit — but each request is bigger than one refresh's 200 KiB grant.
     const big = ['ts_ns,vm,op,offset,bytes,latency_ns', ...Array.from({ length: 200 }, (_, i) => `${(i + 1) * 100_000_000},vm1,R,0,262144,5000000`)].join('\n') + '\n';
-    const s = await replayTexts(m, { disk: big }, ['disk-energy', 'disk-budgets'], { policy: { disk: { arrival: 'trace', start_s: 0, limits_watts: { vm1: 2 } } } });
+    const s = await replayTexts(direct, { disk: big }, ['disk-energy', 'disk-budgets'], { policy: { disk: { arrival: 'trace', start_s: 0, limits_watts: { vm1: 2 } } } });
     expect(s.metrics.get('disk.vm1.requests')! + s.metrics.get('disk.vm1.backlog')!).toBe(200);
     expect(s.metrics.get('disk.vm1.requests')!).toBeGreaterThan(195);
   });
 
   it('a request without service time does not stop the simulated clock', async () => {
     const zero = ['ts_ns,vm,op,offset,bytes,latency_ns', ...Array.from({ length: 10 }, (_, i) => `${(i + 1) * 1_000_000},vm1,R,0,4096,0`)].join('\n') + '\n';
-    const s = await replayTexts(m, { disk: zero }, ['disk-energy', 'disk-budgets'], { policy: { disk: { arrival: 'closed', start_s: 0 } } });
+    const s = await replayTexts(direct, { disk: zero }, ['disk-energy', 'disk-budgets'], { policy: { disk: { arrival: 'closed', start_s: 0 } } });
     expect(s.metrics.get('disk.vm1.requests')!).toBeGreaterThan(10);
   });
 

@@ -1,24 +1,25 @@
 /**
- * The pipeline runner: streams the traces a pipeline needs through their decoders, merges them
- * into one time-ordered stream, feeds the stages, and adds the run-wide metrics. It writes only
- * to the RunSink it is given, so the caller decides about transactions.
+ * The replay: streams the traces a pipeline needs through their decoders, merges them into one
+ * time-ordered stream, feeds the stage graph (graph.ts), and adds the run-wide metrics. It writes
+ * only to the RunSink it is given, so the caller decides about transactions.
  */
 import fs from 'node:fs';
-import type { Batch } from './events.js';
-import type { ResolvedPipeline, TraceKind } from './pipeline.js';
-import type { Machine } from './profile.js';
-import { UNATTRIBUTED } from './profile.js';
-import { Span } from './span.js';
-import { createStages, dispatch, type ContainerRow, type CounterRow, type CpuPolicyRow, type DiskPolicyRow, type EnergyRow, type RunSink, type Stage, type StageDefinition } from './stage.js';
-import { msToNs } from './units.js';
-import { WattraceError } from './errors.js';
+import type { Batch, EventSlice } from '../core/events.js';
+import { WattraceError } from '../core/errors.js';
+import { UNATTRIBUTED, type Machine } from '../core/machine.js';
+import { METRICS, MetricWriter } from '../core/metrics.js';
+import type { ResolvedPipeline, TraceKind } from '../core/pipeline.js';
+import { Span, type RunSpan } from '../core/span.js';
+import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
+import { nsToS, periodNs } from '../core/units.js';
+import { VALIDATION } from '../stages/validation.js';
 import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
-import { WorkerBatchStream, threadedReadingAvailable } from '../traces/threaded.js';
-import { makeDecoder } from './decoders.js';
-import { mergeSources } from '../traces/merge.js';
-import { Validator } from './validation.js';
+import { makeDecoder } from '../traces/decoders.js';
 import { formatExact } from '../traces/exact.js';
+import { mergeSources } from '../traces/merge.js';
+import { WorkerBatchStream, threadedReadingAvailable } from '../traces/threaded.js';
+import { buildGraph, type Plan, type StageGraph } from './graph.js';
 
 export interface RunInput {
   path: string;
@@ -34,7 +35,7 @@ export interface RunSummary {
   t0: number;
   t1: number;
   inputs: Partial<Record<TraceKind, RunInput>>;
-  stages: Stage[];
+  graph: StageGraph;
 }
 
 export interface RunOptions {
@@ -78,44 +79,48 @@ class TallySink implements RunSink {
  * The streaming adapter: merges `streams` and feeds every slice to `stages` (without finishing
  * them). Streams are closed whatever happens.
  */
-export async function pump(streams: readonly AsyncIterableIterator<Batch>[], stages: readonly Stage[], span: Span): Promise<void> {
+export async function pump(streams: readonly AsyncIterableIterator<Batch>[], graphs: readonly StageGraph[], span: Span): Promise<void> {
   try {
     for await (const slice of mergeSources(streams)) {
       span.see(slice);
-      dispatch(stages, slice);
+      for (const g of graphs) g.dispatch(slice);
     }
   } finally {
     for (const s of streams) await s.return?.();
   }
 }
 
-/** Writes the metrics every run has (DESIGN §6): energy totals and unattributed energy. */
-function writeRunMetrics(tally: TallySink, span: Span, inputs: RunSummary['inputs']): void {
-  const sink: RunSink = tally;
-  sink.metric('energy.total_joules', tally.total);
-  for (const [c, j] of tally.byConsumer) sink.metric(`energy.${c}.joules`, j);
-  sink.metric('accounting.unattributed_joules', tally.byConsumer.get(UNATTRIBUTED) ?? 0);
+/** The batch adapter: feeds slices held in memory to `graph` and finishes it. Returns the run's span. */
+export function runSlices(graph: StageGraph, slices: Iterable<EventSlice>, span = new Span()): RunSpan {
+  for (const slice of slices) {
+    span.see(slice);
+    graph.dispatch(slice);
+  }
   const run = span.get();
-  sink.metric('run.duration_s', (run.t1 - run.t0) / 1e9);
-  for (const [k, v] of Object.entries(inputs)) if (v) sink.metric(`trace.${k}.rows`, v.rows);
+  graph.finish(run);
+  return run;
+}
+
+/** Writes the metrics every run has (docs/metrics.md): energy totals and unattributed energy. */
+function writeRunMetrics(tally: TallySink, span: Span, inputs: RunSummary['inputs']): void {
+  const m = new MetricWriter(tally);
+  m.write(METRICS.energyTotal, {}, tally.total);
+  for (const [consumer, j] of tally.byConsumer) m.write(METRICS.energyOf, { consumer }, j);
+  m.write(METRICS.unattributed, {}, tally.byConsumer.get(UNATTRIBUTED) ?? 0);
+  const run = span.get();
+  m.write(METRICS.runDuration, {}, nsToS(run.t1 - run.t0));
+  for (const [kind, v] of Object.entries(inputs)) if (v) m.write(METRICS.traceRows, { kind }, v.rows);
 }
 
 /** Runs `defs` over the pipeline's traces, writing to `sink`. Throws on the first bad input. */
-export async function runPipeline(
-  p: ResolvedPipeline,
-  machine: Machine,
-  defs: readonly StageDefinition[],
-  kinds: readonly TraceKind[],
-  sink: RunSink,
-  opts: RunOptions = {},
-): Promise<RunSummary> {
-  return (await runPipelines([{ p, defs, sink }], machine, kinds, opts))[0]!;
+export async function runPipeline(p: ResolvedPipeline, machine: Machine, plan: Plan, sink: RunSink, opts: RunOptions = {}): Promise<RunSummary> {
+  return (await runPipelines([{ p, plan, sink }], machine, plan.traces, opts))[0]!;
 }
 
 /** One of several pipelines replayed over the same traces in one pass. */
 export interface Lane {
   p: ResolvedPipeline;
-  defs: readonly StageDefinition[];
+  plan: Plan;
   sink: RunSink;
 }
 
@@ -134,11 +139,10 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   const span = new Span();
   const built = lanes.map((lane) => {
     const tally = new TallySink(lane.sink);
-    const intervalNs = Math.max(1, Math.round(msToNs(lane.p.intervalMs)));
-    const validator = kinds.includes('measured') ? new Validator(tally, intervalNs) : null;
-    const stages = createStages(lane.defs, { machine, pipeline: lane.p, intervalNs, span }, validator ?? tally);
-    if (validator) stages.push(validator);
-    return { tally, stages };
+    // Measured power, when read, validates what the stages account (last: it sees every row).
+    const defs = kinds.includes('measured') ? [...lane.plan.defs, VALIDATION] : lane.plan.defs;
+    const graph = buildGraph(defs, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span, sink: tally });
+    return { tally, graph };
   });
 
   let done = 0;
@@ -160,7 +164,7 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   const streams = readers.map((r) => r.stream);
   await pump(
     streams,
-    built.flatMap((b) => b.stages),
+    built.map((b) => b.graph),
     span,
   );
   const inputs: RunSummary['inputs'] = {};
@@ -170,8 +174,8 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   }
   const run = span.get();
   return built.map((b) => {
-    for (const s of b.stages) s.finish(run);
+    b.graph.finish(run);
     writeRunMetrics(b.tally, span, inputs);
-    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, stages: b.stages };
+    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph };
   });
 }

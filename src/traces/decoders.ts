@@ -1,12 +1,12 @@
-/** The decoder of each trace kind (DESIGN §1). */
-import type { Batch } from './events.js';
-import type { TraceKind } from './pipeline.js';
-import type { Machine } from './profile.js';
-import type { Decoder, TimeBase } from '../traces/decoder.js';
-import { CswitchDecoder } from '../traces/cswitch.js';
-import { DiskDecoder } from '../traces/disk.js';
-import { GuestDecoder } from '../traces/guest.js';
-import { MeasuredDecoder } from '../traces/measured.js';
+/** The decoder of each trace kind (docs/formats.md). */
+import type { Batch } from '../core/events.js';
+import type { TraceKind } from '../core/pipeline.js';
+import type { Machine } from '../core/machine.js';
+import type { Decoder, TimeBase } from './decoder.js';
+import { CswitchDecoder } from './cswitch.js';
+import { DiskDecoder } from './disk.js';
+import { GuestDecoder } from './guest.js';
+import { MeasuredDecoder } from './measured.js';
 
 export function makeDecoder(kind: TraceKind, file: string, base: TimeBase, machine: Machine): Decoder<Batch> {
   const make = {

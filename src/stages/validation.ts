@@ -1,59 +1,39 @@
 /**
- * Validation against measured power (DESIGN §1, §6; the paper's DAQ, §4.1): the accounted power of
+ * Validation against measured power (the paper's DAQ, §4.1; docs/metrics.md): the accounted power of
  * each device per reporting interval (all host-level energy rows of the device) against the mean
  * of the measured samples in that interval. Metrics per device: `validation.<device>.mape` (mean
  * absolute percentage error over the intervals, in percent), `.accounted_watts` and
  * `.measured_watts` (over the run), `.intervals` (how many were compared). Devices that no stage
  * of the pipeline accounts (a disk, without disk-energy) are left out.
  *
- * It sits between the stages and the store as a sink, so it sees every row as written, and reads
- * the measured trace as a stage. It keeps one small record per interval and device until the end
+ * The replay adds it after the pipeline's stages whenever a measured trace is given: it reads that
+ * trace and sees every energy row on its way to the store (taking none). It keeps one small record per interval and device until the end
  * of the run (rows for an interval may come late), so its memory grows with the run's length —
  * by a few numbers per interval, the one exception to the streaming rule (documented).
  */
-import type { EventSlice, MeasuredBatch } from './events.js';
-import type { RunSpan } from './span.js';
-import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, Stage } from './stage.js';
+import type { EventSlice, MeasuredBatch } from '../core/events.js';
+import { METRICS } from '../core/metrics.js';
+import type { RunSpan } from '../core/span.js';
+import { defineStage, type EnergyRow, type Stage, type StageContext } from '../core/stage.js';
+import { powerOf } from '../core/units.js';
 
-export class Validator implements Stage, RunSink {
-  readonly name = 'validation' as const;
-  readonly consumes = ['measured'] as const;
+export class Validator implements Stage {
   private readonly measured = new Map<string, Map<number, [number, number]>>();
   private readonly accounted = new Map<string, Map<number, number>>();
+  private readonly intervalNs: number;
 
-  constructor(
-    private readonly inner: RunSink,
-    private readonly intervalNs: number,
-  ) {}
+  constructor(private readonly ctx: StageContext<unknown>) {
+    this.intervalNs = ctx.intervalNs;
+  }
 
-  energy(row: EnergyRow): void {
+  energy(row: EnergyRow): boolean {
     if (row.container === null) {
       let m = this.accounted.get(row.device);
       if (!m) this.accounted.set(row.device, (m = new Map()));
       const k = Math.floor(row.t0 / this.intervalNs);
       m.set(k, (m.get(k) ?? 0) + row.joules);
     }
-    this.inner.energy(row);
-  }
-
-  counter(row: CounterRow): void {
-    this.inner.counter(row);
-  }
-
-  diskPolicy(row: DiskPolicyRow): void {
-    this.inner.diskPolicy(row);
-  }
-
-  cpuPolicy(row: CpuPolicyRow): void {
-    this.inner.cpuPolicy(row);
-  }
-
-  containerRow(row: ContainerRow): void {
-    this.inner.containerRow(row);
-  }
-
-  metric(name: string, value: number): void {
-    this.inner.metric(name, value);
+    return false;
   }
 
   push(slice: EventSlice): void {
@@ -90,16 +70,29 @@ export class Validator implements Stage, RunSink {
         wN += count;
         const meas = sum / count;
         if (meas <= 0) continue;
-        const accW = ((acc.get(k) ?? 0) * 1e9) / len;
+        const accW = powerOf(acc.get(k) ?? 0, len);
         ape += Math.abs(accW - meas) / meas;
         n++;
       }
       let accJ = 0;
       for (const j of acc.values()) accJ += j;
-      this.inner.metric(`validation.${dev}.mape`, n > 0 ? (100 * ape) / n : NaN);
-      this.inner.metric(`validation.${dev}.intervals`, n);
-      this.inner.metric(`validation.${dev}.measured_watts`, wN > 0 ? wSum / wN : NaN);
-      this.inner.metric(`validation.${dev}.accounted_watts`, duration > 0 ? (accJ * 1e9) / duration : NaN);
+      const device = { device: dev };
+      const { metrics } = this.ctx;
+      metrics.write(METRICS.valMape, device, n > 0 ? (100 * ape) / n : NaN);
+      metrics.write(METRICS.valIntervals, device, n);
+      metrics.write(METRICS.valMeasured, device, wN > 0 ? wSum / wN : NaN);
+      metrics.write(METRICS.valAccounted, device, duration > 0 ? powerOf(accJ, duration) : NaN);
     }
   }
 }
+
+/** Not a pipeline stage: the replay adds it, last, whenever a measured trace is given. */
+export const VALIDATION = defineStage({
+  name: 'validation',
+  summary: 'accounted against measured power per device and reporting interval (§4.1)',
+  traces: ['measured'],
+  reads: [{ port: 'energy', neededBecause: () => null }],
+  writes: [],
+  settings: () => null,
+  create: (ctx) => new Validator(ctx),
+});

@@ -1,0 +1,61 @@
+/**
+ * The machine profile's types (docs/formats.md, "Machine profile") and the resolved form the
+ * stages use. Loading and checking a profile is core/profile.ts; the service graph, core/services.ts.
+ */
+export type IdleSplit = 'equal' | 'by-time';
+export type VmRole = 'core' | 'driver' | 'client';
+
+export interface DiskSpec {
+  active_watts: number;
+  idle_watts: number;
+  nominal_rate_bps: number;
+  rate_window: number;
+  idle_period_ms: number;
+}
+
+export interface VmSpec {
+  id: string;
+  role: VmRole;
+  energy_aware?: boolean;
+}
+
+export interface ServiceSpec {
+  id: string;
+  driver: string;
+  device: string;
+  clients: string[];
+}
+
+export interface Profile {
+  cpu: {
+    tsc_hz: number;
+    idle_watts: number;
+    counter_bits: number;
+    idle_split: IdleSplit;
+    events: Record<string, number>;
+  };
+  disks: Record<string, DiskSpec>;
+  vms: VmSpec[];
+  services: ServiceSpec[];
+}
+
+/** Reserved consumer ids: the idle virtual processor and energy nobody can be charged with. */
+export const IDLE_VM = 'idle';
+export const UNATTRIBUTED = '(unattributed)';
+
+/** The profile resolved into the dense indices the hot paths use. */
+export interface Machine {
+  readonly profile: Profile;
+  readonly file: string;
+  /** Event column names, in profile order; weights[i] is joules per event of eventNames[i]. */
+  readonly eventNames: readonly string[];
+  readonly eventWeights: Float64Array;
+  /** Joules per TSC tick: idle_watts / tsc_hz (§3.2.1: the TSC estimates idle consumption). */
+  readonly tscWeight: number;
+  /** Consumers that the CPU log can name: the profile's VMs in order, then `idle`. */
+  readonly consumers: readonly string[];
+  readonly consumerIndex: ReadonlyMap<string, number>;
+  /** Number of profile VMs (consumers[0..vmCount) ); consumers[vmCount] is `idle`. */
+  readonly vmCount: number;
+  readonly idleIndex: number;
+}

@@ -1,0 +1,165 @@
+/**
+ * The stage graph of one run: which stages run, what each reads, and the wiring from producers to
+ * consumers, all from the stages' declarations (core/stage.ts, stages/registry.ts).
+ *
+ * - Traces: a slice of the merged stream goes to every stage that reads its trace.
+ * - Stream ports: what a stage emits goes, at once, to the stages after it that read the port.
+ * - Service ports: a stage created after the producer gets the producer's interface.
+ * - Energy: a row a stage writes passes the energy handlers of the stages after it, in pipeline
+ *   order (a handler may take the row over), then goes to the run's sink.
+ * A stage that needs a port no earlier stage of the pipeline writes is refused with an error that
+ * names both stages; nothing is added behind the user's back.
+ */
+import { WattraceError } from '../core/errors.js';
+import type { EventSlice } from '../core/events.js';
+import type { Machine } from '../core/machine.js';
+import { MetricWriter } from '../core/metrics.js';
+import type { ResolvedPipeline, TraceKind } from '../core/pipeline.js';
+import type { Span, RunSpan } from '../core/span.js';
+import {
+  BATCH_OF,
+  type EnergyRow,
+  type PortName,
+  type RowSink,
+  type RunSink,
+  type ServicePorts,
+  type Stage,
+  type StreamPort,
+  type StreamPorts,
+} from '../core/stage.js';
+import type { Ns } from '../core/units.js';
+import { STAGES, stageDefinition, type AnyStageDefinition as AnyDefinition } from '../stages/registry.js';
+
+const TRACE_ORDER: readonly TraceKind[] = ['cswitch', 'disk', 'guest', 'measured'];
+const SERVICE_PORTS: readonly PortName[] = ['driver-cost'];
+
+export interface Plan {
+  readonly defs: readonly AnyDefinition[];
+  /** The traces to read, in merge order. */
+  readonly traces: readonly TraceKind[];
+}
+
+/** The producer of `port` among `defs` before position `i`, or null. */
+function producerBefore(defs: readonly AnyDefinition[], i: number, port: PortName): AnyDefinition | null {
+  for (let j = i - 1; j >= 0; j--) if (defs[j]!.writes.includes(port)) return defs[j]!;
+  return null;
+}
+
+/**
+ * Checks that every stage of the pipeline can run — its traces are given, every port it needs has
+ * a producer before it — and returns the stages and the traces to read.
+ */
+export function planStages(p: ResolvedPipeline, machine: Machine): Plan {
+  const defs = p.stages.map(stageDefinition);
+  const given = new Set(Object.keys(p.traces) as TraceKind[]);
+  const where = { file: p.file, path: '/stages' };
+  defs.forEach((d, i) => {
+    for (const t of [...d.traces, ...(d.needsTraces ?? [])]) {
+      if (!p.traces[t]) {
+        throw new WattraceError('E_PIPELINE', `stage '${d.name}' reads the ${t} trace, but the pipeline gives none (set traces.${t} or pass --trace ${t}=PATH)`, { file: p.file, path: '/traces' });
+      }
+    }
+    for (const r of d.reads) {
+      if (producerBefore(defs, i, r.port)) continue;
+      const why = r.neededBecause ? r.neededBecause({ machine, settings: p.settings, traces: given }) : 'it cannot run without it';
+      if (why === null) continue;
+      const makers = STAGES.filter((s) => s.writes.includes(r.port) && s.name !== d.name).map((s) => `'${s.name}'`);
+      const port = r.port === 'energy' ? 'energy rows' : `${r.port} output`;
+      throw new WattraceError('E_PIPELINE', `stage '${d.name}' needs the ${port} of stage ${makers.join(' or ')} (${why}): add it to "stages"`, where);
+    }
+  });
+  const names = new Set(p.stages);
+  const guestLimited = Object.keys(p.settings.policy.guest.limits_watts).filter((vm) => Object.keys(p.settings.policy.guest.limits_watts[vm] ?? {}).length > 0);
+  if (names.has('host-strides') && names.has('guest-containers') && guestLimited.length > 0) {
+    throw new WattraceError(
+      'E_PIPELINE',
+      `stages 'host-strides' and 'guest-containers' would each simulate the CPU time of ${guestLimited.map((v) => `'${v}'`).join(', ')} (guest container limits are set): run host-level and guest-level control as two variants, as pipelines/paper-fig9.json does`,
+      where,
+    );
+  }
+  const wanted = new Set(defs.flatMap((d) => [...d.traces, ...(d.optionalTraces ?? []).filter((t) => p.traces[t])]));
+  // Measured power, when given, validates the accounting (stages/validation.ts).
+  if (p.traces.measured) wanted.add('measured');
+  return { defs, traces: TRACE_ORDER.filter((t) => wanted.has(t)) };
+}
+
+/** The stages of one run, wired. */
+export interface StageGraph {
+  readonly stages: readonly Stage[];
+  /** Feeds a slice of the merged trace stream to the stages that read its trace. */
+  dispatch(slice: EventSlice): void;
+  finish(run: RunSpan): void;
+}
+
+interface GraphOptions {
+  readonly machine: Machine;
+  readonly pipeline: ResolvedPipeline;
+  readonly intervalNs: Ns;
+  readonly span: Span;
+  readonly sink: RunSink;
+}
+
+/** Creates the stages of `defs` (in pipeline order) and connects them. */
+export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): StageGraph {
+  const stages: Stage[] = [];
+  const traceKinds = new Set(Object.keys(o.pipeline.traces) as TraceKind[]);
+  const byKind = { switch: [] as Stage[], disk: [] as Stage[], container: [] as Stage[], measured: [] as Stage[] };
+  const streams: { [P in StreamPort]: ((v: StreamPorts[P]) => void)[] } = { 'cpu-periods': [], 'guest-periods': [] };
+  const services: Partial<ServicePorts> = {};
+  const metrics = new MetricWriter(o.sink);
+
+  /** Writes an energy row of stage `i`: through the handlers after it, then to the sink. */
+  const energyAfter = (i: number) => {
+    return (row: EnergyRow): void => {
+      for (let j = i + 1; j < stages.length; j++) {
+        const h = stages[j]!;
+        if (h.energy !== undefined && h.energy(row)) return;
+      }
+      o.sink.energy(row);
+    };
+  };
+
+  defs.forEach((d, i) => {
+    const writes = new Set(d.writes);
+    const out: RowSink = {
+      energy: energyAfter(i),
+      counter: (r) => o.sink.counter(r),
+      diskPolicy: (r) => o.sink.diskPolicy(r),
+      cpuPolicy: (r) => o.sink.cpuPolicy(r),
+      containerRow: (r) => o.sink.containerRow(r),
+    };
+    const emit = <P extends StreamPort>(port: P, value: StreamPorts[P]): void => {
+      if (!writes.has(port)) throw new Error(`stage '${d.name}' emitted on '${port}', which its definition does not declare`);
+      for (const h of streams[port]) h(value);
+    };
+    const readable = new Set(d.reads.map((r) => r.port));
+    const inputs = { services: Object.fromEntries(Object.entries(services).filter(([k]) => readable.has(k as PortName))) as Partial<ServicePorts> };
+    const s = d.create({ machine: o.machine, settings: d.settings(o.pipeline.settings), intervalNs: o.intervalNs, out, metrics, emit, span: o.span }, inputs);
+    stages.push(s);
+    for (const t of [...d.traces, ...(d.optionalTraces ?? [])]) if (traceKinds.has(t) && s.push) byKind[BATCH_OF[t]].push(s);
+    for (const port of readable) {
+      if (port === 'energy' && !s.energy) throw new Error(`stage '${d.name}' reads energy rows but has no energy handler`);
+      if (port === 'cpu-periods' || port === 'guest-periods') {
+        const h = s.receive?.[port];
+        if (!h) throw new Error(`stage '${d.name}' reads '${port}' but has no receiver for it`);
+        (streams[port] as ((v: unknown) => void)[]).push(h as (v: unknown) => void);
+      }
+    }
+    for (const port of SERVICE_PORTS) {
+      if (!writes.has(port)) continue;
+      const svc = s.provides?.[port as keyof ServicePorts];
+      if (!svc) throw new Error(`stage '${d.name}' declares '${port}' but provides none`);
+      services[port as keyof ServicePorts] = svc;
+    }
+  });
+
+  return {
+    stages,
+    dispatch(slice: EventSlice): void {
+      for (const s of byKind[slice.batch.kind]) s.push!(slice);
+    },
+    finish(run: RunSpan): void {
+      for (const s of stages) s.finish(run);
+    },
+  };
+}
