@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * wattrace command line (DESIGN §4). Every command is declared here; handlers are imported
- * lazily. Errors a user can fix print one line naming file, line and column, and exit 2 (bad
- * input) or 1 (a broken expectation); anything else is a bug: exit 70.
+ * wattrace command line (README.md, Commands). Every command is declared here; handlers are
+ * imported lazily. Errors a user can fix print one line naming file, line and column, and exit 2
+ * (bad input) or 1 (a broken expectation); anything else is a bug: exit 70.
  */
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -6,6 +6,7 @@
 import * as aq from 'arquero';
 import { WattraceError } from '../core/errors.js';
 import { IDLE_VM, UNATTRIBUTED } from '../core/machine.js';
+import { nsToS } from '../core/units.js';
 import type { DB } from '../store/store.js';
 import { latestRunId } from '../store/store.js';
 import { fmt, formatTable } from './table.js';
@@ -138,7 +139,7 @@ export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: 
     fmt(m.rows.reduce((a, r) => a + r.totalWatts, 0), 3),
     fmt(m.rows.reduce((a, r) => a + r.totalJoules, 0), 3),
   ]);
-  const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(info.duration_ns / 1e9, 3)} s`;
+  const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(nsToS(info.duration_ns), 3)} s`;
   let out = `${title}\n${formatTable(headers, body, numeric)}`;
   if (validation.length > 0) {
     const vh = ['device', 'accounted W', 'measured W', 'error %', 'MAPE %', 'intervals'];

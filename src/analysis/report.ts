@@ -13,6 +13,7 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { WattraceError } from '../core/errors.js';
+import { nsToS, perSecond } from '../core/units.js';
 import type { DB } from '../store/store.js';
 import { matrixCells, pivotMatrix, validationOf, type MatrixCell, type RunInfo, type ValidationRow } from './matrix.js';
 import { fmt } from './table.js';
@@ -138,12 +139,12 @@ export function powerOverTime(db: DB, runId: number, maxPoints = 1500): { t: num
   const points = rows.map((r) => {
     const a = Math.max(r.k * bin, run.t0_ns);
     const b = Math.min((r.k + 1) * bin, run.t1_ns);
-    return { t: (a - run.t0_ns) / 1e9, consumer: r.consumer, watts: b > a ? (r.j * 1e9) / (b - a) : 0 };
+    return { t: nsToS(a - run.t0_ns), consumer: r.consumer, watts: b > a ? perSecond(r.j, b - a) : 0 };
   });
   // The lines step after each point: a closing point at the end draws the last interval too.
   const last = new Map<string, number>();
   for (const p of points) last.set(p.consumer, p.watts);
-  for (const [consumer, watts] of last) points.push({ t: (run.t1_ns - run.t0_ns) / 1e9, consumer, watts });
+  for (const [consumer, watts] of last) points.push({ t: nsToS(run.t1_ns - run.t0_ns), consumer, watts });
   return points;
 }
 
@@ -183,9 +184,9 @@ export function policySeries(db: DB, runId: number): { kind: PolicyKind; t: numb
     let prev = new Map<string, number>();
     for (const r of rows) {
       const last = prev.get(r.vm) ?? t0;
-      const dt = (r.t_ns - last) / 1e9;
+      const dt = nsToS(r.t_ns - last);
       prev.set(r.vm, r.t_ns);
-      out.push({ kind, t: (r.t_ns - t0) / 1e9, vm: r.vm, watts: r.watts, limit: r.limit_watts, throughput: dt > 0 ? r.amount / dt : 0 });
+      out.push({ kind, t: nsToS(r.t_ns - t0), vm: r.vm, watts: r.watts, limit: r.limit_watts, throughput: dt > 0 ? r.amount / dt : 0 });
     }
     prev = new Map();
   }
@@ -324,7 +325,7 @@ table{border-collapse:collapse;font-size:.9em}td,th{padding:3px 9px;text-align:r
 figure{margin:1em 0}svg{max-width:100%;height:auto}</style></head>
 <body>
 <h1>wattrace report — pipeline '${esc(info.pipeline)}'</h1>
-<p>Run ${info.run_id} (variant '${esc(info.variant)}'), ${fmt(info.duration_ns / 1e9, 3)} s of trace, stored ${esc(info.started_at)}.</p>
+<p>Run ${info.run_id} (variant '${esc(info.variant)}'), ${fmt(nsToS(info.duration_ns), 3)} s of trace, stored ${esc(info.started_at)}.</p>
 <h2>Power by variant (Figure 7 layout)</h2>
 <figure>${barsSvg}</figure>
 ${barTable}

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { parse } from 'csv-parse';
 import { bufferIO } from '../commands/io.js';
 import { replay } from '../commands/replay.js';
+import { nsToS } from '../core/units.js';
 
 async function csvParseAlone(file: string): Promise<number> {
   let rows = 0;
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
     // "…, 5,000 cswitch rows, 531 disk rows → …": all records read.
     rows = [...io.stdout.join('').matchAll(/([\d,]+) (?:cswitch|disk|guest|measured) rows/g)].reduce((a, m) => a + Number(m[1]!.replace(/,/g, '')), 0);
   } else throw new Error(`unknown mode ${mode}`);
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const seconds = nsToS(Number(process.hrtime.bigint() - t0));
   console.log(JSON.stringify({ rows, seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 }));
 }
 

@@ -17,6 +17,7 @@
 import fs from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { WattraceError } from '../core/errors.js';
+import { NS_PER_MS, NS_PER_S } from '../core/units.js';
 import type { IO } from './io.js';
 import { fmt, formatTable } from '../analysis/table.js';
 import { columnOf } from '../importers/perf-script.js';
@@ -58,7 +59,7 @@ function isPerfStat(file: string): boolean {
 }
 
 /** perf stat's units to the ones perf script prints (time counters in ns); other units as printed. */
-const UNIT_SCALE: Record<string, number> = { '': 1, Joules: 1, msec: 1e6, usec: 1e3, ns: 1, sec: 1e9 };
+const UNIT_SCALE: Record<string, number> = { '': 1, Joules: 1, msec: NS_PER_MS, usec: 1e3, ns: 1, sec: NS_PER_S };
 
 /**
  * `perf stat -a [-A | --per-socket | --per-die | --per-core] -I <ms> -x, -e <events>,power/energy-pkg/`

@@ -1,7 +1,8 @@
 /**
  * `wattrace compare <pipeline.json>`: replays the base and the variants of a pipeline over the
  * same traces, stores every run, prints their metrics side by side with deltas against a
- * baseline, and checks the pipeline's expectations (DESIGN §4, §5): exit 1 when one breaks.
+ * baseline, and checks the pipeline's expectations (`expect` in docs/formats.md; README.md,
+ * compare): exit 1 when one breaks.
  *
  * Variants that share their traces and machine profile are replayed together over one reading of
  * the traces (every slice goes to each variant's stage graph); groups with other traces run in

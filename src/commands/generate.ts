@@ -1,4 +1,4 @@
-/** `wattrace generate <scenario> --out DIR [--seed N]`: a built-in scenario's files (DESIGN §4). */
+/** `wattrace generate <scenario> --out DIR [--seed N]`: a built-in scenario's files (README.md, generate). */
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';

@@ -1,4 +1,4 @@
-/** `wattrace import <format> <input...> --out DIR [--map MAPPING.json]`: other traces to DESIGN §1's. */
+/** `wattrace import <format> <input...> --out DIR [--map MAPPING.json]`: other traces to the formats of docs/formats.md. */
 import { WattraceError } from '../core/errors.js';
 import { DISK_FORMATS, importDisk, type DiskFormat, type ImportSummary } from '../importers/disk.js';
 import { loadMapping } from '../importers/mapping.js';

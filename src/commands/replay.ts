@@ -7,6 +7,7 @@ import { loadProfile } from '../core/profile.js';
 import { runPipeline, runPipelines } from '../replay/runner.js';
 import { planStages } from '../replay/graph.js';
 import { TOOL_VERSION } from '../core/version.js';
+import { msToNs, nsToS } from '../core/units.js';
 import { matrixCells, renderMatrix, resolveRun, validationOf, type MatrixUnit } from '../analysis/matrix.js';
 import { fmt } from '../analysis/table.js';
 import { RunWriter, openForReading } from '../store/store.js';
@@ -71,11 +72,11 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
       profile: { path: p.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') },
       ...summary.inputs,
     };
-    writer.commit({ inputs, baseTsNs: summary.baseTsNs, t0Ns: summary.t0, t1Ns: summary.t1, intervalNs: Math.round(p.intervalMs * 1e6) });
+    writer.commit({ inputs, baseTsNs: summary.baseTsNs, t0Ns: summary.t0, t1Ns: summary.t1, intervalNs: Math.round(msToNs(p.intervalMs)) });
     const rows = Object.entries(summary.inputs)
       .map(([k, v]) => `${v!.rows.toLocaleString('en-US')} ${k} rows`)
       .join(', ');
-    io.out(`run ${writer.runId}: pipeline '${p.name}' (variant '${p.variant}'), ${fmt((summary.t1 - summary.t0) / 1e9, 3)} s of trace, ${rows} → ${args.db}`);
+    io.out(`run ${writer.runId}: pipeline '${p.name}' (variant '${p.variant}'), ${fmt(nsToS(summary.t1 - summary.t0), 3)} s of trace, ${rows} → ${args.db}`);
   } catch (e) {
     bar?.stop();
     writer.abort();
@@ -139,7 +140,7 @@ export async function replayMany(args: ReplayManyArgs): Promise<number[]> {
     const profileText = fs.readFileSync(p0.profilePath);
     const profile = { path: p0.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') };
     summaries.forEach((s, i) => {
-      writers[i]!.commit({ inputs: { profile, ...s.inputs }, baseTsNs: s.baseTsNs, t0Ns: s.t0, t1Ns: s.t1, intervalNs: Math.round(ps[i]!.intervalMs * 1e6) });
+      writers[i]!.commit({ inputs: { profile, ...s.inputs }, baseTsNs: s.baseTsNs, t0Ns: s.t0, t1Ns: s.t1, intervalNs: Math.round(msToNs(ps[i]!.intervalMs)) });
     });
     return writers.map((w) => w.runId);
   } catch (e) {

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { WattraceError } from './errors.js';
 import { readJsonFile, validateAgainst } from './json.js';
+import { catalogueEntriesFor } from './metrics.js';
 import { settingsOf, type Settings, type SettingsSections } from './settings.js';
 
 export const STAGE_ORDER = [
@@ -155,6 +156,15 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
   if (over.intervalMs !== undefined && !(Number.isFinite(over.intervalMs) && over.intervalMs > 0)) {
     throw new WattraceError('E_USAGE', `--interval-ms must be a positive number of milliseconds; got ${over.intervalMs}`);
   }
+  // An expectation can only bound a metric that exists (docs/metrics.md).
+  (p.expect ?? []).forEach((e, i) => {
+    if (catalogueEntriesFor(e.metric).length === 0) {
+      throw new WattraceError('E_PIPELINE', `expectation ${i + 1} names metric '${e.metric}', which no stage writes (the metrics are listed in docs/metrics.md)`, {
+        file,
+        path: `/expect/${i}/metric`,
+      });
+    }
+  });
   const traces = { ...p.traces };
   for (const [k, v] of Object.entries(over.traces ?? {})) traces[k as TraceKind] = path.resolve(v);
   const profilePath = over.profile !== undefined ? path.resolve(over.profile) : p.profile;

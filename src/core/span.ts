@@ -14,7 +14,7 @@ export class Span implements RunSpan {
 
   see(s: EventSlice): void {
     const b = s.batch;
-    // Measured power only validates the accounting (DESIGN §1): it does not make the run longer.
+    // Measured power only validates the accounting (docs/formats.md): it does not make the run longer.
     if (b.kind === 'measured') return;
     if (b.kind === 'switch') this.periods += s.to - s.from;
     const starts = b.kind === 'switch' || b.kind === 'container' ? b.t0 : b.t;

@@ -41,3 +41,5 @@ export const transferNs = (bytes: number, bps: number): Ns => ((bytes / bps) * N
 /** Ticks of a clock at `hz` in `dt` ns, and back. */
 export const ticksIn = (dt: number, hz: number): number => (dt * hz) / NS_PER_S;
 export const ticksToNs = (ticks: number, hz: number): Ns => ((ticks / hz) * NS_PER_S) as Ns;
+/** NS_PER_S as a bigint, for exact absolute timestamps (ns since an epoch exceed 2^53). */
+export const NS_PER_S_BIG = 1_000_000_000n;

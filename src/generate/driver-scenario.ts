@@ -9,6 +9,7 @@
  * clients are merged in time; a completion that would fall into the driver's work is moved just
  * behind it. Counters start at 0; the TSC ticks once per ns (tsc_hz = 1e9).
  */
+import { nsToS, sToNs } from '../core/units.js';
 import { prng } from './synthetic-cswitch.js';
 
 export interface ScenarioClient {
@@ -51,13 +52,13 @@ export interface DriverScenario {
 
 export function driverScenario(o: DriverScenarioOptions): DriverScenario {
   const rand = prng(o.seed ?? 7);
-  const T = Math.round(o.seconds * 1e9);
-  const quiet = Math.round((o.quietS ?? 0) * 1e9);
+  const T = Math.round(sToNs(o.seconds));
+  const quiet = Math.round(sToNs(o.quietS ?? 0));
   const work = o.workNs ?? 50_000;
   const lat = o.latencyNs ?? ((b: number) => 2_000_000 + b * 20);
   const reqs: { t: number; c: ScenarioClient }[] = [];
   for (const c of o.clients) {
-    const n = Math.round(c.perSecond * ((T - quiet) / 1e9));
+    const n = Math.round(c.perSecond * nsToS(T - quiet));
     for (let i = 0; i < n; i++) reqs.push({ t: quiet + Math.floor(rand() * (T - quiet - 10 * work)), c });
   }
   reqs.sort((a, b) => a.t - b.t);

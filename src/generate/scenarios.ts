@@ -1,7 +1,7 @@
 /**
- * Built-in scenarios of `wattrace generate` (DESIGN §4): a profile, traces, what a 1 kHz DAQ
- * measured (`measured.csv`) and a ready `pipeline.json`, deterministic for a seed. The machine is
- * simulated by sim.ts with its own ground truth, independent of the accounting code.
+ * Built-in scenarios of `wattrace generate` (README.md, generate): a profile, traces, what a 1 kHz
+ * DAQ measured (`measured.csv`) and a ready `pipeline.json`, deterministic for a seed. The machine
+ * is simulated by sim.ts with its own ground truth, independent of the accounting code.
  *
  * - paper-fig7: the disk stress test of §4.1 — one client (`vm1`) reads consecutive blocks of
  *   0.5 … 32 KB through the driver VM (`drv`) on the Maxtor DiamondMax Plus 9 of §4 (5.6 W active,
@@ -15,6 +15,7 @@
  *   host limits the guest to 40 W from 5 s.
  */
 import type { Profile } from '../core/machine.js';
+import { NS_PER_S, energyOf, msToNs, sToNs, transferNs } from '../core/units.js';
 import { prng } from './synthetic-cswitch.js';
 import { CpuSim, TruthBins, measuredCsv, type CpuTruth } from './sim.js';
 
@@ -89,7 +90,7 @@ function truthJson(reqs: readonly Request[], o: ScenarioOptions, driverCost: (b:
   const requests: Record<string, number> = {};
   for (const q of reqs) {
     drv[q.vm] = (drv[q.vm] ?? 0) + driverCost(q.bytes);
-    disk[q.vm] = (disk[q.vm] ?? 0) + (extra * q.service - 0.2 * Math.min(q.seek, q.service)) / 1e9;
+    disk[q.vm] = (disk[q.vm] ?? 0) + (extra * q.service - 0.2 * Math.min(q.seek, q.service)) / NS_PER_S;
     requests[q.vm] = (requests[q.vm] ?? 0) + 1;
   }
   return json({
@@ -128,9 +129,9 @@ function slottedCpu(
   let r = 0;
   // Each stretch of work runs at its own intensity (25–45 W of active power), so the truth's
   // superlinearity is not a constant gain.
-  const run = (vm: string, j: number) => cpu.run(vm, (j / (RUN_WATTS * (0.7 + 0.6 * rand()))) * 1e9, j);
-  for (let j = 0; (j + 1) * 1e6 <= untilNs; j++) {
-    const end = (j + 1) * 1e6;
+  const run = (vm: string, j: number) => cpu.run(vm, sToNs(j / (RUN_WATTS * (0.7 + 0.6 * rand()))), j);
+  for (let j = 0; msToNs(j + 1) <= untilNs; j++) {
+    const end = msToNs(j + 1);
     run('core', 2.1e-3);
     if (j % 10 === 5) run('vmm', 3e-3);
     const byClient = new Map<string, number>();
@@ -158,7 +159,7 @@ export const fig7ClientCost = (b: number) => 2.0e-5 + 3.0e-10 * b;
 
 function paperFig7(o: ScenarioOptions): GeneratedScenario {
   const seconds = o.seconds ?? 3;
-  const T = Math.round(seconds * 1e9);
+  const T = Math.round(sToNs(seconds));
   const quiet = 150e6;
   const rate = (o.diskRateMBps ?? 50) * 1e6;
   const files = new Map<string, string>();
@@ -182,7 +183,7 @@ function paperFig7(o: ScenarioOptions): GeneratedScenario {
     let offset = 0;
     for (;;) {
       const seek = Math.round(5e4 * (1 + 0.5 * (rand() - 0.5)));
-      const service = Math.round(seek + (b / rate) * 1e9 * (1 + 0.06 * (rand() - 0.5)));
+      const service = Math.round(seek + transferNs(b, rate) * (1 + 0.06 * (rand() - 0.5)));
       if (t + service >= T - 1e6) break;
       t += service;
       reqs.push({ t, vm: 'vm1', op: 'R', offset, bytes: b, service, seek });
@@ -220,7 +221,7 @@ function paperFig7(o: ScenarioOptions): GeneratedScenario {
 
 function paperFig8(o: ScenarioOptions): GeneratedScenario {
   const seconds = o.seconds ?? 120;
-  const T = Math.round(seconds * 1e9);
+  const T = Math.round(sToNs(seconds));
   const rate = (o.diskRateMBps ?? 50) * 1e6;
   const rand = prng(o.seed * 104729 + 8);
   const profile = profileOf(
@@ -248,7 +249,7 @@ function paperFig8(o: ScenarioOptions): GeneratedScenario {
     const c = i % 2;
     const cl = clients[c]!;
     const seek = Math.round(last === c ? 5e4 : 3e6 + 5e6 * rand());
-    const service = Math.round(seek + (cl.bytes / rate) * 1e9);
+    const service = Math.round(seek + transferNs(cl.bytes, rate));
     if (t + service >= T - 1e6) break;
     t += service;
     reqs.push({ t, vm: cl.vm, op: cl.op, offset: cl.base + offsets[c]!, bytes: cl.bytes, service, seek });
@@ -284,7 +285,7 @@ function paperFig8(o: ScenarioOptions): GeneratedScenario {
 
 function paperFig9(o: ScenarioOptions): GeneratedScenario {
   const seconds = o.seconds ?? 30;
-  const T = Math.round(seconds * 1e9);
+  const T = Math.round(sToNs(seconds));
   const profile = profileOf(
     o,
     [
@@ -309,16 +310,16 @@ function paperFig9(o: ScenarioOptions): GeneratedScenario {
   let cur = 0;
   let nextSwitch = 5e6;
   guest.push(cpu.guestRow('guest', containers[cur]!.id));
-  for (let j = 0; (j + 1) * 1e6 <= T; j++) {
-    const end = (j + 1) * 1e6;
-    cpu.run('core', (2.1e-3 / RUN_WATTS) * 1e9, 2.1e-3);
-    if (j % 10 === 0) cpu.run('drv', (1e-3 / RUN_WATTS) * 1e9, 1e-3);
+  for (let j = 0; msToNs(j + 1) <= T; j++) {
+    const end = msToNs(j + 1);
+    cpu.run('core', sToNs(2.1e-3 / RUN_WATTS), 2.1e-3);
+    if (j % 10 === 0) cpu.run('drv', sToNs(1e-3 / RUN_WATTS), 1e-3);
     // vm2 runs the rest of the slot, switching containers on the way (the guest's log).
     while (cpu.t < end - 1000) {
       const until = Math.min(end - 1000, nextSwitch);
       const c = containers[cur]!;
       const w = c.watts * (1 + 0.05 * (rand() - 0.5));
-      cpu.run('guest', until - cpu.t, (w * (until - cpu.t)) / 1e9, false);
+      cpu.run('guest', until - cpu.t, energyOf(w, until - cpu.t), false);
       if (until === nextSwitch) {
         guest.push(cpu.guestRow('guest', c.id));
         cur = 1 - cur;

@@ -1,14 +1,15 @@
 /**
- * A small machine simulator for the `generate` scenarios (DESIGN §4). It plays the part of the
- * real machine: it decides what runs when, writes the logs the hypervisor and the driver would
- * have written, and keeps its own ground truth of the power each device drew, which a 1 kHz DAQ
- * then samples with noise (`measured.csv`).
+ * A small machine simulator for the `generate` scenarios (README.md, generate). It plays the part
+ * of the real machine: it decides what runs when, writes the logs the hypervisor and the driver
+ * would have written, and keeps its own ground truth of the power each device drew, which a 1 kHz
+ * DAQ then samples with noise (`measured.csv`).
  *
  * The truth is deliberately not the accounting's model: the CPU's idle power is off by a small
  * calibration error, a running VM's active power grows slightly superlinearly with its intensity
  * (the accounting's event weights are linear), and the disk's electronics draw a little beyond
  * the two-state model. So validation (accounted vs measured) is not circular.
  */
+import { energyOf, msToNs, nsToMs, perSecond, ticksIn } from '../core/units.js';
 import { prng } from './synthetic-cswitch.js';
 
 /** Gaussian noise from a uniform PRNG (Box–Muller). */
@@ -26,25 +27,25 @@ export class TruthBins {
   add(t0: number, t1: number, joules: number): void {
     if (joules === 0) return;
     if (t1 <= t0) {
-      this.addBin(Math.floor(t0 / 1e6), joules);
+      this.addBin(Math.floor(nsToMs(t0)), joules);
       return;
     }
-    const b0 = Math.floor(t0 / 1e6);
-    const b1 = Math.ceil(t1 / 1e6) - 1;
+    const b0 = Math.floor(nsToMs(t0));
+    const b1 = Math.ceil(nsToMs(t1)) - 1;
     if (b0 === b1) {
       this.addBin(b0, joules);
       return;
     }
     for (let b = b0; b <= b1; b++) {
-      const a = Math.max(t0, b * 1e6);
-      const e = Math.min(t1, (b + 1) * 1e6);
+      const a = Math.max(t0, msToNs(b));
+      const e = Math.min(t1, msToNs(b + 1));
       if (e > a) this.addBin(b, (joules * (e - a)) / (t1 - t0));
     }
   }
 
   /** Adds `watts` of constant power over [t0, t1) ns. */
   power(t0: number, t1: number, watts: number): void {
-    this.add(t0, t1, (watts * (t1 - t0)) / 1e9);
+    this.add(t0, t1, energyOf(watts, t1 - t0));
   }
 
   get(b: number): number {
@@ -77,7 +78,7 @@ export interface CpuTruth {
 
 /**
  * One physical CPU: VMs run segments one after the other; the log gets a row at every switch
- * (DESIGN §1: the VM that ran in the period ending at the row, cumulative counters).
+ * (docs/formats.md: the VM that ran in the period ending at the row, cumulative counters).
  */
 export class CpuSim {
   t = 0;
@@ -112,7 +113,7 @@ export class CpuSim {
     const t0 = this.t;
     this.t += ns;
     for (const e of this.events) this.counters[e] = this.counters[e]! + Math.round((activeJ * this.o.mix[e]!) / this.o.weights[e]!);
-    const p = (activeJ * 1e9) / ns;
+    const p = perSecond(activeJ, ns);
     const truthJ = activeJ * (1 + (this.o.superlinear * p) / 50);
     this.truthActiveJ += truthJ;
     this.truth.add(t0, this.t, truthJ);
@@ -125,7 +126,7 @@ export class CpuSim {
     this.rows.push(this.row(vm));
   }
 
-  /** A guest container log row (DESIGN §1) read now: `ts_ns,vm,cpu,container,tsc,<events>`. */
+  /** A guest container log row (docs/formats.md) read now: `ts_ns,vm,cpu,container,tsc,<events>`. */
   guestRow(vm: string, container: string): string {
     const [ts, cpu, , ...rest] = this.row(vm).split(',');
     return [ts, vm, cpu, container, ...rest].join(',');
@@ -150,7 +151,7 @@ export class CpuSim {
   }
 
   private row(vm: string): string {
-    const tsc = this.tsc0 + Math.round((this.t * this.o.tscHz) / 1e9);
+    const tsc = this.tsc0 + Math.round(ticksIn(this.t, this.o.tscHz));
     return `${this.startNs + BigInt(Math.round(this.t))},${this.cpu},${vm},${tsc},${this.events.map((e) => this.counters[e]).join(',')}`;
   }
 }
@@ -159,10 +160,10 @@ export class CpuSim {
 export function measuredCsv(startNs: bigint, devices: { id: string; truth: TruthBins; noiseW: number }[], seed: number, untilNs: number): string {
   const noise = gaussian(prng(seed ^ 0x5eed));
   const out = ['ts_ns,device,watts'];
-  const n = Math.floor(untilNs / 1e6);
+  const n = Math.floor(nsToMs(untilNs));
   for (let b = 0; b < n; b++) {
     // Sampled at the middle of the bin: the average power over the millisecond around it.
-    const ts = startNs + BigInt(b * 1_000_000 + 500_000);
+    const ts = startNs + BigInt(msToNs(b) + 500_000);
     for (const d of devices) {
       const w = Math.max(0, d.truth.get(b) * 1e3 + d.noiseW * noise());
       out.push(`${ts},${d.id},${w.toFixed(4)}`);

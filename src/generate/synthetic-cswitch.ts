@@ -1,9 +1,10 @@
 /**
- * A deterministic synthetic context-switch PMC log (DESIGN §1) for the demo fixture, the
+ * A deterministic synthetic context-switch PMC log (docs/formats.md) for the demo fixture, the
  * benchmark and property tests. It models each VM's event rates per cycle on its own and knows
  * nothing of the accounting code. Rows come in global time order (the CPU whose clock is
  * furthest behind switches next); counters may start just below their wrap to exercise it.
  */
+import { ticksIn } from '../core/units.js';
 
 /** Mulberry32: a small seeded PRNG, so a seed always gives the same trace. */
 export function prng(seed: number): () => number {
@@ -73,7 +74,7 @@ export function* syntheticCswitch(o: SyntheticCswitchOptions, chunkRows = 8192):
     else for (let k = 1; k < o.cpus; k++) if (next[k]! < next[c]!) c = k;
     const vm = pick();
     const dt = firstRound ? 0 : Number(next[c]! - now[c]!);
-    const cycles = Math.round((dt * o.tscHz) / 1e9);
+    const cycles = Math.round(ticksIn(dt, o.tscHz));
     now[c] = now[c]! + BigInt(dt);
     next[c] = now[c]! + BigInt(period());
     tsc[c] = tsc[c]! + BigInt(cycles);

@@ -1,9 +1,10 @@
 /**
- * A deterministic synthetic disk request log (DESIGN §1, disk.csv) for the demo fixture and the
- * benchmark: clients issue requests at random times at their own rates and sizes; the disk serves
- * them one at a time (seek 1–8 ms plus bytes / rate), so completions come in order and the
+ * A deterministic synthetic disk request log (docs/formats.md, disk.csv) for the demo fixture and
+ * the benchmark: clients issue requests at random times at their own rates and sizes; the disk
+ * serves them one at a time (seek 1–8 ms plus bytes / rate), so completions come in order and the
  * latency column is the service time. It knows nothing of the accounting code.
  */
+import { sToNs, transferNs } from '../core/units.js';
 import { prng } from './synthetic-cswitch.js';
 
 export interface SyntheticDiskClient {
@@ -27,7 +28,7 @@ export interface SyntheticDiskOptions {
 export function* syntheticDisk(o: SyntheticDiskOptions, chunkRows = 8192): Generator<string> {
   const rand = prng(o.seed);
   const total = o.clients.reduce((a, c) => a + c.perSecond, 0);
-  const end = o.seconds * 1e9;
+  const end = sToNs(o.seconds);
   const withContainers = o.clients.some((c) => c.container !== undefined);
   let out = `ts_ns,vm,op,offset,bytes,latency_ns${withContainers ? ',container' : ''}\n`;
   let n = 0;
@@ -36,7 +37,7 @@ export function* syntheticDisk(o: SyntheticDiskOptions, chunkRows = 8192): Gener
   let offset = 0;
   for (;;) {
     // Poisson arrivals of all clients together; each request is one client's by its rate.
-    arrival += (-Math.log(1 - rand()) / total) * 1e9;
+    arrival += sToNs(-Math.log(1 - rand()) / total);
     if (arrival >= end) break;
     let r = rand() * total;
     let c = o.clients[o.clients.length - 1]!;
@@ -44,7 +45,7 @@ export function* syntheticDisk(o: SyntheticDiskOptions, chunkRows = 8192): Gener
       c = k;
       break;
     }
-    const service = Math.round(1e6 + rand() * 7e6 + (c.bytes / o.rateBps) * 1e9);
+    const service = Math.round(1e6 + rand() * 7e6 + transferNs(c.bytes, o.rateBps));
     const start = Math.max(arrival, free);
     const done = Math.round(start + service);
     if (done >= end) break;

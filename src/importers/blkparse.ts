@@ -1,6 +1,6 @@
 /**
  * `wattrace import blkparse`: the default text output of blkparse(1) to a disk request log
- * (DESIGN §1, `ts_ns,vm,op,offset,bytes,latency_ns,disk`) and a starter profile, streaming.
+ * (docs/formats.md, `ts_ns,vm,op,offset,bytes,latency_ns,disk`) and a starter profile, streaming.
  *
  * A line of the default format is `maj,min cpu seq sec.nsec pid action rwbs rest`, e.g.
  * `254,0  1  4  0.000069000  77  D  WS 200000 + 128 [kworker/1:1H]`. A request is followed from
@@ -33,6 +33,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { matcher, STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
 
@@ -122,7 +123,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
         continue;
       }
       const [, maj, min, , , sec, nsec, pid, action, rwbs, rest] = m as unknown as [string, string, string, string, string, string, string, string, string, string, string];
-      const t = BigInt(sec) * 1_000_000_000n + BigInt(nsec);
+      const t = BigInt(sec) * NS_PER_S_BIG + BigInt(nsec);
       const dev = `${maj},${min}`;
       const x = EXTENT.exec(rest);
       const at = (sector: bigint) => `${dev}:${sector}`;

@@ -1,5 +1,5 @@
 /**
- * `wattrace import` for public block traces, streaming, to DESIGN §1's disk log
+ * `wattrace import` for public block traces, streaming, to the disk log of docs/formats.md
  * (`ts_ns,vm,op,offset,bytes`):
  * - `disksim`: DiskSim / MQSim ASCII, `arrival_ns device lba_sectors size_sectors type` (type 1
  *   read, 0 write). Only arrival times are recorded: they stand in for completion times. A device
@@ -21,6 +21,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { mapper, type Mapping } from './mapping.js';
 
@@ -142,7 +143,7 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskW
         w.skip(`SCSI command ${op} (no data transfer)`);
         continue;
       }
-      w.row(BigInt(time) * 1_000_000_000n, vmOf(path.basename(file)), kind, BigInt(lbn) * 512n, BigInt(size), where);
+      w.row(BigInt(time) * NS_PER_S_BIG, vmOf(path.basename(file)), kind, BigInt(lbn) * 512n, BigInt(size), where);
     }
   }
 }

@@ -1,6 +1,6 @@
 /**
  * `wattrace import ftrace`: raw ftrace text (`/sys/kernel/tracing/trace`) or `trace-cmd report`
- * output to a context-switch log and a disk request log (DESIGN §1), streaming.
+ * output to a context-switch log and a disk request log (docs/formats.md), streaming.
  *
  * - `sched_switch` (the `==>` layout and the older one without it): a row at each switch naming
  *   the VM of `prev_comm` (mapping regexes on command names; `swapper/N` and `<idle>` are `idle`;
@@ -18,6 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
 
@@ -71,8 +72,8 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
       }
       const [, , , cpuS, secOrTicks, frac, event, rest] = m as unknown as [string, string, string, string, string, string | undefined, string, string];
       tscClock ??= frac === undefined;
-      const ns = frac === undefined ? (BigInt(secOrTicks) * 1_000_000_000n) / BigInt(Math.round(hz)) : BigInt(secOrTicks) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9));
-      const tsc = frac === undefined ? BigInt(secOrTicks) : (ns * BigInt(Math.round(hz))) / 1_000_000_000n;
+      const ns = frac === undefined ? (BigInt(secOrTicks) * NS_PER_S_BIG) / BigInt(Math.round(hz)) : BigInt(secOrTicks) * NS_PER_S_BIG + BigInt(frac.padEnd(9, '0').slice(0, 9));
+      const tsc = frac === undefined ? BigInt(secOrTicks) : (ns * BigInt(Math.round(hz))) / NS_PER_S_BIG;
       const where = { file, line };
       if (event === 'sched_switch') {
         const prev = /prev_comm=(.+?) prev_pid=(\d+)/.exec(rest);

@@ -1,7 +1,7 @@
 /**
  * `wattrace import perf-script`: `perf script -F comm,pid,tid,cpu,time,event,period,trace` output of
- * `'{sched:sched_switch,<counters>...}:S'` to DESIGN §1's context-switch log, streaming (two passes:
- * the first finds the counters and CPUs, the second writes).
+ * `'{sched:sched_switch,<counters>...}:S'` to the context-switch log of docs/formats.md, streaming
+ * (two passes: the first finds the counters and CPUs, the second writes).
  *
  * Each `sched:sched_switch` line is followed by one line per group member with the counter's
  * *advance since the previous switch on that CPU* — the consumption of `prev` (a missing member
@@ -19,6 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import type { ImportSummary } from './disk.js';
 import { STARTER_IDLE_WATTS, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
@@ -32,7 +33,7 @@ const TSC = 'msr/tsc/';
 export const columnOf = (event: string) => event.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
 
 function nsOf(sec: string, frac: string): bigint {
-  return BigInt(sec) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9));
+  return BigInt(sec) * NS_PER_S_BIG + BigInt(frac.padEnd(9, '0').slice(0, 9));
 }
 
 
@@ -134,7 +135,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   const profile = {
     description: `Starter profile from wattrace import perf-script (${path.basename(file)}): tsc_hz estimated from the recording; event weights 0 and idle_watts 10 W per CPU are placeholders — calibrate (wattrace calibrate) and measure.`,
     cpu: {
-      tsc_hz: tscNs > 0n ? Number((tscTicks * 1_000_000_000n) / tscNs) : 1e9,
+      tsc_hz: tscNs > 0n ? Number((tscTicks * NS_PER_S_BIG) / tscNs) : 1e9,
       idle_watts: STARTER_IDLE_WATTS,
       counter_bits: 64,
       idle_split: 'equal',

@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { NS_PER_S_BIG } from '../core/units.js';
 import { matcher, STARTER_IDLE_WATTS, starterVms, writeProfile, type Mapping } from './mapping.js';
 
 const STEP_NS = 300_000_000_000n;
@@ -53,7 +54,7 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
   const cycles = new Array<bigint>(cpus).fill(0n);
   let rows = 0;
   let unmet = 0;
-  const tscAt = (t: bigint) => (t * hz) / 1_000_000_000n;
+  const tscAt = (t: bigint) => (t * hz) / NS_PER_S_BIG;
   for (let c = 0; c < cpus; c++) buf.push(`0,${c},idle,0,0`);
   rows += cpus;
   for (let s = 0; s < steps; s++) {
@@ -68,7 +69,7 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
         const d = BigInt(Math.round((x.pct / 100) * scale * 300e9));
         if (d <= 0n) continue;
         t += d;
-        cycles[c] = cycles[c]! + (d * hz) / 1_000_000_000n;
+        cycles[c] = cycles[c]! + (d * hz) / NS_PER_S_BIG;
         buf.push(`${t},${c},${names[x.i]},${tscAt(t)},${cycles[c]}`);
         rows++;
       }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import type { Batch, EventSlice } from '../core/events.js';
 import { WattraceError } from '../core/errors.js';
 import { UNATTRIBUTED, type Machine } from '../core/machine.js';
-import { METRICS, MetricWriter } from '../core/metrics.js';
+import { METRICS, MetricWriter, catalogueEntriesFor } from '../core/metrics.js';
 import type { ResolvedPipeline, TraceKind } from '../core/pipeline.js';
 import { Span, type RunSpan } from '../core/span.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
@@ -69,8 +69,12 @@ class TallySink implements RunSink {
   containerRow(r: ContainerRow): void {
     this.inner.containerRow(r);
   }
-  /** A figure that cannot be computed (NaN: nothing to average) is left out, not stored. */
+  /**
+   * A figure that cannot be computed (NaN: nothing to average) is left out, not stored. A name
+   * outside the catalogue is a bug (stages write through it), never stored.
+   */
   metric(name: string, value: number): void {
+    if (catalogueEntriesFor(name).length === 0) throw new Error(`metric '${name}' is not in the metrics catalogue (src/core/metrics.ts)`);
     if (Number.isFinite(value)) this.inner.metric(name, value);
   }
 }

@@ -1,6 +1,6 @@
 /**
- * The SQLite store (DESIGN §3). A run is one transaction: the runs row, its energy rows and its
- * metrics are all committed together or rolled back, leaving the database file byte for byte as
+ * The SQLite store (README.md, Store). A run is one transaction: the runs row, its energy rows and
+ * its metrics are all committed together or rolled back, leaving the database file byte for byte as
  * it was (a database that did not exist before a failed run is removed again).
  */
 import fs from 'node:fs';

@@ -1,8 +1,8 @@
 /**
- * The context-switch PMC log (DESIGN §1): `ts_ns,cpu,vm,tsc,<event>...`, one row per VM switch on
- * a physical CPU with the cumulative counters read at the switch (§3.3.1). The decoder turns
- * consecutive rows of one CPU into periods with counter advances (modulo wrap); `vm` on a row is
- * the VM that ran in the period that ends there. A CPU's first row only opens its first period.
+ * The context-switch PMC log (docs/formats.md): `ts_ns,cpu,vm,tsc,<event>...`, one row per VM
+ * switch on a physical CPU with the cumulative counters read at the switch (§3.3.1). The decoder
+ * turns consecutive rows of one CPU into periods with counter advances (modulo wrap); `vm` on a row
+ * is the VM that ran in the period that ends there. A CPU's first row only opens its first period.
  */
 import { newSwitchBatch, type SwitchBatch } from '../core/events.js';
 import { resized } from '../core/typed.js';

@@ -1,6 +1,7 @@
 /**
- * The disk request log (DESIGN §1): `ts_ns,vm,op,offset,bytes[,latency_ns][,container][,disk]`,
- * one row per completed request, written by the driver VM's translation module (§3.3.2).
+ * The disk request log (docs/formats.md):
+ * `ts_ns,vm,op,offset,bytes[,latency_ns][,container][,disk]`, one row per completed request,
+ * written by the driver VM's translation module (§3.3.2).
  */
 import { newDiskBatch, type DiskBatch } from '../core/events.js';
 import type { Machine } from '../core/machine.js';

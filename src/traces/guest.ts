@@ -1,6 +1,6 @@
 /**
- * The guest container log (DESIGN §1): `ts_ns,vm,cpu,container,tsc,<event>...`, one row per switch
- * between resource containers (or tasks) inside a guest (§3.4.3), with the hardware counters
+ * The guest container log (docs/formats.md): `ts_ns,vm,cpu,container,tsc,<event>...`, one row per
+ * switch between resource containers (or tasks) inside a guest (§3.4.3), with the hardware counters
  * read at that instant. Consecutive rows of one (vm, cpu) form a period of the container named on
  * the later row. The first row of each (vm, cpu) opens the lane: it is passed on as an empty period
  * (t0 = t, no advances), so that later stages know where the lane starts (virtual-counters takes

@@ -1,5 +1,5 @@
 /**
- * Measured power (DESIGN §1): `ts_ns,device,watts`, what an external DAQ sampled (§4: 1 kHz),
+ * Measured power (docs/formats.md): `ts_ns,device,watts`, what an external DAQ sampled (§4: 1 kHz),
  * used only to validate the accounting. `device` is `cpu` or a disk id of the profile.
  */
 import { newMeasuredBatch, type MeasuredBatch } from '../core/events.js';

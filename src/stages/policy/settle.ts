@@ -1,8 +1,8 @@
 /**
- * Settling of a power-capped VM (DESIGN §6 `*.settle_s`): after the limit switches on, the first
- * manager period from which the power averaged over `windowS` (5 s) stays within ±`tol` (10 %) of
- * the limit for the rest of the run. (The paper's throttle controller keeps a limit cycle of a
- * few seconds, and a 200 ms period holds only a handful of disk requests, so shorter averages
+ * Settling of a power-capped VM (`*.settle_s`, docs/metrics.md): after the limit switches on, the
+ * first manager period from which the power averaged over `windowS` (5 s) stays within ±`tol`
+ * (10 %) of the limit for the rest of the run. (The paper's throttle controller keeps a limit cycle
+ * of a few seconds, and a 200 ms period holds only a handful of disk requests, so shorter averages
  * swing by ±20 % long after the transient is over.) The "after settling" figures use the periods
  * from there on; a VM that never settles is reported over the last quarter of its periods (and its
  * settle_s is the whole time after start).

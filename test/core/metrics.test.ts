@@ -1,0 +1,110 @@
+/**
+ * The metrics catalogue (src/core/metrics.ts) against what runs really store: every metric the
+ * shipped pipelines write, in every variant, is a catalogue entry; docs/metrics.md is current;
+ * the same idea has the same name at host and guest level.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { generate } from '../../src/commands/generate.js';
+import { bufferIO } from '../../src/commands/io.js';
+import { PROJECT_ROOT } from '../../src/core/json.js';
+import { METRICS, catalogueEntriesFor, metricName } from '../../src/core/metrics.js';
+import { loadPipeline } from '../../src/core/pipeline.js';
+import { METRICS_DOC, metricsMarkdown } from '../../src/docs/metrics.js';
+import { cli, tmpDir } from '../helpers.js';
+
+const PIPELINES = ['demo', 'paper-fig7', 'paper-fig8', 'paper-fig9', 'disk-controller'];
+
+describe('metrics catalogue', () => {
+  // The shipped pipelines over their fixtures, in a scratch tree laid out like the repository
+  // (pipelines/ beside fixtures/), so their relative paths and variants work unchanged.
+  const root = tmpDir('wattrace-metrics-');
+  const stored = new Map<string, Map<string, Set<string>>>();
+
+  beforeAll(async () => {
+    fs.mkdirSync(path.join(root, 'pipelines'));
+    for (const p of PIPELINES) fs.copyFileSync(path.join(PROJECT_ROOT, 'pipelines', `${p}.json`), path.join(root, 'pipelines', `${p}.json`));
+    fs.cpSync(path.join(PROJECT_ROOT, 'fixtures', 'demo'), path.join(root, 'fixtures', 'demo'), { recursive: true });
+    for (const s of ['paper-fig7', 'paper-fig8', 'paper-fig9']) generate({ scenario: s, out: path.join(root, 'fixtures', s), seed: 1 }, bufferIO());
+    for (const p of PIPELINES) {
+      const db = path.join(root, `${p}.sqlite`);
+      const r = await cli(['compare', path.join(root, 'pipelines', `${p}.json`), '--db', db, '--format', 'json']);
+      // disk-controller's gentle and aggressive variants break expectations on purpose (exit 1).
+      expect([0, 1], r.err).toContain(r.code);
+      const d = new Database(db, { readonly: true });
+      const byVariant = new Map<string, Set<string>>();
+      for (const row of d.prepare('SELECT r.variant AS variant, m.name AS name FROM metrics m JOIN runs r USING (run_id)').all() as { variant: string; name: string }[]) {
+        if (!byVariant.has(row.variant)) byVariant.set(row.variant, new Set());
+        byVariant.get(row.variant)!.add(row.name);
+      }
+      d.close();
+      stored.set(p, byVariant);
+    }
+  }, 120_000);
+
+  it('every metric of every shipped pipeline, in every variant, is a catalogue entry', () => {
+    for (const p of PIPELINES) {
+      const variants = ['base', ...loadPipeline(path.join(root, 'pipelines', `${p}.json`)).variantNames];
+      expect([...stored.get(p)!.keys()].sort(), p).toEqual(variants.sort());
+      for (const [variant, names] of stored.get(p)!) {
+        expect(names.size, `${p}/${variant}`).toBeGreaterThan(5);
+        const unknown = [...names].filter((n) => catalogueEntriesFor(n).length === 0);
+        expect(unknown, `${p}/${variant}`).toEqual([]);
+      }
+    }
+  });
+
+  it('names are the same at host and guest level: paper-fig9 reports the guest VM and its containers in every variant', () => {
+    const fig9 = stored.get('paper-fig9')!;
+    for (const [variant, names] of fig9) {
+      expect(names.has('cpu.guest.mean_watts'), variant).toBe(true);
+      expect(names.has('cpu.guest.work_s'), variant).toBe(true);
+      for (const c of ['bzip2-a', 'bzip2-b']) {
+        expect(names.has(`container.guest.${c}.mean_watts`), `${variant} ${c}`).toBe(true);
+        expect(names.has(`container.guest.${c}.work_s`), `${variant} ${c}`).toBe(true);
+      }
+      // The old guest-level-only name is gone.
+      expect([...names].some((n) => n.startsWith('guest.')), variant).toBe(false);
+    }
+  });
+
+  it('writes no sentinel: a figure that cannot be computed is absent', () => {
+    for (const [p, byVariant] of stored) {
+      const d = new Database(path.join(root, `${p}.sqlite`), { readonly: true });
+      const bad = d.prepare('SELECT name, value FROM metrics WHERE value IS NULL OR value != value OR abs(value) > 1e300').all();
+      d.close();
+      expect(bad, p).toEqual([]);
+      expect(byVariant.size).toBeGreaterThan(0);
+    }
+  });
+
+  it('fills in a pattern, and refuses a missing placeholder', () => {
+    expect(metricName(METRICS.containerMean, { vm: 'g', container: 'a.b' })).toBe('container.g.a.b.mean_watts');
+    expect(() => metricName(METRICS.cpuMean, {} as { vm: string })).toThrow(/no value for <vm>/);
+    expect(catalogueEntriesFor('cpu.vm1.mean_watts').map((m) => m.pattern)).toEqual(['cpu.<vm>.mean_watts']);
+    expect(catalogueEntriesFor('guest.vm1.mean_watts')).toEqual([]);
+    expect(catalogueEntriesFor('energy.total_joules').map((m) => m.pattern)).toEqual(['energy.total_joules']);
+  });
+
+  it('every entry says its unit, window and meaning, and no two share a pattern', () => {
+    const all = Object.values(METRICS);
+    expect(new Set(all.map((m) => m.pattern)).size).toBe(all.length);
+    for (const m of all) {
+      expect(m.window.length, m.pattern).toBeGreaterThan(3);
+      expect(m.meaning.length, m.pattern).toBeGreaterThan(10);
+    }
+  });
+
+  it('docs/metrics.md is generated from the catalogue and current (npm run docs)', () => {
+    expect(fs.readFileSync(METRICS_DOC, 'utf8')).toBe(metricsMarkdown());
+  });
+
+  it("a pipeline's expectation naming a metric no stage writes is refused", async () => {
+    const dir = tmpDir();
+    const p = path.join(dir, 'p.json');
+    fs.writeFileSync(p, JSON.stringify({ name: 'x', profile: 'm.json', traces: { cswitch: 'c.csv' }, stages: ['cpu-split'], expect: [{ metric: 'guest.g.mean_watts', max: 1 }] }));
+    expect(() => loadPipeline(p)).toThrow(/expectation 1 names metric 'guest.g.mean_watts', which no stage writes/);
+  });
+});
