@@ -14,7 +14,7 @@ import type { Decoder, TimeBase } from './decoder.js';
 import { OK, PARSED, parseUint } from './exact.js';
 
 /**
- * csv-parse in its fastest configuration (TOOLCHAIN.md): arrays of strings, no casting, no quote
+ * csv-parse in its fastest configuration (measured; README, Benchmark): arrays of strings, no casting, no quote
  * handling. Trace fields are numbers and identifiers, so quotes are never needed; a record is
  * always one line, which keeps line numbers exact. Field counts are checked by the decoders.
  */
