@@ -9,7 +9,7 @@ import { resolveProfile } from '../src/core/profile.js';
 import type { Machine, Profile } from '../src/core/machine.js';
 import { Span } from '../src/core/span.js';
 import { buildGraph, planStages } from '../src/replay/graph.js';
-import { pump, runSlices } from '../src/replay/runner.js';
+import { pump, replayPasses, runSlices } from '../src/replay/runner.js';
 import { stageDefinition, type AnyStageDefinition } from '../src/stages/registry.js';
 import { makeDecoder } from '../src/traces/decoders.js';
 import type { DriverSettings } from '../src/core/settings.js';
@@ -139,8 +139,8 @@ export async function replayTexts(
 ): Promise<MemorySink> {
   // The same checks as a pipeline file gets: every stage's traces and inputs are there.
   const kinds = (Object.keys(texts) as TraceKind[]).filter((k) => texts[k] !== undefined);
-  planStages(pipelineStub({ stages: [...stageNames], traces: kinds, accounting: { driver: o.driver ?? {} }, policy: o.policy ?? {} }), machine);
-  return replayDefs(machine, texts, stageNames.map(stageDefinition), { ...o, stages: [...stageNames] });
+  const plan = planStages(pipelineStub({ stages: [...stageNames], traces: kinds, accounting: { driver: o.driver ?? {} }, policy: o.policy ?? {} }), machine);
+  return replayDefs(machine, texts, plan.defs, { ...o, stages: [...stageNames], prepass: plan.prepass });
 }
 
 /** replayTexts over stage definitions (a test's probe stages among them). */
@@ -148,7 +148,7 @@ export async function replayDefs(
   machine: Machine,
   texts: Partial<Record<TraceKind, string>>,
   defs: readonly AnyStageDefinition[],
-  o: ReplayTextOptions & { stages?: StageName[] } = {},
+  o: ReplayTextOptions & { stages?: StageName[]; prepass?: readonly AnyStageDefinition[] | null } = {},
 ): Promise<MemorySink> {
   const sink = new MemorySink();
   const intervalMs = o.intervalMs ?? 100;
@@ -157,8 +157,6 @@ export async function replayDefs(
   for (const k of kinds) base = minBase(base, firstTimestampOf(texts[k]!));
   base ??= { hi: 0, lo: 0 };
   const pipeline = pipelineStub({ intervalMs, traces: [...kinds], accounting: { driver: o.driver ?? {} }, policy: o.policy ?? {}, ...(o.stages ? { stages: o.stages } : {}) });
-  const span = new Span();
-  const graph = buildGraph(defs, { machine, pipeline, intervalNs: periodNs(intervalMs), span, sink });
   const cut = (text: string): Buffer[] => {
     const buf = Buffer.from(text);
     const n = o.chunkBytes ?? buf.length;
@@ -166,9 +164,9 @@ export async function replayDefs(
     for (let i = 0; i < buf.length; i += n) out.push(buf.subarray(i, i + n));
     return out;
   };
-  const streams = kinds.map((k) => chunkStream(cut(texts[k]!), makeDecoder(k, `${k}.csv`, base!, machine)) as AsyncIterableIterator<Batch>);
-  await pump(streams, [graph], span);
-  graph.finish(span.get());
+  const open = () => kinds.map((k) => chunkStream(cut(texts[k]!), makeDecoder(k, `${k}.csv`, base!, machine)) as AsyncIterableIterator<Batch>);
+  const { span, graphs } = await replayPasses([{ p: pipeline, defs, prepass: o.prepass ?? null, sink }], machine, open);
+  graphs[0]!.finish(span.get());
   return sink;
 }
 

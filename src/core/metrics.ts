@@ -63,14 +63,15 @@ export const METRICS = {
   diskUpper: def('disk-energy', 'accounting.disk.upper_requests', 'count', RUN, "rows that only record an upper service's request (no disk energy of their own)"),
 
   // driver-charge
-  driverBaseline: def('driver-charge', 'accounting.driver.<vm>.baseline_watts', 'W', 'the quiet windows', "the driver's baseline CPU power, charged as idle in equal parts"),
+  driverBaseline: def('driver-charge', 'accounting.driver.<vm>.baseline_watts', 'W', RUN, "the driver's baseline CPU access power, estimated over the whole trace (or given), charged as CPU idle in equal parts over the whole run"),
+  driverBaselineSource: def('driver-charge', 'accounting.driver.<vm>.baseline_source', 'count', RUN, 'where the baseline comes from: 1 given (baseline_watts), 2 quiet windows, 3 intercept of the energy-on-requests fit, 0 none (0 W)'),
   driverQuiet: def('driver-charge', 'accounting.driver.<vm>.quiet_s', 's', RUN, 'time with no request of its services in flight, where the CPU log covers it'),
+  driverIdleShare: def('driver-charge', 'accounting.driver.<vm>.idle_share_joules', 'J', RUN, "the driver's share of CPU idle energy, charged as CPU idle in equal parts to all its clients"),
   driverRequests: def('driver-charge', 'accounting.driver.<vm>.requests', 'count', RUN, 'requests of its services charged a cost'),
   driverCpu: def('driver-charge', 'accounting.driver.<vm>.cpu_joules', 'J', RUN, "the driver's own CPU energy (idle share + access) taken over"),
-  driverBaselineJ: def('driver-charge', 'accounting.driver.<vm>.baseline_joules', 'J', RUN, 'baseline charged to its clients as CPU idle'),
+  driverBaselineJ: def('driver-charge', 'accounting.driver.<vm>.baseline_joules', 'J', RUN, 'baseline × time charged to its clients as CPU idle'),
   driverRequestJ: def('driver-charge', 'accounting.driver.<vm>.request_joules', 'J', RUN, 'predicted per-request costs charged as CPU active'),
   driverResidual: def('driver-charge', 'accounting.driver.<vm>.residual_joules', 'J', RUN, 'settled at the end so charges equal consumption (negative: taken back)'),
-  driverHalt: def('driver-charge', 'accounting.driver.<vm>.halt_share_joules', 'J', RUN, '`by-time` idle split only: its share of halt energy, passed on as idle'),
   driverPassed: def('driver-charge', 'accounting.driver.<vm>.passed_joules', 'J', RUN, 'other energy charged to the driver (its disk requests, lower drivers) passed on'),
   driverFitA: def('driver-charge', 'accounting.driver.<vm>.fit_request_joules', 'J', 'the last cost window', '`per-byte` model only: the fitted cost per request, a'),
   driverFitB: def('driver-charge', 'accounting.driver.<vm>.fit_byte_joules', 'J/byte', 'the last cost window', '`per-byte` model only: the fitted cost per byte, b'),

@@ -127,6 +127,40 @@ export interface GuestPeriods {
   readonly names: readonly string[];
 }
 
+/**
+ * disk-energy's view of each disk request, in stream order: every row of the disk log, also those
+ * that only record an upper service's request, with what it costs on its disk under the model.
+ */
+export interface DiskRequests {
+  readonly length: number;
+  /** Completion time. */
+  readonly t: Float64Array;
+  /** Consumer index of the VM that issued it (to the service it went through). */
+  readonly vm: Int32Array;
+  /** Disk index (profile order) of the disk it ended on. */
+  readonly disk: Int32Array;
+  readonly bytes: Float64Array;
+  /** Device service time as logged, NaN when not recorded. */
+  readonly latency: Float64Array;
+  /** Time the disk model keeps the disk active for it: bytes / the disk's rate then (§3.2.2). */
+  readonly activeNs: Float64Array;
+}
+
+/** A driver VM's baseline CPU power (§3.3.3), as estimated over the whole trace or given. */
+export interface DriverBaseline {
+  readonly watts: number;
+  readonly source: 'given' | 'quiet' | 'fit' | 'none';
+  /** Time with none of its services' requests in flight, where the CPU log covers it. */
+  readonly quietNs: number;
+  /** Windows the fit used (fit only). */
+  readonly fitWindows: number;
+}
+
+/** Baselines by driver VM name. */
+export interface DriverBaselines {
+  baseline(driver: string): DriverBaseline;
+}
+
 /** driver-charge's per-request CPU cost model (§3.3.3). */
 export interface DriverCostModel {
   /**
@@ -140,11 +174,13 @@ export interface DriverCostModel {
 export interface StreamPorts {
   'cpu-periods': CpuPeriods;
   'guest-periods': GuestPeriods;
+  'disk-requests': DiskRequests;
 }
 
 /** Ports that offer an interface a consumer queries. */
 export interface ServicePorts {
   'driver-cost': DriverCostModel;
+  'driver-baseline': DriverBaselines;
 }
 
 export type StreamPort = keyof StreamPorts;
@@ -215,8 +251,11 @@ export interface PlanInfo {
 }
 
 export interface StageDefinition<S = unknown> {
-  /** A pipeline stage, or `validation`, which the replay adds when measured power is given. */
-  readonly name: StageName | 'validation';
+  /**
+   * A pipeline stage; or `validation`, which the replay adds when measured power is given; or a
+   * stage of another's first pass (`driver-baseline`).
+   */
+  readonly name: StageName | 'validation' | 'driver-baseline';
   /** A one-line summary for --help and error messages. */
   readonly summary: string;
   /** Traces the stage reads, and the batch kinds they arrive as. */
@@ -229,6 +268,12 @@ export interface StageDefinition<S = unknown> {
   readonly writes: readonly PortName[];
   /** Its part of the pipeline's settings. */
   readonly settings: (all: Settings) => S;
+  /**
+   * Stages to run in a first pass over the same traces, when this stage needs a figure of the
+   * whole trace before it can start (driver-charge: the drivers' baselines). The services they
+   * provide are inputs of this stage; their rows and metrics are discarded.
+   */
+  readonly prepass?: (p: PlanInfo) => readonly StageDefinition<any>[] | null;
   readonly create: (ctx: StageContext<S>, inputs: StageInputs) => Stage;
 }
 

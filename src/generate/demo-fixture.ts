@@ -30,7 +30,7 @@ export const DEMO_OPTIONS: SyntheticCswitchOptions = {
 };
 
 /**
- * The disk log: after 1.5 quiet seconds (in which driver-charge sees the driver's baseline),
+ * The disk log: after 1.5 quiet seconds (which show the driver's baseline),
  * vm1 reads 4 KB blocks often and vm2 writes 64 KB blocks, until the CPU log ends.
  */
 export const DEMO_DISK_OPTIONS: SyntheticDiskOptions = {
@@ -47,8 +47,27 @@ export const DEMO_DISK_OPTIONS: SyntheticDiskOptions = {
 export const DEMO_CSWITCH = path.join(PROJECT_ROOT, 'fixtures', 'demo', 'cswitch.csv');
 export const DEMO_DISK = path.join(PROJECT_ROOT, 'fixtures', 'demo', 'disk.csv');
 
+/**
+ * The driver's work for the requests (§3.3.3): 1e-2 J + 2e-7 J per byte of CPU energy each (at the
+ * profile's 4e-9 J per uop), done in the driver's first period after the request completes.
+ */
+export const DEMO_DRIVER_COST = (bytes: number): number => 1e-2 + 2e-7 * bytes;
+
 export function demoCswitchText(): string {
-  return [...syntheticCswitch(DEMO_OPTIONS)].join('');
+  const requests = demoDiskText()
+    .trimEnd()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.split(','))
+    .map((f) => ({ t: BigInt(f[0]!), bytes: Number(f[4]) }));
+  let next = 0;
+  const work = (vm: string, to: bigint) => {
+    if (vm !== 'drv') return null;
+    let joules = 0;
+    while (next < requests.length && requests[next]!.t <= to) joules += DEMO_DRIVER_COST(requests[next++]!.bytes);
+    return { uops: joules / 4.0e-9 };
+  };
+  return [...syntheticCswitch({ ...DEMO_OPTIONS, work })].join('');
 }
 
 export function demoDiskText(): string {

@@ -5,7 +5,9 @@
  * tests and the benchmark can check what driver-charge attributes to whom.
  *
  * Timeline: each completion at t is followed by the driver running [t, t + workNs] with
- * cost(bytes) / uopJoules uops; the idle VM runs (halts) the rest of the time. Requests of all
+ * cost(bytes) / uopJoules uops; with `baselineWatts`, the driver's kernel also runs 100 µs every
+ * 10 ms (from 5 ms on), whatever the requests, spending baselineWatts × 10 ms (its baseline, §3.3.3); the idle
+ * VM runs (halts) the rest of the time. Requests of all
  * clients are merged in time; a completion that would fall into the driver's work is moved just
  * behind it. Counters start at 0; the TSC ticks once per ns (tsc_hz = 1e9).
  */
@@ -39,6 +41,8 @@ export interface DriverScenarioOptions {
   seed?: number;
   /** Leave out the latency column. */
   noLatency?: boolean;
+  /** The driver's baseline access power (W): kernel work every 10 ms, requests or not. */
+  baselineWatts?: number;
 }
 
 export interface DriverScenario {
@@ -46,6 +50,8 @@ export interface DriverScenario {
   disk: string;
   /** Ground truth: the driver's CPU energy spent per client (J) and requests per client. */
   costBy: Map<string, number>;
+  /** The driver's baseline work in all (J). */
+  baselineJ: number;
   requestsBy: Map<string, number>;
   durationNs: number;
 }
@@ -62,6 +68,12 @@ export function driverScenario(o: DriverScenarioOptions): DriverScenario {
     for (let i = 0; i < n; i++) reqs.push({ t: quiet + Math.floor(rand() * (T - quiet - 10 * work)), c });
   }
   reqs.sort((a, b) => a.t - b.t);
+  // The driver's kernel work, every 10 ms (merged with the requests' work in time order).
+  const TICK = 10_000_000;
+  const TICK_WORK = 100_000;
+  const tickUops = Math.round(((o.baselineWatts ?? 0) * nsToS(TICK)) / o.uopJoules);
+  const ticks = tickUops > 0 ? Array.from({ length: Math.floor((T - TICK / 2 - TICK_WORK) / TICK) + 1 }, (_, k) => k * TICK + TICK / 2) : [];
+  let baselineJ = 0;
   const cs: string[] = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
   const disk: string[] = [`ts_ns,vm,op,offset,bytes${o.noLatency ? '' : ',latency_ns'},container,disk`];
   const costBy = new Map<string, number>();
@@ -69,7 +81,20 @@ export function driverScenario(o: DriverScenarioOptions): DriverScenario {
   let busyUntil = 0;
   let uops = 0;
   let offset = 0;
+  let nextTick = 0;
+  const tick = (upTo: number) => {
+    while (nextTick < ticks.length && ticks[nextTick]! <= upTo) {
+      const t = Math.max(ticks[nextTick++]!, busyUntil + 1000);
+      if (t + TICK_WORK >= T) return;
+      cs.push(`${t},0,idle,${t},${uops}`);
+      uops += tickUops;
+      cs.push(`${t + TICK_WORK},0,${o.driver},${t + TICK_WORK},${uops}`);
+      busyUntil = t + TICK_WORK;
+      baselineJ += tickUops * o.uopJoules;
+    }
+  };
   for (const r of reqs) {
+    tick(Math.max(r.t, busyUntil + 1000));
     const t = Math.max(r.t, busyUntil + 1000);
     if (t + work >= T) break;
     const cost = o.cost(r.c.bytes);
@@ -83,6 +108,7 @@ export function driverScenario(o: DriverScenarioOptions): DriverScenario {
     costBy.set(r.c.vm, (costBy.get(r.c.vm) ?? 0) + n * o.uopJoules);
     requestsBy.set(r.c.vm, (requestsBy.get(r.c.vm) ?? 0) + 1);
   }
+  tick(T);
   cs.push(`${T},0,idle,${T},${uops}`);
-  return { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n', costBy, requestsBy, durationNs: T };
+  return { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n', costBy, requestsBy, durationNs: T, baselineJ };
 }

@@ -40,6 +40,11 @@ export interface SyntheticCswitchOptions {
   meanPeriodNs?: number;
   /** Start the event counters this many events below their wrap. */
   startBelowWrap?: number;
+  /**
+   * Work on top of the rates: extra events for a period of `vm` ending at `to` (absolute ns),
+   * e.g. a driver VM's work for the requests completed since it last ran.
+   */
+  work?: (vm: string, to: bigint) => Readonly<Record<string, number>> | null;
 }
 
 /** Yields the CSV text in chunks of about `chunkRows` rows, header first. */
@@ -80,9 +85,10 @@ export function* syntheticCswitch(o: SyntheticCswitchOptions, chunkRows = 8192):
     tsc[c] = tsc[c]! + BigInt(cycles);
     const counters = ctr[c]!;
     let line = `${now[c]},${c},${vm.id},${tsc[c]}`;
+    const extra = firstRound ? null : (o.work?.(vm.id, now[c]!) ?? null);
     for (let e = 0; e < o.events.length; e++) {
       const rate = vm.rates[o.events[e]!] ?? 0;
-      const adv = BigInt(Math.round(cycles * rate * (0.9 + 0.2 * rand())));
+      const adv = BigInt(Math.round(cycles * rate * (0.9 + 0.2 * rand()) + (extra?.[o.events[e]!] ?? 0)));
       counters[e] = (counters[e]! + adv) % wrap;
       line += `,${counters[e]}`;
     }

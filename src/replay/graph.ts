@@ -7,6 +7,9 @@
  * - Service ports: a stage created after the producer gets the producer's interface.
  * - Energy: a row a stage writes passes the energy handlers of the stages after it, in pipeline
  *   order (a handler may take the row over), then goes to the run's sink.
+ * - A first pass: a stage that needs a figure of the whole trace before it starts (driver-charge:
+ *   the drivers' baselines) names the stages of a first pass over the same traces; the services
+ *   they provide are the stage's inputs in the second.
  * A stage that needs a port no earlier stage of the pipeline writes is refused with an error that
  * names both stages; nothing is added behind the user's back.
  */
@@ -31,12 +34,15 @@ import type { Ns } from '../core/units.js';
 import { STAGES, stageDefinition, type AnyStageDefinition as AnyDefinition } from '../stages/registry.js';
 
 const TRACE_ORDER: readonly TraceKind[] = ['cswitch', 'disk', 'guest', 'measured'];
-const SERVICE_PORTS: readonly PortName[] = ['driver-cost'];
+const SERVICE_PORTS: readonly (keyof ServicePorts)[] = ['driver-cost', 'driver-baseline'];
+const STREAM_PORTS: readonly StreamPort[] = ['cpu-periods', 'guest-periods', 'disk-requests'];
 
 export interface Plan {
   readonly defs: readonly AnyDefinition[];
   /** The traces to read, in merge order. */
   readonly traces: readonly TraceKind[];
+  /** The stages of a first pass over the traces, or null when no stage needs one. */
+  readonly prepass: readonly AnyDefinition[] | null;
 }
 
 /** The producer of `port` among `defs` before position `i`, or null. */
@@ -52,6 +58,9 @@ function producerBefore(defs: readonly AnyDefinition[], i: number, port: PortNam
 export function planStages(p: ResolvedPipeline, machine: Machine): Plan {
   const defs = p.stages.map(stageDefinition);
   const given = new Set(Object.keys(p.traces) as TraceKind[]);
+  const info = { machine, settings: p.settings, traces: given };
+  const prepass: AnyDefinition[] = [];
+  for (const d of defs) for (const q of d.prepass?.(info) ?? []) if (!prepass.includes(q)) prepass.push(q);
   const where = { file: p.file, path: '/stages' };
   defs.forEach((d, i) => {
     for (const t of [...d.traces, ...(d.needsTraces ?? [])]) {
@@ -61,7 +70,9 @@ export function planStages(p: ResolvedPipeline, machine: Machine): Plan {
     }
     for (const r of d.reads) {
       if (producerBefore(defs, i, r.port)) continue;
-      const why = r.neededBecause ? r.neededBecause({ machine, settings: p.settings, traces: given }) : 'it cannot run without it';
+      // A service of the stage's own first pass (streams of a first pass end with it).
+      if ((SERVICE_PORTS as readonly PortName[]).includes(r.port) && d.prepass?.(info)?.some((q) => q.writes.includes(r.port))) continue;
+      const why = r.neededBecause ? r.neededBecause(info) : 'it cannot run without it';
       if (why === null) continue;
       const makers = STAGES.filter((s) => s.writes.includes(r.port) && s.name !== d.name).map((s) => `'${s.name}'`);
       const port = r.port === 'energy' ? 'energy rows' : `${r.port} output`;
@@ -80,12 +91,14 @@ export function planStages(p: ResolvedPipeline, machine: Machine): Plan {
   const wanted = new Set(defs.flatMap((d) => [...d.traces, ...(d.optionalTraces ?? []).filter((t) => p.traces[t])]));
   // Measured power, when given, validates the accounting (stages/validation.ts).
   if (p.traces.measured) wanted.add('measured');
-  return { defs, traces: TRACE_ORDER.filter((t) => wanted.has(t)) };
+  return { defs, traces: TRACE_ORDER.filter((t) => wanted.has(t)), prepass: prepass.length > 0 ? prepass : null };
 }
 
 /** The stages of one run, wired. */
 export interface StageGraph {
   readonly stages: readonly Stage[];
+  /** The services its stages provide (a first pass hands them to the second). */
+  readonly services: Partial<ServicePorts>;
   /** Feeds a slice of the merged trace stream to the stages that read its trace. */
   dispatch(slice: EventSlice): void;
   finish(run: RunSpan): void;
@@ -97,6 +110,8 @@ interface GraphOptions {
   readonly intervalNs: Ns;
   readonly span: Span;
   readonly sink: RunSink;
+  /** Services from a first pass over the traces. */
+  readonly services?: Partial<ServicePorts>;
 }
 
 /** Creates the stages of `defs` (in pipeline order) and connects them. */
@@ -104,8 +119,8 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
   const stages: Stage[] = [];
   const traceKinds = new Set(Object.keys(o.pipeline.traces) as TraceKind[]);
   const byKind = { switch: [] as Stage[], disk: [] as Stage[], container: [] as Stage[], measured: [] as Stage[] };
-  const streams: { [P in StreamPort]: ((v: StreamPorts[P]) => void)[] } = { 'cpu-periods': [], 'guest-periods': [] };
-  const services: Partial<ServicePorts> = {};
+  const streams: { [P in StreamPort]: ((v: StreamPorts[P]) => void)[] } = { 'cpu-periods': [], 'guest-periods': [], 'disk-requests': [] };
+  const services: Partial<ServicePorts> = { ...o.services };
   const metrics = new MetricWriter(o.sink);
 
   /** Writes an energy row of stage `i`: through the handlers after it, then to the sink. */
@@ -139,22 +154,23 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
     for (const t of [...d.traces, ...(d.optionalTraces ?? [])]) if (traceKinds.has(t) && s.push) byKind[BATCH_OF[t]].push(s);
     for (const port of readable) {
       if (port === 'energy' && !s.energy) throw new Error(`stage '${d.name}' reads energy rows but has no energy handler`);
-      if (port === 'cpu-periods' || port === 'guest-periods') {
-        const h = s.receive?.[port];
+      if ((STREAM_PORTS as readonly PortName[]).includes(port)) {
+        const h = s.receive?.[port as StreamPort];
         if (!h) throw new Error(`stage '${d.name}' reads '${port}' but has no receiver for it`);
-        (streams[port] as ((v: unknown) => void)[]).push(h as (v: unknown) => void);
+        (streams[port as StreamPort] as ((v: unknown) => void)[]).push(h as (v: unknown) => void);
       }
     }
     for (const port of SERVICE_PORTS) {
       if (!writes.has(port)) continue;
-      const svc = s.provides?.[port as keyof ServicePorts];
+      const svc = s.provides?.[port];
       if (!svc) throw new Error(`stage '${d.name}' declares '${port}' but provides none`);
-      services[port as keyof ServicePorts] = svc;
+      (services as Record<string, unknown>)[port] = svc;
     }
   });
 
   return {
     stages,
+    services,
     dispatch(slice: EventSlice): void {
       for (const s of byKind[slice.batch.kind]) s.push!(slice);
     },

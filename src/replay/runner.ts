@@ -10,7 +10,7 @@ import { UNATTRIBUTED, type Machine } from '../core/machine.js';
 import { METRICS, MetricWriter, catalogueEntriesFor } from '../core/metrics.js';
 import type { ResolvedPipeline, TraceKind } from '../core/pipeline.js';
 import { Span, type RunSpan } from '../core/span.js';
-import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
+import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, ServicePorts } from '../core/stage.js';
 import { nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
 import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
@@ -20,6 +20,7 @@ import { formatExact } from '../traces/exact.js';
 import { mergeSources } from '../traces/merge.js';
 import { WorkerBatchStream, threadedReadingAvailable } from '../traces/threaded.js';
 import { buildGraph, type Plan, type StageGraph } from './graph.js';
+import type { AnyStageDefinition } from '../stages/registry.js';
 
 export interface RunInput {
   path: string;
@@ -43,6 +44,16 @@ export interface RunOptions {
   onProgress?: (done: number, total: number) => void;
   /** Decode on a worker thread when possible (default true). */
   threads?: boolean;
+}
+
+/** Where a first pass's rows and metrics go: nowhere. */
+export class DiscardSink implements RunSink {
+  energy(): void {}
+  counter(): void {}
+  diskPolicy(): void {}
+  cpuPolicy(): void {}
+  containerRow(): void {}
+  metric(): void {}
 }
 
 /** Tallies energy per consumer on its way to the real sink, for the run-wide metrics. */
@@ -105,6 +116,46 @@ export function runSlices(graph: StageGraph, slices: Iterable<EventSlice>, span 
   return run;
 }
 
+/** One pipeline's stages over the traces of a replay. */
+export interface LaneGraph {
+  readonly p: ResolvedPipeline;
+  readonly defs: readonly AnyStageDefinition[];
+  /** Stages of a first pass over the traces, or null. */
+  readonly prepass: readonly AnyStageDefinition[] | null;
+  readonly sink: RunSink;
+}
+
+/**
+ * Replays the traces `open` opens through each lane's stage graph (unfinished graphs are
+ * finished here): first, when a lane needs one, a pass through the lanes' first-pass stages,
+ * whose services (the driver baselines) are inputs of the second; `open` is called once per
+ * pass. Every slice of a pass goes to every lane.
+ */
+export async function replayPasses(lanes: readonly LaneGraph[], machine: Machine, open: () => AsyncIterableIterator<Batch>[]): Promise<{ span: Span; graphs: StageGraph[] }> {
+  const firstPass: (Partial<ServicePorts> | undefined)[] = lanes.map(() => undefined);
+  if (lanes.some((l) => l.prepass !== null)) {
+    const preSpan = new Span();
+    const pre = lanes.map((lane) => (lane.prepass ? buildGraph(lane.prepass, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span: preSpan, sink: new DiscardSink() }) : null));
+    await pump(
+      open(),
+      pre.filter((g): g is StageGraph => g !== null),
+      preSpan,
+    );
+    pre.forEach((g, i) => {
+      if (g === null) return;
+      g.finish(preSpan.get());
+      firstPass[i] = g.services;
+    });
+  }
+  const span = new Span();
+  const graphs = lanes.map((lane, i) => {
+    const services = firstPass[i];
+    return buildGraph(lane.defs, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span, sink: lane.sink, ...(services ? { services } : {}) });
+  });
+  await pump(open(), graphs, span);
+  return { span, graphs };
+}
+
 /** Writes the metrics every run has (docs/metrics.md): energy totals and unattributed energy. */
 function writeRunMetrics(tally: TallySink, span: Span, inputs: RunSummary['inputs']): void {
   const m = new MetricWriter(tally);
@@ -140,37 +191,42 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   for (const f of files) base = minBase(base, peekFirstTimestamp(f.path));
   base ??= { hi: 0, lo: 0 };
 
-  const span = new Span();
-  const built = lanes.map((lane) => {
-    const tally = new TallySink(lane.sink);
-    // Measured power, when read, validates what the stages account (last: it sees every row).
-    const defs = kinds.includes('measured') ? [...lane.plan.defs, VALIDATION] : lane.plan.defs;
-    const graph = buildGraph(defs, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span, sink: tally });
-    return { tally, graph };
-  });
-
+  const twoPasses = lanes.some((l) => l.plan.prepass !== null);
+  if (twoPasses) {
+    for (const f of files) {
+      if (!fs.statSync(f.path).isFile()) {
+        throw new WattraceError('E_USAGE', 'this pipeline reads its traces twice (a first pass estimates the driver baselines over the whole trace): give a regular file, or set accounting.driver.baseline_watts for every driver VM', { file: f.path });
+      }
+    }
+  }
+  const passes = twoPasses ? 2 : 1;
   let done = 0;
-  const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), total) : undefined;
+  const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), passes * total) : undefined;
   // The largest trace is decoded on a worker thread (the second core) when the build allows; the
   // others, much smaller as a rule (disk requests are rarer than context switches), in-thread.
   const sizes = files.map((f) => fs.statSync(f.path).size);
   const largest = sizes.indexOf(Math.max(...sizes));
   const threaded = threadedReadingAvailable() && opts.threads !== false;
-  const readers = files.map((f, i) => {
-    if (threaded && i === largest) {
-      const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes);
-      return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
-    }
-    const d = makeDecoder(f.kind, f.path, base!, machine);
-    const s: CsvBatchStream<Batch> = openTraceStream(f.path, d, onBytes);
-    return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
-  });
-  const streams = readers.map((r) => r.stream);
-  await pump(
-    streams,
-    built.map((b) => b.graph),
-    span,
+  const open = () =>
+    files.map((f, i) => {
+      if (threaded && i === largest) {
+        const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes);
+        return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
+      }
+      const d = makeDecoder(f.kind, f.path, base!, machine);
+      const s: CsvBatchStream<Batch> = openTraceStream(f.path, d, onBytes);
+      return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
+    });
+
+  let readers: ReturnType<typeof open> = [];
+  const tallies = lanes.map((lane) => new TallySink(lane.sink));
+  const { span, graphs } = await replayPasses(
+    // Measured power, when read, validates what the stages account (last: it sees every row).
+    lanes.map((lane, i) => ({ p: lane.p, defs: kinds.includes('measured') ? [...lane.plan.defs, VALIDATION] : lane.plan.defs, prepass: lane.plan.prepass, sink: tallies[i]! })),
+    machine,
+    () => (readers = open()).map((r) => r.stream),
   );
+  const built = graphs.map((graph, i) => ({ graph, tally: tallies[i]! }));
   const inputs: RunSummary['inputs'] = {};
   files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: readers[i]!.sha256(), rows: readers[i]!.rows() }));
   if (kinds.includes('cswitch') && span.periods === 0) {

@@ -4,10 +4,13 @@
  */
 import { WattraceError } from '../core/errors.js';
 import type { StageName } from '../core/pipeline.js';
-import { defineStage, type PlanInfo, type StageDefinition } from '../core/stage.js';
+import { defineStage, type DriverBaselines, type PlanInfo, type StageDefinition } from '../core/stage.js';
 import { CpuSplit } from './accounting/cpu-split.js';
 import { DiskEnergy } from './accounting/disk-energy.js';
 import { DriverCharge } from './accounting/driver-charge.js';
+import { DriverBaselineEstimator } from './accounting/driver-baseline.js';
+import { ServiceGraph } from '../core/services.js';
+import type { DriverSettings } from '../core/settings.js';
 import { VirtualCounters } from './accounting/virtual-counters.js';
 import { DiskBudgets } from './policy/disk-budgets.js';
 import { HostStrides } from './policy/host-strides.js';
@@ -24,34 +27,62 @@ function driverServesDisk(p: PlanInfo): string | null {
   return s ? `driver VM '${s.driver}' serves disk '${s.device}', and a disk limit covers the driver's CPU for each request too` : null;
 }
 
+const CPU_SPLIT = defineStage({
+  name: 'cpu-split',
+  summary: 'CPU idle/access split per VM from the context-switch PMC log (§3.2.1, §3.3.1)',
+  traces: ['cswitch'],
+  reads: [],
+  writes: ['energy', 'cpu-periods'],
+  settings: () => null,
+  create: (ctx) => new CpuSplit(ctx),
+});
+
+const DISK_ENERGY = defineStage({
+  name: 'disk-energy',
+  summary: 'two-state time-based disk energy per client (§3.2.2, §3.3.2)',
+  traces: ['disk'],
+  reads: [],
+  writes: ['energy', 'disk-requests'],
+  settings: () => null,
+  create: (ctx) => new DiskEnergy(ctx),
+});
+
+/** driver-charge's first pass: the drivers' baselines over the whole trace. */
+const DRIVER_BASELINE = defineStage({
+  name: 'driver-baseline',
+  summary: "each driver VM's baseline CPU power over the whole trace (§3.3.3)",
+  traces: [],
+  reads: [{ port: 'cpu-periods' }, { port: 'disk-requests' }],
+  writes: ['driver-baseline'],
+  settings: (s) => s.accounting.driver,
+  create: (ctx) => new DriverBaselineEstimator(ctx),
+});
+
+/** Baselines all given in the pipeline (`accounting.driver.baseline_watts`): no first pass. */
+function givenBaselines(s: DriverSettings): DriverBaselines {
+  return {
+    baseline: (driver) => {
+      const w = s.baseline_watts[driver];
+      if (w === undefined) throw new Error(`no baseline given for '${driver}'`);
+      return { watts: w, source: 'given', quietNs: 0, fitWindows: 0 };
+    },
+  };
+}
+
 export const STAGES = [
-  defineStage({
-    name: 'cpu-split',
-    summary: 'CPU idle/access split per VM from the context-switch PMC log (§3.2.1, §3.3.1)',
-    traces: ['cswitch'],
-    reads: [],
-    writes: ['energy', 'cpu-periods'],
-    settings: () => null,
-    create: (ctx) => new CpuSplit(ctx),
-  }),
-  defineStage({
-    name: 'disk-energy',
-    summary: 'two-state time-based disk energy per client (§3.2.2, §3.3.2)',
-    traces: ['disk'],
-    reads: [],
-    writes: ['energy'],
-    settings: () => null,
-    create: (ctx) => new DiskEnergy(ctx),
-  }),
+  CPU_SPLIT,
+  DISK_ENERGY,
   defineStage({
     name: 'driver-charge',
     summary: "a driver VM's CPU energy charged back to its clients (§3.3.3)",
-    traces: ['disk'],
-    needsTraces: ['cswitch'],
-    reads: [{ port: 'cpu-periods' }, { port: 'energy' }],
+    traces: [],
+    needsTraces: ['cswitch', 'disk'],
+    reads: [{ port: 'cpu-periods' }, { port: 'disk-requests' }, { port: 'energy' }, { port: 'driver-baseline', neededBecause: () => null }],
     writes: ['energy', 'driver-cost'],
     settings: (s) => s.accounting.driver,
-    create: (ctx) => new DriverCharge(ctx),
+    // The baselines are estimated over the whole trace in a first pass, unless all are given.
+    prepass: (p) => (new ServiceGraph(p.machine).drivers.every((d) => p.machine.consumers[d]! in p.settings.accounting.driver.baseline_watts) ? null : [CPU_SPLIT, DISK_ENERGY, DRIVER_BASELINE]),
+    create: (ctx, inputs) => new DriverCharge(ctx, inputs.services['driver-baseline'] ?? givenBaselines(ctx.settings)),
   }),
   defineStage({
     name: 'virtual-counters',

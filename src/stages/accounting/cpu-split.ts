@@ -36,7 +36,7 @@ export class CpuSplit implements Stage {
   readonly consumes = ['switch'] as const;
 
   private readonly acc: IntervalAccumulator;
-  private readonly out: { -readonly [K in keyof CpuPeriods]: CpuPeriods[K] };
+  private out: { -readonly [K in keyof CpuPeriods]: CpuPeriods[K] } | null = null;
   private readonly nCons: number;
   /** Slot of the idle energy still to be shared among the VMs (all of it with `equal`). */
   private readonly pool: number;
@@ -65,8 +65,16 @@ export class CpuSplit implements Stage {
     this.wTsc = m.tscWeight;
     this.cpuTime = new Float64Array(this.nCons);
     this.acc = new IntervalAccumulator(ctx.intervalNs, 2 * this.nCons + 1, (k, s) => this.emit(k, s));
-    const n = BATCH_CAPACITY;
-    this.out = { length: 0, cpu: new Int32Array(n), vm: new Int32Array(n), t0: new Float64Array(n), t1: new Float64Array(n), idleJ: new Float64Array(n), activeJ: new Float64Array(n) };
+  }
+
+  /** The records handed on for a slice of `n` rows, in arrays this stage owns. */
+  private outFor(n: number): { -readonly [K in keyof CpuPeriods]: CpuPeriods[K] } {
+    if (this.out === null || this.out.t0.length < n) {
+      const c = Math.max(n, BATCH_CAPACITY);
+      this.out = { length: 0, cpu: new Int32Array(c), vm: new Int32Array(c), t0: new Float64Array(c), t1: new Float64Array(c), idleJ: new Float64Array(c), activeJ: new Float64Array(c) };
+    }
+    this.out.length = 0;
+    return this.out;
   }
 
   push(slice: EventSlice): void {
@@ -75,8 +83,7 @@ export class CpuSplit implements Stage {
     const idleVm = this.ctx.machine.idleIndex;
     const nEv = b.nEvents;
     const I = this.ctx.intervalNs;
-    const out = this.out;
-    out.length = 0;
+    const out = this.outFor(slice.to - slice.from);
     for (let i = slice.from; i < slice.to; i++) {
       const cpu = b.cpu[i]!;
       const vm = b.vm[i]!;

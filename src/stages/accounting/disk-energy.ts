@@ -25,13 +25,15 @@
  * client's behalf: its rows have `via` = the driver (Figure 5). See core/services.ts for how a row
  * is matched to a service, and for rows that only record an upper service's request.
  */
-import type { DiskBatch, EventSlice } from '../../core/events.js';
+import { BATCH_CAPACITY, type DiskBatch, type EventSlice } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
 import type { DiskSpec } from '../../core/machine.js';
 import { METRICS } from '../../core/metrics.js';
 import { ServiceGraph } from '../../core/services.js';
 import type { RunSpan } from '../../core/span.js';
-import type { Stage, StageContext } from '../../core/stage.js';
+import type { DiskRequests, Stage, StageContext } from '../../core/stage.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 import { energyOf, joules, ns, nsToS, periodNs, perSecond, transferNs } from '../../core/units.js';
 
 interface DiskState {
@@ -70,6 +72,7 @@ export class DiskEnergy implements Stage {
   private readonly disks: DiskState[];
   private readonly nCons: number;
   private readonly acc: IntervalAccumulator;
+  private out: Mutable<DiskRequests> | null = null;
   /** Container-level active energy per interval: key `${d}\0${consumer}\0${container}`. */
   private readonly containerJ = new Map<number, Map<string, number>>();
   private readonly viaCache = new Map<number, string | null>();
@@ -106,14 +109,32 @@ export class DiskEnergy implements Stage {
     this.acc = new IntervalAccumulator(ctx.intervalNs, this.disks.length * this.nCons * 2, (k, s) => this.emit(k, s));
   }
 
+  /** The records handed on for a slice of `n` rows, in arrays this stage owns. */
+  private outFor(n: number): Mutable<DiskRequests> {
+    if (this.out === null || this.out.t.length < n) {
+      const c = Math.max(n, BATCH_CAPACITY);
+      this.out = { length: 0, t: new Float64Array(c), vm: new Int32Array(c), disk: new Int32Array(c), bytes: new Float64Array(c), latency: new Float64Array(c), activeNs: new Float64Array(c) };
+    }
+    this.out.length = 0;
+    return this.out;
+  }
+
   push(slice: EventSlice): void {
     const b = slice.batch as DiskBatch;
     const I = this.ctx.intervalNs;
     let t = -Infinity;
+    const out = this.outFor(slice.to - slice.from);
     for (let i = slice.from; i < slice.to; i++) {
       t = b.t[i]!;
       const st = this.disks[this.graph.diskIndex(b.names, b.disk[i]!)]!;
       const c = b.vm[i]!;
+      const o = out.length++;
+      out.t[o] = t;
+      out.vm[o] = c;
+      out.disk[o] = st.d;
+      out.bytes[o] = b.bytes[i]!;
+      out.latency[o] = b.latency[i]!;
+      out.activeNs[o] = transferNs(b.bytes[i]!, st.rate);
       const route = this.graph.route(c, st.d);
       if (route !== null && !route.physical) {
         this.upperRequests++;
@@ -158,6 +179,9 @@ export class DiskEnergy implements Stage {
       }
     }
     if (t === -Infinity) return;
+    // The requests go on before the energy they caused is written (driver-charge passes a chain's
+    // disk energy on by them).
+    this.ctx.emit('disk-requests', out);
     let mark = Infinity;
     for (const st of this.disks) {
       this.advance(st, t);

@@ -3,62 +3,59 @@
  * charged back to the clients of its services, keeping the physical device it was spent on, so the
  * result is the matrix consumer × via × device × kind.
  *
- * What is moved. Every host-level row other stages charge to a driver VM (cpu-split's idle and
- * active CPU energy; disk-energy's rows for requests the driver itself issued to a lower service;
- * charges from drivers below it) is taken over: the runner hands it to `capture` instead of writing
- * it. Nothing else is created, so Σ energy per device is unchanged.
+ * What is moved. Every host-level row earlier stages write for a driver VM (cpu-split's idle and
+ * access CPU energy; disk-energy's rows for requests the driver issued to a lower service) and
+ * every charge of a lower driver to it is taken over and charged on. Nothing is created, so Σ
+ * energy per device is unchanged (the replay checks it).
  *
- * The driver's own CPU energy, as the paper's translation module sees it:
- * - Readings. The driver reads its CPU energy through its virtualized counters (§3.4.1): its own
- *   periods' access energy Σ w_e·Δe, plus its share of idle energy (`equal`: w_tsc·Δtsc / #VMs of
- *   every period; `by-time`: w_tsc·Δtsc of its own periods). That is exactly what cpu-split
- *   charges it, but known period by period instead of per reporting interval.
- * - Baseline ("what the Linux kernel consumes even if it does not handle disk requests"). Time is
- *   cut into windows of `baseline_window_ms`; a window is quiet when no request of the driver's
- *   services was in flight in it (a request is in flight for `latency_ns` before its completion, or
- *   bytes / nominal_rate_bps without a latency column; the window after its completion also
- *   counts as busy, for the driver's deferred completion work). The baseline power is the driver's energy
- *   in quiet windows over their length, so far in the trace (0 W before the first quiet window), or
- *   `baseline_watts` from the pipeline when it was measured beforehand. As each window closes, the
- *   baseline power × its length is charged to the driver's clients in equal parts, as CPU idle.
- * - The rest, per request. `unaccounted` holds the readings minus the charges so far (the paper's
- *   `unaccounted_cpu_energy`). Every `window` (50) requests the predicted cost is re-estimated
- *   from the active energy of the last windows: constant model, one cost per request (the
- *   paper's); per-byte model, a + b·bytes fitted by least squares on the windows' energy per
- *   request against their bytes per request. The deviation between what was charged and what was
- *   consumed is carried forward: the next window's costs are scaled to pay it back. Costs are
- *   never negative.
- * - With `by-time`, the driver's share of halt energy, which cpu-split only knows at the end of
- *   the run, goes to the clients in equal parts as idle, spread over the run.
- * - At the end of the run, whatever the charges missed (mostly the last window's energy) is
- *   charged to the clients in proportion to their requests' weights (equally when there were
- *   none); an excess is taken back in proportion to what each was charged, from the charges not
- *   yet written where they suffice (else a small negative correction in the last interval). So
- *   over the run the charges equal the driver's energy exactly. A window's baseline is never more
- *   than the driver read in it.
+ * The driver's own CPU energy:
+ * - Its idle share (what cpu-split charged it as idle: with `equal`, its part of every period's
+ *   idle energy) is CPU idle of the machine the driver happens to hold a share of: it goes to all
+ *   clients of its services in equal parts, as CPU idle, whether or not they issued requests.
+ * - Its baseline B (driver-baseline.ts: estimated over the whole trace in a first pass, or
+ *   given) is the access energy it spends anyway: B × time, in equal parts to the clients, as CPU
+ *   idle, over the whole run the CPU log covers.
+ * - The rest of its access energy is charged per request, as CPU active. `unaccounted` holds
+ *   the access energy read minus the charges so far (the paper's `unaccounted_cpu_energy`). Every
+ *   `window` (50) requests the predicted cost is re-estimated from the window's active energy
+ *   (access − baseline; driver-cost.ts, `fitCost`), and the next window's costs are scaled to pay
+ *   back the deviation (`paybackScale`). At the end, what the charges missed (mostly the last
+ *   window's energy) is charged by the clients' request weights; an excess is taken back in
+ *   proportion to what each was charged, from the charges not yet written where they suffice. So
+ *   over the run the charges equal the driver's energy exactly.
  *
- * Other energy charged to the driver (by lower drivers, or for its own disk requests) is passed on
- * as it arrives: idle energy in equal parts, active energy in proportion to the clients' request
- * weights (predicted costs) in the last complete cost window and the current one. It keeps
- * its `via` (the driver that spent it), so a chain client → storage driver → network driver → NIC
- * shows the client's energy via both drivers. Chains resolve in dependency order by themselves:
- * a charge to a client that is itself a driver is captured again by that driver.
+ * Energy of other devices, and charges of lower drivers, taken over from the driver (a chain:
+ * client → storage driver → network driver → NIC) is passed on as it arrives, keeping its `via`:
+ * idle energy in equal parts; active energy of a disk in proportion to what each upper request
+ * cost on that disk under its model (bytes / rate, from disk-energy's `disk-requests`), active
+ * energy of a lower driver's CPU in proportion to what each upper request costs under that
+ * driver's cost model (`passOnShares`); over the driver's last complete cost window and the
+ * current one. A charge to a client that is itself a driver is taken over by that driver again, so
+ * chains of any depth resolve in dependency order by themselves.
  */
-import type { DiskBatch, EventSlice } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
 import { METRICS } from '../../core/metrics.js';
 import { ServiceGraph } from '../../core/services.js';
 import type { DriverSettings } from '../../core/settings.js';
 import type { RunSpan } from '../../core/span.js';
-import type { CpuPeriods, DriverCostModel, EnergyKind, EnergyRow, Stage, StageContext } from '../../core/stage.js';
+import type { CpuPeriods, DiskRequests, DriverBaseline, DriverBaselines, DriverCostModel, EnergyKind, EnergyRow, Stage, StageContext } from '../../core/stage.js';
 import { CpuClocks } from '../../core/cpu-clocks.js';
-import { NS_PER_S, energyOf, joules, ns, nsToS, periodNs, perSecond, transferNs, type Joules, type Ns } from '../../core/units.js';
+import { energyOf, joules, ns, nsToS, type Joules, type Ns } from '../../core/units.js';
 import { CPU_DEVICE } from './cpu-split.js';
+import { fitCost, passOnShares, paybackScale } from './driver-cost.js';
 
-/** per-byte: windows to wait for requests of different sizes before charging a constant cost. */
-const PER_BYTE_PATIENCE = 4;
-/** Longest time a request is taken to be in flight (an outlier latency must not stall the stage). */
-const MAX_IN_FLIGHT_NS = NS_PER_S;
+/** Codes of `accounting.driver.<vm>.baseline_source` (docs/metrics.md). */
+export const BASELINE_SOURCE_CODE: Readonly<Record<DriverBaseline['source'], number>> = { none: 0, given: 1, quiet: 2, fit: 3 };
+
+/** Request weights of one device a driver's clients used, for passing its energy on. */
+interface PassWeights {
+  /** What the clients' requests cost on the device: this cost window and the last. */
+  readonly win: Float64Array;
+  readonly last: Float64Array;
+  /** Their numbers of requests, likewise. */
+  readonly winN: Float64Array;
+  readonly lastN: Float64Array;
+}
 
 interface Driver {
   readonly d: number;
@@ -66,17 +63,14 @@ interface Driver {
   /** Position among the stage's drivers (its block of charge slots). */
   readonly slot: number;
   readonly clients: readonly number[];
-  /** Baseline windows: [energy read, busy flag]. */
-  readonly win: IntervalAccumulator;
-  windowFrom: number;
-  quietJ: number;
-  quietNs: number;
-  readonly fixedWatts: number | null;
-  baselineW: number;
-  /** Readings not yet charged (J), and all readings so far. */
+  readonly baseline: DriverBaseline;
+  /** Access energy read and not yet charged (J), and all read so far. */
   unaccounted: number;
   readJ: number;
-  /** Active energy (readings − baseline, charged or not) at the last cost re-estimate. */
+  /** The baseline is due up to here; of what is due, `baselineOwed` (J) is not charged yet. */
+  baselineTo: number;
+  baselineOwed: number;
+  /** Active energy (access − baseline) at the last cost re-estimate. */
   activeAtBoundary: number;
   n: number;
   bytesInWindow: number;
@@ -84,25 +78,20 @@ interface Driver {
   a: number;
   b: number;
   scale: number;
-  /** Forgetting sums of the per-byte fit: weight, x, y, x², xy. */
   readonly fit: Float64Array;
-  readonly winWeight: Float64Array;
-  readonly lastWeight: Float64Array;
+  /** Request weights for the end-of-run residual: predicted costs (1 each before the first estimate). */
   readonly runWeight: Float64Array;
-  readonly requestsBy: Float64Array;
+  /** Pass-on weights by device key (`disk:<d>` or `cpu:<driver>`). */
+  readonly pass: Map<string, PassWeights>;
   /** Own-CPU charges so far per client: [2c] idle (baseline), [2c + 1] active. */
   readonly chargedBy: Float64Array;
   requests: number;
-  /** Cost windows completed. */
   windows: number;
   /** Time of the cost estimate before the last (of the first request before that). */
   heldFrom: number;
   lastEstimateT: number;
-  capturedOwn: number;
-  /** by-time: own idle as read, own idle as captured, and the halt share passed on at the end. */
-  readOwnIdle: number;
-  capturedIdle: number;
-  haltJ: number;
+  capturedActive: number;
+  idleShareJ: number;
   baselineJ: number;
   requestJ: number;
   residualJ: number;
@@ -112,7 +101,7 @@ interface Driver {
 export class DriverCharge implements Stage, DriverCostModel {
   /** The driver VMs, whose host-level rows this stage takes over. */
   readonly captures: ReadonlySet<string>;
-  readonly receive = { 'cpu-periods': (p: CpuPeriods) => this.readings(p) };
+  readonly receive = { 'cpu-periods': (p: CpuPeriods) => this.readings(p), 'disk-requests': (r: DiskRequests) => this.requests(r) };
   readonly provides = { 'driver-cost': this };
 
   private readonly settings: DriverSettings;
@@ -120,52 +109,51 @@ export class DriverCharge implements Stage, DriverCostModel {
   private readonly drivers: Driver[];
   /** Driver per consumer index (null for VMs that drive nothing). */
   private readonly driverOf: (Driver | null)[];
+  /** Per service index: the drivers below it, down to the disk (a chain). */
+  private readonly lowerDrivers: number[][];
   private readonly nCons: number;
-  private readonly windowNs: number;
   /** Charges of the drivers' own CPU energy: slot (driver, client, kind). */
   private readonly charges: IntervalAccumulator;
   /** Passed-on energy per interval: key `${client}\0${kind}\0${via}\0${device}`. */
   private readonly passed = new Map<number, Map<string, number>>();
-  private readonly equal: boolean;
-  private readonly mixBuf: Float64Array;
   private readonly clocks = new CpuClocks();
-  private now = -Infinity;
-  private maxServiceNs = 0;
   private minT0 = Infinity;
-  /** The end of the run once it is known (windows are cut there). */
-  private endNs = Infinity;
-  /** Every CPU has reported up to here; the latest any has reported to. */
-  private watermark = -Infinity;
   private cpuEnd = -Infinity;
-  private flushedTo = -Infinity;
+  /** Every CPU has reported up to here. */
+  private watermark = -Infinity;
   private passedBefore = -Infinity;
   private finished = false;
 
-  constructor(private readonly ctx: StageContext<DriverSettings>) {
+  constructor(
+    private readonly ctx: StageContext<DriverSettings>,
+    baselines: DriverBaselines,
+  ) {
     const m = ctx.machine;
     this.settings = ctx.settings;
     this.graph = new ServiceGraph(m);
     this.nCons = m.consumers.length;
-    this.equal = m.profile.cpu.idle_split !== 'by-time';
-    this.windowNs = periodNs(this.settings.baseline_window_ms);
-    this.mixBuf = new Float64Array(this.nCons);
     this.driverOf = m.consumers.map(() => null);
+    const { services } = m.profile;
+    this.lowerDrivers = services.map((s) => {
+      const out: number[] = [];
+      for (let dev = services.find((x) => x.id === s.device); dev; dev = services.find((x) => x.id === dev!.device)) {
+        out.push(m.consumerIndex.get(dev.driver)!);
+        if (out.length > services.length) break;
+      }
+      return out;
+    });
     this.drivers = this.graph.drivers.map((d, slot) => {
       const name = m.consumers[d]!;
-      const fixed = this.settings.baseline_watts[name];
       const drv: Driver = {
         d,
         name,
         slot,
         clients: this.graph.clientsOf(d),
-        win: new IntervalAccumulator(this.windowNs, 2, (k, s) => this.closeWindow(drv, k, s)),
-        windowFrom: NaN,
-        quietJ: 0,
-        quietNs: 0,
-        fixedWatts: fixed ?? null,
-        baselineW: fixed ?? 0,
+        baseline: baselines.baseline(name),
         unaccounted: 0,
         readJ: 0,
+        baselineTo: NaN,
+        baselineOwed: 0,
         activeAtBoundary: 0,
         n: 0,
         bytesInWindow: 0,
@@ -173,19 +161,15 @@ export class DriverCharge implements Stage, DriverCostModel {
         b: 0,
         scale: 0,
         fit: new Float64Array(5),
-        winWeight: new Float64Array(this.nCons),
-        lastWeight: new Float64Array(this.nCons),
         runWeight: new Float64Array(this.nCons),
-        requestsBy: new Float64Array(this.nCons),
+        pass: new Map(),
         chargedBy: new Float64Array(2 * this.nCons),
         requests: 0,
         windows: 0,
         heldFrom: Infinity,
         lastEstimateT: Infinity,
-        capturedOwn: 0,
-        readOwnIdle: 0,
-        capturedIdle: 0,
-        haltJ: 0,
+        capturedActive: 0,
+        idleShareJ: 0,
         baselineJ: 0,
         requestJ: 0,
         residualJ: 0,
@@ -198,104 +182,34 @@ export class DriverCharge implements Stage, DriverCostModel {
     this.charges = new IntervalAccumulator(ctx.intervalNs, this.drivers.length * this.nCons * 2, (k, s) => this.emitCharges(k, s));
   }
 
-  push(slice: EventSlice): void {
-    if (this.drivers.length === 0) return;
-    this.requests(slice as EventSlice<DiskBatch>);
-    this.advance();
-  }
-
-  /**
-   * Windows are complete once every CPU has reported past them and no later request can still
-   * have been in flight in them: close them, and write the charges no later estimate can change.
-   */
-  private advance(): void {
-    const w = this.clocks.min();
-    if (w === -Infinity) return;
-    this.watermark = w;
-    const limit = Math.min(w, this.now - this.maxServiceNs);
-    if (limit <= this.flushedTo) return;
-    this.flushedTo = limit;
-    let done = limit;
-    let held = limit;
-    for (const drv of this.drivers) {
-      drv.win.flushBefore(limit);
-      if (drv.windowFrom === drv.windowFrom && drv.windowFrom < done) done = drv.windowFrom;
-      if (drv.heldFrom < held) held = drv.heldFrom;
-    }
-    // The charges since the second-to-last cost estimate stay unwritten: should the charges end up
-    // above the driver's energy, the excess is taken back from them (chargeResidual).
-    this.charges.flushBefore(Math.min(done, held));
-    const k = Math.floor(done / this.ctx.intervalNs);
-    if (k > this.passedBefore) {
-      this.passedBefore = k;
-      this.flushPassed(k);
-    }
-  }
-
-  /** The drivers' CPU energy, period by period, as their virtualized counters show it. */
+  /** The drivers' own access energy, period by period, as their virtualized counters show it. */
   private readings(p: CpuPeriods): void {
     if (this.drivers.length === 0) return;
-    const { vmCount } = this.ctx.machine;
-    const W = this.windowNs;
     for (let i = 0; i < p.length; i++) {
-      const t0 = p.t0[i]!;
       const t1 = p.t1[i]!;
-      const vm = p.vm[i]!;
-      const cpu = p.cpu[i]!;
-      this.clocks.see(cpu, t1);
-      if (t1 > this.now) this.now = t1;
+      this.clocks.see(p.cpu[i]!, t1);
       if (t1 > this.cpuEnd) this.cpuEnd = t1;
-      if (t0 < this.minT0) this.minT0 = t0;
-      const idle = p.idleJ[i]!;
-      const own = this.driverOf[vm] ?? null;
-      for (const drv of this.drivers) {
-        let e = this.equal ? idle / vmCount : 0;
-        if (drv === own) {
-          if (!this.equal) {
-            e += idle;
-            drv.readOwnIdle += idle;
-          }
-          e += p.activeJ[i]!;
-        }
-        if (e === 0) continue;
-        drv.unaccounted += e;
-        drv.readJ += e;
-        const k0 = Math.floor(t0 / W);
-        if (t1 <= t0 || Math.ceil(t1 / W) - 1 <= k0) {
-          const s = drv.win.slots(k0);
-          s[0] = s[0]! + e;
-        } else {
-          spread(t0, t1, W, (k, f) => {
-            const s = drv.win.slots(k);
-            s[0] = s[0]! + e * f;
-          });
-        }
-      }
+      if (p.t0[i]! < this.minT0) this.minT0 = p.t0[i]!;
+      const drv = this.driverOf[p.vm[i]!];
+      if (!drv) continue;
+      const e = p.activeJ[i]!;
+      drv.unaccounted += e;
+      drv.readJ += e;
     }
     this.advance();
   }
 
-  /** Requests of the drivers' services: they mark windows busy and are charged their cost. */
-  private requests(slice: EventSlice<DiskBatch>): void {
-    const b = slice.batch;
-    const W = this.windowNs;
+  /** Requests of the drivers' services: each is charged its predicted cost. */
+  private requests(r: DiskRequests): void {
+    if (this.drivers.length === 0) return;
     const I = this.ctx.intervalNs;
-    const disks = Object.values(this.ctx.machine.profile.disks);
-    for (let i = slice.from; i < slice.to; i++) {
-      const t = b.t[i]!;
-      if (t > this.now) this.now = t;
-      const c = b.vm[i]!;
-      const d = this.graph.diskIndex(b.names, b.disk[i]!);
-      const route = this.graph.route(c, d);
+    for (let i = 0; i < r.length; i++) {
+      const t = r.t[i]!;
+      const c = r.vm[i]!;
+      const route = this.graph.route(c, r.disk[i]!);
       if (route === null) continue;
       const drv = this.driverOf[route.driver]!;
-      const bytes = b.bytes[i]!;
-      const lat = b.latency[i]!;
-      // A request in flight for longer than a second marks only its last second busy.
-      const service = Math.min(MAX_IN_FLIGHT_NS, lat === lat ? lat : transferNs(bytes, disks[d]!.nominal_rate_bps));
-      if (service > this.maxServiceNs) this.maxServiceNs = service;
-      // In flight from its start to its completion; the window after it too (deferred work).
-      for (let k = Math.floor((t - service) / W), kEnd = Math.floor(t / W) + 1; k <= kEnd; k++) drv.win.slots(k)[1] = 1;
+      const bytes = r.bytes[i]!;
       // The window is re-estimated when the request after it arrives: by then the driver's work
       // for the window's last request has been read.
       if (drv.heldFrom === Infinity) drv.heldFrom = drv.lastEstimateT = t;
@@ -304,9 +218,7 @@ export class DriverCharge implements Stage, DriverCostModel {
         drv.heldFrom = drv.lastEstimateT;
         drv.lastEstimateT = t;
       }
-      // Charge the predicted cost (§3.3.3); the weight g also apportions passed-on energy.
       const p = drv.a + drv.b * bytes;
-      const g = drv.requests < this.settings.window ? 1 : p;
       const cost = drv.scale * p;
       if (cost > 0) {
         drv.unaccounted -= cost;
@@ -316,108 +228,89 @@ export class DriverCharge implements Stage, DriverCostModel {
         s[slot] = s[slot]! + cost;
         drv.chargedBy[2 * c + 1] = drv.chargedBy[2 * c + 1]! + cost;
       }
-      drv.winWeight[c] = drv.winWeight[c]! + g;
-      drv.runWeight[c] = drv.runWeight[c]! + g;
-      drv.requestsBy[c] = drv.requestsBy[c]! + 1;
+      drv.runWeight[c] = drv.runWeight[c]! + (drv.windows === 0 ? 1 : p);
+      // What the request costs on each device below the driver, to pass that device's energy on.
+      this.weigh(drv, `disk:${r.disk[i]}`, c, r.activeNs[i]!);
+      for (const l of this.lowerDrivers[route.service]!) {
+        const lower = this.driverOf[l];
+        if (lower) this.weigh(drv, `cpu:${lower.name}`, c, lower.windows === 0 ? 0 : Math.max(0, lower.a + lower.b * bytes));
+      }
       drv.requests++;
       drv.n++;
       drv.bytesInWindow += bytes;
     }
   }
 
+  private weigh(drv: Driver, key: string, c: number, w: number): void {
+    let pw = drv.pass.get(key);
+    if (!pw) {
+      const z = () => new Float64Array(this.nCons);
+      drv.pass.set(key, (pw = { win: z(), last: z(), winN: z(), lastN: z() }));
+    }
+    pw.win[c] = pw.win[c]! + w;
+    pw.winN[c] = pw.winN[c]! + 1;
+  }
+
   /**
-   * Every `window` requests: a new predicted cost. The window's active energy (readings minus
-   * baseline) per request is fitted — constant model: its mean; per-byte model: a + b·bytes by
-   * least squares — with older windows weighted down by `forget`. Each request of the next window
-   * is charged its predicted cost p = a + b·bytes, scaled by 1 + U / G so that the deviation U
-   * still unaccounted (consumed but not charged, or charged too much) is paid back over a window
-   * like the last one (G = its predicted total).
+   * Charges are complete up to where every CPU has reported: the baseline up to there, and the
+   * per-request charges but those of the last two cost windows (held back, so that an excess can
+   * be taken back from them at the end).
    */
+  private advance(): void {
+    const w = this.clocks.min();
+    if (w === -Infinity || w <= this.watermark) return;
+    this.watermark = w;
+    let held = w;
+    for (const drv of this.drivers) {
+      this.chargeBaseline(drv, Math.min(w, this.cpuEnd));
+      if (drv.heldFrom < held) held = drv.heldFrom;
+    }
+    this.charges.flushBefore(Math.min(w, held));
+    const k = Math.floor(w / this.ctx.intervalNs);
+    if (k > this.passedBefore) {
+      this.passedBefore = k;
+      this.flushPassed(k);
+    }
+  }
+
+  /** Every `window` requests: a new predicted cost, and the scale that pays back the deviation. */
   private reestimate(drv: Driver): void {
     const n = drv.n;
-    const pending = this.pendingBaseline(drv);
+    // The baseline of time the readings cover but not yet charged is not active energy either.
+    const pending = drv.baselineOwed + (drv.baselineTo === drv.baselineTo && this.watermark > drv.baselineTo ? energyOf(drv.baseline.watts, this.watermark - drv.baselineTo) : 0);
     const active = drv.readJ - drv.baselineJ - pending;
     const windowJ = active - drv.activeAtBoundary;
     drv.activeAtBoundary = active;
-    const x = drv.bytesInWindow / n;
-    const y = windowJ / n;
-    const f = drv.fit;
-    const l = this.settings.forget;
-    f[0] = l * f[0]! + 1;
-    f[1] = l * f[1]! + x;
-    f[2] = l * f[2]! + y;
-    f[3] = l * f[3]! + x * x;
-    f[4] = l * f[4]! + x * y;
-    const mx = f[1]! / f[0]!;
-    const my = f[2]! / f[0]!;
-    let a = Math.max(0, my);
-    let b = 0;
     drv.windows++;
-    if (this.settings.model === 'per-byte') {
-      const vx = f[3]! / f[0]! - mx * mx;
-      const determined = drv.windows >= 2 && vx > 1e-12 * Math.max(1, mx * mx);
-      b = determined ? (f[4]! / f[0]! - mx * my) / vx : 0;
-      a = my - b * mx;
-      if (!determined && drv.windows < PER_BYTE_PATIENCE) {
-        // Too few windows of different request sizes to tell a from b: charge nothing yet (the
-        // energy is carried forward and paid once the fit exists).
-        a = 0;
-      } else if (b < 0) {
-        b = 0;
-        a = Math.max(0, my);
-      } else if (a < 0) {
-        a = 0;
-        b = mx > 0 ? Math.max(0, my) / mx : 0;
-      }
-    }
+    const { a, b } = fitCost(drv.fit, drv.bytesInWindow / n, windowJ / n, this.settings.forget, this.settings.model, drv.windows);
     drv.a = a;
     drv.b = b;
-    const G = n * a + b * drv.bytesInWindow;
-    drv.scale = G > 0 ? Math.max(0, 1 + (drv.unaccounted - pending) / G) : 0;
-    drv.lastWeight.set(drv.winWeight);
-    drv.winWeight.fill(0);
+    drv.scale = paybackScale(drv.unaccounted - pending, n * a + b * drv.bytesInWindow);
+    for (const pw of drv.pass.values()) {
+      pw.last.set(pw.win);
+      pw.win.fill(0);
+      pw.lastN.set(pw.winN);
+      pw.winN.fill(0);
+    }
     drv.n = 0;
     drv.bytesInWindow = 0;
   }
 
   /**
-   * The baseline of the time the readings already cover but no closed window has charged yet:
-   * those readings are not active energy, so the per-request costs leave them alone.
+   * The baseline up to `to`: B × time, equally to the clients, as CPU idle, over [from, to) —
+   * never more than the driver has consumed and not yet been charged for: what that does not
+   * cover stays owed and is charged once the driver has read more (a baseline given above what
+   * the driver consumed is so charged only up to that).
    */
-  private pendingBaseline(drv: Driver): number {
-    const upTo = this.watermark;
-    return drv.windowFrom === drv.windowFrom && upTo > drv.windowFrom ? energyOf(drv.baselineW, upTo - drv.windowFrom) : 0;
-  }
-
-  /** A baseline window is complete: update the estimate and charge the baseline up to its end. */
-  private closeWindow(drv: Driver, k: number, s: Float64Array): void {
-    const W = this.windowNs;
-    const to = Math.min((k + 1) * W, this.endNs);
-    if (drv.windowFrom !== drv.windowFrom) drv.windowFrom = Math.max(k * W, Math.min(this.minT0, to));
-    const from = Math.max(k * W, drv.windowFrom);
-    if (to <= drv.windowFrom) return;
-    // Windows nobody touched since the last one were quiet and the driver read nothing in them;
-    // quiet time counts only where the CPU log covers it.
-    drv.quietNs += this.covered(drv.windowFrom, from);
-    if (s[1] === 0) {
-      drv.quietJ += s[0]!;
-      drv.quietNs += this.covered(from, to);
-    }
-    if (drv.fixedWatts === null && drv.quietNs > 0) drv.baselineW = perSecond(drv.quietJ, drv.quietNs);
-    // Never more baseline than the driver consumed in the window (the estimate is an average).
-    this.chargeBaseline(drv, drv.windowFrom, to, s[0]!);
-    drv.windowFrom = to;
-  }
-
-  /** How much of [from, to) the CPU log covers. */
-  private covered(from: number, to: number): number {
-    return Math.max(0, Math.min(to, this.cpuEnd) - Math.max(from, this.minT0));
-  }
-
-  private chargeBaseline(drv: Driver, from: number, to: number, cap = Infinity): void {
-    if (to <= from || drv.baselineW === 0) return;
-    const j = Math.min(energyOf(drv.baselineW, to - from), cap);
-    if (j <= 0) return;
+  private chargeBaseline(drv: Driver, to: number): void {
+    if (drv.baselineTo !== drv.baselineTo) drv.baselineTo = this.minT0;
+    const from = drv.baselineTo;
+    if (!(to > from)) return;
+    drv.baselineTo = to;
+    drv.baselineOwed += energyOf(drv.baseline.watts, to - from);
+    const j = Math.min(drv.baselineOwed, Math.max(0, drv.unaccounted));
+    if (!(j > 0)) return;
+    drv.baselineOwed -= j;
     drv.unaccounted -= j;
     drv.baselineJ += j;
     const each = j / drv.clients.length;
@@ -442,20 +335,31 @@ export class DriverCharge implements Stage, DriverCostModel {
     const drv = this.driverOf[this.ctx.machine.consumerIndex.get(row.consumer)!];
     if (!drv) throw new Error(`driver-charge captured a row of '${row.consumer}', which drives no service`);
     if (this.finished) throw new Error(`driver-charge captured a row of '${row.consumer}' after it finished: a stage after it charged a driver`);
+    const k = Math.floor(row.t0 / this.ctx.intervalNs);
     if (row.via === null && row.device === CPU_DEVICE) {
-      drv.capturedOwn += row.joules;
-      if (row.kind === 'idle') drv.capturedIdle += row.joules;
+      if (row.kind === 'active') {
+        drv.capturedActive += row.joules;
+        return;
+      }
+      // Its idle share: idle, equally to all clients.
+      drv.idleShareJ += row.joules;
+      for (const c of drv.clients) this.pass(k, c, drv.name, CPU_DEVICE, 'idle', row.joules / drv.clients.length);
       return;
     }
     drv.foreignJ += row.joules;
-    const weights = row.kind === 'idle' ? null : this.mix(drv);
-    const total = weights ? drv.clients.reduce((a, c) => a + weights[c]!, 0) : 0;
-    const k = Math.floor(row.t0 / this.ctx.intervalNs);
     const via = row.via ?? drv.name;
-    for (const c of drv.clients) {
-      const share = weights && total > 0 ? weights[c]! / total : 1 / drv.clients.length;
-      this.pass(k, c, via, row.device, row.kind, row.joules * share);
-    }
+    const key = row.device === CPU_DEVICE ? `cpu:${via}` : `disk:${Object.keys(this.ctx.machine.profile.disks).indexOf(row.device)}`;
+    const pw = drv.pass.get(key);
+    const w = pw ? this.mix(pw.win, pw.last) : new Float64Array(this.nCons);
+    const n = pw ? this.mix(pw.winN, pw.lastN) : new Float64Array(this.nCons);
+    const shares = passOnShares(row.kind, drv.clients, w, n);
+    drv.clients.forEach((c, i) => this.pass(k, c, via, row.device, row.kind, row.joules * shares[i]!));
+  }
+
+  private mix(a: Float64Array, b: Float64Array): Float64Array {
+    const m = new Float64Array(a.length);
+    for (let c = 0; c < m.length; c++) m[c] = a[c]! + b[c]!;
+    return m;
   }
 
   /**
@@ -469,48 +373,34 @@ export class DriverCharge implements Stage, DriverCostModel {
     return joules(drv ? Math.max(0, drv.a + drv.b * bytes) : 0);
   }
 
-  /** The clients' request weights to apportion active energy by: the last window's and this one's. */
-  private mix(drv: Driver): Float64Array {
-    const m = this.mixBuf;
-    for (let c = 0; c < m.length; c++) m[c] = drv.lastWeight[c]! + drv.winWeight[c]!;
-    return m;
-  }
-
-  private pass(k: number, c: number, via: string, device: string, kind: EnergyKind, joules: number): void {
-    if (joules === 0) return;
+  private pass(k: number, c: number, via: string, device: string, kind: EnergyKind, j: number): void {
+    if (j === 0) return;
     let m = this.passed.get(k);
     if (!m) this.passed.set(k, (m = new Map()));
     const key = `${c}\0${kind}\0${via}\0${device}`;
-    m.set(key, (m.get(key) ?? 0) + joules);
+    m.set(key, (m.get(key) ?? 0) + j);
   }
 
   finish(run: RunSpan): void {
-    for (const drv of this.drivers) {
-      // Close the remaining windows at the end of the run, then the time after the last one.
-      this.endNs = run.t1;
-      drv.win.flushAll();
-      if (drv.windowFrom !== drv.windowFrom) drv.windowFrom = Math.max(run.t0, Math.min(this.minT0, run.t1));
-      // Up to the end of the CPU log only, and never more than was read and not yet charged.
-      this.chargeBaseline(drv, drv.windowFrom, Math.min(run.t1, this.cpuEnd), Math.max(0, drv.unaccounted));
-      drv.windowFrom = run.t1;
-      this.chargeHaltShare(drv, run);
-    }
+    // The baseline up to the end of the CPU log.
+    for (const drv of this.drivers) this.chargeBaseline(drv, Math.min(run.t1, this.cpuEnd));
     for (const drv of this.drivers) this.chargeResidual(drv, run);
-    // Charges to drivers are captured and passed on again; the graph is acyclic, so this ends.
+    // Charges to drivers are taken over and passed on again; the graph is acyclic, so this ends.
     this.charges.flushAll();
     while (this.passed.size > 0) this.flushPassed(Infinity);
     this.finished = true;
     const { metrics } = this.ctx;
     for (const drv of this.drivers) {
       const vm = { vm: drv.name };
-      metrics.write(METRICS.driverBaseline, vm, drv.baselineW);
-      metrics.write(METRICS.driverQuiet, vm, nsToS(drv.quietNs));
+      metrics.write(METRICS.driverBaseline, vm, drv.baseline.watts);
+      metrics.write(METRICS.driverBaselineSource, vm, BASELINE_SOURCE_CODE[drv.baseline.source]);
+      metrics.write(METRICS.driverQuiet, vm, nsToS(drv.baseline.quietNs));
       metrics.write(METRICS.driverRequests, vm, drv.requests);
-      metrics.write(METRICS.driverCpu, vm, drv.capturedOwn);
+      metrics.write(METRICS.driverCpu, vm, drv.capturedActive + drv.idleShareJ);
+      metrics.write(METRICS.driverIdleShare, vm, drv.idleShareJ);
       metrics.write(METRICS.driverBaselineJ, vm, drv.baselineJ);
       metrics.write(METRICS.driverRequestJ, vm, drv.requestJ);
       metrics.write(METRICS.driverResidual, vm, drv.residualJ);
-      if (!this.equal) metrics.write(METRICS.driverHalt, vm, drv.haltJ);
       metrics.write(METRICS.driverPassed, vm, drv.foreignJ);
       if (this.settings.model === 'per-byte') {
         metrics.write(METRICS.driverFitA, vm, drv.a);
@@ -520,35 +410,13 @@ export class DriverCharge implements Stage, DriverCostModel {
   }
 
   /**
-   * by-time: cpu-split charges the driver its share of the halt periods' idle energy only at the
-   * end of the run (it depends on the CPU time of the whole run). That share — what the driver was
-   * charged as idle beyond its own periods' idle — goes to the clients in equal parts as CPU idle,
-   * spread over the run like the halt periods it comes from.
-   */
-  private chargeHaltShare(drv: Driver, run: RunSpan): void {
-    if (this.equal) return;
-    const j = drv.capturedIdle - drv.readOwnIdle;
-    if (!(j > 0)) return;
-    drv.haltJ = j;
-    const each = j / drv.clients.length;
-    spread(run.t0, run.t1, this.ctx.intervalNs, (k, f) => {
-      const s = this.charges.slots(k);
-      for (const c of drv.clients) {
-        const slot = (drv.slot * this.nCons + c) * 2;
-        s[slot] = s[slot]! + each * f;
-      }
-    });
-    for (const c of drv.clients) drv.chargedBy[2 * c] = drv.chargedBy[2 * c]! + each;
-  }
-
-  /**
    * Whatever the driver consumed and the charges missed, so that nothing is lost: to the clients
    * by their requests' weights (equally, as idle, when there were none). Should the charges have
    * exceeded the consumption, the excess is taken back in proportion to what each client was
    * charged, from the per-request charges first, so no client's total goes below zero.
    */
   private chargeResidual(drv: Driver, run: RunSpan): void {
-    const r = drv.capturedOwn - drv.baselineJ - drv.requestJ - drv.haltJ;
+    const r = drv.capturedActive - drv.baselineJ - drv.requestJ;
     drv.residualJ = r;
     if (r === 0) return;
     const s = this.charges.slots(Math.floor(Math.max(run.t0, run.t1 - 1) / this.ctx.intervalNs));
@@ -578,7 +446,7 @@ export class DriverCharge implements Stage, DriverCostModel {
             });
             owe -= f * open;
           }
-          if (owe > 1e-12 * drv.capturedOwn) s[slot] = s[slot]! - owe;
+          if (owe > 1e-12 * drv.capturedActive) s[slot] = s[slot]! - owe;
         }
       }
       return;
@@ -635,5 +503,4 @@ export class DriverCharge implements Stage, DriverCostModel {
       }
     }
   }
-
 }

@@ -1,0 +1,18 @@
+/** The README's quick-start output is what `npm start` prints: replayed here and compared line by line. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../src/core/json.js';
+import { cli, tmpDir } from './helpers.js';
+
+describe('README', () => {
+  it('shows the energy matrix npm start prints (pipelines/demo.json)', async () => {
+    const readme = fs.readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+    const block = /```\n(run 1: pipeline 'demo'[^`]*)```/.exec(readme);
+    expect(block, 'the quick-start block').not.toBeNull();
+    const db = path.join(tmpDir(), 'demo.sqlite');
+    const r = await cli(['replay', path.join(PROJECT_ROOT, 'pipelines', 'demo.json'), '--db', db]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out.replace(db, 'demo.sqlite').trimEnd()).toBe(block![1]!.trimEnd());
+  });
+});
