@@ -28,7 +28,7 @@ describe('schemas', () => {
     }
   });
 
-  it('accept the example profile of DESIGN §1', () => {
+  it('accept the example profile of docs/formats.md', () => {
     const example = {
       cpu: { tsc_hz: 3.0e9, idle_watts: 42, counter_bits: 48, idle_split: 'equal', events: { uops: 1.5e-9, l2_miss: 2.0e-8 } },
       disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5.0e7, rate_window: 50, idle_period_ms: 50 } },

@@ -18,7 +18,7 @@ import * as aq from 'arquero';
 import { fmt, formatTable } from '../analysis/table.js';
 import { EXIT_EXPECTATION, WattraceError } from '../core/errors.js';
 import { PROJECT_ROOT } from '../core/json.js';
-import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline } from '../core/pipeline.js';
+import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
 import { planStages } from '../replay/graph.js';
 import { checkStore, importRuns, openForReading } from '../store/store.js';
@@ -215,6 +215,12 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
   // Every variant must load and plan before anything runs: a bad override is exit 2, no run stored.
   const resolved: ResolvedPipeline[] = variants.map((v) => loadPipeline(args.pipeline, { ...over, variant: v }));
   const plans = resolved.map((p) => planStages(p, loadProfile(p.profilePath)));
+  // As replay: a trace given that no stage of a variant reads is not used (say so once).
+  const unused = new Set<string>();
+  resolved.forEach((p, i) => {
+    for (const k of Object.keys(p.traces) as TraceKind[]) if (!plans[i]!.traces.includes(k)) unused.add(`the ${k} trace in variant '${p.variant}'`);
+  });
+  for (const u of unused) io.err(`wattrace: note: no stage reads ${u}; it is not used`);
   if (!fs.existsSync(WORKER)) throw new Error(`compare runs the built replay (${WORKER}); build it first with npm run build`);
 
   // Variants over the same traces and profile are replayed together, reading the traces once.

@@ -5,8 +5,9 @@
  * docs/metrics.md is generated from this list (`npm run docs`), and a test keeps it current.
  *
  * Names are the same at every level and in every variant of a pipeline, so `compare` can set a
- * host-level run beside a guest-level one: `cpu.<vm>.*` for every VM a CPU policy or a guest
- * stage controls, `container.<vm>.<container>.*` wherever a guest log exists. A figure that
+ * host-level run beside a guest-level one: `cpu.<vm>.*` for every VM host-strides simulates and
+ * every energy-aware guest guest-containers accounts, `container.<vm>.<container>.*` for every
+ * container of a guest log either stage reads. A figure that
  * cannot be computed (nothing to average; a limit that never settled) is absent, never a
  * sentinel value.
  */
@@ -32,6 +33,7 @@ function def<P extends string>(by: string, pattern: P, unit: MetricUnit, window:
 }
 
 const RUN = 'the run';
+const SETTLED = 'the manager periods after settling (the last quarter of the periods after start_s if it never settled)';
 const LIMITED_OR_RUN =
   'with a limit: the manager periods after settling (the last quarter of the periods after start_s if it never settled); without: the whole run';
 
@@ -87,24 +89,24 @@ export const METRICS = {
   cpuExtra: def('host-strides', 'cpu.<vm>.extra_s', 's', RUN, '`cpu_bound` VMs only: time served beyond the recorded demand'),
   cpuJoules: def('host-strides', 'cpu.<vm>.joules', 'J', RUN, 'active CPU energy of the work served'),
   cpuMean: def('host-strides, guest-containers', 'cpu.<vm>.mean_watts', 'W', LIMITED_OR_RUN + ' (guest-containers: the whole run)', 'mean active CPU power under the policy'),
-  cpuMax: def('host-strides', 'cpu.<vm>.max_period_watts', 'W', 'the periods after settling', 'limited VMs: the highest power of one manager period'),
-  cpuOver: def('host-strides', 'cpu.<vm>.over_limit_frac', 'fraction', 'the periods after settling', 'limited VMs: share of manager periods more than 20 % over the limit'),
+  cpuMax: def('host-strides', 'cpu.<vm>.max_period_watts', 'W', SETTLED, 'limited VMs: the highest power of one manager period'),
+  cpuOver: def('host-strides', 'cpu.<vm>.over_limit_frac', 'fraction', SETTLED, 'limited VMs: share of manager periods more than 20 % over the limit'),
   cpuSettle: def('host-strides', 'cpu.<vm>.settle_s', 's', 'from start_s', 'limited VMs: time until the 5 s mean stays within ±10 % of the limit; absent if it never did'),
 
   // guest containers (host-strides credits work and energy to them too)
-  containerMean: def('host-strides, guest-containers', 'container.<vm>.<container>.mean_watts', 'W', RUN, "mean active CPU power of the container's work served"),
+  containerMean: def('host-strides, guest-containers', 'container.<vm>.<container>.mean_watts', 'W', RUN, "mean active CPU power of the container's work served (guest-containers without container limits: as the log shows it)"),
   containerWork: def('host-strides, guest-containers', 'container.<vm>.<container>.work_s', 's', RUN, 'CPU time served to the container'),
-  containerPreempted: def('guest-containers', 'container.<vm>.<container>.preempted_s', 's', RUN, 'time the container wanted to run but had spent its budget'),
+  containerPreempted: def('guest-containers', 'container.<vm>.<container>.preempted_s', 's', RUN, 'guests with container limits: time the container wanted to run but had spent its budget'),
 
   // disk-budgets
   diskPolBytes: def('disk-budgets', 'disk.<vm>.bytes', 'bytes', RUN, "bytes of the client's requests served"),
   diskPolRequests: def('disk-budgets', 'disk.<vm>.requests', 'count', RUN, "the client's requests served"),
   diskPolBacklog: def('disk-budgets', 'disk.<vm>.backlog', 'count', 'the end of the run', '`arrival: trace` only: requests waiting or in service; requests + backlog = demand'),
   diskPolBefore: def('disk-budgets', 'disk.<vm>.throughput_before_bps', 'B/s', 'the periods before start_s', 'throughput before the limits switch on'),
-  diskPolAfter: def('disk-budgets', 'disk.<vm>.throughput_after_bps', 'B/s', 'the periods after settling', 'limited clients: throughput under the limit'),
-  diskPolMean: def('disk-budgets', 'disk.<vm>.mean_watts', 'W', 'with a limit: the periods after settling; without: the periods after start_s', "mean driver-side active power of the client's requests (disk, plus the driver's CPU with driver-charge)"),
-  diskPolMax: def('disk-budgets', 'disk.<vm>.max_period_watts', 'W', 'the periods after settling', 'limited clients: the highest power of one manager period'),
-  diskPolOver: def('disk-budgets', 'disk.<vm>.over_limit_frac', 'fraction', 'the periods after settling', 'limited clients: share of periods more than 20 % over the limit'),
+  diskPolAfter: def('disk-budgets', 'disk.<vm>.throughput_after_bps', 'B/s', SETTLED, 'limited clients: throughput under the limit'),
+  diskPolMean: def('disk-budgets', 'disk.<vm>.mean_watts', 'W', 'with a limit: ' + SETTLED + '; without: the periods after start_s', "mean driver-side active power of the client's requests (disk, plus the driver's CPU with driver-charge)"),
+  diskPolMax: def('disk-budgets', 'disk.<vm>.max_period_watts', 'W', SETTLED, 'limited clients: the highest power of one manager period'),
+  diskPolOver: def('disk-budgets', 'disk.<vm>.over_limit_frac', 'fraction', SETTLED, 'limited clients: share of periods more than 20 % over the limit'),
   diskPolSettle: def('disk-budgets', 'disk.<vm>.settle_s', 's', 'from start_s', 'limited clients: time until the 5 s mean stays within ±10 % of the limit; absent if it never did'),
 
   // validation against measured power

@@ -2,7 +2,7 @@
 import { WattraceError } from './errors.js';
 import { readJsonFile, validateAgainst } from './json.js';
 import { servicesFor } from './services.js';
-import { IDLE_VM, type Machine, type Profile, type ServiceSpec, type VmSpec } from './machine.js';
+import { CPU_DEVICE, IDLE_VM, type Machine, type Profile, type ServiceSpec, type VmSpec } from './machine.js';
 
 export function loadProfile(file: string): Machine {
   const raw = readJsonFile(file, 'machine profile');
@@ -24,7 +24,7 @@ export function resolveProfile(p: Profile, file: string): Machine {
     if (vmIds.has(vm.id)) err(`/vms/${i}/id`, `VM id '${vm.id}' appears twice`);
     vmIds.set(vm.id, vm);
   });
-  if ('cpu' in p.disks) err('/disks/cpu', "'cpu' is the CPU's device name in the energy table; name the disk otherwise");
+  if (CPU_DEVICE in p.disks) err('/disks/cpu', "'cpu' is the CPU's device name in the energy table; name the disk otherwise");
   const serviceIds = new Set<string>();
   p.services.forEach((s, i) => {
     if (serviceIds.has(s.id)) err(`/services/${i}/id`, `service id '${s.id}' appears twice`);

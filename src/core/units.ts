@@ -3,7 +3,8 @@
  * otherwise), energy joules, power watts. The brands guard the interfaces between modules — the
  * rows stages write and the context they get — where ns vs s or J vs W are easy to mix up; hot
  * loops work on plain Float64Arrays. Every conversion between ns, ms and s is one of the functions
- * below, so no other module writes 1e9.
+ * below, so no other module writes 1e9 as a unit factor (the exact decimal readers split numbers
+ * at 10^9 for another reason: hi·10^9 + lo).
  */
 declare const unit: unique symbol;
 type Unit<U extends string> = number & { readonly [unit]: U };

@@ -80,11 +80,12 @@ export function planStages(p: ResolvedPipeline, machine: Machine): Plan {
     }
   });
   const names = new Set(p.stages);
-  const guestLimited = Object.keys(p.settings.policy.guest.limits_watts).filter((vm) => Object.keys(p.settings.policy.guest.limits_watts[vm] ?? {}).length > 0);
-  if (names.has('host-strides') && names.has('guest-containers') && guestLimited.length > 0) {
+  // Both stages report an energy-aware guest's CPU (`cpu.<vm>.*`), each from its own simulation.
+  const aware = machine.profile.vms.filter((v) => v.energy_aware).map((v) => `'${v.id}'`);
+  if (names.has('host-strides') && names.has('guest-containers') && aware.length > 0) {
     throw new WattraceError(
       'E_PIPELINE',
-      `stages 'host-strides' and 'guest-containers' would each simulate the CPU time of ${guestLimited.map((v) => `'${v}'`).join(', ')} (guest container limits are set): run host-level and guest-level control as two variants, as pipelines/paper-fig9.json does`,
+      `stages 'host-strides' and 'guest-containers' would each simulate the CPU of the energy-aware guest ${aware.join(', ')}: run host-level and guest-level control as two variants, as pipelines/paper-fig9.json does`,
       where,
     );
   }

@@ -59,6 +59,7 @@ export class DiscardSink implements RunSink {
 /** Tallies energy per consumer on its way to the real sink, for the run-wide metrics. */
 class TallySink implements RunSink {
   readonly byConsumer = new Map<string, number>();
+  private readonly written = new Set<string>();
   total = 0;
   constructor(private readonly inner: RunSink) {}
   energy(r: EnergyRow): void {
@@ -86,6 +87,8 @@ class TallySink implements RunSink {
    */
   metric(name: string, value: number): void {
     if (catalogueEntriesFor(name).length === 0) throw new Error(`metric '${name}' is not in the metrics catalogue (src/core/metrics.ts)`);
+    if (this.written.has(name)) throw new Error(`metric '${name}' was written twice in one run`);
+    this.written.add(name);
     if (Number.isFinite(value)) this.inner.metric(name, value);
   }
 }

@@ -1,4 +1,5 @@
 /** A RunSink that keeps everything in memory: the batch adapter's sink, used by tests. */
+import { catalogueEntriesFor } from '../core/metrics.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
 
 export class MemorySink implements RunSink {
@@ -29,7 +30,10 @@ export class MemorySink implements RunSink {
     this.containerRows.push(row);
   }
 
+  /** As the replay's sink: a name outside the catalogue, or written twice, is a bug. */
   metric(name: string, value: number): void {
+    if (catalogueEntriesFor(name).length === 0) throw new Error(`metric '${name}' is not in the metrics catalogue`);
+    if (this.metrics.has(name)) throw new Error(`metric '${name}' was written twice in one run`);
     this.metrics.set(name, value);
   }
 

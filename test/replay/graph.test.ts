@@ -3,7 +3,7 @@
  * whose input has no producer is refused naming both; energy rows pass the later stages' handlers.
  */
 import { describe, expect, it } from 'vitest';
-import { machineOf, pipelineStub, driverProfile } from '../helpers.js';
+import { machineOf, pipelineStub, driverProfile, profileOf } from '../helpers.js';
 import { resolveProfile } from '../../src/core/profile.js';
 import { defineStage, type EnergyRow, type Stage } from '../../src/core/stage.js';
 import { buildGraph, planStages } from '../../src/replay/graph.js';
@@ -36,11 +36,14 @@ describe('planStages', () => {
   });
 
   it('refuses host- and guest-level control of the same guest in one run', () => {
-    const policy = { guest: { limits_watts: { a: { x: 10 } } } };
-    expect(() => plan(['cpu-split', 'virtual-counters', 'host-strides', 'guest-containers'], ['cswitch', 'guest'], policy)).toThrow(
-      /'host-strides' and 'guest-containers' would each simulate the CPU time of 'a'/,
-    );
-    expect(plan(['cpu-split', 'virtual-counters', 'host-strides', 'guest-containers'], ['cswitch', 'guest']).defs).toHaveLength(4);
+    // Both would report the energy-aware guest's CPU (cpu.<vm>.*), each from its own simulation.
+    const p = profileOf();
+    p.vms[0]!.energy_aware = true;
+    const aware = resolveProfile(p, 'aware.json');
+    const stages: StageName[] = ['cpu-split', 'virtual-counters', 'host-strides', 'guest-containers'];
+    expect(() => planStages(pipelineStub({ stages, traces: ['cswitch', 'guest'] }), aware)).toThrow(/'host-strides' and 'guest-containers' would each simulate the CPU of the energy-aware guest 'a'/);
+    // Without an energy-aware guest, guest-containers has nothing to do but is no conflict.
+    expect(plan(stages, ['cswitch', 'guest']).defs).toHaveLength(4);
   });
 
   it('names the trace a stage needs though it reads it through another stage', () => {

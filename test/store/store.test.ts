@@ -71,7 +71,7 @@ describe('store', () => {
     expect(metric('accounting.unattributed_joules')).toBeCloseTo(un, 9);
     const vm1 = (d.prepare("SELECT sum(joules) AS j FROM energy WHERE run_id = 1 AND consumer = 'vm1' AND container IS NULL").get() as { j: number }).j;
     expect(metric('energy.vm1.joules')).toBeCloseTo(vm1, 6);
-    // Conservation (DESIGN §3), per device, to 1e-9 relative: the CPUs 2 × 42 W × duration + all
+    // Conservation (README, Store), per device, to 1e-9 relative: the CPUs 2 × 42 W × duration + all
     // access energy, the disk 3.6 W × duration + all active energy.
     const dur = (d.prepare('SELECT duration_ns FROM runs WHERE run_id = 1').get() as { duration_ns: number }).duration_ns / 1e9;
     const device = (dev: string) => (d.prepare('SELECT sum(joules) AS j FROM energy WHERE run_id = 1 AND container IS NULL AND device = ?').get(dev) as { j: number }).j;
@@ -115,7 +115,7 @@ describe('schemas/store.sql', () => {
     metrics: ['run_id', 'name', 'value'],
   };
 
-  it('declares every table and column of DESIGN §3, and the energy_matrix view', () => {
+  it('declares every table and column outside tools query, and the energy_matrix view', () => {
     const d = new Database(':memory:');
     d.exec(sql);
     for (const [table, cols] of Object.entries(design)) {

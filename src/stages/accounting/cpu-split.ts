@@ -21,15 +21,13 @@
  */
 import { BATCH_CAPACITY, type EventSlice, type SwitchBatch } from '../../core/events.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
-import { UNATTRIBUTED } from '../../core/machine.js';
+import { CPU_DEVICE, UNATTRIBUTED } from '../../core/machine.js';
 import { METRICS } from '../../core/metrics.js';
 import type { RunSpan } from '../../core/span.js';
 import type { CpuPeriods, Stage, StageContext } from '../../core/stage.js';
 import { resized } from '../../core/typed.js';
 import { energyOf, joules, ns } from '../../core/units.js';
 import { CpuClocks } from '../../core/cpu-clocks.js';
-
-export const CPU_DEVICE = 'cpu';
 
 export class CpuSplit implements Stage {
   readonly name = 'cpu-split' as const;

@@ -34,6 +34,7 @@
  * chains of any depth resolve in dependency order by themselves.
  */
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
+import { CPU_DEVICE } from '../../core/machine.js';
 import { METRICS } from '../../core/metrics.js';
 import { ServiceGraph } from '../../core/services.js';
 import type { DriverSettings } from '../../core/settings.js';
@@ -41,7 +42,6 @@ import type { RunSpan } from '../../core/span.js';
 import type { CpuPeriods, DiskRequests, DriverBaseline, DriverBaselines, DriverCostModel, EnergyKind, EnergyRow, Stage, StageContext } from '../../core/stage.js';
 import { CpuClocks } from '../../core/cpu-clocks.js';
 import { energyOf, joules, ns, nsToS, type Joules, type Ns } from '../../core/units.js';
-import { CPU_DEVICE } from './cpu-split.js';
 import { fitCost, passOnShares, paybackScale } from './driver-cost.js';
 
 /** Codes of `accounting.driver.<vm>.baseline_source` (docs/metrics.md). */

@@ -4,8 +4,8 @@
  * (10 %) of the limit for the rest of the run. (The paper's throttle controller keeps a limit cycle
  * of a few seconds, and a 200 ms period holds only a handful of disk requests, so shorter averages
  * swing by ±20 % long after the transient is over.) The "after settling" figures use the periods
- * from there on; a VM that never settles is reported over the last quarter of its periods (and its
- * settle_s is the whole time after start).
+ * from there on; a VM that never settles is reported over the last quarter of its periods, and the
+ * stages leave its settle_s out.
  */
 export interface SettleResult {
   /** Seconds from the limit's start to settling. */

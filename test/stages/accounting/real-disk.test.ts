@@ -1,7 +1,7 @@
 /**
- * Real block traces (../shared/data/disk, see its README) replayed through disk-energy: each is
+ * Real block traces (../shared/data/disk, outside the repository; skipped where absent) replayed through disk-energy: each is
  * converted here to wattrace's disk log (`ts_ns,vm,op,offset,bytes`) and the run must conserve
- * energy per disk (DESIGN §3): Σ host-level rows of the disk = idle_watts × duration + active
+ * energy per disk (docs/architecture.md, store): Σ host-level rows of the disk = idle_watts × duration + active
  * joules, with the idle part exactly idle_watts × duration. The small TPC-C trace also runs through
  * cpu-split → disk-energy → driver-charge with a synthetic cswitch log over the same span.
  *

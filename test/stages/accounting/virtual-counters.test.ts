@@ -5,6 +5,9 @@ import { defineStage, type GuestPeriods } from '../../../src/core/stage.js';
 import { stageDefinition } from '../../../src/stages/registry.js';
 import { standardVms, syntheticCswitch } from '../../../src/generate/synthetic-cswitch.js';
 import { profileOf, replayDefs, replayTexts } from '../../helpers.js';
+import type { ContainerBatch } from '../../../src/core/events.js';
+import { decodeText } from '../../../src/traces/csv.js';
+import { GuestDecoder } from '../../../src/traces/guest.js';
 
 const p = profileOf({ vms: ['a', 'b'] });
 p.vms[0]!.energy_aware = true;
@@ -43,6 +46,8 @@ describe('virtual-counters (§3.4.1)', () => {
     const { seen } = await run(cswitch, guest);
     // The opening row is an empty period; db's period [50, 300] read 250 ticks and 40 uops on the
     // hardware, of which b's period (150 ticks, 30 uops) was not a's: a's own are 100 and 10.
+    const hw = decodeText(guest, new GuestDecoder('g.csv', { hi: 0, lo: 0 }, m))[0] as ContainerBatch;
+    expect([hw.dtsc[0], hw.dev[0], hw.dtsc[1], hw.dev[1]]).toEqual([0, 0, 250, 40]);
     expect(seen).toEqual([
       { container: 'web', vdtsc: 0, vuops: 0 },
       { container: 'db', vdtsc: 100, vuops: 10 },

@@ -14,7 +14,7 @@ import { driverScenario } from '../../../src/generate/driver-scenario.js';
 import { cells, driverProfile, machineOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 import type { MemorySink } from '../../../src/store/memory.js';
 
-describe('the throttle-factor formula (DESIGN §2), step by step by hand', () => {
+describe('the throttle-factor formula (§3.3.6), step by step by hand', () => {
   it.each([
     // t, t_l, e_c, e_l → new t
     [100, 100, 2, 1, 99], // over the limit, t = t_l: 4/3·0 − 1
