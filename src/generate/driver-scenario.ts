@@ -35,6 +35,8 @@ export interface DriverScenarioOptions {
   uopJoules: number;
   /** No requests before this time (s): the driver's quiet start. */
   quietS?: number;
+  /** No requests after this time (s): a quiet end. */
+  requestsUntilS?: number;
   /** Device service time of a request, ns (written as latency_ns). */
   latencyNs?: (bytes: number) => number;
   workNs?: number;
@@ -63,9 +65,10 @@ export function driverScenario(o: DriverScenarioOptions): DriverScenario {
   const work = o.workNs ?? 50_000;
   const lat = o.latencyNs ?? ((b: number) => 2_000_000 + b * 20);
   const reqs: { t: number; c: ScenarioClient }[] = [];
+  const until = o.requestsUntilS !== undefined ? Math.round(sToNs(o.requestsUntilS)) : T - 10 * work;
   for (const c of o.clients) {
-    const n = Math.round(c.perSecond * nsToS(T - quiet));
-    for (let i = 0; i < n; i++) reqs.push({ t: quiet + Math.floor(rand() * (T - quiet - 10 * work)), c });
+    const n = Math.round(c.perSecond * nsToS((o.requestsUntilS !== undefined ? until : T) - quiet));
+    for (let i = 0; i < n; i++) reqs.push({ t: quiet + Math.floor(rand() * (until - quiet)), c });
   }
   reqs.sort((a, b) => a.t - b.t);
   // The driver's kernel work, every 10 ms (merged with the requests' work in time order).

@@ -179,7 +179,7 @@ describe('conservation and invariants', () => {
   });
 });
 
-describe('service chains (§2.3: client → storage driver → network driver → NIC)', () => {
+describe('service chains (§3.3.3: client → storage driver → network driver → NIC)', () => {
   function chainProfile(): Profile {
     return {
       cpu: { tsc_hz: 1e9, idle_watts: 20, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
@@ -244,6 +244,91 @@ describe('service chains (§2.3: client → storage driver → network driver �
     expect(Math.abs(r('net|nic|active') / 3 - 1)).toBeLessThan(0.1);
     // The upper service's request rows carry no disk energy of their own.
     expect(sink.metrics.get('accounting.disk.upper_requests')).toBe(80 * 20);
+  });
+
+  it('passes the NIC energy of 4 KiB and 1 MiB requests on by their cost on the NIC: 1:256', async () => {
+    // vm1 and vm2 take turns, 4 KiB and 1 MiB, 20 of each per second. The NIC (3 W active, 1 W
+    // idle, 125 MB/s, each packet's latency = bytes / 125 MB/s so the rate stays there) is active
+    // 2 W × bytes / 1.25e8 per request: 65.5 µJ for 4 KiB, 16.8 mJ for 1 MiB. stor consumed all
+    // of it (via net) for its two clients; by their requests' cost on the NIC vm1 gets 1/257 of
+    // it and vm2 256/257 — not 1:1, as a split by request count would give.
+    const m = resolveProfile(chainProfile(), 'chain.json');
+    const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
+    let uops = 0;
+    const N = 400;
+    for (let i = 0; i < N; i++) {
+      const t = 1e8 + i * 25_000_000;
+      const [vm, bytes] = i % 2 === 0 ? ['vm1', 4096] : ['vm2', 1048576];
+      cs.push(`${t},0,idle,${t},${uops}`, `${t + 50_000},0,stor,${t + 50_000},${(uops += 100_000)}`, `${t + 100_000},0,net,${t + 100_000},${(uops += 40_000)}`);
+      disk.push(`${t},${vm},R,0,${bytes},1000000`, `${t},stor,W,0,${bytes},${Math.round((bytes / 1.25e8) * 1e9)}`);
+    }
+    const T = 1e8 + N * 25_000_000 + 1e8;
+    cs.push(`${T},0,idle,${T},${uops}`);
+    const sink = await replayTexts(m, { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n' }, STAGES);
+    const c = cells(sink);
+    // The weights are those of stor's last complete cost window (50 requests, 25 each) and the
+    // current one: up to 38 of one and 37 of the other, so vm1's share may be off by 1/37 ≈ 2.7 %.
+    const each = (bytes: number) => ((2 * bytes) / 1.25e8) * (N / 2);
+    expect(relDiff(c.get('vm1|net|nic|active')!, each(4096))).toBeLessThan(0.05);
+    expect(relDiff(c.get('vm2|net|nic|active')!, each(1048576))).toBeLessThan(1e-3);
+    expect(Math.abs(c.get('vm2|net|nic|active')! / c.get('vm1|net|nic|active')! / 256 - 1)).toBeLessThan(0.05);
+    // The NIC's idle energy, all consumed via net for stor, is passed on in equal parts.
+    expect(relDiff(c.get('vm1|net|nic|idle')!, c.get('vm2|net|nic|idle')!)).toBeLessThan(1e-9);
+    expect(relDiff(c.get('vm1|net|nic|idle')! + c.get('vm2|net|nic|idle')!, (1 * T) / 1e9)).toBeLessThan(1e-9);
+  });
+
+  it('resolves a chain three drivers deep: client → A → B → C → disk', async () => {
+    // Every client request: A works 50 µs (20 µJ), B 50 µs (40 µJ), C 50 µs (80 µJ), and C's disk
+    // serves it. vm1 asks three times as often as vm2, with the same sizes, so every driver's
+    // active CPU and the disk's active energy follow 3:1 down the chain; idle in equal parts.
+    const profile: Profile = {
+      cpu: { tsc_hz: 1e9, idle_watts: 30, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+      disks: { disk: { active_watts: 5, idle_watts: 2, nominal_rate_bps: 1e8, rate_window: 50, idle_period_ms: 50 } },
+      vms: [
+        { id: 'A', role: 'driver' },
+        { id: 'B', role: 'driver' },
+        { id: 'C', role: 'driver' },
+        { id: 'vm1', role: 'client' },
+        { id: 'vm2', role: 'client' },
+      ],
+      services: [
+        { id: 'sa', driver: 'A', device: 'sb', clients: ['vm1', 'vm2'] },
+        { id: 'sb', driver: 'B', device: 'sc', clients: ['A'] },
+        { id: 'sc', driver: 'C', device: 'disk', clients: ['B'] },
+      ],
+    };
+    const m = resolveProfile(profile, 'deep.json');
+    const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
+    let uops = 0;
+    for (let i = 0; i < 800; i++) {
+      const t = 1e8 + i * 12_500_000;
+      const vm = i % 4 === 3 ? 'vm2' : 'vm1';
+      cs.push(`${t},0,idle,${t},${uops}`);
+      cs.push(`${t + 50_000},0,A,${t + 50_000},${(uops += 20_000)}`);
+      cs.push(`${t + 100_000},0,B,${t + 100_000},${(uops += 40_000)}`);
+      cs.push(`${t + 150_000},0,C,${t + 150_000},${(uops += 80_000)}`);
+      disk.push(`${t},${vm},R,0,8192,82000`, `${t},A,R,0,8192,82000`, `${t},B,R,0,8192,82000`);
+    }
+    const T = 1e8 + 800 * 12_500_000 + 1e8;
+    cs.push(`${T},0,idle,${T},${uops}`);
+    const texts = { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n' };
+    const sink = await replayTexts(m, texts, STAGES);
+    const c = cells(sink);
+    // No driver keeps anything; every device's energy is where it was, moved to the clients.
+    expect([...c.keys()].filter((k) => /^[ABC]\|/.test(k))).toEqual([]);
+    const alone = await replayTexts(m, { cswitch: texts.cswitch }, ['cpu-split']);
+    expect(relDiff(sink.total((r) => r.device === 'cpu'), alone.total((r) => r.device === 'cpu'))).toBeLessThan(1e-9);
+    expect(relDiff(sink.total((r) => r.device === 'disk'), 2 * (T / 1e9) + sink.metrics.get('accounting.disk.disk.active_joules')!)).toBeLessThan(1e-9);
+    // 600 requests of vm1, 200 of vm2: each driver's work 3:1 (A 20, B 40, C 80 µJ per request).
+    for (const [drv, uj] of [['A', 20e-6], ['B', 40e-6], ['C', 80e-6]] as const) {
+      expect(relDiff(c.get(`vm1|${drv}|cpu|active`)!, 600 * uj), drv).toBeLessThan(0.05);
+      expect(relDiff(c.get(`vm2|${drv}|cpu|active`)!, 200 * uj), drv).toBeLessThan(0.05);
+      expect(relDiff(c.get(`vm1|${drv}|cpu|idle`)!, c.get(`vm2|${drv}|cpu|idle`)!), drv).toBeLessThan(1e-9);
+    }
+    expect(Math.abs(c.get('vm1|C|disk|active')! / c.get('vm2|C|disk|active')! / 3 - 1)).toBeLessThan(0.05);
+    expect(relDiff(c.get('vm1|C|disk|idle')!, c.get('vm2|C|disk|idle')!)).toBeLessThan(1e-9);
   });
 
   it('a cycle of services is a clear error naming the services', () => {
