@@ -32,6 +32,10 @@ export interface Profile {
     idle_watts: number;
     counter_bits: number;
     idle_split: IdleSplit;
+    /** The clock of idle energy: the TSC (default), or the timestamps where the TSC stops in deep idle. */
+    idle_clock?: 'tsc' | 'time';
+    /** A period of 1 ms or more whose TSC advance is off Δt × tsc_hz by more than this fraction is an error. */
+    tsc_tolerance?: number;
     events: Record<string, number>;
   };
   disks: Record<string, DiskSpec>;

@@ -16,6 +16,9 @@ export const STAGE_ORDER = [
 ] as const;
 export type StageName = (typeof STAGE_ORDER)[number];
 
+/** The longest reporting interval (a day), as the pipeline schema bounds `interval_ms`. */
+export const MAX_INTERVAL_MS = 86_400_000;
+
 export const TRACE_KINDS = ['cswitch', 'disk', 'guest', 'measured'] as const;
 export type TraceKind = (typeof TRACE_KINDS)[number];
 
@@ -153,8 +156,8 @@ export function loadPipeline(file: string, over: PipelineOverrides = {}): Resolv
     }
     validateAgainst(p, 'pipeline.schema.json', file, `pipeline with variant '${over.variant}'`);
   }
-  if (over.intervalMs !== undefined && !(Number.isFinite(over.intervalMs) && over.intervalMs > 0)) {
-    throw new WattraceError('E_USAGE', `--interval-ms must be a positive number of milliseconds; got ${over.intervalMs}`);
+  if (over.intervalMs !== undefined && !(Number.isFinite(over.intervalMs) && over.intervalMs > 0 && over.intervalMs <= MAX_INTERVAL_MS)) {
+    throw new WattraceError('E_USAGE', `--interval-ms must be a number of milliseconds above 0 and at most ${MAX_INTERVAL_MS} (a day); got ${over.intervalMs}`);
   }
   // An expectation can only bound a metric that exists (docs/metrics.md).
   (p.expect ?? []).forEach((e, i) => {

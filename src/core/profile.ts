@@ -24,6 +24,9 @@ export function resolveProfile(p: Profile, file: string): Machine {
     if (vmIds.has(vm.id)) err(`/vms/${i}/id`, `VM id '${vm.id}' appears twice`);
     vmIds.set(vm.id, vm);
   });
+  for (const [id, d] of Object.entries(p.disks)) {
+    if (d.active_watts < d.idle_watts) err(`/disks/${id}/active_watts`, `disk '${id}': active_watts ${d.active_watts} is below idle_watts ${d.idle_watts} (a disk draws at least its idle power while active)`);
+  }
   if (CPU_DEVICE in p.disks) err('/disks/cpu', "'cpu' is the CPU's device name in the energy table; name the disk otherwise");
   const serviceIds = new Set<string>();
   p.services.forEach((s, i) => {

@@ -209,6 +209,12 @@ export interface StageContext<S> {
   readonly out: RowSink;
   readonly metrics: MetricWriter;
   readonly emit: Emit;
+  /**
+   * Declares energy the stage creates on a device (cpu-split: the CPUs' idle and access energy;
+   * disk-energy: each disk's). The replay checks, per device, that the host-level rows stored add
+   * up to what was declared: energy is moved between consumers, never created or lost.
+   */
+  readonly account: (device: string, joules: number) => void;
   /** The span of the events dispatched so far (grows as the stream advances). */
   readonly span: Span;
 }

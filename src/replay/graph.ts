@@ -79,6 +79,7 @@ export function planStages(p: ResolvedPipeline, machine: Machine): Plan {
       throw new WattraceError('E_PIPELINE', `stage '${d.name}' needs the ${port} of stage ${makers.join(' or ')} (${why}): add it to "stages"`, where);
     }
   });
+  checkSettingsVms(p, machine);
   const names = new Set(p.stages);
   // Both stages report an energy-aware guest's CPU (`cpu.<vm>.*`), each from its own simulation.
   const aware = machine.profile.vms.filter((v) => v.energy_aware).map((v) => `'${v.id}'`);
@@ -93,6 +94,49 @@ export function planStages(p: ResolvedPipeline, machine: Machine): Plan {
   // Measured power, when given, validates the accounting (stages/validation.ts).
   if (p.traces.measured) wanted.add('measured');
   return { defs, traces: TRACE_ORDER.filter((t) => wanted.has(t)), prepass: prepass.length > 0 ? prepass : null };
+}
+
+/**
+ * Every VM the settings name is one of the profile's: a limit for a VM the profile does not have
+ * would be ignored without a word.
+ */
+function checkSettingsVms(p: ResolvedPipeline, machine: Machine): void {
+  const { settings: s } = p;
+  const vms = new Set(machine.profile.vms.map((v) => v.id));
+  const drivers = new Set(machine.profile.vms.filter((v) => v.role === 'driver').map((v) => v.id));
+  const named: [string, readonly string[], ReadonlySet<string>, string][] = [
+    ['/policy/cpu/limits_watts', Object.keys(s.policy.cpu.limits_watts), vms, 'VM'],
+    ['/policy/cpu/cpu_bound', s.policy.cpu.cpu_bound, vms, 'VM'],
+    ['/policy/disk/limits_watts', Object.keys(s.policy.disk.limits_watts), vms, 'VM'],
+    ['/policy/guest/limits_watts', Object.keys(s.policy.guest.limits_watts), vms, 'VM'],
+    ['/accounting/driver/baseline_watts', Object.keys(s.accounting.driver.baseline_watts), drivers, 'driver VM'],
+  ];
+  for (const [path, ids, known, what] of named) {
+    for (const [i, id] of ids.entries()) {
+      if (!known.has(id)) {
+        const at = path.endsWith('cpu_bound') ? `${path}/${i}` : `${path}/${id}`;
+        throw new WattraceError('E_PIPELINE', `names ${what} '${id}', which the machine profile (${machine.file}) does not have; it has ${[...known].join(', ') || 'none'}`, { file: p.file, path: at });
+      }
+    }
+  }
+}
+
+/** Relative tolerance of the conservation check (float sums over many rows in another order). */
+export const CONSERVATION_TOLERANCE = 1e-9;
+
+/**
+ * Energy is moved between consumers, never created or lost: per device, the host-level rows that
+ * reach the store add up to what the stages declared they created. Otherwise the run is a bug's
+ * result, not an answer: an internal error (exit 70), and nothing is stored.
+ */
+function checkConservation(created: ReadonlyMap<string, number>, stored: ReadonlyMap<string, number>): void {
+  for (const device of new Set([...created.keys(), ...stored.keys()])) {
+    const c = created.get(device) ?? 0;
+    const s = stored.get(device) ?? 0;
+    if (Math.abs(s - c) > CONSERVATION_TOLERANCE * Math.max(Math.abs(c), Math.abs(s), 1e-12)) {
+      throw new Error(`energy is not conserved on device '${device}': the stages accounted ${c} J, the rows add up to ${s} J (off by ${s - c} J); this is a bug in wattrace, and the run is not stored`);
+    }
+  }
 }
 
 /** The stages of one run, wired. */
@@ -123,6 +167,21 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
   const streams: { [P in StreamPort]: ((v: StreamPorts[P]) => void)[] } = { 'cpu-periods': [], 'guest-periods': [], 'disk-requests': [] };
   const services: Partial<ServicePorts> = { ...o.services };
   const metrics = new MetricWriter(o.sink);
+  // Conservation: per device, what the stages declare they created, and what reaches the sink.
+  const created = new Map<string, number>();
+  const stored = new Map<string, number>();
+  const sink: RunSink = {
+    energy: (r) => {
+      if (r.container === null) stored.set(r.device, (stored.get(r.device) ?? 0) + r.joules);
+      o.sink.energy(r);
+    },
+    counter: (r) => o.sink.counter(r),
+    diskPolicy: (r) => o.sink.diskPolicy(r),
+    cpuPolicy: (r) => o.sink.cpuPolicy(r),
+    containerRow: (r) => o.sink.containerRow(r),
+    metric: (n, v) => o.sink.metric(n, v),
+  };
+  const account = (device: string, joules: number) => created.set(device, (created.get(device) ?? 0) + joules);
 
   /** Writes an energy row of stage `i`: through the handlers after it, then to the sink. */
   const energyAfter = (i: number) => {
@@ -131,7 +190,7 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
         const h = stages[j]!;
         if (h.energy !== undefined && h.energy(row)) return;
       }
-      o.sink.energy(row);
+      sink.energy(row);
     };
   };
 
@@ -139,10 +198,10 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
     const writes = new Set(d.writes);
     const out: RowSink = {
       energy: energyAfter(i),
-      counter: (r) => o.sink.counter(r),
-      diskPolicy: (r) => o.sink.diskPolicy(r),
-      cpuPolicy: (r) => o.sink.cpuPolicy(r),
-      containerRow: (r) => o.sink.containerRow(r),
+      counter: (r) => sink.counter(r),
+      diskPolicy: (r) => sink.diskPolicy(r),
+      cpuPolicy: (r) => sink.cpuPolicy(r),
+      containerRow: (r) => sink.containerRow(r),
     };
     const emit = <P extends StreamPort>(port: P, value: StreamPorts[P]): void => {
       if (!writes.has(port)) throw new Error(`stage '${d.name}' emitted on '${port}', which its definition does not declare`);
@@ -150,7 +209,7 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
     };
     const readable = new Set(d.reads.map((r) => r.port));
     const inputs = { services: Object.fromEntries(Object.entries(services).filter(([k]) => readable.has(k as PortName))) as Partial<ServicePorts> };
-    const s = d.create({ machine: o.machine, settings: d.settings(o.pipeline.settings), intervalNs: o.intervalNs, out, metrics, emit, span: o.span }, inputs);
+    const s = d.create({ machine: o.machine, settings: d.settings(o.pipeline.settings), intervalNs: o.intervalNs, out, metrics, emit, span: o.span, account }, inputs);
     stages.push(s);
     for (const t of [...d.traces, ...(d.optionalTraces ?? [])]) if (traceKinds.has(t) && s.push) byKind[BATCH_OF[t]].push(s);
     for (const port of readable) {
@@ -177,6 +236,7 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
     },
     finish(run: RunSpan): void {
       for (const s of stages) s.finish(run);
+      checkConservation(created, stored);
     },
   };
 }

@@ -9,13 +9,20 @@ import { resized } from '../core/typed.js';
 import type { Machine } from '../core/machine.js';
 import { Decoder, type TimeBase } from './decoder.js';
 import { PARSED, counterAdvance, formatExact } from './exact.js';
+import { nsToMs, ticksIn } from '../core/units.js';
 
 export const MAX_CPU = 4095;
 const TSC_BITS = 64;
+/** `cpu.tsc_tolerance` when the profile does not set it. */
+export const DEFAULT_TSC_TOLERANCE = 0.02;
+/** Periods shorter than this are not checked against the TSC (timestamps and counters are read apart). */
+const MIN_CHECKED_NS = 1_000_000;
 
 export class CswitchDecoder extends Decoder<SwitchBatch> {
   private readonly nEv: number;
   private readonly bits: number;
+  /** The TSC check (docs/formats.md, `cpu.tsc_tolerance`): null with `idle_clock: time`. */
+  private readonly tscCheck: { readonly hz: number; readonly tolerance: number } | null;
   private iTs = 0;
   private iCpu = 0;
   private iVm = 0;
@@ -38,6 +45,8 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     super(file, base, { required: ['ts_ns', 'cpu', 'vm', 'tsc'], events: machine.eventNames }, 'cswitch');
     this.nEv = machine.eventNames.length;
     this.bits = machine.profile.cpu.counter_bits;
+    const cpuSpec = machine.profile.cpu;
+    this.tscCheck = cpuSpec.idle_clock === 'time' ? null : { hz: cpuSpec.tsc_hz, tolerance: cpuSpec.tsc_tolerance ?? DEFAULT_TSC_TOLERANCE };
     this.counterRange(this.bits);
     this.evCol = new Int32Array(this.nEv);
   }
@@ -112,6 +121,12 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
       }
       const dtsc = counterAdvance(tHi, tLo, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
       if (dtsc < 0) this.backwards(f, this.iTsc, cpu, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
+      const chk = this.tscCheck;
+      if (chk !== null && t - t0 >= MIN_CHECKED_NS) {
+        // The TSC is the clock of idle energy (§3.2.1): it must run at tsc_hz with the timestamps.
+        const expected = ticksIn(t - t0, chk.hz);
+        if (Math.abs(dtsc - expected) > chk.tolerance * expected) this.tscJump(f, cpu, t - t0, dtsc, expected);
+      }
       b.t[i] = t;
       b.t0[i] = t0;
       b.cpu[i] = cpu;
@@ -131,9 +146,20 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
   private backwards(f: string[], c: number, cpu: number, phi: number, plo: number, bits: number): never {
     this.fail(
       'E_COUNTER',
-      `counter ${this.columnName(c)} goes backwards on cpu ${cpu}, from ${formatExact(phi, plo)} (line ${this.prevLine[cpu]}) to ${f[c]}, ` +
-        `which is no plausible wrap of a ${bits}-bit counter (a wrap must advance by less than 2^${bits - 1})`,
+      `counter ${this.columnName(c)} goes backwards or jumps on cpu ${cpu}, from ${formatExact(phi, plo)} (line ${this.prevLine[cpu]}) to ${f[c]}, ` +
+        `which is no plausible advance of a ${bits}-bit counter (it must advance by less than 2^${bits - 1}, a wrap included)`,
       c,
+    );
+  }
+
+  private tscJump(f: string[], cpu: number, dt: number, dtsc: number, expected: number): never {
+    const fmt = (x: number) => (Math.abs(x) >= 1e6 ? x.toExponential(4) : x.toFixed(0));
+    this.fail(
+      'E_COUNTER',
+      `the TSC of cpu ${cpu} advanced ${fmt(dtsc)} ticks since line ${this.prevLine[cpu]}, but ${(nsToMs(dt)).toFixed(3)} ms at tsc_hz ${this.tscCheck!.hz} ` +
+        `is ${fmt(expected)} ticks (beyond cpu.tsc_tolerance ${this.tscCheck!.tolerance}): a TSC reset or jump, or a wrong tsc_hz` +
+        ` (a TSC that stops in deep idle: set cpu.idle_clock to "time")`,
+      this.iTsc,
     );
   }
 }

@@ -67,18 +67,43 @@ describe('buildGraph', () => {
         create: (ctx): Stage => ({
           energy(r) {
             seen.push(`${name} sees ${r.consumer}`);
-            return r.consumer === takes;
+            if (r.consumer !== takes) return false;
+            // Takes it over and charges it on, as driver-charge does.
+            ctx.out.energy({ ...r, consumer: `${r.consumer}'` });
+            return true;
           },
           finish() {
-            for (const c of writes) ctx.out.energy(row(c, 1));
+            for (const c of writes) {
+              ctx.account('cpu', 1);
+              ctx.out.energy(row(c, 1));
+            }
           },
         }),
       });
     const sink = new MemorySink();
     const g = buildGraph([probe('first', null, ['a', 'b']), probe('second', 'b', ['c']), probe('third', null)], { machine: m, pipeline: pipelineStub(), intervalNs: ns(1e8), span: new Span(), sink });
     g.finish({ t0: 0, t1: 1 });
-    expect(seen).toEqual(['second sees a', 'third sees a', 'second sees b', 'third sees c']);
-    expect(sink.rows.map((r) => r.consumer)).toEqual(['a', 'c']);
+    expect(seen).toEqual(['second sees a', 'third sees a', 'second sees b', "third sees b'", 'third sees c']);
+    expect(sink.rows.map((r) => r.consumer)).toEqual(['a', "b'", 'c']);
+  });
+
+  it('refuses a run whose stored energy is not what the stages accounted (a bug: nothing stored)', () => {
+    const leaky = defineStage({
+      name: 'cpu-split',
+      summary: 'accounts 10 J on the CPU but writes 9 J',
+      traces: [],
+      reads: [],
+      writes: ['energy'],
+      settings: () => null,
+      create: (ctx): Stage => ({
+        finish: () => {
+          ctx.account('cpu', 10);
+          ctx.out.energy(row('a', 9));
+        },
+      }),
+    });
+    const g = buildGraph([leaky], { machine: m, pipeline: pipelineStub(), intervalNs: ns(1e8), span: new Span(), sink: new MemorySink() });
+    expect(() => g.finish({ t0: 0, t1: 1 })).toThrow(/energy is not conserved on device 'cpu': the stages accounted 10 J, the rows add up to 9 J \(off by -1 J\)/);
   });
 
   it('refuses an emission on a port the stage did not declare (a bug, not input)', () => {

@@ -2,7 +2,8 @@
  * Stage 1, cpu-split: the CPU idle/access split of §3.2.1 and §3.3.1.
  *
  * For each period between two switches on one CPU, with counter advances Δ:
- *   idle energy   = w_tsc · Δtsc, w_tsc = idle_watts / tsc_hz  (the TSC counts halted cycles too)
+ *   idle energy   = w_tsc · Δtsc, w_tsc = idle_watts / tsc_hz  (the TSC counts halted cycles too;
+ *                   with `idle_clock: time`, for a TSC that stops in deep idle: idle_watts · Δt)
  *   access energy = Σ_e w_e · Δe                                 (charged to the VM that ran)
  * Idle energy goes to the profile's VMs, per `idle_split`:
  *   equal   — in equal parts, as the paper's code does (`vm[id].cpu_idle += weight[0] * pmc[0] /
@@ -79,6 +80,8 @@ export class CpuSplit implements Stage {
     const b = slice.batch as SwitchBatch;
     const { weights, wTsc, equal, pool, cpuTime } = this;
     const idleVm = this.ctx.machine.idleIndex;
+    const byTime = this.ctx.machine.profile.cpu.idle_clock === 'time';
+    const idleWatts = this.ctx.machine.profile.cpu.idle_watts;
     const nEv = b.nEvents;
     const I = this.ctx.intervalNs;
     const out = this.outFor(slice.to - slice.from);
@@ -87,7 +90,8 @@ export class CpuSplit implements Stage {
       const vm = b.vm[i]!;
       const t0 = b.t0[i]!;
       const t1 = b.t[i]!;
-      const eIdle = wTsc * b.dtsc[i]!;
+      // The TSC counts halted cycles too (§3.2.1); where it stops in deep idle, time does.
+      const eIdle = byTime ? energyOf(idleWatts, t1 - t0) : wTsc * b.dtsc[i]!;
       let eAct = 0;
       const d = i * nEv;
       for (let e = 0; e < nEv; e++) eAct += weights[e]! * b.dev[d + e]!;
@@ -143,6 +147,7 @@ export class CpuSplit implements Stage {
       gap(run.t0, this.firstT0[c]!);
       gap(last, run.t1);
     }
+    this.ctx.account(CPU_DEVICE, this.idleJoules + unattributed + this.activeJoules);
     metrics.write(METRICS.cpuIdle, {}, this.idleJoules + unattributed);
     metrics.write(METRICS.cpuActive, {}, this.activeJoules);
     metrics.write(METRICS.cpuUnlogged, {}, unattributed);

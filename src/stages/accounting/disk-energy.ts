@@ -203,6 +203,8 @@ export class DiskEnergy implements Stage {
     const { metrics } = this.ctx;
     for (const st of this.disks) {
       const disk = { disk: st.id };
+      // The disk's energy over the run: idle power × duration + every request's active energy.
+      this.ctx.account(st.id, energyOf(st.spec.idle_watts, run.t1 - run.t0) + st.activeJ);
       metrics.write(METRICS.diskIdle, disk, st.idleJ);
       metrics.write(METRICS.diskActive, disk, st.activeJ);
       metrics.write(METRICS.diskActiveS, disk, st.activeS);
