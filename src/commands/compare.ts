@@ -58,7 +58,7 @@ export interface Comparison {
 const WORKER = path.join(PROJECT_ROOT, 'dist', 'commands', 'replay-many-main.js');
 
 /** Replays one group of variants (sharing traces and profile) in a child process, reading once. */
-function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readonly string[], threads: boolean): Promise<void> {
+function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readonly string[], threads: boolean, notes: Set<string>): Promise<void> {
   const job = { pipeline: args.pipeline, variants, dbs, trace: args.trace, profile: args.profile, intervalMs: args.intervalMs };
   return new Promise((resolve, reject) => {
     // Groups run side by side, one per core: then each decodes on its own thread.
@@ -68,7 +68,11 @@ function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readon
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
-      if (code === 0) resolve();
+      if (code === 0) {
+        // The replays' notes, passed on.
+        for (const line of err.split('\n')) if (line.startsWith('wattrace: note: ')) notes.add(line);
+        resolve();
+      }
       else {
         const msg = err.trim().replace(/^wattrace: /, '') || `the replay of ${variants.join(', ')} ${code === null ? 'was killed' : `exited with ${code}`}`;
         reject(new WattraceError('E_PIPELINE', `variants ${variants.join(', ')}: ${msg}`, {}, code === 2 ? 2 : 70));
@@ -237,7 +241,9 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
     const dbs = variants.map((_, i) => path.join(scratch, `${i}.sqlite`));
     const list = [...groups.values()];
     const parallel = Math.min(jobs, list.length);
-    await pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1));
+    const notes = new Set<string>();
+    await pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1, notes));
+    for (const n of notes) io.err(n);
     runIds = importRuns(args.db, dbs.map((f) => ({ file: f, runId: 1 })));
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });

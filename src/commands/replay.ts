@@ -67,6 +67,7 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     const b = bar;
     const summary = await runPipeline(p, machine, plan, writer, b ? { onProgress: (d, t) => b.update(d, t) } : {});
     bar?.stop();
+    for (const n of summary.notes) io.err(`wattrace: note: ${n}`);
     const profileText = fs.readFileSync(p.profilePath);
     const inputs = {
       profile: { path: p.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') },
@@ -139,6 +140,7 @@ export async function replayMany(args: ReplayManyArgs): Promise<number[]> {
     );
     const profileText = fs.readFileSync(p0.profilePath);
     const profile = { path: p0.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') };
+    for (const n of new Set(summaries.flatMap((s) => s.notes))) process.stderr.write(`wattrace: note: ${n}\n`);
     summaries.forEach((s, i) => {
       writers[i]!.commit({ inputs: { profile, ...s.inputs }, baseTsNs: s.baseTsNs, t0Ns: s.t0, t1Ns: s.t1, intervalNs: Math.round(msToNs(ps[i]!.intervalMs)) });
     });

@@ -215,6 +215,8 @@ export interface StageContext<S> {
    * up to what was declared: energy is moved between consumers, never created or lost.
    */
   readonly account: (device: string, joules: number) => void;
+  /** A note for the user (stderr): a result that holds, but with a caveat worth knowing. */
+  readonly note: (message: string) => void;
   /** The span of the events dispatched so far (grows as the stream advances). */
   readonly span: Span;
 }

@@ -144,6 +144,8 @@ export interface StageGraph {
   readonly stages: readonly Stage[];
   /** The services its stages provide (a first pass hands them to the second). */
   readonly services: Partial<ServicePorts>;
+  /** The stages' notes for the user, in the order written. */
+  readonly notes: readonly string[];
   /** Feeds a slice of the merged trace stream to the stages that read its trace. */
   dispatch(slice: EventSlice): void;
   finish(run: RunSpan): void;
@@ -182,6 +184,8 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
     metric: (n, v) => o.sink.metric(n, v),
   };
   const account = (device: string, joules: number) => created.set(device, (created.get(device) ?? 0) + joules);
+  const notes: string[] = [];
+  const note = (message: string) => notes.push(message);
 
   /** Writes an energy row of stage `i`: through the handlers after it, then to the sink. */
   const energyAfter = (i: number) => {
@@ -209,7 +213,7 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
     };
     const readable = new Set(d.reads.map((r) => r.port));
     const inputs = { services: Object.fromEntries(Object.entries(services).filter(([k]) => readable.has(k as PortName))) as Partial<ServicePorts> };
-    const s = d.create({ machine: o.machine, settings: d.settings(o.pipeline.settings), intervalNs: o.intervalNs, out, metrics, emit, span: o.span, account }, inputs);
+    const s = d.create({ machine: o.machine, settings: d.settings(o.pipeline.settings), intervalNs: o.intervalNs, out, metrics, emit, span: o.span, account, note }, inputs);
     stages.push(s);
     for (const t of [...d.traces, ...(d.optionalTraces ?? [])]) if (traceKinds.has(t) && s.push) byKind[BATCH_OF[t]].push(s);
     for (const port of readable) {
@@ -231,6 +235,7 @@ export function buildGraph(defs: readonly AnyDefinition[], o: GraphOptions): Sta
   return {
     stages,
     services,
+    notes,
     dispatch(slice: EventSlice): void {
       for (const s of byKind[slice.batch.kind]) s.push!(slice);
     },

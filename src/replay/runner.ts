@@ -37,6 +37,8 @@ export interface RunSummary {
   t1: number;
   inputs: Partial<Record<TraceKind, RunInput>>;
   graph: StageGraph;
+  /** Notes for the user from the stages. */
+  notes: readonly string[];
 }
 
 export interface RunOptions {
@@ -239,6 +241,6 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   return built.map((b) => {
     b.graph.finish(run);
     writeRunMetrics(b.tally, span, inputs);
-    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph };
+    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph, notes: b.graph.notes };
   });
 }

@@ -15,15 +15,35 @@ import type { EventSlice, MeasuredBatch } from '../core/events.js';
 import { METRICS } from '../core/metrics.js';
 import type { RunSpan } from '../core/span.js';
 import { defineStage, type EnergyRow, type Stage, type StageContext } from '../core/stage.js';
-import { powerOf } from '../core/units.js';
+import { nsToS, powerOf } from '../core/units.js';
+import { WattraceError } from '../core/errors.js';
 
 export class Validator implements Stage {
   private readonly measured = new Map<string, Map<number, [number, number]>>();
+  /** The measured trace's file and the span of its samples. */
+  private file = '';
+  private first = Infinity;
+  private last = -Infinity;
   private readonly accounted = new Map<string, Map<number, number>>();
   private readonly intervalNs: number;
 
   constructor(private readonly ctx: StageContext<unknown>) {
     this.intervalNs = ctx.intervalNs;
+  }
+
+  /**
+   * Samples that do not overlap the run validate nothing: an error, not a run without a word
+   * about it. Samples covering part of the run validate that part: a note says how much.
+   */
+  private checkOverlap(run: RunSpan): void {
+    if (this.first === Infinity) return;
+    const f = coveredFraction(this.first, this.last, run);
+    const span = `${nsToS(this.first).toFixed(3)} s to ${nsToS(this.last).toFixed(3)} s`;
+    const runSpan = `${nsToS(run.t0).toFixed(3)} s to ${nsToS(run.t1).toFixed(3)} s`;
+    if (f === 0) {
+      throw new WattraceError('E_PIPELINE', `the measured samples (${span} from the run's base time) do not overlap the run (${runSpan}): they validate nothing — is it the recording of another run?`, { file: this.file });
+    }
+    if (f < 0.999) this.ctx.note(`${this.file}: the measured samples cover ${(100 * f).toFixed(1)} % of the run (${span} of ${runSpan}); the validation compares that part only`);
   }
 
   energy(row: EnergyRow): boolean {
@@ -38,7 +58,10 @@ export class Validator implements Stage {
 
   push(slice: EventSlice): void {
     const b = slice.batch as MeasuredBatch;
+    this.file = b.file;
     for (let i = slice.from; i < slice.to; i++) {
+      if (b.t[i]! < this.first) this.first = b.t[i]!;
+      if (b.t[i]! > this.last) this.last = b.t[i]!;
       const dev = b.names[b.device[i]!]!;
       let m = this.measured.get(dev);
       if (!m) this.measured.set(dev, (m = new Map()));
@@ -54,6 +77,7 @@ export class Validator implements Stage {
   finish(run: RunSpan): void {
     const I = this.intervalNs;
     const duration = run.t1 - run.t0;
+    this.checkOverlap(run);
     for (const [dev, m] of [...this.measured].sort(([a], [b]) => (a < b ? -1 : 1))) {
       // A device no stage of the pipeline accounts (a disk without disk-energy) is not compared.
       const acc = this.accounted.get(dev);
@@ -84,6 +108,13 @@ export class Validator implements Stage {
       metrics.write(METRICS.valAccounted, device, duration > 0 ? powerOf(accJ, duration) : NaN);
     }
   }
+}
+
+/** How much of `run` the samples of [first, last] cover. */
+export function coveredFraction(first: number, last: number, run: RunSpan): number {
+  const d = run.t1 - run.t0;
+  if (!(d > 0)) return first <= run.t1 && last >= run.t0 ? 1 : 0;
+  return Math.max(0, Math.min(last, run.t1) - Math.max(first, run.t0)) / d;
 }
 
 /** Not a pipeline stage: the replay adds it, last, whenever a measured trace is given. */

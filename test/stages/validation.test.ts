@@ -1,0 +1,50 @@
+/** Validation against measured power: what it compares, and measured samples that miss the run. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, profileOf, sha256File, tmpDir } from '../helpers.js';
+import { coveredFraction } from '../../src/stages/validation.js';
+
+describe('validation against measured power', () => {
+  const dir = tmpDir();
+  // Two CPUs' worth of one CPU logged from 1 s to 3 s (TSC at 1 GHz), 10 W idle, no access energy.
+  fs.writeFileSync(path.join(dir, 'm.json'), JSON.stringify(profileOf({ idleWatts: 10 })));
+  fs.writeFileSync(path.join(dir, 'c.csv'), 'ts_ns,cpu,vm,tsc,uops\n1000000000,0,a,1000000000,0\n2000000000,0,b,2000000000,0\n3000000000,0,a,3000000000,0\n');
+  const measured = (from: number, to: number, w = 10) => {
+    const rows = ['ts_ns,device,watts'];
+    for (let t = from; t <= to; t += 1e7) rows.push(`${t},cpu,${w}`);
+    return rows.join('\n') + '\n';
+  };
+  const replay = async (name: string, text: string) => {
+    fs.writeFileSync(path.join(dir, `${name}.csv`), text);
+    const p = path.join(dir, `${name}.json`);
+    fs.writeFileSync(p, JSON.stringify({ name, profile: 'm.json', traces: { cswitch: 'c.csv', measured: `${name}.csv` }, stages: ['cpu-split'] }));
+    return cli(['replay', p, '--db', path.join(dir, 'db.sqlite'), '--quiet']);
+  };
+
+  it('compares where the samples are: 10 W measured, 10 W accounted, MAPE 0', async () => {
+    const r = await replay('all', measured(1e9, 3e9));
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).not.toMatch(/note/);
+  });
+
+  it('samples covering part of the run: a note with the covered fraction', async () => {
+    const r = await replay('half', measured(2e9, 3e9));
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/half\.csv: the measured samples cover 50\.0 % of the run \(1\.000 s to 2\.000 s of 0\.000 s to 2\.000 s\); the validation compares that part only/);
+  });
+
+  it('samples that miss the run entirely: exit 2, named, nothing stored', async () => {
+    const before = sha256File(path.join(dir, 'db.sqlite'));
+    const r = await replay('elsewhere', measured(10e9, 12e9));
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/elsewhere\.csv: the measured samples \(9\.000 s to 11\.000 s from the run's base time\) do not overlap the run \(0\.000 s to 2\.000 s\): they validate nothing/);
+    expect(sha256File(path.join(dir, 'db.sqlite'))).toBe(before);
+  });
+
+  it('covered fraction by hand', () => {
+    expect(coveredFraction(0, 10, { t0: 0, t1: 20 })).toBe(0.5);
+    expect(coveredFraction(30, 40, { t0: 0, t1: 20 })).toBe(0);
+    expect(coveredFraction(-5, 25, { t0: 0, t1: 20 })).toBe(1);
+  });
+});
