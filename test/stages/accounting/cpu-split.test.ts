@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import type { EnergyRow } from '../../../src/core/stage.js';
 import { DEMO_OPTIONS } from '../../../src/generate/demo-fixture.js';
 import { syntheticCswitch } from '../../../src/generate/synthetic-cswitch.js';
-import { cpuSplitBatch, cpuSplitStream, machineOf, relDiff } from '../../helpers.js';
+import { cpuSplitBatch, cpuSplitStream, machineOf, profileOf, relDiff } from '../../helpers.js';
+import { resolveProfile } from '../../../src/core/profile.js';
 
 // Timestamps above 2^53 on purpose: T is 2^53 + 1 ns.
 const T = 9007199254740993n;
@@ -75,6 +76,20 @@ describe('cpu-split by hand', () => {
     const text = ['ts_ns,cpu,vm,tsc,uops', `${at(0n)},0,a,0,65530`, `${at(1000n)},0,a,1000,4`, ''].join('\n');
     const sink = cpuSplitBatch(machineOf({ bits: 16, events: { uops: 1 } }), text, 100);
     expect(sink.total((r) => r.kind === 'active')).toBe(10);
+  });
+
+  it('idle_clock "time": a TSC that stops in deep idle costs idle_watts × Δt; with the TSC clock it is an error', () => {
+    // cpu 0: a runs 1 ms (1e6 ticks, 100 uops), then the idle processor halts 4 ms while the TSC
+    // stands still (deep idle), then b runs 1 ms. 10 W idle, 2 VMs: idle energy by time is
+    // 10 W × 6 ms = 60 mJ, 30 mJ to each VM; access 200 uops × 1e-6 J = 200 µJ.
+    const text = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0', '1000000,0,a,1000000,100', '5000000,0,idle,1000000,100', '6000000,0,b,2000000,200', ''].join('\n');
+    const p = profileOf({ idleWatts: 10, events: { uops: 1e-6 } });
+    expect(() => cpuSplitBatch(resolveProfile(p, 'tsc.json'), text)).toThrow(/the TSC of cpu 0 advanced 0 ticks since line 3, but 4\.000 ms at tsc_hz 1000000000 is 4\.0000e\+6 ticks/);
+    p.cpu.idle_clock = 'time';
+    const by = cpuSplitBatch(resolveProfile(p, 'time.json'), text, 1000).sumBy((r) => `${r.consumer}/${r.kind}`);
+    expect(by.get('a/idle')).toBeCloseTo(0.03, 12);
+    expect(by.get('b/idle')).toBeCloseTo(0.03, 12);
+    expect(by.get('a/active')! + by.get('b/active')!).toBeCloseTo(200e-6, 12);
   });
 
   it('keeps CPUs apart: each period is between rows of the same CPU', () => {
