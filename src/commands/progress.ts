@@ -25,7 +25,11 @@ export function progressBar(io: IO, totalBytes: number, label: string): Progress
   const mb = (b: number) => (b / 1048576).toFixed(0);
   bar.start(totalBytes, 0, { mb: '0', totalMb: mb(totalBytes) });
   return {
-    update: (done, total) => bar.update(done, { mb: mb(done), totalMb: mb(total) }),
+    update: (done, total) => {
+      // A replay that reads its traces twice (a first pass) reports twice the bytes.
+      if (total !== bar.getTotal()) bar.setTotal(total);
+      bar.update(done, { mb: mb(done), totalMb: mb(total) });
+    },
     stop: () => bar.stop(),
   };
 }

@@ -48,7 +48,7 @@ export const IDLE_VM = 'idle';
 export const UNATTRIBUTED = '(unattributed)';
 /** The CPU's device name in the energy table (a disk may not be named so). */
 export const CPU_DEVICE = 'cpu';
-/** The CPU's device name in the energy table (a disk may not be named so). */
+
 /** The profile resolved into the dense indices the hot paths use. */
 export interface Machine {
   readonly profile: Profile;

@@ -34,8 +34,8 @@ function def<P extends string>(by: string, pattern: P, unit: MetricUnit, window:
 
 const RUN = 'the run';
 const SETTLED = 'the manager periods after settling (the last quarter of the periods after start_s if it never settled)';
-const LIMITED_OR_RUN =
-  'with a limit: the manager periods after settling (the last quarter of the periods after start_s if it never settled); without: the whole run';
+/** The one window of every `mean_watts`: the limits' start to the end of the run. */
+const AFTER_START = "from the policy's start_s (its first manager period from then) to the end of the run — the window of every mean_watts";
 
 /** Every metric of wattrace, grouped by the stage that writes it. */
 export const METRICS = {
@@ -88,23 +88,26 @@ export const METRICS = {
   cpuBacklog: def('host-strides', 'cpu.<vm>.backlog_s', 's', 'the end of the run', 'demand not yet served; work − extra + backlog = demand'),
   cpuExtra: def('host-strides', 'cpu.<vm>.extra_s', 's', RUN, '`cpu_bound` VMs only: time served beyond the recorded demand'),
   cpuJoules: def('host-strides', 'cpu.<vm>.joules', 'J', RUN, 'active CPU energy of the work served'),
-  cpuMean: def('host-strides, guest-containers', 'cpu.<vm>.mean_watts', 'W', LIMITED_OR_RUN + ' (guest-containers: the whole run)', 'mean active CPU power under the policy'),
+  cpuMean: def('host-strides, guest-containers', 'cpu.<vm>.mean_watts', 'W', AFTER_START, 'mean active CPU power of the work served under the policy'),
+  cpuSettledMean: def('host-strides', 'cpu.<vm>.settled_mean_watts', 'W', SETTLED, 'limited VMs: mean of the manager periods\' power once settled, to compare with the limit'),
   cpuMax: def('host-strides', 'cpu.<vm>.max_period_watts', 'W', SETTLED, 'limited VMs: the highest power of one manager period'),
   cpuOver: def('host-strides', 'cpu.<vm>.over_limit_frac', 'fraction', SETTLED, 'limited VMs: share of manager periods more than 20 % over the limit'),
   cpuSettle: def('host-strides', 'cpu.<vm>.settle_s', 's', 'from start_s', 'limited VMs: time until the 5 s mean stays within ±10 % of the limit; absent if it never did'),
 
   // guest containers (host-strides credits work and energy to them too)
-  containerMean: def('host-strides, guest-containers', 'container.<vm>.<container>.mean_watts', 'W', RUN, "mean active CPU power of the container's work served (guest-containers without container limits: as the log shows it)"),
+  containerMean: def('host-strides, guest-containers', 'container.<vm>.<container>.mean_watts', 'W', AFTER_START, "mean active CPU power of the container's work served (guest-containers without container limits: as the log shows it)"),
   containerWork: def('host-strides, guest-containers', 'container.<vm>.<container>.work_s', 's', RUN, 'CPU time served to the container'),
   containerPreempted: def('guest-containers', 'container.<vm>.<container>.preempted_s', 's', RUN, 'guests with container limits: time the container wanted to run but had spent its budget'),
 
   // disk-budgets
   diskPolBytes: def('disk-budgets', 'disk.<vm>.bytes', 'bytes', RUN, "bytes of the client's requests served"),
   diskPolRequests: def('disk-budgets', 'disk.<vm>.requests', 'count', RUN, "the client's requests served"),
-  diskPolBacklog: def('disk-budgets', 'disk.<vm>.backlog', 'count', 'the end of the run', '`arrival: trace` only: requests waiting or in service; requests + backlog = demand'),
+  diskPolBacklog: def('disk-budgets', 'disk.<vm>.backlog', 'count', 'the end of the run', 'requests not served: waiting, or in service; requests + backlog = demand'),
+  diskPolDemand: def('disk-budgets', 'disk.<vm>.demand', 'count', RUN, "the client's recorded requests (each is issued once)"),
   diskPolBefore: def('disk-budgets', 'disk.<vm>.throughput_before_bps', 'B/s', 'the periods before start_s', 'throughput before the limits switch on'),
   diskPolAfter: def('disk-budgets', 'disk.<vm>.throughput_after_bps', 'B/s', SETTLED, 'limited clients: throughput under the limit'),
-  diskPolMean: def('disk-budgets', 'disk.<vm>.mean_watts', 'W', 'with a limit: ' + SETTLED + '; without: the periods after start_s', "mean driver-side active power of the client's requests (disk, plus the driver's CPU with driver-charge)"),
+  diskPolMean: def('disk-budgets', 'disk.<vm>.mean_watts', 'W', AFTER_START, "mean driver-side active power of the client's requests served (disk, plus the driver's CPU with driver-charge)"),
+  diskPolSettledMean: def('disk-budgets', 'disk.<vm>.settled_mean_watts', 'W', SETTLED, "limited clients: mean of the periods' power once settled, to compare with the limit"),
   diskPolMax: def('disk-budgets', 'disk.<vm>.max_period_watts', 'W', SETTLED, 'limited clients: the highest power of one manager period'),
   diskPolOver: def('disk-budgets', 'disk.<vm>.over_limit_frac', 'fraction', SETTLED, 'limited clients: share of periods more than 20 % over the limit'),
   diskPolSettle: def('disk-budgets', 'disk.<vm>.settle_s', 's', 'from start_s', 'limited clients: time until the 5 s mean stays within ±10 % of the limit; absent if it never did'),

@@ -22,7 +22,9 @@ export interface DriverSettings {
 export interface CpuPolicySettings {
   readonly period_ms: number;
   readonly start_s: number;
-  /** Stride change per manager period. */
+  /** paper: the stride moves by `offset` (§3.3.6); adaptive: by a factor following the error. */
+  readonly controller: 'paper' | 'adaptive';
+  /** paper controller: stride change per manager period. */
   readonly offset: number;
   readonly limits_watts: Readonly<Record<string, number>>;
   /** VMs that would use all the CPU they get (once seen in the trace): always runnable. */
@@ -50,6 +52,8 @@ export interface GuestPolicySettings {
   /** Per energy-aware VM, each container's power limit. */
   readonly limits_watts: Readonly<Record<string, Readonly<Record<string, number>>>>;
   readonly cpu_bound: boolean;
+  /** When the container limits switch on (default: `policy.cpu.start_s`). */
+  readonly start_s: number;
   /** The VM-wide budget each guest gets from the host: `policy.cpu.limits_watts`. */
   readonly host_limits_watts: Readonly<Record<string, number>>;
   /** When the host's limits switch on: `policy.cpu.start_s`. */
@@ -64,7 +68,7 @@ export interface Settings {
 /** The sections as the schema leaves them: every default filled in. */
 export interface SettingsSections {
   accounting: { driver: DriverSettings };
-  policy: { cpu: CpuPolicySettings; disk: DiskPolicySettings; guest: Omit<GuestPolicySettings, 'host_limits_watts' | 'host_start_s'> };
+  policy: { cpu: CpuPolicySettings; disk: DiskPolicySettings; guest: Omit<GuestPolicySettings, 'host_limits_watts' | 'host_start_s' | 'start_s'> & { start_s?: number } };
 }
 
 /** The typed settings of a pipeline whose sections the schema has validated and defaulted. */
@@ -78,7 +82,7 @@ export function settingsOf(p: SettingsSections): Settings {
       driver: { model: d.model, window: d.window, baseline_window_ms: d.baseline_window_ms, baseline_watts: { ...d.baseline_watts }, forget: d.forget },
     },
     policy: {
-      cpu: { period_ms: cpu.period_ms, start_s: cpu.start_s, offset: cpu.offset, limits_watts: { ...cpu.limits_watts }, cpu_bound: [...cpu.cpu_bound] },
+      cpu: { period_ms: cpu.period_ms, start_s: cpu.start_s, controller: cpu.controller, offset: cpu.offset, limits_watts: { ...cpu.limits_watts }, cpu_bound: [...cpu.cpu_bound] },
       disk: {
         period_ms: disk.period_ms,
         refresh_ms: disk.refresh_ms,
@@ -95,6 +99,8 @@ export function settingsOf(p: SettingsSections): Settings {
         policy: guest.policy,
         limits_watts: structuredClone(guest.limits_watts),
         cpu_bound: guest.cpu_bound,
+        // Derived default: the containers' limits switch on with the host's.
+        start_s: guest.start_s ?? cpu.start_s,
         host_limits_watts: { ...cpu.limits_watts },
         host_start_s: cpu.start_s,
       },

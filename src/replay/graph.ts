@@ -115,7 +115,8 @@ function checkSettingsVms(p: ResolvedPipeline, machine: Machine): void {
     for (const [i, id] of ids.entries()) {
       if (!known.has(id)) {
         const at = path.endsWith('cpu_bound') ? `${path}/${i}` : `${path}/${id}`;
-        throw new WattraceError('E_PIPELINE', `names ${what} '${id}', which the machine profile (${machine.file}) does not have; it has ${[...known].join(', ') || 'none'}`, { file: p.file, path: at });
+        const why = vms.has(id) ? `'${id}' is not a ${what} in the machine profile (${machine.file})` : `the machine profile (${machine.file}) does not have it`;
+        throw new WattraceError('E_PIPELINE', `names ${what} '${id}', but ${why}; it has ${[...known].join(', ') || 'none'}`, { file: p.file, path: at });
       }
     }
   }

@@ -197,13 +197,6 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   base ??= { hi: 0, lo: 0 };
 
   const twoPasses = lanes.some((l) => l.plan.prepass !== null);
-  if (twoPasses) {
-    for (const f of files) {
-      if (!fs.statSync(f.path).isFile()) {
-        throw new WattraceError('E_USAGE', 'this pipeline reads its traces twice (a first pass estimates the driver baselines over the whole trace): give a regular file, or set accounting.driver.baseline_watts for every driver VM', { file: f.path });
-      }
-    }
-  }
   const passes = twoPasses ? 2 : 1;
   let done = 0;
   const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), passes * total) : undefined;

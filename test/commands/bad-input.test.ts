@@ -115,7 +115,7 @@ const CASES: Case[] = [
   { name: 'interval-huge', trace: GOOD_TRACE, pipeline: { interval_ms: 1e308 }, where: /interval-huge\.pipeline\.json at \/interval_ms: /, says: /must be <= 86400000/ },
   // A limit for a VM the profile does not have would change nothing, without a word.
   { name: 'limit-unknown-vm', trace: GOOD_TRACE, pipeline: { stages: ['cpu-split', 'host-strides'], policy: { cpu: { limits_watts: { vm9: 10 } } } },
-    where: /limit-unknown-vm\.pipeline\.json at \/policy\/cpu\/limits_watts\/vm9: /, says: /names VM 'vm9', which the machine profile .* does not have; it has a, b/ },
+    where: /limit-unknown-vm\.pipeline\.json at \/policy\/cpu\/limits_watts\/vm9: /, says: /names VM 'vm9', but the machine profile .* does not have it; it has a, b/ },
   ...diskCases(),
   // A stage whose input no earlier stage of the pipeline produces: refused, naming both stages.
   { name: 'driver-charge-without-cpu-split', trace: GOOD_TRACE, pipeline: { profile: 'svc.json', stages: ['disk-energy', 'driver-charge'], traces: { cswitch: 'driver-charge-without-cpu-split.csv', disk: 'good-disk.csv' } }, setup: goodDisk,

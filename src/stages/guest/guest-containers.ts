@@ -19,7 +19,8 @@
  * `static`: a container's budget is its limit × period, unused budget is lost; `shares`: the limits
  * are weights of the VM-wide budget, shared among the containers that want to run (an idle one's
  * share is borrowed by the others). The VM-wide budget is the host's limit for the VM
- * (`policy.cpu.limits_watts[vm]`) × period, from `policy.cpu.start_s`. A container's power while running is what it drew in
+ * (`policy.cpu.limits_watts[vm]`) × period, from `policy.cpu.start_s`; the containers' limits are
+ * in force from `policy.guest.start_s` (by default the same). A container's power while running is what it drew in
  * the guest log (virtual active energy over virtual time); its demand is what the log shows it
  * running, or unbounded with `cpu_bound` (CPU-bound tasks such as bzip2). A guest's containers are
  * simulated on one virtual CPU: chunks of its time are taken in the order the log ends them
@@ -35,6 +36,7 @@ import type { GuestPolicySettings } from '../../core/settings.js';
 import type { RunSpan } from '../../core/span.js';
 import type { CpuPeriods, EnergyKind, EnergyRow, GuestPeriods, Stage, StageContext } from '../../core/stage.js';
 import { NS_PER_MS, energyOf, joules, ns, nsToS, periodNs, powerOf, sToNs, ticksToNs, watts } from '../../core/units.js';
+import { mutated } from '../policy/mutations.js';
 
 export const GUEST_REST = '(guest)';
 const QUANTUM_NS = NS_PER_MS;
@@ -58,6 +60,9 @@ interface Task {
   periodNs: number;
   preempted: number;
   totalJ: number;
+  /** Energy from policy.guest.start_s on (the window of the mean powers): served, or as logged. */
+  afterJ: number;
+  recAfterJ: number;
   workNs: number;
   preemptedNs: number;
 }
@@ -90,6 +95,8 @@ export class GuestContainers implements Stage {
   private origin = NaN;
   /** The host's limit for the VM (the VM-wide budget) is in force from policy.cpu.start_s. */
   private readonly startNs: number;
+  /** The container limits, from policy.guest.start_s. */
+  private readonly containerStartNs: number;
 
   constructor(private readonly ctx: StageContext<GuestPolicySettings>) {
     this.s = ctx.settings;
@@ -98,6 +105,7 @@ export class GuestContainers implements Stage {
     this.aware = new Set(m.profile.vms.map((v, i) => (v.energy_aware ? i : -1)).filter((i) => i >= 0));
     const hostLimits = this.s.host_limits_watts;
     this.startNs = sToNs(this.s.host_start_s);
+    this.containerStartNs = sToNs(this.s.start_s);
     for (const vm of this.aware) {
       const name = m.consumers[vm]!;
       const limits = this.s.limits_watts[name] ?? null;
@@ -168,6 +176,11 @@ export class GuestContainers implements Stage {
       const t = this.task(g, c);
       t.recJ += e;
       t.recNs += dt;
+      // The part of the logged period in the window of the mean powers.
+      const t0 = p.t0[i]!;
+      const t1 = p.t1[i]!;
+      const from = this.windowFrom();
+      t.recAfterJ += t1 > t0 ? (e * Math.max(0, t1 - Math.max(t0, from))) / (t1 - t0) : t1 >= from ? e : 0;
       if (!this.s.cpu_bound) t.backlog += dt;
     }
   }
@@ -184,7 +197,7 @@ export class GuestContainers implements Stage {
   private task(g: GuestVm, name: string): Task {
     let t = g.tasks.get(name);
     if (!t) {
-      t = { name, limit: g.limits?.[name] ?? null, recJ: 0, recNs: 0, backlog: 0, budget: 0, periodLimit: null, periodJ: 0, periodNs: 0, preempted: 0, totalJ: 0, workNs: 0, preemptedNs: 0 };
+      t = { name, limit: g.limits?.[name] ?? null, recJ: 0, recNs: 0, backlog: 0, budget: 0, periodLimit: null, periodJ: 0, periodNs: 0, preempted: 0, totalJ: 0, afterJ: 0, recAfterJ: 0, workNs: 0, preemptedNs: 0 };
       g.tasks.set(name, t);
     }
     return t;
@@ -200,6 +213,11 @@ export class GuestContainers implements Stage {
     }
   }
 
+  /** The window of the mean powers starts at the first budget period from policy.guest.start_s. */
+  private windowFrom(): number {
+    return this.origin + Math.ceil(this.containerStartNs / this.periodNs) * this.periodNs;
+  }
+
   private runnable(t: Task): boolean {
     return this.s.cpu_bound ? t.recNs > 0 : t.backlog > 0;
   }
@@ -209,6 +227,14 @@ export class GuestContainers implements Stage {
     const hostLimit = g.vmLimit !== null && now - this.origin >= this.startNs ? g.vmLimit : null;
     g.vmBudget = hostLimit !== null ? hostLimit * P : Infinity;
     const tasks = [...g.tasks.values()];
+    if (now - this.origin < this.containerStartNs || mutated('ignore-container-budgets')) {
+      // The container limits are not in force yet (policy.guest.start_s).
+      for (const t of tasks) {
+        t.budget = Infinity;
+        t.periodLimit = null;
+      }
+      return;
+    }
     if (this.s.policy === 'shares') {
       const wanting = tasks.filter((t) => this.runnable(t) && t.limit !== null);
       const sum = wanting.reduce((a, t) => a + t.limit!, 0);
@@ -282,6 +308,7 @@ export class GuestContainers implements Stage {
       g.vmBudget -= j;
       chosen.periodJ += j;
       chosen.totalJ += j;
+      if (t >= this.windowFrom()) chosen.afterJ += j;
       chosen.periodNs += dt;
       chosen.workNs += dt;
       if (!this.s.cpu_bound) chosen.backlog = Math.max(0, chosen.backlog - dt);
@@ -295,24 +322,24 @@ export class GuestContainers implements Stage {
     for (const g of this.guests.values()) if (g.limits && g.nextRefresh === g.nextRefresh) this.closePeriod(g, Math.min(g.nextRefresh, run.t1));
     this.splitEnergy();
     const { metrics } = this.ctx;
-    const duration = run.t1 - run.t0;
+    const windowNs = run.t1 - this.windowFrom();
     for (const g of this.guests.values()) {
       if (g.tasks.size === 0) continue;
       let totalJ = 0;
       let workNs = 0;
       for (const t of g.tasks.values()) {
         // Without container limits the guest ran its containers as the log shows.
-        const j = g.limits ? t.totalJ : t.recJ;
+        const j = g.limits ? t.afterJ : t.recAfterJ;
         const work = g.limits ? t.workNs : t.recNs;
         const c = { vm: g.name, container: t.name };
-        metrics.write(METRICS.containerMean, c, powerOf(j, duration));
+        if (windowNs > 0) metrics.write(METRICS.containerMean, c, powerOf(j, windowNs));
         metrics.write(METRICS.containerWork, c, nsToS(work));
         if (g.limits) metrics.write(METRICS.containerPreempted, c, nsToS(t.preemptedNs));
         totalJ += j;
         workNs += work;
       }
       // The guest VM under the names a host-level run gives it.
-      metrics.write(METRICS.cpuMean, { vm: g.name }, powerOf(totalJ, duration));
+      if (windowNs > 0) metrics.write(METRICS.cpuMean, { vm: g.name }, powerOf(totalJ, windowNs));
       metrics.write(METRICS.cpuWork, { vm: g.name }, nsToS(workNs));
     }
   }

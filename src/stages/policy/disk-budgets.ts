@@ -20,13 +20,16 @@
  * replay refuses a pipeline whose profile serves a disk through a driver VM without it): the
  * limit covers the client's whole driver-side active power.
  *
- * Demand comes from the disk log. `arrival: trace`: requests arrive at their recorded
- * completion times and wait while throttled (delayed, never dropped; the backlog is reported).
- * `arrival: closed`: each client is a stress test that issues its next request as soon as one
- * completes (so it always has one waiting: with the driver serving one request at a time, taking
- * the clients in turn, a deeper `queue_depth` changes nothing), with the sizes and service times
- * of its recorded requests, in order and over again. Limits switch on at `start_s`. The simulation clock follows
- * the trace: it never runs ahead of the events read so far, so the stage streams.
+ * Demand comes from the disk log: every recorded request once, in order, with its size and
+ * service time; delayed while throttled, never dropped (served + backlog = demand, reported).
+ * `arrival: trace`: a request arrives at its recorded completion time. `arrival: closed` (the
+ * paper's stress test): a client issues its next recorded request as soon as its previous one
+ * completes, until its recorded requests are exhausted — as far as the trace has been read: the
+ * simulation clock follows the trace (it never runs ahead of the events read so far, so the stage
+ * streams), so a client never issues a request before its recorded time; where it could (the
+ * recording has think time, or a throttled neighbour leaves it the disk), it waits as under
+ * `trace`. With the driver serving one request at a time, taking the clients in turn, a deeper
+ * `queue_depth` changes nothing. Limits switch on at `start_s`.
  */
 import type { DiskBatch, EventSlice } from '../../core/events.js';
 import type { DiskSpec } from '../../core/machine.js';
@@ -34,21 +37,22 @@ import { METRICS } from '../../core/metrics.js';
 import type { DiskPolicySettings } from '../../core/settings.js';
 import type { RunSpan } from '../../core/span.js';
 import type { DriverCostModel, Stage, StageContext } from '../../core/stage.js';
-import { amountOver, energyOf, ns, nsToS, periodNs, perSecond, sToNs, transferNs, watts } from '../../core/units.js';
+import { amountOver, energyOf, ns, nsToS, periodNs, perSecond, powerOf, sToNs, transferNs, watts } from '../../core/units.js';
 import { settle, type SettleResult } from './settle.js';
+import { mutated } from './mutations.js';
 
 /**
  * The paper's throttle-factor step (§3.3.6): the new t from t, t_l, e_c and e_l; with
  * other coefficients than ¼ and 4/3 for controller studies.
  */
 export function throttleStep(t: number, tl: number, ec: number, el: number, tMax: number, backoff = 0.25, boost = 4 / 3): number {
-  const sgn = el === ec ? 0 : (el - ec) / Math.abs(el - ec);
+  const sgn = (el === ec ? 0 : (el - ec) / Math.abs(el - ec)) * (mutated('disk-sign') ? -1 : 1);
   const dt = (ec > el && t > tl) || (ec < el && t < tl) ? backoff * (tl - t) + sgn : boost * (t - tl) + sgn;
   return Math.min(tMax, Math.max(0, t + dt));
 }
 
-/** Closed-loop clients replay this many of their recorded requests, over again. */
-const PATTERN = 256;
+/** The mutation `truncate-closed` (a test seam) keeps only this many requests per client. */
+const TRUNCATED = 256;
 
 interface Client {
   readonly vm: number;
@@ -64,11 +68,6 @@ interface Client {
   qService: Float64Array;
   qHead: number;
   qLen: number;
-  /** closed: the recorded pattern and where it is. */
-  readonly pBytes: Float64Array;
-  readonly pService: Float64Array;
-  pLen: number;
-  pNext: number;
   /** This period's energy, requests, bytes; and over the run. */
   eJ: number;
   reqs: number;
@@ -76,6 +75,8 @@ interface Client {
   totalBytes: number;
   totalReqs: number;
   demand: number;
+  /** Energy of the requests completed from start_s on (the window of the mean powers). */
+  afterJ: number;
   /** Per-period power after start_s (for settling and the metrics). */
   readonly watts: number[];
   readonly periodBytes: number[];
@@ -136,14 +137,9 @@ export class DiskBudgets implements Stage {
       const lat = b.latency[i]!;
       // At least 1 ns: the simulated clock must move with every request.
       const service = Math.max(1, lat === lat ? lat : transferNs(b.bytes[i]!, sim.spec.nominal_rate_bps));
+      if (this.s.arrival === 'closed' && mutated('truncate-closed') && c.demand >= TRUNCATED) continue;
       c.demand++;
-      if (this.s.arrival === 'closed') {
-        if (c.pLen < PATTERN) {
-          c.pBytes[c.pLen] = b.bytes[i]!;
-          c.pService[c.pLen] = service;
-          c.pLen++;
-        }
-      } else this.enqueue(c, b.bytes[i]!, service);
+      this.enqueue(c, b.bytes[i]!, service);
       this.dispatch(sim);
     }
   }
@@ -152,22 +148,22 @@ export class DiskBudgets implements Stage {
     if (this.origin !== this.origin) return;
     this.advance(run.t1);
     const { metrics } = this.ctx;
+    // The window of every mean power: from the first manager period at or after start_s.
+    const windowNs = run.t1 - (this.origin + Math.ceil(this.startNs / this.periodNs) * this.periodNs);
     for (const sim of this.sims) {
       for (const c of sim.clients) {
         const vm = { vm: c.name };
         metrics.write(METRICS.diskPolBytes, vm, c.totalBytes);
         metrics.write(METRICS.diskPolRequests, vm, c.totalReqs);
         // Not served yet: waiting, or still in service when the run ends.
-        if (this.s.arrival === 'trace') metrics.write(METRICS.diskPolBacklog, vm, c.qLen + (sim.cur === c ? 1 : 0));
+        metrics.write(METRICS.diskPolBacklog, vm, c.qLen + (sim.cur === c ? 1 : 0));
+        metrics.write(METRICS.diskPolDemand, vm, c.demand);
         metrics.write(METRICS.diskPolBefore, vm, c.beforeNs > 0 ? perSecond(c.beforeBytes, c.beforeNs) : NaN);
-        if (c.limit === null) {
-          const all = c.watts;
-          metrics.write(METRICS.diskPolMean, vm, all.length ? all.reduce((a, w) => a + w, 0) / all.length : 0);
-          continue;
-        }
+        if (windowNs > 0) metrics.write(METRICS.diskPolMean, vm, powerOf(c.afterJ, windowNs));
+        if (c.limit === null) continue;
         const st: SettleResult = settle(c.watts, c.limit, nsToS(this.periodNs));
         if (st.settled) metrics.write(METRICS.diskPolSettle, vm, st.settleS);
-        metrics.write(METRICS.diskPolMean, vm, st.meanWatts);
+        metrics.write(METRICS.diskPolSettledMean, vm, st.meanWatts);
         metrics.write(METRICS.diskPolMax, vm, st.maxWatts);
         metrics.write(METRICS.diskPolOver, vm, st.overLimitFrac);
         const after = c.periodBytes.slice(st.settledFrom);
@@ -200,16 +196,13 @@ export class DiskBudgets implements Stage {
         qService: new Float64Array(64),
         qHead: 0,
         qLen: 0,
-        pBytes: new Float64Array(PATTERN),
-        pService: new Float64Array(PATTERN),
-        pLen: 0,
-        pNext: 0,
         eJ: 0,
         reqs: 0,
         bytes: 0,
         totalBytes: 0,
         totalReqs: 0,
         demand: 0,
+        afterJ: 0,
         watts: [],
         periodBytes: [],
         beforeBytes: 0,
@@ -241,7 +234,6 @@ export class DiskBudgets implements Stage {
   }
 
   private nextBytes(c: Client): number {
-    if (this.s.arrival === 'closed') return c.pLen > 0 ? c.pBytes[c.pNext]! : 0;
     return c.qLen > 0 ? c.qBytes[c.qHead]! : 0;
   }
 
@@ -279,6 +271,7 @@ export class DiskBudgets implements Stage {
   private complete(sim: DiskSim): void {
     const c = sim.cur!;
     c.eJ += sim.curJ;
+    if (this.now - this.origin >= Math.ceil(this.startNs / this.periodNs) * this.periodNs) c.afterJ += sim.curJ;
     c.reqs++;
     c.bytes += sim.curBytes;
     c.totalReqs++;
@@ -292,20 +285,13 @@ export class DiskBudgets implements Stage {
     const n = sim.clients.length;
     for (let k = 0; k < n; k++) {
       const c = sim.clients[(sim.rr + k) % n]!;
-      const closed = this.s.arrival === 'closed';
-      if (closed ? c.pLen === 0 : c.qLen === 0) continue;
-      const bytes = closed ? c.pBytes[c.pNext]! : c.qBytes[c.qHead]!;
+      if (c.qLen === 0) continue;
+      const bytes = c.qBytes[c.qHead]!;
       if (this.limited(c) && c.credit < bytes) continue;
       if (this.limited(c)) c.credit -= bytes;
-      let service: number;
-      if (closed) {
-        service = c.pService[c.pNext]!;
-        c.pNext = (c.pNext + 1) % c.pLen;
-      } else {
-        service = c.qService[c.qHead]!;
-        c.qHead = (c.qHead + 1) % c.qBytes.length;
-        c.qLen--;
-      }
+      const service = c.qService[c.qHead]!;
+      c.qHead = (c.qHead + 1) % c.qBytes.length;
+      c.qLen--;
       c.meanBytes = c.meanBytes === 0 ? bytes : 0.95 * c.meanBytes + 0.05 * bytes;
       sim.cur = c;
       sim.curBytes = bytes;
@@ -344,7 +330,7 @@ export class DiskBudgets implements Stage {
           watts: watts(w),
           requests: c.reqs,
           bytes: c.bytes,
-          backlog: this.s.arrival === 'trace' ? c.qLen : 0,
+          backlog: c.qLen,
         });
         c.eJ = 0;
         c.reqs = 0;

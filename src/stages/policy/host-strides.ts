@@ -34,6 +34,7 @@ import type { RunSpan } from '../../core/span.js';
 import type { CpuPeriods, GuestPeriods, Stage, StageContext } from '../../core/stage.js';
 import { NS_PER_MS, nsToS, ns, periodNs, powerOf, sToNs, ticksToNs, watts } from '../../core/units.js';
 import { settle } from './settle.js';
+import { adaptiveStride, paperStride, type AdaptiveState } from './stride-controller.js';
 
 export const IDLE_STRIDE = 1000;
 const QUANTUM_NS = NS_PER_MS;
@@ -90,6 +91,9 @@ interface VmState {
   qHead: number;
   readonly containerWork: Map<string, number>;
   readonly containerJ: Map<string, number>;
+  /** Active energy of the work served from start_s on (the window of the mean powers). */
+  afterJ: number;
+  readonly adaptive: AdaptiveState;
 }
 
 export class HostStrides implements Stage {
@@ -103,6 +107,8 @@ export class HostStrides implements Stage {
   private readonly vms: VmState[];
   private readonly idleVm: number;
   private origin = NaN;
+  /** The current manager period lies in the window of the mean powers (from start_s on). */
+  private inWindow = false;
   private nextPeriod = NaN;
   private names: readonly string[] = [];
   private readonly tscHz: number;
@@ -128,6 +134,8 @@ export class HostStrides implements Stage {
       periodJ: 0,
       periodNs: 0,
       totalJ: 0,
+      afterJ: 0,
+      adaptive: { ideal: 1, carry: 0 },
       watts: [],
       qName: [],
       qNs: [],
@@ -151,6 +159,7 @@ export class HostStrides implements Stage {
       if (this.origin !== this.origin) {
         this.origin = Math.min(t0, this.ctx.span.t0);
         this.nextPeriod = this.origin + this.periodNs;
+        this.inWindow = this.started(this.origin);
       }
       this.advanceAll(t1);
       const c = p.cpu[i]!;
@@ -344,7 +353,8 @@ export class HostStrides implements Stage {
       const j = (st.qJ[h]! * take) / segNs;
       const name = this.names[st.qName[h]!]!;
       st.containerWork.set(name, (st.containerWork.get(name) ?? 0) + take);
-      st.containerJ.set(name, (st.containerJ.get(name) ?? 0) + j);
+      if (this.inWindow) st.containerJ.set(name, (st.containerJ.get(name) ?? 0) + j);
+      else if (!st.containerJ.has(name)) st.containerJ.set(name, 0);
       st.qNs[h] = segNs - take;
       st.qJ[h] = st.qJ[h]! - j;
       run -= take;
@@ -361,14 +371,14 @@ export class HostStrides implements Stage {
   /** Every CPU has been simulated to the period's end. */
   private managePeriod(): void {
     const periodS = nsToS(this.periodNs);
-    const started = this.nextPeriod - this.origin >= sToNs(this.s.start_s) + this.periodNs;
+    const started = this.started(this.nextPeriod - this.periodNs);
     this.vms.forEach((st, vm) => {
       if (vm === this.idleVm || st.demandNs === 0) return;
       const w = st.periodJ / periodS;
+      if (started) st.afterJ += st.periodJ;
       if (started && st.limit !== null) {
         const el = st.limit * periodS;
-        if (st.periodJ > el) st.stride += this.s.offset;
-        else if (st.periodJ < el) st.stride = Math.max(1, st.stride - this.s.offset);
+        st.stride = this.s.controller === 'adaptive' ? adaptiveStride(st.adaptive, st.periodJ, el) : paperStride(st.stride, st.periodJ, el, this.s.offset);
         st.watts.push(w);
       }
       let backlog = 0;
@@ -386,6 +396,12 @@ export class HostStrides implements Stage {
       st.periodNs = 0;
     });
     this.nextPeriod += this.periodNs;
+    this.inWindow = this.started(this.nextPeriod - this.periodNs);
+  }
+
+  /** Does the manager period beginning at `from` lie after the limits switch on (start_s)? */
+  private started(from: number): boolean {
+    return from - this.origin >= sToNs(this.s.start_s);
   }
 
   finish(run: RunSpan): void {
@@ -397,7 +413,11 @@ export class HostStrides implements Stage {
       this.backlogAtEnd.set(vm, backlog);
     }
     const { metrics } = this.ctx;
-    const duration = run.t1 - run.t0;
+    // The window of every mean power: from the first manager period at or after start_s.
+    const from = this.origin + Math.ceil(sToNs(this.s.start_s) / this.periodNs) * this.periodNs;
+    const windowNs = run.t1 - from;
+    // The last, partial manager period.
+    if (this.inWindow) for (const st of this.vms) st.afterJ += st.periodJ;
     this.vms.forEach((st, i) => {
       if (i === this.idleVm || st.demandNs === 0) return;
       const vm = { vm: st.name };
@@ -407,16 +427,17 @@ export class HostStrides implements Stage {
       metrics.write(METRICS.cpuBacklog, vm, nsToS(this.backlogAtEnd.get(i) ?? 0));
       if (this.cpuBound.has(i)) metrics.write(METRICS.cpuExtra, vm, nsToS(st.extraNs));
       metrics.write(METRICS.cpuJoules, vm, st.totalJ);
+      if (windowNs > 0) metrics.write(METRICS.cpuMean, vm, powerOf(st.afterJ, windowNs));
       if (st.limit !== null && st.watts.length > 0) {
         const r = settle(st.watts, st.limit, nsToS(this.periodNs));
         if (r.settled) metrics.write(METRICS.cpuSettle, vm, r.settleS);
-        metrics.write(METRICS.cpuMean, vm, r.meanWatts);
+        metrics.write(METRICS.cpuSettledMean, vm, r.meanWatts);
         metrics.write(METRICS.cpuMax, vm, r.maxWatts);
         metrics.write(METRICS.cpuOver, vm, r.overLimitFrac);
-      } else metrics.write(METRICS.cpuMean, vm, powerOf(st.totalJ, duration));
+      }
       for (const [container, t] of st.containerWork) {
         metrics.write(METRICS.containerWork, { vm: st.name, container }, nsToS(t));
-        metrics.write(METRICS.containerMean, { vm: st.name, container }, powerOf(st.containerJ.get(container) ?? 0, duration));
+        if (windowNs > 0) metrics.write(METRICS.containerMean, { vm: st.name, container }, powerOf(st.containerJ.get(container) ?? 0, windowNs));
       }
     });
   }

@@ -101,7 +101,7 @@ describe('Figure 8 (pipelines/paper-fig8.json): two clients, 1 W and 0.5 W from 
     // At 0.3 W a period holds under 5 of vm2's requests: the controller keeps vm2 near its limit
     // on average but its 5 s means swing beyond ±10 %, so it is not reported as settled.
     expect(tight.get('disk.vm2.mean_watts')!).toBeLessThan(0.4);
-    expect(tight.get('disk.vm2.settle_s')!).toBeGreaterThan(15);
+    expect(tight.get('disk.vm2.settle_s')).toBeUndefined();
   });
 });
 
@@ -147,7 +147,9 @@ describe('disk-budgets with arrival: trace', () => {
   it('a request without service time does not stop the simulated clock', async () => {
     const zero = ['ts_ns,vm,op,offset,bytes,latency_ns', ...Array.from({ length: 10 }, (_, i) => `${(i + 1) * 1_000_000},vm1,R,0,4096,0`)].join('\n') + '\n';
     const s = await replayTexts(direct, { disk: zero }, ['disk-energy', 'disk-budgets'], { policy: { disk: { arrival: 'closed', start_s: 0 } } });
-    expect(s.metrics.get('disk.vm1.requests')!).toBeGreaterThan(10);
+    // Every request once; the last completes at the end of the run, so it is still in service.
+    expect(s.metrics.get('disk.vm1.requests')!).toBe(9);
+    expect(s.metrics.get('disk.vm1.requests')! + s.metrics.get('disk.vm1.backlog')!).toBe(10);
   });
 
   it('delays, never drops: served + still waiting = demand; a tighter limit serves no more', async () => {

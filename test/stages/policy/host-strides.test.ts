@@ -107,7 +107,7 @@ describe('host-strides: demand that changes, and CPUs that come and go', () => {
     const sink = await replayTexts(m, { cswitch: rows.join('\n') + '\n' }, ['cpu-split', 'host-strides'], { policy: { cpu: { limits_watts: { a: 10 } } } });
     const aRows = sink.cpuPolicyRows.filter((r) => r.vm === 'a');
     expect(aRows.length).toBeGreaterThan(190);
-    expect(Math.abs(sink.metrics.get('cpu.a.mean_watts')! / 10 - 1)).toBeLessThan(0.05);
+    expect(Math.abs(sink.metrics.get('cpu.a.settled_mean_watts')! / 10 - 1)).toBeLessThan(0.05);
     // b's late 5 s period (20 W) is served after it ends, at 20 W, not as a burst at the origin.
     expect(Math.max(...sink.cpuPolicyRows.filter((r) => r.vm === 'b').map((r) => r.watts))).toBeLessThan(45);
   });
@@ -124,7 +124,7 @@ describe('host-strides: a limit costs only the limited VM', () => {
     const capped = await run({ a: 10 });
     // A ran half the time at 50 W: 25 W on average; limited to 10 W.
     expect(free.metrics.get('cpu.a.mean_watts')!).toBeCloseTo(25, 0);
-    expect(Math.abs(capped.metrics.get('cpu.a.mean_watts')! / 10 - 1)).toBeLessThan(0.05);
+    expect(Math.abs(capped.metrics.get('cpu.a.settled_mean_watts')! / 10 - 1)).toBeLessThan(0.05);
     expect(capped.metrics.get('cpu.a.backlog_s')!).toBeGreaterThan(3);
     // B, beside it, is served as it comes: the same work and energy as without the limit.
     expect(capped.metrics.get('cpu.b.backlog_s')!).toBeLessThan(0.002);
@@ -145,7 +145,7 @@ describe('host-strides: stealing', () => {
   it('an unlimited VM beside a limited one uses the time the limited one gives up', async () => {
     const free = await run({});
     const capped = await run({ a: 10 });
-    expect(Math.abs(capped.metrics.get('cpu.a.mean_watts')! / 10 - 1)).toBeLessThan(0.05);
+    expect(Math.abs(capped.metrics.get('cpu.a.settled_mean_watts')! / 10 - 1)).toBeLessThan(0.05);
     // B gets the CPU time A no longer gets: much more work than beside an unlimited A.
     const bFree = free.metrics.get('cpu.b.work_s')!;
     const bCapped = capped.metrics.get('cpu.b.work_s')!;
