@@ -356,8 +356,64 @@ function paperFig9(o: ScenarioOptions): GeneratedScenario {
   return { files, summary: `${seconds} s of two containers in the guest VM` };
 }
 
+/**
+ * mixed-load: one CPU shared by a steady database VM (`db`, about 45 W of active power while
+ * running, 40 % of each millisecond), a batch job (`batch`, CPU-bound: it takes what the others
+ * leave, at about 30 W) and a bursty web VM (`web`: 30 % of the CPU at 25 W during alternate
+ * seconds). From 2 s the host limits db to 10 W: its stride must move between its neighbours'
+ * phases — the case where the paper's constant offset does not settle.
+ */
+function mixedLoad(o: ScenarioOptions): GeneratedScenario {
+  const seconds = o.seconds ?? 30;
+  const T = Math.round(sToNs(seconds));
+  const profile = profileOf(
+    o,
+    [
+      { id: 'core', role: 'core' },
+      { id: 'db', role: 'client' },
+      { id: 'batch', role: 'client' },
+      { id: 'web', role: 'client' },
+    ],
+    [],
+  );
+  const bins = new TruthBins();
+  const cpu = new CpuSim(cpuTruth(o), bins, START_NS);
+  const rand = prng(o.seed * 7919 + 3);
+  const run = (vm: string, ns: number, w: number) => cpu.run(vm, ns, energyOf(w * (1 + 0.05 * (rand() - 0.5)), ns));
+  for (let j = 0; msToNs(j + 1) <= T; j++) {
+    const end = msToNs(j + 1);
+    cpu.run('core', sToNs(2.1e-3 / RUN_WATTS), 2.1e-3);
+    run('db', 400_000, 45);
+    if (Math.floor(j / 1000) % 2 === 1) run('web', 300_000, 25);
+    // The batch job takes the rest of the millisecond.
+    const left = end - cpu.t - 1000;
+    if (left > 0) run('batch', left, 30);
+    cpu.haltUntil(end);
+  }
+  diskTruth(o, new TruthBins(), T, []);
+  const files = new Map<string, string>([
+    ['machine.json', json(profile)],
+    ['cswitch.csv', cpu.csv()],
+    ['measured.csv', measuredCsv(START_NS, [{ id: 'cpu', truth: bins, noiseW: 2 }], o.seed * 43 + 5, T)],
+    [
+      'pipeline.json',
+      json({
+        name: 'mixed-load',
+        description: 'A steady VM (db) limited to 10 W from 2 s beside a CPU-bound batch job and a bursty web VM.',
+        profile: 'machine.json',
+        traces: { cswitch: 'cswitch.csv', measured: 'measured.csv' },
+        interval_ms: 100,
+        stages: ['cpu-split', 'host-strides'],
+        policy: { cpu: { period_ms: 100, start_s: 2, controller: 'adaptive', limits_watts: { db: 10 }, cpu_bound: ['batch'] } },
+      }),
+    ],
+  ]);
+  return { files, summary: `${seconds} s of a steady, a batch and a bursty VM on one CPU` };
+}
+
 export const SCENARIOS: Record<string, { summary: string; build: (o: ScenarioOptions) => GeneratedScenario }> = {
   'paper-fig7': { summary: 'the disk stress test of §4.1, one variant per block size (Figure 7)', build: paperFig7 },
   'paper-fig8': { summary: 'two clients on distinct partitions through one driver, 2 minutes (Figure 8)', build: paperFig8 },
   'paper-fig9': { summary: 'two bzip2-like tasks in one guest VM under a host-level 40 W limit (Figure 9)', build: paperFig9 },
+  'mixed-load': { summary: 'a steady VM limited to 10 W beside a CPU-bound and a bursty one (paper vs adaptive controller)', build: mixedLoad },
 };

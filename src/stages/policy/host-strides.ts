@@ -378,7 +378,7 @@ export class HostStrides implements Stage {
       if (started) st.afterJ += st.periodJ;
       if (started && st.limit !== null) {
         const el = st.limit * periodS;
-        st.stride = this.s.controller === 'adaptive' ? adaptiveStride(st.adaptive, st.periodJ, el) : paperStride(st.stride, st.periodJ, el, this.s.offset);
+        st.stride = this.s.controller === 'adaptive' ? adaptiveStride(st.adaptive, st.periodJ, el, this.shareOf(vm, st)) : paperStride(st.stride, st.periodJ, el, this.s.offset);
         st.watts.push(w);
       }
       let backlog = 0;
@@ -397,6 +397,13 @@ export class HostStrides implements Stage {
     });
     this.nextPeriod += this.periodNs;
     this.inWindow = this.started(this.nextPeriod - this.periodNs);
+  }
+
+  /** The share of its CPUs a VM had in the period just ended: its run time over the CPUs' time. */
+  private shareOf(vm: number, st: VmState): number {
+    let n = 0;
+    for (const cpu of this.cpus.values()) if (cpu.vps.has(vm)) n++;
+    return n > 0 ? st.periodNs / (n * this.periodNs) : 0;
   }
 
   /** Does the manager period beginning at `from` lie after the limits switch on (start_s)? */

@@ -23,22 +23,30 @@ export interface AdaptiveState {
   carry: number;
 }
 
-/** How strongly one period's error moves the stride (1: all of it; less damps bursty load). */
-export const ADAPTIVE_GAIN = 0.7;
-
 /**
- * The adaptive controller: with a CPU share roughly inverse to the stride, a VM at e_c against a
- * limit e_l needs its stride scaled by e_c / e_l; the step is that ratio to the power
- * ADAPTIVE_GAIN, bounded to ×¼ … ×4 per period, so it settles in a few periods beside CPU-bound
- * neighbours where a constant offset is too slow or too coarse (a stride of 1 vs 2 halves a
- * share). The stride the scheduler uses is a whole number (its passes stay exact integers): the
- * fraction is carried from period to period, so the strides average the ideal.
+ * The adaptive controller. A VM's share of its CPU against the others runnable there (other VMs'
+ * tickets 1/stride and the idle processor's 1/1000, together W) is σ = (1/s) / (1/s + W). In the
+ * last period it drew e_c at a share σ_m (the time it ran over the period's length); at the limit
+ * e_l it would have had σ* = σ_m · e_l / e_c. With W unchanged, the stride that gives σ* is
+ *   s* = s · (e_c / e_l) · (1 − σ*) / (1 − σ_m)
+ * — about s · e_c / e_l while its share is small (beside a CPU-bound neighbour), and a large step
+ * where it had the CPU nearly to itself (against the idle processor alone a fifth of the CPU is a
+ * stride of 4000, not 4). One period's step is bounded to ×1/64 … ×1024, so a period of unusual
+ * load does not throw it far. The stride the scheduler uses is a whole number (its passes stay
+ * exact integers): the fraction is carried from period to period, so the strides average s*.
  */
-export function adaptiveStride(s: AdaptiveState, ec: number, el: number): number {
-  const ratio = el > 0 ? ec / el : 4;
-  let step = Math.min(4, Math.max(0.25, Math.pow(Math.max(ratio, 1e-9), ADAPTIVE_GAIN)));
-  if (mutated('stride-direction')) step = 1 / step;
-  s.ideal = Math.min(MAX_STRIDE, Math.max(1, s.ideal * step));
+export function adaptiveStride(s: AdaptiveState, ec: number, el: number, share: number): number {
+  const sm = Math.min(0.999, Math.max(0, share));
+  let ratio: number;
+  if (el <= 0) ratio = 1024;
+  else if (ec <= 0) ratio = 1 / 64;
+  else {
+    const target = Math.min(0.999, (sm * el) / ec);
+    ratio = (ec / el) * ((1 - target) / (1 - sm));
+  }
+  ratio = Math.min(1024, Math.max(1 / 64, ratio));
+  if (mutated('stride-direction')) ratio = 1 / ratio;
+  s.ideal = Math.min(MAX_STRIDE, Math.max(1, s.ideal * ratio));
   const target = s.ideal + s.carry;
   const stride = Math.max(1, Math.round(target));
   s.carry = target - stride;
