@@ -100,6 +100,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
           .option('baseline', { type: 'string', describe: 'Variant the deltas and max_delta are against (default: base)' })
           .option('format', { choices: ['table', 'md', 'json'] as const, default: 'table' as const, describe: 'table, md (for a CI summary or a pull-request comment) or json' })
           .option('metrics', { type: 'string', describe: 'Comma-separated prefixes of the metrics to print (default: all)' })
+          .option('all', { type: 'boolean', default: false, describe: 'table and md: print every metric, not only those that differ between variants or carry an expectation' })
           .option('jobs', { type: 'number', describe: 'Replays to run at once (default: the number of cores)' })
           .option('trace', { type: 'string', array: true, describe: 'Use another trace: KIND=PATH (repeatable)' })
           .option('profile', { type: 'string', describe: 'Use another machine profile' })
@@ -121,6 +122,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
             profile: a.profile,
             intervalMs: a['interval-ms'],
             metrics: list(a.metrics),
+            all: a.all,
           },
           io,
         );

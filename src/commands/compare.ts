@@ -15,7 +15,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as aq from 'arquero';
-import { fmt, formatTable } from '../analysis/table.js';
+import { formatTable } from '../analysis/table.js';
+import { catalogueEntriesFor } from '../core/metrics.js';
 import { EXIT_EXPECTATION, WattraceError } from '../core/errors.js';
 import { PROJECT_ROOT } from '../core/json.js';
 import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline, type TraceKind } from '../core/pipeline.js';
@@ -36,6 +37,8 @@ export interface CompareArgs {
   intervalMs?: number | undefined;
   /** Only metrics whose names start with one of these (default: all). */
   metrics?: readonly string[] | undefined;
+  /** table and md: every metric, not only those that differ between variants or carry an expectation. */
+  all?: boolean | undefined;
 }
 
 export interface ExpectationResult extends Expectation {
@@ -112,11 +115,12 @@ export function checkExpectations(expect: readonly Expectation[], variants: read
       const broken: string[] = [];
       if (value === null) broken.push('the run has no such metric');
       else {
-        if (e.min !== undefined && value < e.min) broken.push(`${fmt(value, 6)} < min ${e.min}`);
-        if (e.max !== undefined && value > e.max) broken.push(`${fmt(value, 6)} > max ${e.max}`);
+        const f = (x: number) => formatMetric(e.metric, x);
+        if (e.min !== undefined && value < e.min) broken.push(`${f(value)} < min ${f(e.min)}`);
+        if (e.max !== undefined && value > e.max) broken.push(`${f(value)} > max ${f(e.max)}`);
         if (e.max_delta !== undefined) {
           if (base === null) broken.push(`the baseline '${baseline}' has no such metric`);
-          else if (Math.abs(value - base) > e.max_delta) broken.push(`|${fmt(value, 6)} − ${fmt(base, 6)}| > max_delta ${e.max_delta}`);
+          else if (Math.abs(value - base) > e.max_delta) broken.push(`|${f(value)} − ${f(base)}| > max_delta ${f(e.max_delta)}`);
         }
       }
       out.push({ ...e, variant: v, value, baselineValue: base, ok: broken.length === 0, why: broken.join('; ') });
@@ -125,12 +129,50 @@ export function checkExpectations(expect: readonly Expectation[], variants: read
   return out;
 }
 
-function bounds(e: Expectation): string {
-  const b: string[] = [];
-  if (e.min !== undefined) b.push(`≥ ${e.min}`);
-  if (e.max !== undefined) b.push(`≤ ${e.max}`);
-  if (e.max_delta !== undefined) b.push(`Δ ≤ ${e.max_delta}`);
-  return b.join(', ');
+/**
+ * Which metrics the table and md show: by default those whose values differ between the variants
+ * (beyond float noise, or missing in some) and those an expectation names; with `all`, every one.
+ */
+export function shownMetrics(c: Comparison, all: boolean): Set<string> {
+  const expected = new Set(c.expectations.map((e) => e.metric));
+  const variants = c.runs.map((r) => r.variant);
+  const out = new Set<string>();
+  for (const [name, byVariant] of Object.entries(c.metrics)) {
+    const vs = variants.map((v) => byVariant[v]);
+    const present = vs.filter((v): v is number => v !== undefined);
+    const differ = present.length !== vs.length || present.some((v) => Math.abs(v - present[0]!) > 1e-9 * Math.max(Math.abs(v), Math.abs(present[0]!), 1e-300));
+    if (all || differ || expected.has(name)) out.add(name);
+  }
+  return out;
+}
+
+/** A metric's value in its catalogue unit, at a precision that suits it. */
+export function formatMetric(name: string, v: number | null, signed = false): string {
+  if (v === null) return '–';
+  const unit = catalogueEntriesFor(name)[0]?.unit;
+  const sign = signed ? (v > 0 ? '+' : v < 0 ? '−' : '±') : v < 0 ? '−' : '';
+  const a = Math.abs(v);
+  const num = (x: number, d: number) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+  switch (unit) {
+    case 'W':
+      return `${sign}${num(a, a >= 1000 ? 1 : 3)} W`;
+    case 'J':
+      return `${sign}${num(a, a >= 100 ? 1 : 3)} J`;
+    case 's':
+      return `${sign}${num(a, 3)} s`;
+    case 'bytes':
+      return a >= 1e6 ? `${sign}${num(a / 1e6, 2)} MB` : `${sign}${num(a, 0)} B`;
+    case 'B/s':
+      return `${sign}${num(a / 1e6, 3)} MB/s`;
+    case 'fraction':
+      return `${sign}${num(100 * a, 1)} %`;
+    case 'percent':
+      return `${sign}${num(a, 2)} %`;
+    case 'J/byte':
+      return `${sign}${a.toExponential(3)} J/B`;
+    default:
+      return Number.isInteger(v) ? `${sign}${num(a, 0)}` : a >= 1e6 ? `${sign}${a.toExponential(4)}` : `${sign}${num(a, 3)}`;
+  }
 }
 
 /** The metrics side by side: one row per metric, a value (and a delta) per variant. */
@@ -153,44 +195,55 @@ function sideBySide(c: Comparison): { metric: string; values: (number | null)[];
   });
 }
 
-const num = (v: number | null, d = 4) => (v === null ? '–' : fmt(v, d));
-/** A delta, `±0` when it is nothing at the printed precision (so float noise prints no sign). */
-const signed = (v: number | null) => (v === null ? '' : fmt(Math.abs(v), 4) === fmt(0, 4) ? '±0' : `${v > 0 ? '+' : '−'}${fmt(Math.abs(v), 4)}`);
+/** A delta in the metric's unit; `±0` when nothing shows at the printed precision. */
+function delta(name: string, v: number | null): string {
+  if (v === null) return '';
+  const s = formatMetric(name, v, true);
+  return /^[±+−]0(\.0+)?( |$)/.test(s) ? '±0' : s;
+}
 
-export function renderComparison(c: Comparison, format: 'table' | 'md' | 'json'): string {
+function bounds(e: Expectation): string {
+  const b: string[] = [];
+  if (e.min !== undefined) b.push(`≥ ${formatMetric(e.metric, e.min)}`);
+  if (e.max !== undefined) b.push(`≤ ${formatMetric(e.metric, e.max)}`);
+  if (e.max_delta !== undefined) b.push(`Δ ≤ ${formatMetric(e.metric, e.max_delta)}`);
+  return b.join(', ');
+}
+
+export function renderComparison(c: Comparison, format: 'table' | 'md' | 'json', all = false): string {
   if (format === 'json') return JSON.stringify(c, null, 2);
-  const rows = sideBySide(c);
+  const shown = shownMetrics(c, all);
+  const rows = sideBySide(c).filter((r) => shown.has(r.metric));
+  const hidden = Object.keys(c.metrics).length - rows.length;
   const variants = c.runs.map((r) => r.variant);
   const headers = ['metric', ...variants.flatMap((v) => (v === c.baseline ? [v] : [v, `Δ ${v}`]))];
   const body = rows.map((r) => [
     r.metric,
-    ...variants.flatMap((v, i) => (v === c.baseline ? [num(r.values[i]!)] : [num(r.values[i]!), signed(r.deltas[i]!)])),
+    ...variants.flatMap((v, i) => (v === c.baseline ? [formatMetric(r.metric, r.values[i]!)] : [formatMetric(r.metric, r.values[i]!), delta(r.metric, r.deltas[i]!)])),
   ]);
   const broken = c.expectations.filter((e) => !e.ok);
+  const note = hidden > 0 ? `${hidden} metric${hidden > 1 ? 's' : ''} equal in every variant not shown (--all shows them).` : '';
+  const expectation = (e: ExpectationResult) => `\`${e.metric}\` (${e.variant}) ${bounds(e)}: ${e.ok ? formatMetric(e.metric, e.value) : e.why}`;
   if (format === 'md') {
     const line = (cells: string[]) => `| ${cells.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`;
-    const out = [
-      `### wattrace compare: \`${c.pipeline}\``,
-      '',
-      `Runs: ${c.runs.map((r) => `${r.variant} (run ${r.run_id})`).join(', ')}; deltas against \`${c.baseline}\`.`,
-      '',
-      line(headers),
-      line(headers.map((_, i) => (i === 0 ? '---' : '---:'))),
-      ...body.map(line),
-      '',
-    ];
+    const out = [`### wattrace compare: \`${c.pipeline}\``, ''];
     if (c.expectations.length > 0) {
       out.push(`**Expectations: ${c.expectations.length - broken.length} of ${c.expectations.length} met.**`, '');
-      for (const e of c.expectations) out.push(`- ${e.ok ? '✅' : '❌'} \`${e.metric}\` (${e.variant}) ${bounds(e)}: ${e.ok ? num(e.value, 6) : e.why}`);
+      for (const e of c.expectations) out.push(`- ${e.ok ? '✅' : '❌'} ${expectation(e)}`);
       out.push('');
     }
+    out.push(`Runs: ${c.runs.map((r) => `${r.variant} (run ${r.run_id})`).join(', ')}; deltas against \`${c.baseline}\`.`, '');
+    if (rows.length > 0) out.push(line(headers), line(headers.map((_, i) => (i === 0 ? '---' : '---:'))), ...body.map(line), '');
+    if (note) out.push(`<sub>${note}</sub>`, '');
     return out.join('\n');
   }
-  const out = [`Compare: pipeline '${c.pipeline}', ${c.runs.map((r) => `${r.variant} = run ${r.run_id}`).join(', ')}; deltas against '${c.baseline}'`, formatTable(headers, body, headers.map((_, i) => i > 0))];
+  const out = [`Compare: pipeline '${c.pipeline}', ${c.runs.map((r) => `${r.variant} = run ${r.run_id}`).join(', ')}; deltas against '${c.baseline}'`];
   if (c.expectations.length > 0) {
     out.push('', `Expectations: ${c.expectations.length - broken.length} of ${c.expectations.length} met`);
-    for (const e of c.expectations) out.push(`  ${e.ok ? 'ok    ' : 'BROKEN'}  ${e.metric} (${e.variant}) ${bounds(e)}: ${e.ok ? num(e.value, 6) : e.why}`);
+    for (const e of c.expectations) out.push(`  ${e.ok ? 'ok    ' : 'BROKEN'}  ${expectation(e).replace(/`/g, '')}`);
   }
+  out.push('', rows.length > 0 ? formatTable(headers, body, headers.map((_, i) => i > 0)) : 'No metric differs between the variants.');
+  if (note) out.push(note);
   return out.join('\n');
 }
 
@@ -271,7 +324,7 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
       metrics,
       expectations: checkExpectations(base.expect, variants, baseline, allMetrics),
     };
-    io.out(renderComparison(c, args.format ?? 'table'));
+    io.out(renderComparison(c, args.format ?? 'table', args.all ?? false));
     for (const e of skipped) io.err(`wattrace: note: expectation on ${e.metric} (${e.variant}) skipped: that variant was not compared`);
     const broken = c.expectations.filter((e) => !e.ok);
     if (broken.length > 0) {

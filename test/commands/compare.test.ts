@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/core/json.js';
-import { checkExpectations } from '../../src/commands/compare.js';
+import { checkExpectations, formatMetric, renderComparison, shownMetrics } from '../../src/commands/compare.js';
 import { cli, tmpDir } from '../helpers.js';
 
 const dir = tmpDir();
@@ -66,7 +66,7 @@ describe('compare', () => {
     const p = pipelineWith('bad', { expect: [{ metric: 'accounting.driver.drv.request_joules', variant: 'per-byte', max: 1 }, { metric: 'energy.total_joules', max: 1e6 }] });
     const r = await cli(['compare', p, '--db', path.join(dir, 'bad.sqlite')]);
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(/BROKEN {2}accounting\.driver\.drv\.request_joules \(per-byte\) ≤ 1: \d+\.\d+ > max 1/);
+    expect(r.out).toMatch(/BROKEN {2}accounting\.driver\.drv\.request_joules \(per-byte\) ≤ 1\.000 J: \d+\.\d+ J > max 1\.000 J/);
     expect(r.out).toMatch(/Expectations: 3 of 4 met/);
     expect(r.err).toMatch(/1 expectation broken: accounting\.driver\.drv\.request_joules \(per-byte\)/);
   });
@@ -140,7 +140,27 @@ describe('compare', () => {
       ['b', 'base', true],
       ['b', 'v', false],
     ]);
-    expect(r[2]!.why).toBe('|1.500000 − 1.000000| > max_delta 0.4');
+    expect(r[2]!.why).toBe('|1.500 − 1| > max_delta 0.400');
     expect(r[4]!.why).toBe('the run has no such metric');
+  });
+  it('shows by default only what differs or is expected, in units at a sensible precision; --all shows all', () => {
+    expect(formatMetric('cpu.a.mean_watts', 10.24593)).toBe('10.246 W');
+    expect(formatMetric('cpu.a.over_limit_frac', 0.175)).toBe('17.5 %');
+    expect(formatMetric('disk.vm1.bytes', 307429376)).toBe('307.43 MB');
+    expect(formatMetric('energy.total_joules', 1207.78)).toBe('1,207.8 J');
+    expect(formatMetric('validation.cpu.mape', 2.4738)).toBe('2.47 %');
+    expect(formatMetric('cpu.a.joules', -1.05, true)).toBe('−1.050 J');
+    const c = {
+      pipeline: 'p',
+      baseline: 'base',
+      runs: [{ variant: 'base', run_id: 1 }, { variant: 'v', run_id: 2 }],
+      metrics: { 'energy.total_joules': { base: 5, v: 5 }, 'energy.a.joules': { base: 1, v: 2 }, 'cpu.a.work_s': { base: 3, v: 3 }, 'cpu.a.settle_s': { v: 1 } },
+      expectations: [{ metric: 'cpu.a.work_s', variant: 'v', value: 3, baselineValue: 3, ok: true, why: '', min: 1 }],
+    };
+    expect([...shownMetrics(c, false)].sort()).toEqual(['cpu.a.settle_s', 'cpu.a.work_s', 'energy.a.joules']);
+    expect(shownMetrics(c, true).size).toBe(4);
+    const table = renderComparison(c, 'table');
+    expect(table.indexOf('Expectations')).toBeLessThan(table.indexOf('metric '));
+    expect(table).toMatch(/1 metric equal in every variant not shown \(--all shows them\)/);
   });
 });
