@@ -13,6 +13,7 @@ import { PROJECT_ROOT } from '../../src/core/json.js';
 import { METRICS, catalogueEntriesFor, metricName } from '../../src/core/metrics.js';
 import { loadPipeline } from '../../src/core/pipeline.js';
 import { METRICS_DOC, metricsMarkdown } from '../../src/docs/metrics.js';
+import { README, figureBlocks, readmeBlock } from '../../src/docs/figures.js';
 import { cli, tmpDir } from '../helpers.js';
 
 const PIPELINES = ['demo', 'paper-fig7', 'paper-fig8', 'paper-fig9', 'disk-controller', 'mixed-load'];
@@ -95,6 +96,12 @@ describe('metrics catalogue', () => {
       expect(m.window.length, m.pattern).toBeGreaterThan(3);
       expect(m.meaning.length, m.pattern).toBeGreaterThan(10);
     }
+  });
+
+  it("the README's figures of Figures 7, 8 and 9 are what these runs give (npm run readme-figures)", () => {
+    const readme = fs.readFileSync(README, 'utf8');
+    const blocks = figureBlocks({ fig7: path.join(root, 'paper-fig7.sqlite'), fig8: path.join(root, 'paper-fig8.sqlite'), fig9: path.join(root, 'paper-fig9.sqlite') });
+    for (const id of ['fig7', 'fig8', 'fig9'] as const) expect(readmeBlock(readme, id), id).toBe(blocks[id]);
   });
 
   it('docs/metrics.md is generated from the catalogue and current (npm run docs)', () => {
