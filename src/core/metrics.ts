@@ -97,6 +97,8 @@ export const METRICS = {
   // guest containers (host-strides credits work and energy to them too)
   containerMean: def('host-strides, guest-containers', 'container.<vm>.<container>.mean_watts', 'W', AFTER_START, "mean active CPU power of the container's work served (guest-containers without container limits: as the log shows it)"),
   containerWork: def('host-strides, guest-containers', 'container.<vm>.<container>.work_s', 's', RUN, 'CPU time served to the container'),
+  containerDemand: def('host-strides, guest-containers', 'container.<vm>.<container>.demand_s', 's', RUN, "the container's recorded CPU time (its virtual TSC): its demand"),
+  containerBacklog: def('host-strides, guest-containers', 'container.<vm>.<container>.backlog_s', 's', 'the end of the run', 'demand not yet served; work + backlog = demand (not for cpu_bound containers, whose demand is unbounded)'),
   containerPreempted: def('guest-containers', 'container.<vm>.<container>.preempted_s', 's', RUN, 'guests with container limits: time the container wanted to run but had spent its budget'),
 
   // disk-budgets

@@ -334,6 +334,8 @@ export class GuestContainers implements Stage {
         const c = { vm: g.name, container: t.name };
         if (windowNs > 0) metrics.write(METRICS.containerMean, c, powerOf(j, windowNs));
         metrics.write(METRICS.containerWork, c, nsToS(work));
+        metrics.write(METRICS.containerDemand, c, nsToS(t.recNs));
+        if (!this.s.cpu_bound) metrics.write(METRICS.containerBacklog, c, nsToS(g.limits ? t.backlog : 0));
         if (g.limits) metrics.write(METRICS.containerPreempted, c, nsToS(t.preemptedNs));
         totalJ += j;
         workNs += work;

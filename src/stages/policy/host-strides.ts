@@ -94,6 +94,8 @@ interface VmState {
   /** Active energy of the work served from start_s on (the window of the mean powers). */
   afterJ: number;
   readonly adaptive: AdaptiveState;
+  /** Recorded time per container (its demand). */
+  readonly containerDemand: Map<string, number>;
 }
 
 export class HostStrides implements Stage {
@@ -143,6 +145,7 @@ export class HostStrides implements Stage {
       qHead: 0,
       containerWork: new Map(),
       containerJ: new Map(),
+      containerDemand: new Map(),
     }));
   }
 
@@ -208,7 +211,10 @@ export class HostStrides implements Stage {
       let e = 0;
       for (let k = 0; k < nEv; k++) e += eventWeights[k]! * Math.max(0, g.vev[i * nEv + k]!);
       st.qName.push(g.container[i]!);
-      st.qNs.push(ticksToNs(v, this.tscHz));
+      const dt = ticksToNs(v, this.tscHz);
+      st.qNs.push(dt);
+      const name = g.names[g.container[i]!]!;
+      st.containerDemand.set(name, (st.containerDemand.get(name) ?? 0) + dt);
       st.qJ.push(e);
     }
   }
@@ -442,7 +448,18 @@ export class HostStrides implements Stage {
         metrics.write(METRICS.cpuMax, vm, r.maxWatts);
         metrics.write(METRICS.cpuOver, vm, r.overLimitFrac);
       }
-      for (const [container, t] of st.containerWork) {
+      // What is still queued of each container's recorded time.
+      const left = new Map<string, number>();
+      for (let h = st.qHead; h < st.qNs.length; h++) {
+        const name = this.names[st.qName[h]!]!;
+        left.set(name, (left.get(name) ?? 0) + st.qNs[h]!);
+      }
+      for (const [container, demand] of st.containerDemand) {
+        metrics.write(METRICS.containerDemand, { vm: st.name, container }, nsToS(demand));
+        metrics.write(METRICS.containerBacklog, { vm: st.name, container }, nsToS(left.get(container) ?? 0));
+      }
+      for (const container of new Set([...st.containerDemand.keys(), ...st.containerWork.keys()])) {
+        const t = st.containerWork.get(container) ?? 0;
         metrics.write(METRICS.containerWork, { vm: st.name, container }, nsToS(t));
         if (windowNs > 0) metrics.write(METRICS.containerMean, { vm: st.name, container }, powerOf(st.containerJ.get(container) ?? 0, windowNs));
       }
