@@ -220,12 +220,12 @@ export function policySpec(title: string, kind: PolicyKind, points: ReturnType<t
 }
 
 /**
- * Figure 9 style, across the variants of the run's pipeline: each VM's power (host view; the
- * guest's own total where it enforces budgets) and its containers' power and work.
+ * Figure 9 style, across the variants of the run's pipeline: each VM's power (`cpu.<vm>.mean_watts`,
+ * whichever level controls it) and its containers' power and work.
  */
 export function containerBars(db: DB, runs: readonly { run_id: number; variant: string }[]): { variant: string; series: string; what: 'power (W)' | 'work (s)'; value: number }[] {
   const out: { variant: string; series: string; what: 'power (W)' | 'work (s)'; value: number }[] = [];
-  const q = db.prepare("SELECT name, value FROM metrics WHERE run_id = ? AND (name LIKE 'container.%' OR name LIKE 'guest.%.mean_watts' OR name LIKE 'cpu.%.mean_watts')");
+  const q = db.prepare("SELECT name, value FROM metrics WHERE run_id = ? AND (name LIKE 'container.%' OR name LIKE 'cpu.%.mean_watts')");
   for (const r of runs) {
     const m = q.all(r.run_id) as { name: string; value: number }[];
     const vmsWithContainers = new Set(m.filter((x) => x.name.startsWith('container.')).map((x) => x.name.split('.')[1]!));
@@ -234,8 +234,8 @@ export function containerBars(db: DB, runs: readonly { run_id: number; variant: 
       if (parts[0] === 'container' && parts.length === 4) {
         if (parts[3] === 'mean_watts') out.push({ variant: r.variant, series: `${parts[1]}/${parts[2]}`, what: 'power (W)', value: x.value });
         if (parts[3] === 'work_s') out.push({ variant: r.variant, series: `${parts[1]}/${parts[2]}`, what: 'work (s)', value: x.value });
-      } else if ((parts[0] === 'guest' || parts[0] === 'cpu') && vmsWithContainers.has(parts[1]!)) {
-        out.push({ variant: r.variant, series: `${parts[1]} (${parts[0] === 'guest' ? 'guest total' : 'host view'})`, what: 'power (W)', value: x.value });
+      } else if (parts[0] === 'cpu' && parts[2] === 'mean_watts' && vmsWithContainers.has(parts[1]!)) {
+        out.push({ variant: r.variant, series: `${parts[1]} (the VM)`, what: 'power (W)', value: x.value });
       }
     }
   }
