@@ -7,10 +7,20 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
-import { EXIT_BAD_INPUT, EXIT_INTERNAL, WattraceError, isWattraceError } from './core/errors.js';
+import { EXIT_BAD_INPUT, EXIT_INTERNAL, WattraceError, isWattraceError, quoteValue } from './core/errors.js';
 import { processIO, type IO } from './commands/io.js';
 
 const DEFAULT_DB = 'wattrace.sqlite';
+
+/** `--run`: a positive integer, said so when it is not (yargs would make 'abc' NaN). */
+function runId(v: unknown): number {
+  const s = String(v);
+  if (!/^[1-9][0-9]{0,15}$/.test(s)) throw new WattraceError('E_USAGE', `--run must be a run id (a positive integer); got '${quoteValue(s)}'`);
+  return Number(s);
+}
+
+/** Options that may be given more than once; any other given twice is a usage error. */
+const REPEATABLE = new Set(['trace', 'inputs', 'label', '_', '$0']);
 
 /** Runs the CLI on `argv` (without `node wattrace`); resolves to the exit status. */
 export async function main(argv: readonly string[], io: IO = processIO): Promise<number> {
@@ -78,7 +88,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       (y) =>
         y
           .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database written by replay' })
-          .option('run', { type: 'number', describe: 'Run id (default: the newest run)' })
+          .option('run', { type: 'string', describe: 'Run id (default: the newest run)', coerce: runId })
           .option('format', { choices: ['table', 'json', 'csv'] as const, default: 'table' as const, describe: 'Output format' })
           .option('unit', { choices: ['W', 'J'] as const, default: 'W' as const, describe: 'Table cells in watts (mean over the run) or joules' })
           .example('$0 matrix --db out.sqlite', 'the newest run')
@@ -177,7 +187,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       (y) =>
         y
           .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database written by replay' })
-          .option('run', { type: 'number', describe: 'Run id (default: the newest run)' })
+          .option('run', { type: 'string', describe: 'Run id (default: the newest run)', coerce: runId })
           .option('out', { type: 'string', demandOption: true, describe: 'Folder to write index.html and the SVGs into' })
           .example('$0 report --db fig7.sqlite --out report', 'bars of every variant of the newest run’s pipeline'),
       async (a) => {
@@ -185,6 +195,11 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         await report({ db: a.db, run: a.run, out: a.out }, io);
       },
     )
+    .middleware((argv) => {
+      for (const [k, v] of Object.entries(argv)) {
+        if (Array.isArray(v) && !REPEATABLE.has(k) && !k.includes('-') && k.length > 1) throw new WattraceError('E_USAGE', `--${k} is given ${v.length} times; give it once`);
+      }
+    }, true)
     .demandCommand(1, 'Name a command: replay, compare, generate, matrix, report, import or calibrate (see --help).')
     .strict()
     .recommendCommands()
@@ -194,6 +209,8 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .exitProcess(false)
     .fail((msg, err) => {
+      // A coerce function's error comes wrapped by yargs: it is still a usage error.
+      if (err && !isWattraceError(err) && err.name === 'YError') throw new WattraceError('E_USAGE', err.message);
       if (err) throw err;
       throw new WattraceError('E_USAGE', `${msg}\nRun 'wattrace --help' for usage.`);
     });
@@ -223,6 +240,13 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  // A reader that stops reading (`wattrace matrix … | head -2`) ends the output, as Unix tools do.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+  }
   main(process.argv.slice(2)).then(
     (code) => (process.exitCode = code),
     () => (process.exitCode = EXIT_BAD_INPUT),

@@ -10,7 +10,7 @@
  * scratch database; the finished runs are then copied into --db in one transaction, in the order
  * of the variants — so the store and every figure are the same as separate replays'.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +23,7 @@ import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline, 
 import { loadProfile } from '../core/profile.js';
 import { planStages } from '../replay/graph.js';
 import { checkStore, importRuns, openForReading } from '../store/store.js';
-import type { IO } from './io.js';
+import { undoOnInterrupt, type IO } from './io.js';
 
 export interface CompareArgs {
   pipeline: string;
@@ -60,6 +60,9 @@ export interface Comparison {
 
 const WORKER = path.join(PROJECT_ROOT, 'dist', 'commands', 'replay-many-main.js');
 
+/** The replays running now (killed when compare is interrupted). */
+const children = new Set<ChildProcess>();
+
 /** Replays one group of variants (sharing traces and profile) in a child process, reading once. */
 function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readonly string[], threads: boolean, notes: Set<string>): Promise<void> {
   const job = { pipeline: args.pipeline, variants, dbs, trace: args.trace, profile: args.profile, intervalMs: args.intervalMs };
@@ -67,6 +70,8 @@ function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readon
     // Groups run side by side, one per core: then each decodes on its own thread.
     const env = threads ? process.env : { ...process.env, WATTRACE_THREADS: '0' };
     const child = spawn(process.execPath, [WORKER, JSON.stringify(job)], { stdio: ['ignore', 'ignore', 'pipe'], env });
+    children.add(child);
+    child.on('exit', () => children.delete(child));
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', reject);
@@ -295,7 +300,12 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
     const list = [...groups.values()];
     const parallel = Math.min(jobs, list.length);
     const notes = new Set<string>();
-    await pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1, notes));
+    // Interrupted, the replays stop and their scratch databases go; --db is untouched until the
+    // import, one transaction.
+    await undoOnInterrupt(io, `no run was added; ${args.db} is as it was`, () => {
+      for (const c of children) c.kill('SIGTERM');
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }, () => pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1, notes)));
     for (const n of notes) io.err(n);
     runIds = importRuns(args.db, dbs.map((f) => ({ file: f, runId: 1 })));
   } finally {

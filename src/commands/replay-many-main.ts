@@ -7,6 +7,8 @@ import { isWattraceError } from '../core/errors.js';
 import { replayMany, type ReplayManyArgs } from './replay.js';
 
 const args = JSON.parse(process.argv[2] ?? '{}') as ReplayManyArgs;
+// Stopped by compare (interrupted): its scratch databases are removed by compare; end quietly.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 replayMany(args).then(
   () => process.exit(0),
   (e: unknown) => {

@@ -12,7 +12,7 @@ import { matrixCells, renderMatrix, resolveRun, validationOf, type MatrixUnit } 
 import { fmt } from '../analysis/table.js';
 import { RunWriter, openForReading } from '../store/store.js';
 import { checkTraceFile } from '../traces/csv.js';
-import type { IO } from './io.js';
+import { undoOnInterrupt, type IO } from './io.js';
 import { progressBar } from './progress.js';
 
 export interface ReplayArgs {
@@ -65,7 +65,10 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   try {
     bar = progressBar(io, total, `replay ${p.name}`);
     const b = bar;
-    const summary = await runPipeline(p, machine, plan, writer, b ? { onProgress: (d, t) => b.update(d, t) } : {});
+    const summary = await undoOnInterrupt(io, `the run was rolled back; ${args.db} is as it was`, () => {
+      b?.stop();
+      writer.abort();
+    }, () => runPipeline(p, machine, plan, writer, b ? { onProgress: (d, t) => b.update(d, t) } : {}));
     bar?.stop();
     for (const n of summary.notes) io.err(`wattrace: note: ${n}`);
     const profileText = fs.readFileSync(p.profilePath);

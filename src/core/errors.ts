@@ -42,7 +42,7 @@ export class WattraceError extends Error {
     readonly where: Where = {},
     readonly exitCode: number = EXIT_BAD_INPUT,
   ) {
-    super(message);
+    super(sanitize(message));
     this.name = 'WattraceError';
   }
 
@@ -67,4 +67,25 @@ export class ExpectationError extends WattraceError {
 
 export function isWattraceError(e: unknown): e is WattraceError {
   return e instanceof WattraceError;
+}
+
+/**
+ * A value from the input, fit to quote in one line of an error: control characters and
+ * non-printable bytes escaped, cut to `max` characters (a 10 MB field is not echoed whole).
+ */
+export function quoteValue(v: string, max = 60): string {
+  const cut = v.length > max ? v.slice(0, max) : v;
+  const escaped = cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufffd]/g, (c) => (c === '\ufffd' ? '\\ufffd' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return v.length > max ? `${escaped}… (${v.length.toLocaleString('en-US')} characters)` : escaped;
+}
+
+/**
+ * An error message fit for one line of a terminal, whatever the input put in it: values quoted in
+ * it ('…') and any other run of 80 or more characters without a space are cut and escaped.
+ */
+function sanitize(message: string): string {
+  return message
+    .replace(/'([^'\n]*)'/g, (_, inner: string) => `'${quoteValue(inner)}'`)
+    .replace(/[^\s']{80,}/g, (run) => quoteValue(run, 60))
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -25,7 +25,8 @@ export function readTextFile(file: string, what: string): string {
  * jsonc-parser in strict mode, since V8's messages do not always carry a position).
  */
 export function readJsonFile(file: string, what: string): unknown {
-  const text = readTextFile(file, what);
+  // A UTF-8 byte-order mark (some editors write one) is not part of the JSON.
+  const text = readTextFile(file, what).replace(/^\ufeff/, '');
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
@@ -44,7 +45,7 @@ export function readJsonFile(file: string, what: string): unknown {
 
 // The schemas are ours and a test checks them against the JSON Schema meta-schema, so they are
 // not re-validated on every start (that costs ~50 ms).
-const ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: true, validateSchema: false });
+const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false, useDefaults: true, validateSchema: false, verbose: true });
 const validators = new Map<string, ValidateFunction>();
 
 function validatorFor(schemaFile: string): ValidateFunction {
@@ -68,6 +69,12 @@ function describe(err: ErrorObject): string {
       return `must be one of ${(p['allowedValues'] as unknown[]).map((x) => JSON.stringify(x)).join(', ')}`;
     case 'propertyNames':
       return `invalid key '${String(p['propertyName'])}'`;
+    case 'not':
+      return err.parentSchema && typeof (err.parentSchema as { description?: unknown }).description === 'string'
+        ? `not allowed here: ${(err.parentSchema as { description: string }).description}`
+        : 'is not allowed here';
+    case 'anyOf':
+      return err.parentSchema && typeof (err.parentSchema as { $comment?: unknown }).$comment === 'string' ? String((err.parentSchema as { $comment: string }).$comment) : 'matches none of the allowed forms';
     default:
       return err.message ?? err.keyword;
   }
@@ -80,7 +87,10 @@ function describe(err: ErrorObject): string {
 export function validateAgainst<T>(data: unknown, schemaFile: string, file: string, what: string): T {
   const validate = validatorFor(schemaFile);
   if (validate(data)) return data as T;
-  const errors = validate.errors ?? [];
+  // The errors of an `anyOf`'s branches only explain it: keep the anyOf's own, worded, error.
+  const raw = validate.errors ?? [];
+  const branches = new Set(raw.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath));
+  const errors = raw.filter((e) => ![...branches].some((b) => e.schemaPath.startsWith(`${b}/`)));
   const seen = new Set<string>();
   const lines: { path: string; text: string }[] = [];
   for (const e of errors) {

@@ -11,9 +11,9 @@ import { METRICS, MetricWriter, catalogueEntriesFor } from '../core/metrics.js';
 import type { ResolvedPipeline, TraceKind } from '../core/pipeline.js';
 import { Span, type RunSpan } from '../core/span.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, ServicePorts } from '../core/stage.js';
-import { nsToS, periodNs } from '../core/units.js';
+import { NS_PER_MS, msToNs, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
-import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp } from '../traces/csv.js';
+import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp, peekSpanNs } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
 import { makeDecoder } from '../traces/decoders.js';
 import { formatExact } from '../traces/exact.js';
@@ -177,6 +177,30 @@ export async function runPipeline(p: ResolvedPipeline, machine: Machine, plan: P
   return (await runPipelines([{ p, plan, sink }], machine, plan.traces, opts))[0]!;
 }
 
+/** Energy rows above which a run is refused before anything is written (≈ 100 bytes each in SQLite). */
+export const MAX_PLANNED_ROWS = 50_000_000;
+
+/**
+ * A reporting interval so short that the run would write more energy rows than a store can
+ * sensibly hold (interval_ms 1e-9 over two minutes: billions) is refused before writing, with the
+ * interval that would do.
+ */
+function checkPlannedOutput(lanes: readonly Lane[], machine: Machine, files: readonly { path: string }[]): void {
+  const span = Math.max(0, ...files.map((f) => peekSpanNs(f.path) ?? 0));
+  const cells = machine.consumers.length * (1 + Object.keys(machine.profile.disks).length) * 2;
+  for (const lane of lanes) {
+    const rows = (span / msToNs(lane.p.intervalMs)) * cells;
+    if (rows > MAX_PLANNED_ROWS) {
+      const ms = Math.ceil((span * cells) / (MAX_PLANNED_ROWS / 10) / NS_PER_MS);
+      throw new WattraceError(
+        'E_PIPELINE',
+        `interval_ms ${lane.p.intervalMs} over the ${nsToS(span).toFixed(1)} s the traces span would write about ${rows.toExponential(1)} energy rows (${(rows * 100 / 1e9).toFixed(0)} GB); use interval_ms ${ms} or more`,
+        { file: lane.p.file, path: '/interval_ms' },
+      );
+    }
+  }
+}
+
 /** One of several pipelines replayed over the same traces in one pass. */
 export interface Lane {
   p: ResolvedPipeline;
@@ -196,6 +220,7 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   for (const f of files) base = minBase(base, peekFirstTimestamp(f.path));
   base ??= { hi: 0, lo: 0 };
 
+  checkPlannedOutput(lanes, machine, files);
   const twoPasses = lanes.some((l) => l.plan.prepass !== null);
   const passes = twoPasses ? 2 : 1;
   let done = 0;

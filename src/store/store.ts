@@ -20,9 +20,32 @@ function storeError(file: string, e: unknown): WattraceError {
   return new WattraceError('E_STORE', `cannot use the database: ${(e as Error).message}`, { file });
 }
 
-/** Opens an existing database read-only for queries. */
+/**
+ * A run cut short by a crash or a kill leaves a "hot" rollback journal beside the database: the
+ * database alone is then inconsistent until SQLite rolls the journal back, which takes write
+ * access. A reader recovers it first (opening once read-write: SQLite rolls back on first read);
+ * without write access it says what to do.
+ */
+function recoverHotJournal(file: string): void {
+  if (!fs.existsSync(`${file}-journal`)) return;
+  let db: DB;
+  try {
+    db = new Database(file, { fileMustExist: true });
+  } catch (e) {
+    throw new WattraceError('E_STORE', `the database has an unfinished transaction (${path.basename(file)}-journal) and cannot be recovered here: ${(e as Error).message}; open it once with write access`, { file });
+  }
+  try {
+    db.pragma('busy_timeout = 10000');
+    db.prepare('SELECT count(*) FROM sqlite_master').get();
+  } finally {
+    db.close();
+  }
+}
+
+/** Opens an existing database read-only for queries (recovering an interrupted run's journal first). */
 export function openForReading(file: string): DB {
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'database does not exist (run `wattrace replay` first)', { file });
+  recoverHotJournal(file);
   let db: DB;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });

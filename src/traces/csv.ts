@@ -216,3 +216,45 @@ export function minBase(a: TimeBase | null, b: TimeBase | null): TimeBase | null
   return a.hi < b.hi || (a.hi === b.hi && a.lo <= b.lo) ? a : b;
 }
 
+
+/**
+ * The span a trace covers, roughly, in ns: from its first rows' smallest timestamp to its last
+ * rows' largest (the first and last 64 KiB). For planning only (how much a run will write).
+ */
+export function peekSpanNs(file: string): number | null {
+  const first = peekFirstTimestamp(file);
+  if (first === null) return null;
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(4096, size));
+    fs.readSync(fd, head, 0, head.length, 0);
+    const header = head.toString('utf8').split('\n')[0] ?? '';
+    const buf = Buffer.alloc(Math.min(64 * 1024, size));
+    const n = fs.readSync(fd, buf, 0, buf.length, size - buf.length);
+    const tail = buf.subarray(0, n).toString('utf8');
+    // The rows after the first full line of the tail window, under the file's own header.
+    const rows = tail.slice(tail.indexOf('\n') + 1);
+    const last = firstTimestampOfMax(`${header}\n${rows.endsWith('\n') ? rows : `${rows}\n`}`);
+    if (last === null) return null;
+    return (last.hi - first.hi) * 1e9 + (last.lo - first.lo);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Like firstTimestampOf, the largest timestamp of the rows in `text`. */
+function firstTimestampOfMax(text: string): TimeBase | null {
+  const lines = text.split('\n');
+  const header = (lines[0] ?? '').replace(/^\uFEFF/, '').replace(/\r$/, '').split(',').map((s) => s.trim());
+  const i = header.indexOf('ts_ns');
+  if (i < 0) return null;
+  let best: TimeBase | null = null;
+  for (let k = 1; k < lines.length; k++) {
+    const field = lines[k]!.replace(/\r$/, '').split(',')[i];
+    if (field === undefined || parseUint(field) !== OK) continue;
+    const t = { hi: PARSED.hi, lo: PARSED.lo };
+    if (best === null || t.hi > best.hi || (t.hi === best.hi && t.lo > best.lo)) best = t;
+  }
+  return best;
+}
