@@ -188,11 +188,12 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         y
           .option('db', { type: 'string', default: DEFAULT_DB, describe: 'SQLite database written by replay' })
           .option('run', { type: 'string', describe: 'Run id (default: the newest run)', coerce: runId })
-          .option('out', { type: 'string', demandOption: true, describe: 'Folder to write index.html and the SVGs into' })
+          .option('out', { type: 'string', demandOption: true, describe: 'Folder to write index.html and the SVGs into (an earlier report there is replaced; another non-empty folder is refused)' })
+          .option('force', { type: 'boolean', default: false, describe: 'Replace --out even if it is not an earlier report' })
           .example('$0 report --db fig7.sqlite --out report', 'bars of every variant of the newest run’s pipeline'),
       async (a) => {
         const { report } = await import('./commands/report.js');
-        await report({ db: a.db, run: a.run, out: a.out }, io);
+        await report({ db: a.db, run: a.run, out: a.out, force: a.force }, io);
       },
     )
     .middleware((argv) => {

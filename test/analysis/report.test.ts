@@ -34,7 +34,7 @@ beforeAll(async () => {
 
 describe('report', () => {
   it('writes the bars of every variant (in block-size order), power over time and one HTML page', () => {
-    expect(fs.readdirSync(out).sort()).toEqual(['energy-by-variant.svg', 'index.html', 'power-run-3.svg']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.wattrace-report', 'energy-by-variant.svg', 'index.html', 'power-run-3.svg']);
     const bars = fs.readFileSync(path.join(out, 'energy-by-variant.svg'), 'utf8');
     expect(bars).toMatch(/^<svg /);
     for (const c of FIG7_CATEGORIES) expect(bars).toContain(c.label);
@@ -74,6 +74,29 @@ describe('report', () => {
     const bad = await cli(['report', '--db', copy, '--out', path.join(out1, 'index.html')]);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/exists and is not a folder/);
+  });
+
+  it('replaces an earlier report whole; refuses another non-empty folder unless --force', async () => {
+    // An earlier report of run 3 had a chart run 1 does not make: replaced, nothing stale stays.
+    fs.writeFileSync(path.join(out, 'power-run-9.svg'), '<svg/>');
+    const again = await cli(['report', '--db', db, '--run', '1', '--out', out]);
+    expect(again.code, again.err).toBe(0);
+    expect(fs.readdirSync(out)).not.toContain('power-run-9.svg');
+    expect(fs.readdirSync(out)).toContain('power-run-1.svg');
+    const mine = path.join(dir, 'mine');
+    fs.mkdirSync(mine);
+    fs.writeFileSync(path.join(mine, 'index.html'), 'my own page');
+    const refused = await cli(['report', '--db', db, '--out', mine]);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/--out .*mine is a folder with other files in it \(index\.html\), not an earlier report: choose another folder, or --force to replace it/);
+    expect(fs.readFileSync(path.join(mine, 'index.html'), 'utf8')).toBe('my own page');
+    const forced = await cli(['report', '--db', db, '--out', mine, '--force']);
+    expect(forced.code, forced.err).toBe(0);
+    expect(fs.readFileSync(path.join(mine, 'index.html'), 'utf8')).toMatch(/<html/);
+    // No temporary folder is left beside it.
+    expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    // Put the report of run 3 back for the other tests.
+    expect((await cli(['report', '--db', db, '--out', out])).code).toBe(0);
   });
 
   it('the page works offline: SVGs inline, no scripts, nothing fetched', () => {
