@@ -13,7 +13,7 @@ import { Span, type RunSpan } from '../core/span.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, ServicePorts } from '../core/stage.js';
 import { NS_PER_MS, msToNs, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
-import { CsvBatchStream, checkTraceFile, minBase, openTraceStream, peekFirstTimestamp, peekSpanNs } from '../traces/csv.js';
+import { CsvBatchStream, checkTraceFile, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekSpanNs } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
 import { makeDecoder } from '../traces/decoders.js';
 import { formatExact } from '../traces/exact.js';
@@ -259,6 +259,7 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   return built.map((b) => {
     b.graph.finish(run);
     writeRunMetrics(b.tally, span, inputs);
-    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph, notes: b.graph.notes };
+    const newline = files.map((f) => missingNewlineNote(f.path)).filter((n): n is string => n !== null);
+    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph, notes: [...newline, ...b.graph.notes] };
   });
 }

@@ -258,3 +258,26 @@ function firstTimestampOfMax(text: string): TimeBase | null {
   }
   return best;
 }
+
+/**
+ * A note when a file's last line has no newline: it was read (it parsed whole), but a file cut
+ * short while being copied or written ends so too, with its last value possibly shortened.
+ */
+export function missingNewlineNote(file: string): string | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.size === 0) return null;
+    const size = st.size;
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, size - 1);
+    return b[0] === 0x0a ? null : `${file} ends without a newline: its last line was read as it stands, but it may have been cut short`;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
