@@ -240,7 +240,16 @@ export function predict(fit: Fit, names: readonly string[], row: readonly number
 export function readSamples(file: string, target: string, features?: readonly string[]): Samples {
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'samples file does not exist', { file });
   if (isPerfStat(file)) return readPerfStat(file, target, features);
-  const rows = parse(fs.readFileSync(file), { relax_column_count: false, skip_empty_lines: true }) as string[][];
+  let rows: string[][];
+  try {
+    rows = parse(fs.readFileSync(file), { relax_column_count: false, skip_empty_lines: true, bom: true }) as string[][];
+  } catch (e) {
+    // csv-parse's errors carry the line; its message may quote the whole offending value.
+    const err = e as Error & { lines?: number; code?: string };
+    const cut = err.message.indexOf(', value is');
+    const why = (cut >= 0 ? err.message.slice(0, cut) : err.message).replace(/ (on|at) line \d+$/, '');
+    throw new WattraceError('E_FIELD', `not a CSV of samples: ${why}`, { file, ...(err.lines !== undefined ? { line: err.lines } : {}) });
+  }
   const header = rows[0] ?? [];
   const ti = header.indexOf(target);
   if (ti < 0) throw new WattraceError('E_HEADER', `no column '${target}' (the columns are ${header.join(', ')})`, { file, line: 1 });
