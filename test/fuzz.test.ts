@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { demoCswitchText, demoDiskText } from '../src/generate/demo-fixture.js';
 import { PROJECT_ROOT } from '../src/core/json.js';
-import { cli, tmpDir } from './helpers.js';
+import { cli, perfStat, tmpDir } from './helpers.js';
 
 const SECONDS = Number(process.env['WATTRACE_FUZZ_SECONDS'] ?? '3');
 const dir = tmpDir('wattrace-fuzz-');
@@ -126,6 +126,23 @@ const IMPORTS: Record<string, Buffer> = {
   'vscsi-csv': Buffer.from(['version,time,op,size,lbn', ...Array.from({ length: 30 }, (_, i) => `1,${5633898 + i},2a,4096,${i * 8}`)].join('\n') + '\n'),
   msr: Buffer.from(Array.from({ length: 30 }, (_, i) => `${128166372000000000 + i * 1000},usr,0,${i % 2 ? 'Read' : 'Write'},${i * 4096},4096,${100 + i}`).join('\n') + '\n'),
 };
+
+describe('fuzzing calibrate --samples', () => {
+  const samples = Buffer.from(['power,cycles,misses', ...Array.from({ length: 40 }, (_, i) => `${20 + (i % 7) * 3 + (i % 3)},${1e9 * (1 + (i % 7))},${1e6 * (1 + (i % 3))}`)].join('\n') + '\n');
+  for (const [name, valid, target] of [['a samples CSV', samples, 'power'], ['perf stat -I -x,', Buffer.from(perfStat()), 'power/energy-pkg/']] as const) {
+    it(name, async () => {
+      await fc.assert(
+        fc.asyncProperty(inputOf(valid), async (input) => {
+          const d = path.join(dir, `c${n++}`);
+          fs.mkdirSync(d);
+          fs.writeFileSync(path.join(d, 'samples'), input);
+          expectClean(await cli(['calibrate', '--samples', path.join(d, 'samples'), '--target', target, '--out', path.join(d, 'profile.json')]), name);
+        }),
+        options,
+      );
+    }, 120_000);
+  }
+});
 
 describe('fuzzing the importers', () => {
   for (const [format, valid] of Object.entries(IMPORTS)) {
