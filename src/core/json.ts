@@ -45,7 +45,7 @@ export function readJsonFile(file: string, what: string): unknown {
 
 // The schemas are ours and a test checks them against the JSON Schema meta-schema, so they are
 // not re-validated on every start (that costs ~50 ms).
-const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false, useDefaults: true, validateSchema: false, verbose: true });
+const ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: true, validateSchema: false, verbose: true });
 const validators = new Map<string, ValidateFunction>();
 
 function validatorFor(schemaFile: string): ValidateFunction {
