@@ -12,54 +12,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { standardVms, syntheticCswitch } from '../generate/synthetic-cswitch.js';
-import { syntheticDisk } from '../generate/synthetic-disk.js';
+import { FULL_ACCOUNTING, writeBenchCswitch as writeTrace, writeBenchDisk as writeDisk, writeBenchPipeline } from './traces.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const EVENTS = ['uops', 'l2_miss', 'branch_miss', 'fp_ops'];
-
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : def;
-}
-
-function writeTrace(file: string, rows: number): void {
-  const fd = fs.openSync(file, 'w');
-  for (const chunk of syntheticCswitch({ rows, cpus: 2, vms: standardVms(8, EVENTS), events: EVENTS, seed: 42, tscHz: 3e9, counterBits: 48, meanPeriodNs: 500_000 }, 65536)) {
-    fs.writeSync(fd, chunk);
-  }
-  fs.closeSync(fd);
-}
-
-/** The disk log over the span of a cswitch trace of `rows` rows (mean period 0.5 ms on 2 CPUs). */
-function writeDisk(file: string, rows: number): void {
-  const fd = fs.openSync(file, 'w');
-  const seconds = (rows * 0.5e-3) / 2;
-  const clients = standardVms(8, EVENTS)
-    .filter((v) => v.id.startsWith('vm'))
-    .map((v, i) => ({ vm: v.id, perSecond: 400 / 5, bytes: 4096 << (i % 5), op: i % 2 === 0 ? ('R' as const) : ('W' as const) }));
-  for (const chunk of syntheticDisk({ startNs: 1_732_400_000_000_000_000n, seconds, clients, rateBps: 2e8, seed: 42 }, 65536)) fs.writeSync(fd, chunk);
-  fs.closeSync(fd);
-}
-
-const FULL = ['cpu-split', 'disk-energy', 'driver-charge', 'virtual-counters'];
-
 function writePipeline(dir: string, name: string, trace: string, disk?: string): string {
-  const profile = path.join(dir, 'machine.json');
-  const vms = standardVms(8, EVENTS).filter((v) => v.id !== 'idle');
-  fs.writeFileSync(
-    profile,
-    JSON.stringify({
-      cpu: { tsc_hz: 3e9, idle_watts: 42, counter_bits: 48, idle_split: 'equal', events: { uops: 4e-9, l2_miss: 2e-7, branch_miss: 5e-8, fp_ops: 6e-9 } },
-      disks: { disk: { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } },
-      vms: vms.map((v) => ({ id: v.id, role: v.id === 'core' ? 'core' : v.id === 'drv' ? 'driver' : 'client' })),
-      services: [{ id: 'vdisk', driver: 'drv', device: 'disk', clients: vms.filter((v) => v.id.startsWith('vm')).map((v) => v.id) }],
-    }),
-  );
-  const p = path.join(dir, `${name}.pipeline.json`);
-  const traces = disk ? { cswitch: trace, disk } : { cswitch: trace };
-  fs.writeFileSync(p, JSON.stringify({ name, profile, traces, interval_ms: 100, stages: disk ? FULL : ['cpu-split'] }));
-  return p;
+  return writeBenchPipeline(dir, name, { cswitch: trace, ...(disk ? { disk, stages: FULL_ACCOUNTING } : { stages: ['cpu-split'] }) });
 }
 
 interface Measure {
