@@ -15,6 +15,11 @@ import { fileURLToPath } from 'node:url';
 import { FULL_ACCOUNTING, writeBenchCswitch as writeTrace, writeBenchDisk as writeDisk, writeBenchPipeline } from './traces.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : def;
+}
+
 function writePipeline(dir: string, name: string, trace: string, disk?: string): string {
   return writeBenchPipeline(dir, name, { cswitch: trace, ...(disk ? { disk, stages: FULL_ACCOUNTING } : { stages: ['cpu-split'] }) });
 }
