@@ -1,117 +1,129 @@
 /**
- * Adapters that run a decoder over CSV text with csv-parse: streaming (a file or any Readable,
- * with backpressure, as an async iterator of batches) and at once (a string, for tests).
- * Both use the same options, so they cannot disagree.
+ * Adapters that run a decoder over a trace's bytes with the byte-level reader (scan.ts): streaming
+ * (a file or in-memory chunks, as an async iterator of batches) and at once (a string, for tests).
+ * Both feed the same scanner, so they cannot disagree.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
-import { Readable } from 'node:stream';
-import { parse, type Options } from 'csv-parse';
-import { parse as parseSync } from 'csv-parse/sync';
 import { WattraceError } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
 import type { Decoder, TimeBase } from './decoder.js';
 import { OK, PARSED, parseUint } from './exact.js';
+import { LineScanner } from './scan.js';
 
-/**
- * csv-parse in its fastest configuration (measured; README, Benchmark): arrays of strings, no casting, no quote
- * handling. Trace fields are numbers and identifiers, so quotes are never needed; a record is
- * always one line, which keeps line numbers exact. Field counts are checked by the decoders.
- */
-export const CSV_OPTIONS: Options = {
-  cast: false,
-  quote: false,
-  relax_column_count: true,
-  bom: true,
-  skip_empty_lines: false,
-};
-
-const READ_CHUNK = 1 << 20;
-const HIGH_WATER_BATCHES = 4;
+/** Bytes read at a time (measured: 1–16 MiB read alike; README, Benchmark). */
+export const READ_CHUNK = 4 << 20;
 
 export interface StreamInfo {
   /** Bytes read so far. */
   bytes: number;
-  /** sha256 of everything read, once the stream has ended. */
+  /** sha256 of everything read, once the stream has ended (null when not hashed). */
   sha256: string | null;
 }
 
+/** Where a stream's bytes come from: chunks in order, null at the end. */
+export interface ChunkSource {
+  read(): Buffer | null;
+  close(): void;
+}
+
 /**
- * Streams `input` through csv-parse into `decoder`, yielding its batches as they fill. A batch
- * yielded is valid until the following call to next(), which recycles it.
+ * A file read `READ_CHUNK` bytes at a time into one reused buffer (the scanner copies only a line
+ * cut at a chunk's end, and asks for the next chunk once it is through the last).
  */
-export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B> {
+export function fileChunks(file: string, chunkBytes = READ_CHUNK): ChunkSource {
+  let fd: number | null;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    throw new WattraceError('E_FILE', `cannot read ${file}: ${(e as Error).message}`, { file });
+  }
+  const buf = Buffer.allocUnsafe(chunkBytes);
+  return {
+    read() {
+      if (fd === null) return null;
+      let n: number;
+      try {
+        n = fs.readSync(fd, buf, 0, buf.length, null);
+      } catch (e) {
+        throw new WattraceError('E_FILE', `cannot read ${file}: ${(e as Error).message}`, { file });
+      }
+      if (n === 0) {
+        this.close();
+        return null;
+      }
+      return buf.subarray(0, n);
+    },
+    close() {
+      if (fd !== null) fs.closeSync(fd);
+      fd = null;
+    },
+  };
+}
+
+/** In-memory chunks (strings or buffers cut anywhere), in order. */
+export function memoryChunks(chunks: readonly (string | Buffer)[]): ChunkSource {
+  let i = 0;
+  return {
+    read: () => {
+      const c = chunks[i++];
+      return c === undefined ? null : typeof c === 'string' ? Buffer.from(c) : c;
+    },
+    close: () => void (i = chunks.length),
+  };
+}
+
+/**
+ * Streams a source's bytes through the scanner into `decoder`, yielding its batches as they fill;
+ * the scanner stops after each batch, so nothing runs ahead of the consumer. A batch yielded is
+ * valid until the following call to next(), which recycles it.
+ */
+export class TraceBatchStream<B extends Batch> implements AsyncIterableIterator<B> {
   readonly info: StreamInfo = { bytes: 0, sha256: null };
   private readonly queue: B[] = [];
+  private readonly scanner: LineScanner;
+  private readonly hash: Hash | null;
   private done = false;
-  private error: unknown = null;
-  private wake: (() => void) | null = null;
+  private closed = false;
   /** The batch returned by the previous next(): the caller is done with it once it asks again. */
   private lent: B | null = null;
-  private readonly input: Readable;
-  private readonly parser: ReturnType<typeof parse>;
 
   constructor(
-    input: Readable,
+    private readonly source: ChunkSource,
     private readonly decoder: Decoder<B>,
-    onBytes?: (n: number) => void,
+    private readonly onBytes?: (n: number) => void,
     /** False when yielded batches leave this thread (transferred), so they cannot be reused. */
     private readonly recycleOnNext = true,
+    hash = true,
   ) {
-    this.input = input;
-    const parser = parse(CSV_OPTIONS);
-    this.parser = parser;
-    const hash = createHash('sha256');
-    decoder.onBatch((b) => {
-      this.queue.push(b);
-      if (this.queue.length >= HIGH_WATER_BATCHES) parser.pause();
-      this.notify();
-    });
-    input.on('data', (chunk: Buffer | string) => {
-      hash.update(chunk);
-      this.info.bytes += chunk.length;
-      onBytes?.(chunk.length);
-    });
-    input.on('error', (e) => this.fail(new WattraceError('E_FILE', `cannot read ${decoder.file}: ${(e as Error).message}`, { file: decoder.file })));
-    parser.on('data', (record: string[]) => {
-      if (this.error !== null) return;
-      try {
-        decoder.push(record);
-      } catch (e) {
-        this.fail(e);
+    this.scanner = new LineScanner(decoder, decoder.file);
+    this.hash = hash ? createHash('sha256') : null;
+    decoder.onBatch((b) => this.queue.push(b));
+  }
+
+  /** Decodes until a batch is ready or the input ends. */
+  private fill(): void {
+    const d = this.decoder;
+    const stop = () => d.emitted;
+    while (this.queue.length === 0 && !this.done) {
+      if (this.scanner.pending) {
+        d.emitted = false;
+        this.scanner.scan(stop);
+        continue;
       }
-    });
-    parser.on('error', (e: Error & { lines?: number }) =>
-      this.fail(new WattraceError('E_FIELD', `malformed CSV: ${e.message}`, { file: decoder.file, ...(e.lines ? { line: e.lines } : {}) })),
-    );
-    parser.on('end', () => {
-      if (this.error !== null) return;
-      try {
-        decoder.finish();
-      } catch (e) {
-        this.fail(e);
+      const chunk = this.source.read();
+      if (chunk === null) {
+        this.scanner.end();
+        d.finish();
+        if (this.hash) this.info.sha256 = this.hash.digest('hex');
+        this.done = true;
         return;
       }
-      this.info.sha256 = hash.digest('hex');
-      this.done = true;
-      this.notify();
-    });
-    input.pipe(parser);
-  }
-
-  private notify(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
-  private fail(e: unknown): void {
-    if (this.error !== null) return;
-    this.error = e;
-    this.input.unpipe(this.parser);
-    this.input.destroy();
-    this.parser.destroy();
-    this.notify();
+      this.hash?.update(chunk);
+      this.info.bytes += chunk.length;
+      this.onBytes?.(chunk.length);
+      this.scanner.feed(chunk);
+    }
   }
 
   async next(): Promise<IteratorResult<B>> {
@@ -119,21 +131,30 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
       if (this.recycleOnNext) this.decoder.recycle(this.lent);
       this.lent = null;
     }
-    for (;;) {
-      if (this.error !== null) throw this.error;
-      const b = this.queue.shift();
-      if (b !== undefined) {
-        if (this.queue.length < HIGH_WATER_BATCHES / 2 && this.parser.isPaused()) this.parser.resume();
-        this.lent = b;
-        return { value: b, done: false };
-      }
-      if (this.done) return { value: undefined, done: true };
-      await new Promise<void>((resolve) => (this.wake = resolve));
+    if (this.closed) return { value: undefined, done: true };
+    try {
+      this.fill();
+    } catch (e) {
+      this.close();
+      throw e;
     }
+    const b = this.queue.shift();
+    if (b === undefined) {
+      this.close();
+      return { value: undefined, done: true };
+    }
+    this.lent = b;
+    return { value: b, done: false };
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.source.close();
   }
 
   async return(): Promise<IteratorResult<B>> {
-    if (!this.done) this.fail(new Error('closed'));
+    this.close();
     return { value: undefined, done: true };
   }
 
@@ -142,26 +163,23 @@ export class CsvBatchStream<B extends Batch> implements AsyncIterableIterator<B>
   }
 }
 
-export function openTraceStream<B extends Batch>(file: string, decoder: Decoder<B>, onBytes?: (n: number) => void, recycleOnNext = true): CsvBatchStream<B> {
-  return new CsvBatchStream(fs.createReadStream(file, { highWaterMark: READ_CHUNK }), decoder, onBytes, recycleOnNext);
+export function openTraceStream<B extends Batch>(file: string, decoder: Decoder<B>, onBytes?: (n: number) => void, recycleOnNext = true, hash = true): TraceBatchStream<B> {
+  return new TraceBatchStream(fileChunks(file), decoder, onBytes, recycleOnNext, hash);
 }
 
 /** Streams in-memory chunks (strings or buffers cut anywhere) through the same path as a file. */
-export function chunkStream<B extends Batch>(chunks: readonly (string | Buffer)[], decoder: Decoder<B>): CsvBatchStream<B> {
-  return new CsvBatchStream(Readable.from(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))), decoder);
+export function chunkStream<B extends Batch>(chunks: readonly (string | Buffer)[], decoder: Decoder<B>): TraceBatchStream<B> {
+  return new TraceBatchStream(memoryChunks(chunks), decoder);
 }
 
-/** Decodes a whole CSV text at once (the batch adapter). */
+/** Decodes a whole text at once (the batch adapter). */
 export function decodeText<B extends Batch>(text: string, decoder: Decoder<B>): B[] {
   const out: B[] = [];
   decoder.onBatch((b) => out.push(b));
-  let records: string[][];
-  try {
-    records = parseSync(text, CSV_OPTIONS) as string[][];
-  } catch (e) {
-    throw new WattraceError('E_FIELD', `malformed CSV: ${(e as Error).message}`, { file: decoder.file });
-  }
-  for (const r of records) decoder.push(r);
+  const scanner = new LineScanner(decoder, decoder.file);
+  scanner.feed(Buffer.from(text));
+  scanner.scan(() => false);
+  scanner.end();
   decoder.finish();
   return out;
 }

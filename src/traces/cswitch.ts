@@ -8,6 +8,7 @@ import { newSwitchBatch, type SwitchBatch } from '../core/events.js';
 import { resized } from '../core/typed.js';
 import type { Machine } from '../core/machine.js';
 import { Decoder, type TimeBase } from './decoder.js';
+import type { Fields } from './scan.js';
 import { PARSED, counterAdvance, formatExact } from './exact.js';
 import { nsToMs, ticksIn } from '../core/units.js';
 
@@ -81,11 +82,10 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.evLo = resized(this.evLo, n * this.nEv);
   }
 
-  protected decode(f: string[]): void {
+  protected decode(f: Fields): void {
     const t = this.time(f, this.iTs);
-    const cpuS = f[this.iCpu]!;
     // A one-digit CPU number is the common case; anything else goes through the full check.
-    const c0 = cpuS.length === 1 ? cpuS.charCodeAt(0) - 48 : -1;
+    const c0 = f.singleByte(this.iCpu) - 48;
     const cpu = c0 >= 0 && c0 <= 9 ? c0 : this.smallInt(f, this.iCpu, MAX_CPU);
     const vm = this.vmIndex(f, this.iVm, this.machine, true);
     this.uint(f, this.iTsc);
@@ -117,7 +117,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     if (seen) {
       const t0 = this.prevT[cpu]!;
       if (t < t0) {
-        this.fail('E_ORDER', `time goes backwards on cpu ${cpu}: ${f[this.iTs]} is before the previous row of that CPU (line ${this.prevLine[cpu]})`, this.iTs);
+        this.fail('E_ORDER', `time goes backwards on cpu ${cpu}: ${f.text(this.iTs)} is before the previous row of that CPU (line ${this.prevLine[cpu]})`, this.iTs);
       }
       const dtsc = counterAdvance(tHi, tLo, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
       if (dtsc < 0) this.backwards(f, this.iTsc, cpu, this.tscHi[cpu]!, this.tscLo[cpu]!, TSC_BITS);
@@ -143,16 +143,16 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.tscLo[cpu] = tLo;
   }
 
-  private backwards(f: string[], c: number, cpu: number, phi: number, plo: number, bits: number): never {
+  private backwards(f: Fields, c: number, cpu: number, phi: number, plo: number, bits: number): never {
     this.fail(
       'E_COUNTER',
-      `counter ${this.columnName(c)} goes backwards or jumps on cpu ${cpu}, from ${formatExact(phi, plo)} (line ${this.prevLine[cpu]}) to ${f[c]}, ` +
+      `counter ${this.columnName(c)} goes backwards or jumps on cpu ${cpu}, from ${formatExact(phi, plo)} (line ${this.prevLine[cpu]}) to ${f.text(c)}, ` +
         `which is no plausible advance of a ${bits}-bit counter (it must advance by less than 2^${bits - 1}, a wrap included)`,
       c,
     );
   }
 
-  private tscJump(f: string[], cpu: number, dt: number, dtsc: number, expected: number): never {
+  private tscJump(f: Fields, cpu: number, dt: number, dtsc: number, expected: number): never {
     const fmt = (x: number) => (Math.abs(x) >= 1e6 ? x.toExponential(4) : x.toFixed(0));
     this.fail(
       'E_COUNTER',

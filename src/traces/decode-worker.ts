@@ -1,6 +1,6 @@
 /**
- * Worker thread that reads and decodes one trace file (csv-parse + the trace's decoder) and posts
- * its batches, which live in shared memory, to the main thread. The main thread names each batch
+ * Worker thread that reads and decodes one trace file (the byte-level reader + the trace's
+ * decoder) and posts its batches, which live in shared memory, to the main thread. The main thread names each batch
  * back once its stages are done with it: that is both the flow control and the recycling.
  * Errors travel back as plain data and become the same WattraceError on the other side.
  */
@@ -49,7 +49,8 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
   });
   const send = (m: FromWorker) => port.postMessage(m);
   let bytes = 0;
-  const stream = openTraceStream(d.file, decoder, (n) => (bytes += n), false);
+  // The file's sha256 is taken on the main thread (threaded.ts), which has time to spare.
+  const stream = openTraceStream(d.file, decoder, (n) => (bytes += n), false, false);
   try {
     for await (const b of stream as AsyncIterable<Batch>) {
       while (inFlight >= d.window) await new Promise<void>((r) => (credit = r));
@@ -62,7 +63,7 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
       }
       send({ type: 'batch', id, batch: b, bytes });
     }
-    send({ type: 'done', rows: decoder.rows, bytes, sha256: stream.info.sha256 });
+    send({ type: 'done', rows: decoder.rows, bytes });
   } catch (e) {
     if (isWattraceError(e)) send({ type: 'error', error: { code: e.code, message: e.message, where: e.where, exitCode: e.exitCode } });
     else send({ type: 'crash', message: (e as Error)?.message ?? String(e), stack: (e as Error)?.stack ?? '' });

@@ -1,12 +1,13 @@
 /**
  * The push core shared by all trace readers: header checks, line counting, field errors, and
- * batch hand-off. A decoder sees one record at a time as an array of strings and has no I/O,
- * so the streaming reader (csv-parse over a file) and the in-memory adapter feed the same code.
+ * batch hand-off. A decoder sees one line at a time as byte ranges (scan.ts: Fields) and has no
+ * I/O, so the streaming reader (a file) and the in-memory adapter (a string) feed the same code.
  */
 import { WattraceError, type ErrorCode } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
 import type { Machine } from '../core/machine.js';
-import { OK, PARSED, describeStatus, diffExact, maxOfBits, parseUint } from './exact.js';
+import { OK, PARSED, describeStatus, diffExact, maxOfBits } from './exact.js';
+import { ByteNames, parseUintAt, type Fields, type LineSink } from './scan.js';
 
 /** The time origin of a run: the exact first timestamp, as hi · 1e9 + lo. */
 export interface TimeBase {
@@ -23,7 +24,7 @@ export interface ColumnSpec {
   readonly events?: readonly string[];
 }
 
-export abstract class Decoder<B extends Batch> {
+export abstract class Decoder<B extends Batch> implements LineSink {
   /** Current 1-based line: the header is line 1. */
   line = 0;
   rows = 0;
@@ -43,8 +44,8 @@ export abstract class Decoder<B extends Batch> {
   ) {}
 
   protected abstract newBatch(): B;
-  /** Decodes the record at `this.line`; may append to `this.batch`. */
-  protected abstract decode(fields: string[]): void;
+  /** Decodes the line at `this.line`; may append to `this.batch`. */
+  protected abstract decode(fields: Fields): void;
 
   /** Where full batches go. A batch handed over is never written again. */
   onBatch(sink: (b: B) => void): this {
@@ -52,16 +53,20 @@ export abstract class Decoder<B extends Batch> {
     return this;
   }
 
-  /** Feeds one record (the first is the header). */
-  push(fields: string[]): void {
+  /** A batch was handed over since this was last cleared (the reader stops scanning then). */
+  emitted = false;
+
+  /** Feeds one line (the first is the header). */
+  push(fields: Fields): void {
     this.line++;
     if (this.line === 1) {
-      this.header(fields);
+      this.header(fields.texts());
+      fields.reserve(this.nCols + 1);
       return;
     }
-    if (fields.length !== this.nCols) {
-      if (fields.length === 1 && fields[0] === '') this.fail('E_FIELD', `empty line; expected ${this.nCols} comma-separated fields`);
-      this.fail('E_FIELD', `expected ${this.nCols} fields as in the header, found ${fields.length}`);
+    if (fields.n !== this.nCols) {
+      if (fields.n === 1 && fields.isEmpty(0)) this.fail('E_FIELD', `empty line; expected ${this.nCols} comma-separated fields`);
+      this.fail('E_FIELD', `expected ${this.nCols} fields as in the header, found ${fields.n}`);
     }
     this.rows++;
     this.decode(fields);
@@ -80,6 +85,7 @@ export abstract class Decoder<B extends Batch> {
     if (this.batch.length === 0) return;
     const b = this.batch;
     this.batch = this.nextBatch();
+    this.emitted = true;
     this.sink?.(b);
   }
 
@@ -166,10 +172,9 @@ export abstract class Decoder<B extends Batch> {
   }
 
   /** Parses field `i` as an unsigned integer into PARSED, or fails naming the column. */
-  protected uint(fields: string[], i: number): void {
-    const s = fields[i]!;
-    const st = parseUint(s);
-    if (st !== OK) this.fail('E_FIELD', `${this.columnName(i)} ${describeStatus(st, s)}`, i);
+  protected uint(f: Fields, i: number): void {
+    const st = parseUintAt(f.buf, f.start[i]!, f.end[i]!);
+    if (st !== OK) this.fail('E_FIELD', `${this.columnName(i)} ${describeStatus(st, f.text(i))}`, i);
   }
 
   private counterMaxHi = Infinity;
@@ -183,16 +188,16 @@ export abstract class Decoder<B extends Batch> {
   }
 
   /** Parses event counter field `i` into PARSED; fails when it is above the counter's range. */
-  protected counter(fields: string[], i: number): void {
-    this.uint(fields, i);
+  protected counter(f: Fields, i: number): void {
+    this.uint(f, i);
     if (PARSED.hi > this.counterMaxHi || (PARSED.hi === this.counterMaxHi && PARSED.lo > this.counterMaxLo)) {
-      this.fail('E_FIELD', `${this.columnName(i)} is ${fields[i]}, above the ${this.counterBits}-bit counter range of the profile (counter_bits)`, i);
+      this.fail('E_FIELD', `${this.columnName(i)} is ${f.text(i)}, above the ${this.counterBits}-bit counter range of the profile (counter_bits)`, i);
     }
   }
 
   /** Field `i` as a timestamp relative to the run's base, in ns (exact while within ~104 days). */
-  protected time(fields: string[], i: number): number {
-    this.uint(fields, i);
+  protected time(f: Fields, i: number): number {
+    this.uint(f, i);
     const dh = PARSED.hi - this.base.hi;
     // The common case inline (|Δ| < 2^53 surely); diffExact handles the rest exactly.
     if (dh > -9e6 && dh < 9e6) return dh * 1e9 + (PARSED.lo - this.base.lo);
@@ -200,29 +205,31 @@ export abstract class Decoder<B extends Batch> {
   }
 
   /** Field `i` as a small non-negative integer (a CPU number). */
-  protected smallInt(fields: string[], i: number, max: number): number {
-    this.uint(fields, i);
-    if (PARSED.hi !== 0 || PARSED.lo > max) this.fail('E_FIELD', `${this.columnName(i)} is ${fields[i]}; expected at most ${max}`, i);
+  protected smallInt(f: Fields, i: number, max: number): number {
+    this.uint(f, i);
+    if (PARSED.hi !== 0 || PARSED.lo > max) this.fail('E_FIELD', `${this.columnName(i)} is ${f.text(i)}; expected at most ${max}`, i);
     return PARSED.lo;
   }
+
+  private vmNames: ByteNames | null = null;
 
   /**
    * Field `i` as the consumer index of a profile VM; `idle` (the idle processor) only where
    * `allowIdle`. Fails naming the VMs the profile has.
    */
-  protected vmIndex(fields: string[], i: number, machine: Machine, allowIdle: boolean): number {
-    const name = fields[i]!;
-    const vm = machine.consumerIndex.get(name);
-    if (vm === undefined || (!allowIdle && vm >= machine.vmCount)) {
+  protected vmIndex(f: Fields, i: number, machine: Machine, allowIdle: boolean): number {
+    const names = (this.vmNames ??= new ByteNames(machine.consumerIndex));
+    const vm = names.get(f.buf, f.start[i]!, f.end[i]!);
+    if (vm < 0 || (!allowIdle && vm >= machine.vmCount)) {
       const idle = allowIdle ? " (and 'idle', the idle processor)" : '';
-      this.fail('E_VM', `unknown VM '${name}': the profile's VMs are ${machine.consumers.slice(0, machine.vmCount).join(', ')}${idle}`, i);
+      this.fail('E_VM', `unknown VM '${f.text(i)}': the profile's VMs are ${machine.consumers.slice(0, machine.vmCount).join(', ')}${idle}`, i);
     }
     return vm;
   }
 
   /** Field `i` as a finite non-negative decimal number (watts). */
-  protected nonNegativeNumber(fields: string[], i: number): number {
-    const s = fields[i]!;
+  protected nonNegativeNumber(f: Fields, i: number): number {
+    const s = f.text(i);
     const v = s.trim() === '' ? NaN : Number(s);
     if (!Number.isFinite(v)) this.fail('E_FIELD', `${this.columnName(i)} is not a number ('${s}')`, i);
     if (v < 0) this.fail('E_FIELD', `${this.columnName(i)} is negative ('${s}'); expected a value ≥ 0`, i);
@@ -234,6 +241,13 @@ export abstract class Decoder<B extends Batch> {
 export class NameTable {
   readonly names: string[] = [];
   private readonly index = new Map<string, number>();
+
+  private readonly bytes = new ByteNames();
+
+  /** The index of the name in field `i` (a string is made once per new name). */
+  internField(f: Fields, i: number): number {
+    return this.bytes.intern(f.buf, f.start[i]!, f.end[i]!, () => this.intern(f.text(i)));
+  }
 
   intern(name: string): number {
     let i = this.index.get(name);

@@ -7,6 +7,7 @@ import { newDiskBatch, type DiskBatch } from '../core/events.js';
 import type { Machine } from '../core/machine.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
 import { PARSED } from './exact.js';
+import type { Fields } from './scan.js';
 
 export class DiskDecoder extends Decoder<DiskBatch> {
   private readonly names = new NameTable();
@@ -55,26 +56,26 @@ export class DiskDecoder extends Decoder<DiskBatch> {
     }
   }
 
-  protected decode(f: string[]): void {
+  protected decode(f: Fields): void {
     const t = this.time(f, this.iTs);
     const vm = this.vmIndex(f, this.iVm, this.machine, false);
-    const opS = f[this.iOp]!;
-    const op = opS === 'R' ? 0 : opS === 'W' ? 1 : this.fail('E_FIELD', `op is '${opS}'; expected R or W`, this.iOp);
+    const opB = f.singleByte(this.iOp);
+    const op = opB === 82 ? 0 : opB === 87 ? 1 : this.fail('E_FIELD', `op is '${f.text(this.iOp)}'; expected R or W`, this.iOp);
     this.uint(f, this.iOff);
     const offset = PARSED.hi * 1e9 + PARSED.lo;
     this.uint(f, this.iBytes);
     const bytes = PARSED.hi * 1e9 + PARSED.lo;
     let latency = NaN;
-    if (this.iLat >= 0 && f[this.iLat] !== '') {
+    if (this.iLat >= 0 && !f.isEmpty(this.iLat)) {
       this.uint(f, this.iLat);
       latency = PARSED.hi * 1e9 + PARSED.lo;
     }
-    const container = this.iCont >= 0 && f[this.iCont] !== '' ? this.names.intern(f[this.iCont]!) : -1;
+    const container = this.iCont >= 0 && !f.isEmpty(this.iCont) ? this.names.internField(f, this.iCont) : -1;
     let disk = -1;
-    if (this.iDisk >= 0 && f[this.iDisk] !== '') {
-      const d = f[this.iDisk]!;
-      if (!(d in this.machine.profile.disks)) this.fail('E_FIELD', `unknown disk '${d}': the profile's disks are ${this.diskIds.join(', ') || 'none'}`, this.iDisk);
-      disk = this.names.intern(d);
+    if (this.iDisk >= 0 && !f.isEmpty(this.iDisk)) {
+      disk = this.names.internField(f, this.iDisk);
+      const d = this.names.names[disk]!;
+      if (!Object.hasOwn(this.machine.profile.disks, d)) this.fail('E_FIELD', `unknown disk '${d}': the profile's disks are ${this.diskIds.join(', ') || 'none'}`, this.iDisk);
     } else if (this.diskIds.length !== 1) {
       this.fail('E_FIELD', `disk is empty, but the profile has ${this.diskIds.length} disks (${this.diskIds.join(', ')})`, this.iDisk);
     } else {
@@ -82,7 +83,7 @@ export class DiskDecoder extends Decoder<DiskBatch> {
     }
     const last = this.lastT.get(disk);
     if (last && t < last.t) {
-      this.fail('E_ORDER', `time goes backwards on the disk: ${f[this.iTs]} is before the previous completion (line ${last.line})`, this.iTs);
+      this.fail('E_ORDER', `time goes backwards on the disk: ${f.text(this.iTs)} is before the previous completion (line ${last.line})`, this.iTs);
     }
     if (last) {
       last.t = t;

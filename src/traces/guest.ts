@@ -11,6 +11,7 @@ import type { Machine } from '../core/machine.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
 import { PARSED, counterAdvance, formatExact } from './exact.js';
 import { MAX_CPU } from './cswitch.js';
+import type { Fields } from './scan.js';
 
 interface Lane {
   t: number;
@@ -62,14 +63,12 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     this.machine.eventNames.forEach((e, k) => (this.evCol[k] = this.col(e)));
   }
 
-  protected decode(f: string[]): void {
+  protected decode(f: Fields): void {
     const t = this.time(f, this.iTs);
     const vm = this.vmIndex(f, this.iVm, this.machine, false);
-    const vmName = f[this.iVm]!;
     const cpu = this.smallInt(f, this.iCpu, MAX_CPU);
-    const contName = f[this.iCont]!;
-    if (contName === '') this.fail('E_FIELD', 'container is empty; expected the name of a resource container', this.iCont);
-    const container = this.names.intern(contName);
+    if (f.isEmpty(this.iCont)) this.fail('E_FIELD', 'container is empty; expected the name of a resource container', this.iCont);
+    const container = this.names.internField(f, this.iCont);
     this.uint(f, this.iTsc);
     const tHi = PARSED.hi;
     const tLo = PARSED.lo;
@@ -87,7 +86,7 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
       this.batch.dev.fill(0, (this.batch.length - 1) * this.nEv, this.batch.length * this.nEv);
       return;
     }
-    if (t < lane.t) this.fail('E_ORDER', `time goes backwards for ${vmName} on cpu ${cpu}: ${f[this.iTs]} is before line ${lane.line}`, this.iTs);
+    if (t < lane.t) this.fail('E_ORDER', `time goes backwards for ${this.machine.consumers[vm]} on cpu ${cpu}: ${f.text(this.iTs)} is before line ${lane.line}`, this.iTs);
     const dtsc = counterAdvance(tHi, tLo, lane.tscHi, lane.tscLo, 64);
     if (dtsc < 0) this.backwards(f, this.iTsc, lane, lane.tscHi, lane.tscLo, 64);
     const b = this.batch;
@@ -119,10 +118,10 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     b.length = i + 1;
   }
 
-  private backwards(f: string[], c: number, lane: Lane, phi: number, plo: number, bits: number): never {
+  private backwards(f: Fields, c: number, lane: Lane, phi: number, plo: number, bits: number): never {
     this.fail(
       'E_COUNTER',
-      `counter ${this.columnName(c)} goes backwards, from ${formatExact(phi, plo)} (line ${lane.line}) to ${f[c]}, which is no plausible wrap of a ${bits}-bit counter`,
+      `counter ${this.columnName(c)} goes backwards, from ${formatExact(phi, plo)} (line ${lane.line}) to ${f.text(c)}, which is no plausible wrap of a ${bits}-bit counter`,
       c,
     );
   }

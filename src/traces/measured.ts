@@ -5,6 +5,7 @@
 import { newMeasuredBatch, type MeasuredBatch } from '../core/events.js';
 import type { Machine } from '../core/machine.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
+import type { Fields } from './scan.js';
 
 export class MeasuredDecoder extends Decoder<MeasuredBatch> {
   private readonly names = new NameTable();
@@ -29,11 +30,11 @@ export class MeasuredDecoder extends Decoder<MeasuredBatch> {
     this.iW = this.col('watts');
   }
 
-  protected decode(f: string[]): void {
+  protected decode(f: Fields): void {
     const t = this.time(f, this.iTs);
-    const d = f[this.iDev]!;
+    const device = this.names.internField(f, this.iDev);
+    const d = this.names.names[device]!;
     if (!this.devices.has(d)) this.fail('E_FIELD', `unknown device '${d}'; expected one of ${[...this.devices].join(', ')}`, this.iDev);
-    const device = this.names.intern(d);
     const w = this.nonNegativeNumber(f, this.iW);
     const last = this.lastT.get(device);
     if (last !== undefined && t < last) this.fail('E_ORDER', `time goes backwards for device ${d}`, this.iTs);
