@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import { WattraceError } from '../core/errors.js';
 import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
-import { runPipeline, runPipelines } from '../replay/runner.js';
+import { prepareReading, runPipeline, runPipelines } from '../replay/runner.js';
 import { planStages } from '../replay/graph.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { msToNs, nsToS } from '../core/units.js';
-import { matrixCells, renderMatrix, resolveRun, validationOf, type MatrixUnit } from '../analysis/matrix.js';
+import type { MatrixUnit } from '../analysis/matrix.js';
 import { fmt } from '../analysis/table.js';
 import { RunWriter, openForReading } from '../store/store.js';
 import { checkTraceFile } from '../traces/csv.js';
@@ -50,6 +50,7 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     ...(args.intervalMs !== undefined ? { intervalMs: args.intervalMs } : {}),
     traces: parseTraceArgs(args.trace ?? []),
   });
+  prepareReading(Object.values(p.traces));
   const machine = withFixtureHint(() => loadProfile(p.profilePath));
   const plan = planStages(p, machine);
   const { traces } = plan;
@@ -59,6 +60,9 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     if (!traces.includes(k)) io.err(`wattrace: note: no stage of pipeline '${p.name}' reads the ${k} trace; it is not used`);
   }
   const total = traces.reduce((a, k) => a + checkTraceFile(p.traces[k]!, k), 0);
+  // The matrix code (arquero: 0.1 s to load) loads while the traces are read, and only if printed.
+  const matrix = args.quiet ? null : import('../analysis/matrix.js');
+  matrix?.catch(() => undefined);
 
   const writer = RunWriter.begin(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION });
   let bar: ReturnType<typeof progressBar> = null;
@@ -86,7 +90,8 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
     writer.abort();
     throw e;
   }
-  if (!args.quiet) {
+  if (matrix !== null) {
+    const { matrixCells, renderMatrix, resolveRun, validationOf } = await matrix;
     const db = openForReading(args.db);
     try {
       const info = resolveRun(db, writer.runId, args.db);

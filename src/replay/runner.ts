@@ -13,12 +13,12 @@ import { Span, type RunSpan } from '../core/span.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, ServicePorts } from '../core/stage.js';
 import { NS_PER_MS, msToNs, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
-import { CsvBatchStream, checkTraceFile, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekSpanNs } from '../traces/csv.js';
+import { TraceBatchStream, checkTraceFile, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekSpanNs } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
 import { makeDecoder } from '../traces/decoders.js';
 import { formatExact } from '../traces/exact.js';
 import { mergeSources } from '../traces/merge.js';
-import { WorkerBatchStream, threadedReadingAvailable } from '../traces/threaded.js';
+import { WorkerBatchStream, forceThreads, threadedReadingAvailable, warmDecoderThread } from '../traces/threaded.js';
 import { buildGraph, type Plan, type StageGraph } from './graph.js';
 import type { AnyStageDefinition } from '../stages/registry.js';
 
@@ -177,6 +177,12 @@ export async function runPipeline(p: ResolvedPipeline, machine: Machine, plan: P
   return (await runPipelines([{ p, plan, sink }], machine, plan.traces, opts))[0]!;
 }
 
+/**
+ * A trace smaller than this is decoded on the main thread: a decoder thread costs ~0.1 s to start,
+ * more than it saves on a few MB.
+ */
+export const THREADED_MIN_BYTES = 8 << 20;
+
 /** Energy rows above which a run is refused before anything is written (≈ 100 bytes each in SQLite). */
 export const MAX_PLANNED_ROWS = 50_000_000;
 
@@ -229,7 +235,7 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   // others, much smaller as a rule (disk requests are rarer than context switches), in-thread.
   const sizes = files.map((f) => fs.statSync(f.path).size);
   const largest = sizes.indexOf(Math.max(...sizes));
-  const threaded = threadedReadingAvailable() && opts.threads !== false;
+  const threaded = threadedReadingAvailable() && opts.threads !== false && (sizes[largest]! >= THREADED_MIN_BYTES || forceThreads());
   const open = () =>
     files.map((f, i) => {
       if (threaded && i === largest) {
@@ -237,7 +243,7 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
         return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
       }
       const d = makeDecoder(f.kind, f.path, base!, machine);
-      const s: CsvBatchStream<Batch> = openTraceStream(f.path, d, onBytes);
+      const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, onBytes);
       return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
     });
 
@@ -262,4 +268,21 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
     const newline = files.map((f) => missingNewlineNote(f.path)).filter((n): n is string => n !== null);
     return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph, notes: [...newline, ...b.graph.notes] };
   });
+}
+
+/**
+ * Starts the decoder thread early when a replay of these traces will use one (the largest is big
+ * enough), so that its start-up overlaps the main thread's.
+ */
+export function prepareReading(files: readonly string[], opts: RunOptions = {}): void {
+  if (opts.threads === false) return;
+  let largest = 0;
+  for (const f of files) {
+    try {
+      largest = Math.max(largest, fs.statSync(f).size);
+    } catch {
+      // A missing trace is reported where it is checked.
+    }
+  }
+  if (largest >= THREADED_MIN_BYTES || forceThreads()) warmDecoderThread();
 }

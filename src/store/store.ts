@@ -10,7 +10,17 @@ import { WattraceError } from '../core/errors.js';
 import { SCHEMA_DIR } from '../core/json.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/**
+ * What takes a database from version v − 1 to v, before schemas/store.sql (idempotent) adds what
+ * is new. Run in the writing run's transaction: a run that fails leaves the database at its old
+ * version, unchanged.
+ */
+const MIGRATIONS: Record<number, string> = {
+  // 2: the energy index by (run, time) instead of the covering index by key (store.sql).
+  2: 'DROP INDEX IF EXISTS energy_by_key;',
+};
 /** Energy rows per multi-row INSERT (measured: ~1.4× the rows/s of single-row inserts; README, Benchmark). */
 const ENERGY_BATCH = 50;
 
@@ -214,6 +224,8 @@ function removeDatabase(file: string): void {
 
 /** Creates or updates the schema (schemas/store.sql is idempotent). */
 export function migrate(db: DB): void {
+  const from = db.pragma('user_version', { simple: true }) as number;
+  if (from > 0) for (let v = from + 1; v <= SCHEMA_VERSION; v++) if (MIGRATIONS[v]) db.exec(MIGRATIONS[v]!);
   db.exec(fs.readFileSync(path.join(SCHEMA_DIR, 'store.sql'), 'utf8'));
   db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }

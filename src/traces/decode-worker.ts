@@ -8,8 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { allocateBatchesInSharedMemory, type Batch } from '../core/events.js';
 import { isWattraceError } from '../core/errors.js';
 import type { TraceKind } from '../core/pipeline.js';
-import { resolveProfile } from '../core/profile.js';
-import type { Profile } from '../core/machine.js';
+import type { Machine } from '../core/machine.js';
 import { makeDecoder } from './decoders.js';
 import type { TimeBase } from './decoder.js';
 import { openTraceStream } from './csv.js';
@@ -19,16 +18,15 @@ export interface DecodeWorkerData {
   kind: TraceKind;
   file: string;
   base: TimeBase;
-  profile: Profile;
-  profileFile: string;
+  /** The resolved profile (plain data: structured-cloned, so the worker loads no JSON Schema code). */
+  machine: Machine;
   /** Batches in flight before the worker waits for one to come back. */
   window: number;
 }
 
 async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): Promise<void> {
   allocateBatchesInSharedMemory();
-  const machine = resolveProfile(d.profile, d.profileFile);
-  const decoder = makeDecoder(d.kind, d.file, d.base, machine);
+  const decoder = makeDecoder(d.kind, d.file, d.base, d.machine);
   let inFlight = 0;
   let credit: (() => void) | null = null;
   const ids = new Map<Batch, number>();
@@ -70,4 +68,9 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
   }
 }
 
-if (parentPort) void run(parentPort, workerData as DecodeWorkerData);
+// Started with its job, or started early (threaded.ts, warmDecoderThread) and sent it later.
+if (parentPort) {
+  const port = parentPort;
+  if (workerData) void run(port, workerData as DecodeWorkerData);
+  else port.once('message', (m: { type: 'job'; job: DecodeWorkerData }) => void run(port, m.job));
+}

@@ -173,6 +173,14 @@ export abstract class Decoder<B extends Batch> implements LineSink {
 
   /** Parses field `i` as an unsigned integer into PARSED, or fails naming the column. */
   protected uint(f: Fields, i: number): void {
+    const v = f.num[i]!;
+    if (v === v) {
+      // Read while scanning (1–15 digits, exact): split as parseUint does.
+      const hi = Math.floor(v / 1e9);
+      PARSED.hi = hi;
+      PARSED.lo = v - hi * 1e9;
+      return;
+    }
     const st = parseUintAt(f.buf, f.start[i]!, f.end[i]!);
     if (st !== OK) this.fail('E_FIELD', `${this.columnName(i)} ${describeStatus(st, f.text(i))}`, i);
   }

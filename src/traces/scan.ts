@@ -27,10 +27,16 @@ export class Fields {
   lineEnd = 0;
   start: Int32Array;
   end: Int32Array;
+  /**
+   * Field i's value when it is 1 to 15 decimal digits (exact in a double), read in the same pass
+   * that finds the commas; NaN otherwise (longer, empty or not a number: parseUintAt decides).
+   */
+  num: Float64Array;
 
   constructor(public capacity = 64) {
     this.start = new Int32Array(capacity);
     this.end = new Int32Array(capacity);
+    this.num = new Float64Array(capacity);
   }
 
   /** Keeps at least `capacity` fields of each line from now on. */
@@ -39,6 +45,7 @@ export class Fields {
     this.capacity = capacity;
     this.start = new Int32Array(capacity);
     this.end = new Int32Array(capacity);
+    this.num = new Float64Array(capacity);
   }
 
   /** Field `i` as text (UTF-8). */
@@ -172,20 +179,34 @@ export class LineScanner {
     const f = this.fields;
     const start = f.start;
     const end = f.end;
+    const num = f.num;
     const cap = f.capacity;
     f.buf = buf;
     f.lineStart = s;
     f.lineEnd = e;
     let n = 0;
-    start[0] = s;
+    let from = s;
+    // The value of the field so far; NaN once a byte is no digit.
+    let v = 0;
     for (let i = s; i < e; i++) {
-      if (buf[i] === COMMA) {
-        if (n < cap) end[n] = i;
+      const d = buf[i]! - 48;
+      if (d >= 0 && d <= 9) v = v * 10 + d;
+      else if (d === COMMA - 48) {
+        if (n < cap) {
+          start[n] = from;
+          end[n] = i;
+          num[n] = i - from > 0 && i - from <= 15 ? v : NaN;
+        }
         n++;
-        if (n < cap) start[n] = i + 1;
-      }
+        from = i + 1;
+        v = 0;
+      } else v = NaN;
     }
-    if (n < cap) end[n] = e;
+    if (n < cap) {
+      start[n] = from;
+      end[n] = e;
+      num[n] = e - from > 0 && e - from <= 15 ? v : NaN;
+    }
     f.n = n + 1;
     this.sink.push(f);
   }

@@ -16,8 +16,9 @@ import type { Batch } from '../core/events.js';
 import type { TraceKind } from '../core/pipeline.js';
 import type { Machine } from '../core/machine.js';
 import type { TimeBase } from './decoder.js';
+import type { DecodeWorkerData } from './decode-worker.js';
 
-export type ToWorker = { type: 'recycle'; id: number };
+export type ToWorker = { type: 'recycle'; id: number } | { type: 'job'; job: DecodeWorkerData };
 export type FromWorker =
   | { type: 'batch'; id: number; batch: Batch; bytes: number }
   | { type: 'done'; rows: number; bytes: number }
@@ -26,7 +27,32 @@ export type FromWorker =
 
 const WORKER_FILE = fileURLToPath(new URL('./decode-worker.js', import.meta.url));
 
-/** True when traces can be decoded on a worker thread (compiled build; WATTRACE_THREADS≠0). */
+let warmWorker: Worker | null = null;
+
+/**
+ * Starts a decoder thread before its job is known, so that its start-up (~0.1 s of loading
+ * modules) overlaps the main thread's (pipeline, profile, store); the next WorkerBatchStream
+ * takes it. Does nothing where threads are not used.
+ */
+export function warmDecoderThread(): void {
+  if (warmWorker !== null || !threadedReadingAvailable()) return;
+  warmWorker = new Worker(WORKER_FILE, { workerData: null });
+  // Not taken (the run failed before reading): it must not keep the process alive.
+  warmWorker.unref();
+}
+
+/** Stops a started decoder thread that no stream took. */
+export function coolDecoderThread(): void {
+  void warmWorker?.terminate();
+  warmWorker = null;
+}
+
+/**
+ * True when traces can be decoded on a worker thread (compiled build; WATTRACE_THREADS≠0).
+ * WATTRACE_THREADS=1 uses one whatever the trace's size (tests).
+ */
+export const forceThreads = (): boolean => process.env['WATTRACE_THREADS'] === '1';
+
 export function threadedReadingAvailable(): boolean {
   return process.env['WATTRACE_THREADS'] !== '0' && fs.existsSync(WORKER_FILE);
 }
@@ -42,13 +68,18 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
   private wake: (() => void) | null = null;
   private readonly hashing: { result: Promise<string>; stop: () => void };
 
-  constructor(kind: TraceKind, file: string, base: TimeBase, machine: Machine, onBytes?: (n: number) => void, window = 4) {
+  constructor(kind: TraceKind, file: string, base: TimeBase, machine: Machine, onBytes?: (n: number) => void, window = 16) {
     this.hashing = sha256Of(file);
     // A read error shows in the worker as well, with its own message: this one is not needed.
     this.hashing.result.catch(() => undefined);
-    this.worker = new Worker(WORKER_FILE, {
-      workerData: { kind, file, base, profile: machine.profile, profileFile: machine.file, window },
-    });
+    const job: DecodeWorkerData = { kind, file, base, machine, window };
+    const warm = warmWorker;
+    warmWorker = null;
+    if (warm !== null) {
+      this.worker = warm;
+      this.worker.ref();
+      this.worker.postMessage({ type: 'job', job } satisfies ToWorker);
+    } else this.worker = new Worker(WORKER_FILE, { workerData: job });
     this.worker.on('message', (m: FromWorker) => {
       switch (m.type) {
         case 'batch':

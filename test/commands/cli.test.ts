@@ -53,10 +53,11 @@ describe('wattrace CLI', () => {
     expect(j.run.run_id).toBe(1);
   });
 
-  it('decodes on a worker thread with the same results as in-thread', () => {
+  it('decodes on a worker thread with the same results and the same errors as in-thread', () => {
     const a = path.join(dir, 'threads.sqlite');
     const b = path.join(dir, 'nothreads.sqlite');
-    expect(wattrace(['replay', 'pipelines/demo.json', '--db', a, '--quiet']).code).toBe(0);
+    // The demo's traces are small enough to be read in-thread unless a thread is asked for.
+    expect(wattrace(['replay', 'pipelines/demo.json', '--db', a, '--quiet'], { WATTRACE_THREADS: '1' }).code).toBe(0);
     expect(wattrace(['replay', 'pipelines/demo.json', '--db', b, '--quiet'], { WATTRACE_THREADS: '0' }).code).toBe(0);
     const rows = (f: string) => {
       const d = new Database(f, { readonly: true });
@@ -66,6 +67,13 @@ describe('wattrace CLI', () => {
     };
     expect(rows(a)).toEqual(rows(b));
     expect(rows(a).length).toBeGreaterThan(500);
+    const bad = path.join(dir, 'bad-threads.csv');
+    const good = fs.readFileSync('fixtures/demo/cswitch.csv', 'utf8');
+    fs.writeFileSync(bad, `${good}99,0,vm1,x,0,0\n`);
+    const errors = ['1', '0'].map((t) => wattrace(['replay', 'pipelines/demo.json', '--db', path.join(dir, `bad-${t}.sqlite`), '--trace', `cswitch=${bad}`], { WATTRACE_THREADS: t }));
+    expect(errors.map((e) => e.code)).toEqual([2, 2]);
+    expect(errors[0]!.err).toMatch(/bad-threads\.csv:\d+:4 \(column tsc\): tsc is not a number \('x'\)/);
+    expect(errors[0]!.err).toBe(errors[1]!.err);
   });
 
   it('prints bad input as one line without a stack trace and exits 2', () => {
