@@ -181,14 +181,26 @@ export function policySeries(db: DB, runId: number): { kind: PolicyKind; t: numb
   };
   for (const kind of ['cpu', 'disk', 'container'] as const) {
     const rows = db.prepare(sql[kind]).all(runId) as { t_ns: number; vm: string; watts: number; limit_watts: number | null; amount: number }[];
-    let prev = new Map<string, number>();
+    // A VM may have no row in a period (cpu_policy: no limit, no demand): it is a zero there. The
+    // periods are the row times of all VMs; amounts are per period.
+    // A period's length is the time since the previous one, at most the manager's period (the
+    // smallest gap: a gap of two periods is one in which no VM had a row).
+    const grid = [...new Set(rows.map((r) => r.t_ns))].sort((a, b) => a - b);
+    let period = Infinity;
+    for (let i = 1; i < grid.length; i++) period = Math.min(period, grid[i]! - grid[i - 1]!);
+    const byVm = new Map<string, Map<number, (typeof rows)[number]>>();
     for (const r of rows) {
-      const last = prev.get(r.vm) ?? t0;
-      const dt = nsToS(r.t_ns - last);
-      prev.set(r.vm, r.t_ns);
-      out.push({ kind, t: nsToS(r.t_ns - t0), vm: r.vm, watts: r.watts, limit: r.limit_watts, throughput: dt > 0 ? r.amount / dt : 0 });
+      if (!byVm.has(r.vm)) byVm.set(r.vm, new Map());
+      byVm.get(r.vm)!.set(r.t_ns, r);
     }
-    prev = new Map();
+    for (const [vm, at] of byVm) {
+      for (let i = 0; i < grid.length; i++) {
+        const t = grid[i]!;
+        const r = at.get(t);
+        const dt = nsToS(Math.min(t - (i > 0 ? grid[i - 1]! : t0), period));
+        out.push({ kind, t: nsToS(t - t0), vm, watts: r?.watts ?? 0, limit: r?.limit_watts ?? null, throughput: r && dt > 0 ? r.amount / dt : 0 });
+      }
+    }
   }
   return out;
 }

@@ -136,13 +136,13 @@ export interface LaneGraph {
  * whose services (the driver baselines) are inputs of the second; `open` is called once per
  * pass. Every slice of a pass goes to every lane.
  */
-export async function replayPasses(lanes: readonly LaneGraph[], machine: Machine, open: () => AsyncIterableIterator<Batch>[]): Promise<{ span: Span; graphs: StageGraph[] }> {
+export async function replayPasses(lanes: readonly LaneGraph[], machine: Machine, open: (finalPass: boolean) => AsyncIterableIterator<Batch>[]): Promise<{ span: Span; graphs: StageGraph[] }> {
   const firstPass: (Partial<ServicePorts> | undefined)[] = lanes.map(() => undefined);
   if (lanes.some((l) => l.prepass !== null)) {
     const preSpan = new Span();
     const pre = lanes.map((lane) => (lane.prepass ? buildGraph(lane.prepass, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span: preSpan, sink: new DiscardSink() }) : null));
     await pump(
-      open(),
+      open(false),
       pre.filter((g): g is StageGraph => g !== null),
       preSpan,
     );
@@ -157,7 +157,7 @@ export async function replayPasses(lanes: readonly LaneGraph[], machine: Machine
     const services = firstPass[i];
     return buildGraph(lane.defs, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span, sink: lane.sink, ...(services ? { services } : {}) });
   });
-  await pump(open(), graphs, span);
+  await pump(open(true), graphs, span);
   return { span, graphs };
 }
 
@@ -236,14 +236,15 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   const sizes = files.map((f) => fs.statSync(f.path).size);
   const largest = sizes.indexOf(Math.max(...sizes));
   const threaded = threadedReadingAvailable() && opts.threads !== false && (sizes[largest]! >= THREADED_MIN_BYTES || forceThreads());
-  const open = () =>
+  // The inputs' sha256 is taken in the last pass only.
+  const open = (finalPass: boolean) =>
     files.map((f, i) => {
       if (threaded && i === largest) {
-        const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes);
+        const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes, finalPass);
         return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
       }
       const d = makeDecoder(f.kind, f.path, base!, machine);
-      const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, onBytes);
+      const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, onBytes, true, finalPass);
       return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
     });
 
@@ -253,7 +254,7 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
     // Measured power, when read, validates what the stages account (last: it sees every row).
     lanes.map((lane, i) => ({ p: lane.p, defs: kinds.includes('measured') ? [...lane.plan.defs, VALIDATION] : lane.plan.defs, prepass: lane.plan.prepass, sink: tallies[i]! })),
     machine,
-    () => (readers = open()).map((r) => r.stream),
+    (finalPass) => (readers = open(finalPass)).map((r) => r.stream),
   );
   const built = graphs.map((graph, i) => ({ graph, tally: tallies[i]! }));
   const inputs: RunSummary['inputs'] = {};

@@ -18,11 +18,54 @@ export const SCHEMA_VERSION = 2;
  * version, unchanged.
  */
 const MIGRATIONS: Record<number, string> = {
-  // 2: the energy index by (run, time) instead of the covering index by key (store.sql).
-  2: 'DROP INDEX IF EXISTS energy_by_key;',
+  // 2: energy and virtual_counters indexed by (run, time) instead of by key (store.sql).
+  2: 'DROP INDEX IF EXISTS energy_by_key; DROP INDEX IF EXISTS virtual_counters_by_vm;',
 };
-/** Energy rows per multi-row INSERT (measured: ~1.4× the rows/s of single-row inserts; README, Benchmark). */
-const ENERGY_BATCH = 50;
+/** Rows per multi-row INSERT (measured: ~1.4× the rows/s of single-row inserts; README, Benchmark). */
+const INSERT_BATCH = 64;
+
+type Value = number | string | null;
+
+/**
+ * Rows of one table inserted INSERT_BATCH at a time through a prepared multi-row INSERT, the rest
+ * one by one at flush. The values wait in one reused array: nothing is allocated per row.
+ */
+class BatchedInsert {
+  private readonly many: Database.Statement;
+  private readonly one: Database.Statement;
+  private readonly values: Value[];
+  private n = 0;
+
+  constructor(
+    db: DB,
+    table: string,
+    private readonly columns: readonly string[],
+  ) {
+    const sql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES `;
+    const row = `(${columns.map(() => '?').join(', ')})`;
+    this.one = db.prepare(sql + row);
+    this.many = db.prepare(sql + Array.from({ length: INSERT_BATCH }, () => row).join(', '));
+    this.values = new Array<Value>(INSERT_BATCH * columns.length).fill(null);
+  }
+
+  /** Adds a row: exactly one value per column, in order. */
+  add(...row: Value[]): void {
+    const w = this.columns.length;
+    const v = this.values;
+    const o = this.n * w;
+    for (let i = 0; i < w; i++) v[o + i] = row[i]!;
+    if (++this.n === INSERT_BATCH) {
+      this.many.run(v);
+      this.n = 0;
+    }
+  }
+
+  flush(): void {
+    const w = this.columns.length;
+    for (let r = 0; r < this.n; r++) this.one.run(this.values.slice(r * w, (r + 1) * w));
+    this.n = 0;
+  }
+}
 
 export type DB = Database.Database;
 
@@ -89,14 +132,11 @@ export interface RunFinish {
  */
 export class RunWriter implements RunSink {
   readonly runId: number;
-  private readonly insEnergy: Database.Statement;
-  private readonly insEnergyMany: Database.Statement;
-  private readonly insCounter: Database.Statement;
-  private readonly insDiskPolicy: Database.Statement;
-  private readonly insCpuPolicy: Database.Statement;
-  private readonly insContainer: Database.Statement;
-  /** Energy rows not yet inserted, flattened 9 values a row (inserted ENERGY_BATCH at a time). */
-  private pending: (number | string | null)[] = [];
+  private readonly insEnergy: BatchedInsert;
+  private readonly insCounter: BatchedInsert;
+  private readonly insDiskPolicy: BatchedInsert;
+  private readonly insCpuPolicy: BatchedInsert;
+  private readonly insContainer: BatchedInsert;
   private readonly metrics = new Map<string, number>();
   private closed = false;
 
@@ -113,14 +153,12 @@ export class RunWriter implements RunSink {
         .prepare('INSERT INTO runs (pipeline, variant, params, inputs, started_at, tool_version) VALUES (?, ?, ?, ?, ?, ?)')
         .run(meta.pipeline, meta.variant, JSON.stringify(meta.params), '{}', new Date().toISOString(), meta.toolVersion);
       this.runId = Number(r.lastInsertRowid);
-      const sql = 'INSERT INTO energy (run_id, t0_ns, t1_ns, consumer, container, via, device, kind, joules) VALUES ';
-      const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?)';
-      this.insEnergy = db.prepare(sql + one);
-      this.insEnergyMany = db.prepare(sql + Array.from({ length: ENERGY_BATCH }, () => one).join(', '));
-      this.insCounter = db.prepare('INSERT INTO virtual_counters (run_id, t0_ns, t1_ns, vm, event, advance) VALUES (?, ?, ?, ?, ?, ?)');
-      this.insDiskPolicy = db.prepare('INSERT INTO disk_policy (run_id, t_ns, vm, throttle, budget, limit_watts, watts, requests, bytes, backlog) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
-      this.insCpuPolicy = db.prepare('INSERT INTO cpu_policy (run_id, t_ns, vm, share, limit_watts, watts, work_s, backlog_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-      this.insContainer = db.prepare('INSERT INTO containers (run_id, t_ns, vm, container, limit_watts, watts, work_s, preempted_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      const cols = (s: string) => s.split(', ');
+      this.insEnergy = new BatchedInsert(db, 'energy', cols('run_id, t0_ns, t1_ns, consumer, container, via, device, kind, joules'));
+      this.insCounter = new BatchedInsert(db, 'virtual_counters', cols('run_id, t0_ns, t1_ns, vm, event, advance'));
+      this.insDiskPolicy = new BatchedInsert(db, 'disk_policy', cols('run_id, t_ns, vm, throttle, budget, limit_watts, watts, requests, bytes, backlog'));
+      this.insCpuPolicy = new BatchedInsert(db, 'cpu_policy', cols('run_id, t_ns, vm, share, limit_watts, watts, work_s, backlog_s'));
+      this.insContainer = new BatchedInsert(db, 'containers', cols('run_id, t_ns, vm, container, limit_watts, watts, work_s, preempted_ns'));
     } catch (e) {
       this.abort();
       throw storeError(file, e);
@@ -155,32 +193,23 @@ export class RunWriter implements RunSink {
   }
 
   energy(r: EnergyRow): void {
-    this.pending.push(this.runId, Math.round(r.t0), Math.round(r.t1), r.consumer, r.container, r.via, r.device, r.kind, r.joules);
-    if (this.pending.length === ENERGY_BATCH * 9) {
-      this.insEnergyMany.run(this.pending);
-      this.pending = [];
-    }
-  }
-
-  private flushEnergy(): void {
-    for (let i = 0; i < this.pending.length; i += 9) this.insEnergy.run(this.pending.slice(i, i + 9));
-    this.pending = [];
+    this.insEnergy.add(this.runId, Math.round(r.t0), Math.round(r.t1), r.consumer, r.container, r.via, r.device, r.kind, r.joules);
   }
 
   counter(r: CounterRow): void {
-    this.insCounter.run(this.runId, Math.round(r.t0), Math.round(r.t1), r.vm, r.event, r.advance);
+    this.insCounter.add(this.runId, Math.round(r.t0), Math.round(r.t1), r.vm, r.event, r.advance);
   }
 
   diskPolicy(r: DiskPolicyRow): void {
-    this.insDiskPolicy.run(this.runId, Math.round(r.t), r.vm, r.throttle, r.budget, r.limitWatts, r.watts, r.requests, r.bytes, r.backlog);
+    this.insDiskPolicy.add(this.runId, Math.round(r.t), r.vm, r.throttle, r.budget, r.limitWatts, r.watts, r.requests, r.bytes, r.backlog);
   }
 
   cpuPolicy(r: CpuPolicyRow): void {
-    this.insCpuPolicy.run(this.runId, Math.round(r.t), r.vm, r.share, r.limitWatts, r.watts, r.workS, r.backlogS);
+    this.insCpuPolicy.add(this.runId, Math.round(r.t), r.vm, r.share, r.limitWatts, r.watts, r.workS, r.backlogS);
   }
 
   containerRow(r: ContainerRow): void {
-    this.insContainer.run(this.runId, Math.round(r.t), r.vm, r.container, r.limitWatts, r.watts, r.workS, Math.round(r.preemptedNs));
+    this.insContainer.add(this.runId, Math.round(r.t), r.vm, r.container, r.limitWatts, r.watts, r.workS, Math.round(r.preemptedNs));
   }
 
   metric(name: string, value: number): void {
@@ -190,7 +219,7 @@ export class RunWriter implements RunSink {
   /** Writes the remaining run fields and the metrics, and commits. */
   commit(f: RunFinish): void {
     try {
-      this.flushEnergy();
+      for (const t of [this.insEnergy, this.insCounter, this.insDiskPolicy, this.insCpuPolicy, this.insContainer]) t.flush();
       this.db
         .prepare('UPDATE runs SET inputs = ?, finished_at = ?, base_ts_ns = ?, t0_ns = ?, t1_ns = ?, duration_ns = ?, interval_ns = ? WHERE run_id = ?')
         .run(JSON.stringify(f.inputs), new Date().toISOString(), f.baseTsNs, Math.round(f.t0Ns), Math.round(f.t1Ns), Math.round(f.t1Ns - f.t0Ns), Math.round(f.intervalNs), this.runId);

@@ -67,9 +67,11 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
   private error: unknown = null;
   private wake: (() => void) | null = null;
   private readonly hashing: { result: Promise<string>; stop: () => void };
+  private readonly hashed: boolean;
 
-  constructor(kind: TraceKind, file: string, base: TimeBase, machine: Machine, onBytes?: (n: number) => void, window = 16) {
-    this.hashing = sha256Of(file);
+  constructor(kind: TraceKind, file: string, base: TimeBase, machine: Machine, onBytes?: (n: number) => void, hash = true, window = 16) {
+    this.hashed = hash;
+    this.hashing = hash ? sha256Of(file) : { result: Promise.resolve(''), stop: () => undefined };
     // A read error shows in the worker as well, with its own message: this one is not needed.
     this.hashing.result.catch(() => undefined);
     const job: DecodeWorkerData = { kind, file, base, machine, window };
@@ -137,7 +139,7 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
         return { value: q.batch, done: false };
       }
       if (this.done) {
-        if (this.info.sha256 === null) this.info.sha256 = await this.hashing.result;
+        if (this.info.sha256 === null && this.hashed) this.info.sha256 = await this.hashing.result;
         return { value: undefined, done: true };
       }
       await new Promise<void>((r) => (this.wake = r));

@@ -63,9 +63,17 @@ function replay(pipeline: string, db: string, variant?: string): number {
   }
 }
 
+/**
+ * cpu_policy rows of a VM with no limit, no work, no energy and no backlog in a period are no
+ * longer written (store.sql, issue 17): the snapshots, taken before, have them.
+ */
+const silent = (r: Row) => r[3] === null && r[4] === 0 && r[5] === 0 && r[6] === 0;
+
 /** Where `a` and `b` differ beyond 1e-12 relative (numbers) or at all (text, NULL), first few. */
-function differences(a: Dump, b: Dump): string[] {
+function differences(before: Dump, b: Dump): string[] {
+  const a: Dump = { ...before, cpu_policy: (before['cpu_policy'] ?? []).filter((r) => !silent(r)) };
   const out: string[] = [];
+  if ((b['cpu_policy'] ?? []).some(silent)) out.push('cpu_policy has a row without limit, work, energy or backlog');
   for (const table of Object.keys(a)) {
     const ra = a[table]!;
     const rb = b[table] ?? [];

@@ -96,6 +96,8 @@ interface VmState {
   readonly adaptive: AdaptiveState;
   /** Recorded time per container (its demand). */
   readonly containerDemand: Map<string, number>;
+  /** Its virtual processors, one per CPU it ran on (also in that CPU's `vps`). */
+  readonly vps: Vp[];
 }
 
 export class HostStrides implements Stage {
@@ -146,6 +148,7 @@ export class HostStrides implements Stage {
       containerWork: new Map(),
       containerJ: new Map(),
       containerDemand: new Map(),
+      vps: [],
     }));
   }
 
@@ -178,7 +181,10 @@ export class HostStrides implements Stage {
       let vp = cpu.vps.get(vm);
       // A processor that wakes up joins at the smallest pass of those runnable (no credit for
       // having slept, no penalty either).
-      if (!vp) cpu.vps.set(vm, (vp = { backlog: 0, segNs: [], segJ: [], head: 0, pass: this.minPass(cpu) }));
+      if (!vp) {
+        cpu.vps.set(vm, (vp = { backlog: 0, segNs: [], segJ: [], head: 0, pass: this.minPass(cpu) }));
+        st.vps.push(vp);
+      }
       else if (vp.backlog <= 0 && !this.cpuBound.has(vm)) vp.pass = Math.max(vp.pass, this.minPass(cpu));
       vp.segNs.push(t1 - t0);
       vp.segJ.push(e);
@@ -388,12 +394,15 @@ export class HostStrides implements Stage {
         st.watts.push(w);
       }
       let backlog = 0;
-      for (const cpu of this.cpus.values()) backlog += cpu.vps.get(vm)?.backlog ?? 0;
+      for (const vp of st.vps) backlog += vp.backlog;
+      // No limit, no work, no energy, no backlog: the row would say nothing (store.sql, cpu_policy).
+      const limited = started && st.limit !== null;
+      if (!limited && st.periodNs === 0 && st.periodJ === 0 && backlog === 0) return;
       this.ctx.out.cpuPolicy({
         t: ns(this.nextPeriod),
         vm: st.name,
         share: IDLE_STRIDE / st.stride,
-        limitWatts: started && st.limit !== null ? watts(st.limit) : null,
+        limitWatts: limited ? watts(st.limit!) : null,
         watts: watts(w),
         workS: nsToS(st.periodNs),
         backlogS: nsToS(backlog),
@@ -407,8 +416,7 @@ export class HostStrides implements Stage {
 
   /** The share of its CPUs a VM had in the period just ended: its run time over the CPUs' time. */
   private shareOf(vm: number, st: VmState): number {
-    let n = 0;
-    for (const cpu of this.cpus.values()) if (cpu.vps.has(vm)) n++;
+    const n = st.vps.length;
     return n > 0 ? st.periodNs / (n * this.periodNs) : 0;
   }
 
@@ -422,7 +430,7 @@ export class HostStrides implements Stage {
     this.advanceAll(run.t1);
     for (let vm = 0; vm < this.vms.length; vm++) {
       let backlog = 0;
-      for (const cpu of this.cpus.values()) backlog += cpu.vps.get(vm)?.backlog ?? 0;
+      for (const vp of this.vms[vm]!.vps) backlog += vp.backlog;
       this.backlogAtEnd.set(vm, backlog);
     }
     const { metrics } = this.ctx;
