@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../src/core/json.js';
+import { BENCH_JSON, benchBlock, readmeBenchBlock, type BenchResult } from '../src/bench/report.js';
 import { cli, tmpDir } from './helpers.js';
 
 describe('README', () => {
@@ -14,5 +15,13 @@ describe('README', () => {
     const r = await cli(['replay', path.join(PROJECT_ROOT, 'pipelines', 'demo.json'), '--db', db]);
     expect(r.code, r.err).toBe(0);
     expect(r.out.replace(db, 'demo.sqlite').trimEnd()).toBe(block![1]!.trimEnd());
+  });
+
+  it('shows the figures of the last `npm run bench` (docs/bench.json), as that run measured them', () => {
+    const r = JSON.parse(fs.readFileSync(BENCH_JSON, 'utf8')) as BenchResult;
+    expect(readmeBenchBlock()).toBe(benchBlock(r));
+    // The run's own claims: DuckDB agreed with the replay, and the rows were those it names.
+    expect(r.crossCheck).toBeLessThan(1e-9);
+    expect(r.rows).toBeGreaterThanOrEqual(1_000_000);
   });
 });

@@ -1,35 +1,50 @@
-/** A progress bar on stderr for long replays (cli-progress), shown only on a terminal. */
+/**
+ * Progress on stderr for replays that take a while (cli-progress), shown only on a terminal and
+ * only once a replay has run for PROGRESS_AFTER_MS: short ones finish without a flicker.
+ * Progress is the fraction of the traces' time span the stages have reached (runner.ts), so a
+ * replay bound by its simulation (the PlanetLab day: 14 MB of trace, seconds of host-strides)
+ * shows it as well as one bound by reading.
+ */
 import cliProgress from 'cli-progress';
 import type { IO } from './io.js';
 
-/** Traces smaller than this finish before a bar is worth drawing. */
-export const PROGRESS_MIN_BYTES = 32 * 1024 * 1024;
+export const PROGRESS_AFTER_MS = 1000;
 
 export interface Progress {
-  update(done: number, total: number): void;
+  /** The fraction done, 0 to 1. */
+  update(fraction: number): void;
   stop(): void;
 }
 
-export function progressBar(io: IO, totalBytes: number, label: string): Progress | null {
-  if (!io.errIsTTY || totalBytes < PROGRESS_MIN_BYTES) return null;
-  const bar = new cliProgress.SingleBar(
-    {
-      format: `${label} [{bar}] {percentage}% | {mb}/{totalMb} MB | ETA {eta_formatted}`,
-      stream: process.stderr,
-      hideCursor: true,
-      clearOnComplete: true,
-      fps: 5,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  const mb = (b: number) => (b / 1048576).toFixed(0);
-  bar.start(totalBytes, 0, { mb: '0', totalMb: mb(totalBytes) });
+export function progressBar(io: IO, label: string, now: () => number = Date.now): Progress | null {
+  if (!io.errIsTTY) return null;
+  const start = now();
+  let bar: cliProgress.SingleBar | null = null;
+  let stopped = false;
   return {
-    update: (done, total) => {
-      // A replay that reads its traces twice (a first pass) reports twice the bytes.
-      if (total !== bar.getTotal()) bar.setTotal(total);
-      bar.update(done, { mb: mb(done), totalMb: mb(total) });
+    update: (fraction) => {
+      if (stopped) return;
+      if (bar === null) {
+        if (now() - start < PROGRESS_AFTER_MS) return;
+        bar = new cliProgress.SingleBar(
+          {
+            format: `${label} [{bar}] {percentage}% | ETA {eta_formatted}`,
+            stream: process.stderr,
+            hideCursor: true,
+            clearOnComplete: true,
+            fps: 5,
+            // Drawn whatever stderr claims: the caller has checked it is a terminal (and tests draw it).
+            noTTYOutput: true,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(1000, 0);
+      }
+      bar.update(Math.round(Math.min(1, Math.max(0, fraction)) * 1000));
     },
-    stop: () => bar.stop(),
+    stop: () => {
+      stopped = true;
+      bar?.stop();
+    },
   };
 }

@@ -59,7 +59,6 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   for (const k of Object.keys(p.traces) as TraceKind[]) {
     if (!traces.includes(k)) io.err(`wattrace: note: no stage of pipeline '${p.name}' reads the ${k} trace; it is not used`);
   }
-  const total = traces.reduce((a, k) => a + checkTraceFile(p.traces[k]!, k), 0);
   // The matrix code (arquero: 0.1 s to load) loads while the traces are read, and only if printed.
   const matrix = args.quiet ? null : import('../analysis/matrix.js');
   matrix?.catch(() => undefined);
@@ -67,12 +66,12 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   const writer = RunWriter.begin(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION });
   let bar: ReturnType<typeof progressBar> = null;
   try {
-    bar = progressBar(io, total, `replay ${p.name}`);
+    bar = progressBar(io, `replay ${p.name}`);
     const b = bar;
     const summary = await undoOnInterrupt(io, `the run was rolled back; ${args.db} is as it was`, () => {
       b?.stop();
       writer.abort();
-    }, () => runPipeline(p, machine, plan, writer, b ? { onProgress: (d, t) => b.update(d, t) } : {}));
+    }, () => runPipeline(p, machine, plan, writer, b ? { onProgress: (f) => b.update(f) } : {}));
     bar?.stop();
     for (const n of summary.notes) io.err(`wattrace: note: ${n}`);
     const profileText = fs.readFileSync(p.profilePath);

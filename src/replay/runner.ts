@@ -42,8 +42,11 @@ export interface RunSummary {
 }
 
 export interface RunOptions {
-  /** Called as bytes are read: (bytes read so far, total bytes of all traces). */
-  onProgress?: (done: number, total: number) => void;
+  /**
+   * Called after every slice with the fraction of the replay done: of the traces' time span (the
+   * clock the stages follow, so a simulation-bound replay shows its real progress), over passes.
+   */
+  onProgress?: (fraction: number) => void;
   /** Decode on a worker thread when possible (default true). */
   threads?: boolean;
 }
@@ -99,11 +102,12 @@ class TallySink implements RunSink {
  * The streaming adapter: merges `streams` and feeds every slice to `stages` (without finishing
  * them). Streams are closed whatever happens.
  */
-export async function pump(streams: readonly AsyncIterableIterator<Batch>[], graphs: readonly StageGraph[], span: Span): Promise<void> {
+export async function pump(streams: readonly AsyncIterableIterator<Batch>[], graphs: readonly StageGraph[], span: Span, tick?: () => void): Promise<void> {
   try {
     for await (const slice of mergeSources(streams)) {
       span.see(slice);
       for (const g of graphs) g.dispatch(slice);
+      tick?.();
     }
   } finally {
     for (const s of streams) await s.return?.();
@@ -136,15 +140,23 @@ export interface LaneGraph {
  * whose services (the driver baselines) are inputs of the second; `open` is called once per
  * pass. Every slice of a pass goes to every lane.
  */
-export async function replayPasses(lanes: readonly LaneGraph[], machine: Machine, open: (finalPass: boolean) => AsyncIterableIterator<Batch>[]): Promise<{ span: Span; graphs: StageGraph[] }> {
+export async function replayPasses(
+  lanes: readonly LaneGraph[],
+  machine: Machine,
+  open: (finalPass: boolean) => AsyncIterableIterator<Batch>[],
+  /** Called after every slice: (pass index, number of passes, the pass's span so far). */
+  progress?: (pass: number, passes: number, span: Span) => void,
+): Promise<{ span: Span; graphs: StageGraph[] }> {
   const firstPass: (Partial<ServicePorts> | undefined)[] = lanes.map(() => undefined);
-  if (lanes.some((l) => l.prepass !== null)) {
+  const passes = lanes.some((l) => l.prepass !== null) ? 2 : 1;
+  if (passes === 2) {
     const preSpan = new Span();
     const pre = lanes.map((lane) => (lane.prepass ? buildGraph(lane.prepass, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span: preSpan, sink: new DiscardSink() }) : null));
     await pump(
       open(false),
       pre.filter((g): g is StageGraph => g !== null),
       preSpan,
+      progress && (() => progress(0, 2, preSpan)),
     );
     pre.forEach((g, i) => {
       if (g === null) return;
@@ -157,7 +169,7 @@ export async function replayPasses(lanes: readonly LaneGraph[], machine: Machine
     const services = firstPass[i];
     return buildGraph(lane.defs, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span, sink: lane.sink, ...(services ? { services } : {}) });
   });
-  await pump(open(true), graphs, span);
+  await pump(open(true), graphs, span, progress && (() => progress(passes - 1, passes, span)));
   return { span, graphs };
 }
 
@@ -221,16 +233,15 @@ export interface Lane {
 export async function runPipelines(lanes: readonly Lane[], machine: Machine, kinds: readonly TraceKind[], opts: RunOptions = {}): Promise<RunSummary[]> {
   const p0 = lanes[0]!.p;
   const files = kinds.map((k) => ({ kind: k, path: p0.traces[k]! }));
-  const total = files.reduce((a, f) => a + checkTraceFile(f.path, f.kind), 0);
+  for (const f of files) checkTraceFile(f.path, f.kind);
   let base: TimeBase | null = null;
   for (const f of files) base = minBase(base, peekFirstTimestamp(f.path));
   base ??= { hi: 0, lo: 0 };
 
   checkPlannedOutput(lanes, machine, files);
-  const twoPasses = lanes.some((l) => l.plan.prepass !== null);
-  const passes = twoPasses ? 2 : 1;
-  let done = 0;
-  const onBytes = opts.onProgress ? (n: number) => opts.onProgress!((done += n), passes * total) : undefined;
+  const planned = Math.max(0, ...files.map((f) => peekSpanNs(f.path) ?? 0));
+  const onProgress = opts.onProgress;
+  const progress = onProgress && ((pass: number, passes: number, s: Span) => onProgress((pass + (planned > 0 ? Math.min(1, Math.max(0, s.t1) / planned) : 0)) / passes));
   // The largest trace is decoded on a worker thread (the second core) when the build allows; the
   // others, much smaller as a rule (disk requests are rarer than context switches), in-thread.
   const sizes = files.map((f) => fs.statSync(f.path).size);
@@ -240,11 +251,11 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
   const open = (finalPass: boolean) =>
     files.map((f, i) => {
       if (threaded && i === largest) {
-        const s = new WorkerBatchStream(f.kind, f.path, base!, machine, onBytes, finalPass);
+        const s = new WorkerBatchStream(f.kind, f.path, base!, machine, undefined, finalPass);
         return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
       }
       const d = makeDecoder(f.kind, f.path, base!, machine);
-      const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, onBytes, true, finalPass);
+      const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, undefined, true, finalPass);
       return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
     });
 
@@ -255,6 +266,7 @@ export async function runPipelines(lanes: readonly Lane[], machine: Machine, kin
     lanes.map((lane, i) => ({ p: lane.p, defs: kinds.includes('measured') ? [...lane.plan.defs, VALIDATION] : lane.plan.defs, prepass: lane.plan.prepass, sink: tallies[i]! })),
     machine,
     (finalPass) => (readers = open(finalPass)).map((r) => r.stream),
+    progress,
   );
   const built = graphs.map((graph, i) => ({ graph, tally: tallies[i]! }));
   const inputs: RunSummary['inputs'] = {};
