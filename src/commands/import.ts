@@ -9,6 +9,7 @@ import { importBlkparse } from '../importers/blkparse.js';
 import { importPlanetlab } from '../importers/planetlab.js';
 import type { IO } from './io.js';
 import { missingNewlineNote } from '../traces/csv.js';
+import { isTraceDat } from '../importers/tracedat.js';
 
 export const IMPORT_FORMATS = [...DISK_FORMATS, 'blkparse', 'perf-script', 'ftrace', 'planetlab'] as const;
 
@@ -24,7 +25,7 @@ export interface ImportArgs {
 /** What each format's input must hold, for the error when it holds none of it. */
 const EXPECTED: Record<string, string> = {
   blkparse: "blkparse's default output (lines 'maj,min cpu seq sec.nsec pid action rwbs …' with Q/D/C events)",
-  ftrace: "sched_switch events as trace-cmd report or /sys/kernel/tracing/trace print them",
+  ftrace: "sched_switch events as trace-cmd report (any layout) or /sys/kernel/tracing/trace print them, or a trace-cmd trace.dat",
   'perf-script': 'perf script output of sched:sched_switch with the msr/tsc/ group',
   planetlab: 'PlanetLab CPU utilization files (one number per line)',
   disksim: 'DiskSim ASCII requests (arrival_ns device lba_sectors size_sectors type)',
@@ -32,6 +33,19 @@ const EXPECTED: Record<string, string> = {
   'vscsi-csv': 'CloudPhysics vscsi CSV (version,time,op,size,lbn)',
   msr: 'MSR Cambridge CSV (Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime)',
 };
+
+/** A binary input (a trace.dat, a vscsi trace): no lines, so no note about its last one. */
+function isBinaryInput(file: string): boolean {
+  try {
+    const fd = fs.openSync(file, 'r');
+    const b = Buffer.alloc(512);
+    const n = fs.readSync(fd, b, 0, b.length, 0);
+    fs.closeSync(fd);
+    return isTraceDat(b.subarray(0, n)) || b.subarray(0, n).includes(0);
+  } catch {
+    return false;
+  }
+}
 
 /** The first non-empty line of a file, escaped and cut for an error message. */
 function firstLine(file: string): string {
@@ -61,6 +75,7 @@ export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary
   }
   for (const l of lines) io.out(l);
   for (const f of args.inputs) {
+    if (isBinaryInput(f)) continue;
     const note = missingNewlineNote(f);
     if (note) io.err(`wattrace: note: ${note}`);
   }
@@ -81,11 +96,12 @@ async function importAny(args: ImportArgs, io: IO): Promise<ImportSummary> {
   }
   if (args.format === 'ftrace') {
     const f = await importFtrace(args.inputs, args.out, loadMapping(args.map), args.tscHz);
-    io.out(`ftrace: ${f.switches.toLocaleString('en-US')} switches → ${f.out[0]}, ${f.requests.toLocaleString('en-US')} disk requests → ${f.out[1]}`);
+    io.out(`${f.format}: ${f.switches.toLocaleString('en-US')} switches → ${f.out[0]}, ${f.requests.toLocaleString('en-US')} disk requests → ${f.out[1]}`);
     io.out(`  starter profile: ${f.profile}`);
     io.out(`  switches by VM: ${Object.entries(f.byVm).map(([v, n]) => `${v} ${n.toLocaleString('en-US')}`).join(', ')}`);
     const sk = Object.entries(f.skipped);
     io.out(sk.length ? `  skipped: ${sk.map(([r, n]) => `${n} × ${r}`).join(', ')}` : '  skipped: none');
+    if (f.coverage) io.out(`  coverage: ${f.coverage}`);
     // The cswitch log is what an ftrace import is for: without switches it found nothing.
     return { format: 'ftrace', written: f.switches > 0 ? f.switches + f.requests : 0, skipped: f.skipped, byVm: f.byVm, first: null, last: null, out: f.out.join(', ') };
   }

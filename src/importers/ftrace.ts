@@ -1,19 +1,18 @@
 /**
- * `wattrace import ftrace`: raw ftrace text (`/sys/kernel/tracing/trace`) or `trace-cmd report`
- * output to a context-switch log and a disk request log (docs/formats.md), streaming.
+ * `wattrace import ftrace`: ftrace's text (every `trace-cmd report` layout, the tracefs `trace`
+ * file, Android systrace: ftrace-text.ts) or a trace-cmd `trace.dat` read natively (tracedat.ts,
+ * detected by its magic), to a context-switch log and a disk request log (docs/formats.md).
  *
- * - `sched_switch` (the `==>` layout and the older one without it): a row at each switch naming
- *   the VM of `prev_comm` (mapping regexes on command names; `swapper/N` and `<idle>` are `idle`;
- *   unmapped tasks go to the mapping's `default`, `host` without one). ftrace has no performance
- *   counters: the log has the TSC only (no event columns), so the starter profile splits idle
- *   energy by CPU time (`by-time`) — the only energy a VM's CPU time shows here.
+ * - `sched_switch`: a row at each switch naming the VM of the task switched out (mapping regexes
+ *   on command names or pids; `swapper/N` and `<idle>` are `idle`; unmapped tasks go to the
+ *   mapping's `default`, `host` without one). ftrace has no performance counters: the log has the
+ *   TSC only (no event columns), so the starter profile splits idle energy by CPU time (`by-time`).
  * - `block_rq_issue` / `block_rq_complete`: paired by device and sector; a completion becomes a
- *   disk request of the VM of the issuing task (`[comm]` of the issue line), with its bytes, its
- *   operation (R or W from rwbs) and the time between issue and completion as `latency_ns`.
- *   Completions without an issue in the trace are counted as skipped.
- * Timestamps: with `trace_clock=x86-tsc` they are TSC ticks (give `--tsc-hz`, or the starter
- * profile's default 1 GHz is used); otherwise seconds with a fraction (`local`, `global`,
- * `trace-cmd report`). The disk's numbers in the starter profile are placeholders.
+ *   disk request of the VM of the issuing task, with its bytes, its operation (R or W from rwbs)
+ *   and the time between issue and completion as `latency_ns`.
+ * Timestamps: with `trace_clock=x86-tsc` (text without decimals) they are TSC ticks (give
+ * `--tsc-hz`, or the starter profile's default 1 GHz is used); otherwise seconds with a fraction.
+ * A trace.dat's timestamps are its ring buffer's, ns for the default `local` clock.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,10 +20,9 @@ import { WattraceError } from '../core/errors.js';
 import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
-
-/** `comm-pid [cpu] [flags] ts: event: rest` (flags absent in some trace-cmd layouts). */
-const LINE = /^\s*(.+)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(\d+)\]\s+(?:\S{4,5}\s+)?(\d+)(?:\.(\d+))?:\s+(\w+):\s*(.*)$/;
-const BLOCK = /^(\d+),(\d+)\s+(\S+)\s+(?:(\d+)\s+)?\(\S*\)\s+(\d+)\s+\+\s+(\d+)/;
+import { blockFields, isFraming, switchedOut, tokenizeFtraceLine } from './ftrace-text.js';
+import { isTraceDat, readTraceDat, type DatEvent } from './tracedat.js';
+import { BlockTracker, CsvOut, Skips, SwitchTracker } from './trackers.js';
 
 export interface FtraceSummary {
   format: string;
@@ -32,8 +30,21 @@ export interface FtraceSummary {
   requests: number;
   skipped: Record<string, number>;
   byVm: Record<string, number>;
+  /** How much of each CPU's time the switches cover (SwitchTracker.coverageLine). */
+  coverage: string | null;
   out: string[];
   profile: string;
+}
+
+/** Reads the first bytes of a file (format detection). */
+function head(file: string, n = 16): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(n);
+    return b.subarray(0, fs.readSync(fd, b, 0, n, 0));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export async function importFtrace(inputs: readonly string[], outDir: string, mapping: Mapping, tscHz?: number): Promise<FtraceSummary> {
@@ -41,96 +52,105 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   const file = inputs[0]!;
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'ftrace input does not exist', { file });
   const hz = tscHz ?? 1e9;
+  const hzBig = BigInt(Math.round(hz));
   const vmOf = taskMapper(mapping);
   const clientOf = taskMapper(mapping, false);
   fs.mkdirSync(outDir, { recursive: true });
-  const cswitch = path.join(outDir, 'cswitch.csv');
-  const disk = path.join(outDir, 'disk.csv');
-  const cfd = fs.openSync(cswitch, 'w');
-  const dfd = fs.openSync(disk, 'w');
-  let cbuf = ['ts_ns,cpu,vm,tsc'];
-  let dbuf = ['ts_ns,vm,op,offset,bytes,latency_ns'];
-  const s: FtraceSummary = { format: 'ftrace', switches: 0, requests: 0, skipped: {}, byVm: {}, out: [cswitch, disk], profile: path.join(outDir, 'machine.json') };
-  const skip = (why: string) => (s.skipped[why] = (s.skipped[why] ?? 0) + 1);
-  const flush = () => {
-    if (cbuf.length) fs.writeSync(cfd, cbuf.join('\n') + '\n');
-    if (dbuf.length) fs.writeSync(dfd, dbuf.join('\n') + '\n');
-    cbuf = [];
-    dbuf = [];
-  };
-  const issued = new Map<string, { t: bigint; vm: string; bytes: bigint }>();
-  let tscClock: boolean | null = null;
-  const lastT = new Map<number, bigint>();
-  let lastDisk = -1n;
+  const cswitch = new CsvOut(path.join(outDir, 'cswitch.csv'), 'ts_ns,cpu,vm,tsc');
+  const disk = new CsvOut(path.join(outDir, 'disk.csv'), 'ts_ns,vm,op,offset,bytes,latency_ns');
+  const skips = new Skips();
+  const switches = new SwitchTracker(cswitch, vmOf);
+  const blocks = new BlockTracker(disk, skips);
+  const binary = isTraceDat(head(file));
+  let clock: string;
   try {
-    for await (const { line, raw } of textLines(file)) {
-      if (raw.startsWith('#') || raw.trim() === '' || /^\s*(cpus=|CPU \d+ is empty)/.test(raw)) continue;
-      const m = LINE.exec(raw);
-      if (!m) {
-        skip('a line that is not a trace event');
-        continue;
-      }
-      const [, , , cpuS, secOrTicks, frac, event, rest] = m as unknown as [string, string, string, string, string, string | undefined, string, string];
-      tscClock ??= frac === undefined;
-      const ns = frac === undefined ? (BigInt(secOrTicks) * NS_PER_S_BIG) / BigInt(Math.round(hz)) : BigInt(secOrTicks) * NS_PER_S_BIG + BigInt(frac.padEnd(9, '0').slice(0, 9));
-      const tsc = frac === undefined ? BigInt(secOrTicks) : (ns * BigInt(Math.round(hz))) / NS_PER_S_BIG;
-      const where = { file, line };
-      if (event === 'sched_switch') {
-        const prev = /prev_comm=(.+?) prev_pid=(\d+)/.exec(rest);
-        if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without prev_comm: '${rest}'`, where);
-        const cpu = Number(cpuS);
-        const last = lastT.get(cpu);
-        if (last !== undefined && ns < last) throw new WattraceError('E_ORDER', `time goes backwards on cpu ${cpu}`, where);
-        lastT.set(cpu, ns);
-        const vm = vmOf(prev[1]!, prev[2]!);
-        cbuf.push(`${ns},${cpu},${vm},${tsc}`);
-        s.switches++;
-        s.byVm[vm] = (s.byVm[vm] ?? 0) + 1;
-      } else if (event === 'block_rq_issue' || event === 'block_rq_complete') {
-        const b = BLOCK.exec(rest);
-        if (!b) throw new WattraceError('E_FIELD', `a ${event} that does not read 'major,minor rwbs [bytes] () sector + nr_sectors': '${rest}'`, where);
-        const [, maj, min, rwbs, bytes, sector] = b as unknown as [string, string, string, string, string | undefined, string];
-        const key = `${maj},${min}:${sector}`;
-        if (event === 'block_rq_issue') {
-          const comm = /\[(.+?)\]\s*$/.exec(rest)?.[1] ?? '';
-          issued.set(key, { t: ns, vm: clientOf(comm, m[2]!), bytes: BigInt(bytes ?? '0') });
-          continue;
-        }
-        const iss = issued.get(key);
-        if (!iss) {
-          skip('a completion whose issue is not in the trace');
-          continue;
-        }
-        issued.delete(key);
-        if (!/[RW]/.test(rwbs)) {
-          skip(`a request of rwbs ${rwbs} (no data transfer)`);
-          continue;
-        }
-        if (ns < lastDisk) throw new WattraceError('E_ORDER', 'a completion earlier than the previous one', where);
-        lastDisk = ns;
-        dbuf.push(`${ns},${iss.vm},${rwbs.includes('W') ? 'W' : 'R'},${BigInt(sector) * 512n},${iss.bytes},${ns - iss.t}`);
-        s.requests++;
-      } else skip(`event ${event}`);
-      if (cbuf.length + dbuf.length >= 8192) flush();
-    }
-    flush();
+    clock = binary ? importDat(file, switches, blocks, skips, clientOf, hzBig) : await importText(file, switches, blocks, skips, clientOf, hz, hzBig);
+    blocks.finish();
+    cswitch.close();
+    disk.close();
   } catch (e) {
-    fs.closeSync(cfd);
-    fs.closeSync(dfd);
-    fs.rmSync(cswitch, { force: true });
-    fs.rmSync(disk, { force: true });
+    cswitch.discard();
+    disk.discard();
     throw e;
   }
-  fs.closeSync(cfd);
-  fs.closeSync(dfd);
-  if (issued.size > 0) s.skipped['an issue whose completion is not in the trace'] = issued.size;
+  const s: FtraceSummary = {
+    format: binary ? 'ftrace (trace.dat)' : 'ftrace',
+    switches: switches.switches,
+    requests: blocks.requests,
+    skipped: skips.counts,
+    byVm: switches.byVm,
+    coverage: switches.coverageLine(),
+    out: [cswitch.file, disk.file],
+    profile: path.join(outDir, 'machine.json'),
+  };
   const vms = [...new Set(Object.keys(s.byVm).filter((v) => v !== 'idle'))].sort();
   writeProfile(s.profile, {
-    description: `Starter profile from wattrace import ftrace (${path.basename(file)}): ${tscClock ? `TSC clock at ${hz} Hz` : 'seconds clock'}; no counters in ftrace, so idle energy is split by CPU time; the idle power (${STARTER_IDLE_WATTS} W per CPU) and the disk's figures are placeholders to measure.`,
+    description: `Starter profile from wattrace import ftrace (${path.basename(file)}): ${clock}; no counters in ftrace, so idle energy is split by CPU time; the idle power (${STARTER_IDLE_WATTS} W per CPU) and the disk's figures are placeholders to measure.`,
     cpu: { tsc_hz: hz, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
     disks: { disk: STARTER_DISK },
     vms: starterVms(vms, mapping),
     services: starterServices(vms, mapping, [{ id: 'vdisk', device: 'disk' }]),
   });
   return s;
+}
+
+/** ftrace text, a line at a time. Returns the clock, for the profile's description. */
+async function importText(file: string, switches: SwitchTracker, blocks: BlockTracker, skips: Skips, clientOf: (comm: string, pid?: string) => string, hz: number, hzBig: bigint): Promise<string> {
+  let tscClock: boolean | null = null;
+  for await (const { line, raw } of textLines(file)) {
+    if (isFraming(raw)) continue;
+    const e = tokenizeFtraceLine(raw);
+    if (!e) {
+      skips.add('a line that is not a trace event');
+      continue;
+    }
+    tscClock ??= e.frac === undefined;
+    const ns = e.frac === undefined ? (BigInt(e.sec) * NS_PER_S_BIG) / hzBig : BigInt(e.sec) * NS_PER_S_BIG + BigInt(e.frac.padEnd(9, '0').slice(0, 9));
+    const tsc = e.frac === undefined ? BigInt(e.sec) : (ns * hzBig) / NS_PER_S_BIG;
+    const where = { file, line };
+    if (e.event === 'sched_switch') {
+      const prev = switchedOut(e.rest);
+      if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without the task switched out (prev_comm=… prev_pid=…, or comm:pid [prio] state ==> …): '${e.rest}'`, where);
+      switches.switchOut(e.cpu, ns, tsc, prev.comm, prev.pid, where);
+    } else if (e.event === 'block_rq_issue' || e.event === 'block_rq_complete') {
+      const b = blockFields(e.rest);
+      if (!b) throw new WattraceError('E_FIELD', `a ${e.event} that does not read 'major,minor rwbs [bytes] () sector + nr_sectors': '${e.rest}'`, where);
+      if (e.event === 'block_rq_issue') blocks.issue(b.dev, b.sector, ns, clientOf(b.comm ?? '', String(e.pid)), BigInt(b.bytes ?? '0'));
+      else blocks.complete(b.dev, b.sector, ns, b.rwbs, where);
+    } else skips.add(`event ${e.event}`);
+  }
+  return tscClock ? `TSC clock at ${hz} Hz` : 'seconds clock';
+}
+
+const WANTED = new Set(['sched_switch', 'block_rq_issue', 'block_rq_complete']);
+
+/** A trace.dat, natively: events merged across CPUs by time. Returns the clock. */
+function importDat(file: string, switches: SwitchTracker, blocks: BlockTracker, skips: Skips, clientOf: (comm: string, pid?: string) => string, hzBig: bigint): string {
+  let n = 0;
+  const str = (e: DatEvent, k: string) => String(e.fields[k] ?? '');
+  const info = readTraceDat(
+    file,
+    (e) => {
+      n++;
+      // Where an error points: the event's number in time order (a binary file has no lines).
+      const where = { file, line: n };
+      const tsc = (e.ts * hzBig) / NS_PER_S_BIG;
+      if (e.name === 'sched_switch') {
+        switches.switchOut(e.cpu, e.ts, tsc, str(e, 'prev_comm'), str(e, 'prev_pid'), where);
+      } else if (e.name === 'block_rq_issue' || e.name === 'block_rq_complete') {
+        const dev = Number(e.fields['dev'] ?? 0);
+        const d = `${dev >>> 20},${dev & 0xfffff}`;
+        const sector = String(e.fields['sector'] ?? '0');
+        if (e.name === 'block_rq_issue') blocks.issue(d, sector, e.ts, clientOf(str(e, 'comm'), String(e.pid)), BigInt(e.fields['bytes'] ?? 0));
+        else blocks.complete(d, sector, e.ts, str(e, 'rwbs'), where);
+      }
+    },
+    WANTED,
+  );
+  const others = info.events - n;
+  if (others > 0) skips.add('an event other than sched_switch and block_rq_issue/complete', others);
+  if (info.clock !== null && /tsc|counter/.test(info.clock)) {
+    throw new WattraceError('E_FIELD', `trace.dat recorded with trace_clock ${info.clock} (ticks, not ns) is not read natively; import its text instead: trace-cmd report -t ${path.basename(file)} > trace.txt, then wattrace import ftrace trace.txt --tsc-hz HZ`, { file });
+  }
+  return `trace.dat v${info.version}, ${info.clock ?? 'local'} clock (ns)`;
 }
