@@ -23,9 +23,13 @@ import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import type { ImportSummary } from './disk.js';
 import { STARTER_IDLE_WATTS, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
+import { switchedOut } from './ftrace-text.js';
+import { CsvOut, Skips, SwitchTracker } from './trackers.js';
 
-/** `comm pid/tid [cpu] sec.frac: period event: rest` */
-const LINE = /^\s*(.+?)\s+(-?\d+)\/(-?\d+)\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(\d+)\s+(\S+):(?:\s(.*))?$/;
+/** `comm pid[/tid] [cpu] sec.frac: [period] event: rest` (`-F …,period,…` or perf's default fields). */
+const LINE = /^\s*(.+?)\s+(-?\d+)(?:\/(-?\d+))?\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(?:(\d+)\s+)?(\S+):(?:\s(.*))?$/;
+/** `perf sched timehist`: `time [cpu] comm[tid(/pid)] wait sch-delay run …`, the task switched out at `time`. */
+const TIMEHIST = /^\s*(\d+)\.(\d+)\s+\[(\d+)\]\s+(.+?)(?:\[(\d+)(?:\/(\d+))?\])?\s+(-?[\d.]+)\s+(-?[\d.]+)\s+(-?[\d.]+)(?:\s.*)?$/;
 const SWITCH = 'sched:sched_switch';
 const TSC = 'msr/tsc/';
 
@@ -43,16 +47,30 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'perf-script input does not exist', { file });
   const vmOf = taskMapper(mapping);
 
-  // Pass 1: the counters (group members) and the CPUs.
+  // Pass 1: the layout, the counters (group members) and the CPUs.
   const events = new Set<string>();
   let sawTsc = false;
-  for await (const { raw: text } of textLines(file)) {
+  let switches = 0;
+  let timehist = 0;
+  let firstOther: { line: number; raw: string } | null = null;
+  for await (const { line, raw: text } of textLines(file)) {
     const m = LINE.exec(text);
-    if (!m || m[8] === SWITCH) continue;
-    if (m[8] === TSC) sawTsc = true;
-    else events.add(m[8]!);
+    if (m && m[8] === SWITCH) switches++;
+    else if (m && m[8] === TSC) sawTsc = true;
+    else if (m && m[7] !== undefined) events.add(m[8]!);
+    else if (TIMEHIST.exec(text)) timehist++;
+    else if (firstOther === null && text.trim() !== '' && !/^[\s-]*$|^\s*(time\s+cpu|\[tid\/pid\])/.test(text)) firstOther = { line, raw: text };
   }
-  if (!sawTsc) throw new WattraceError('E_FIELD', `no ${TSC} member lines: record the TSC in the group ('{sched:sched_switch,msr/tsc/,...}:S')`, { file });
+  if (switches === 0 && timehist === 0) {
+    const shown = firstOther ? `; line ${firstOther.line} reads '${firstOther.raw.length > 120 ? `${firstOther.raw.slice(0, 120)}…` : firstOther.raw}'` : '';
+    throw new WattraceError(
+      'E_EMPTY',
+      `found no sched:sched_switch samples and no perf sched timehist rows; expected \`perf script\` output of sched:sched_switch (with a '{sched:sched_switch,msr/tsc/,…}:S' group for counters) or \`perf sched timehist\` output${shown}`,
+      { file },
+    );
+  }
+  // Without the TSC in the group (perf's default output, or timehist): switches with time only.
+  if (!sawTsc || switches === 0) return importTimeOnly(file, outDir, mapping, switches > 0 ? 'perf-script' : 'perf sched timehist');
   const evNames = [...events];
   const cols = evNames.map(columnOf);
 
@@ -109,16 +127,16 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       const event = m[8]!;
       if (event === SWITCH) {
         emit();
-        const prev = /prev_comm=(.+?) prev_pid=(\d+)/.exec(m[9] ?? '');
-        if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without prev_comm: '${m[9] ?? ''}'`, { file, line: n });
-        pending = { cpu, t, vm: vmOf(prev[1]!, prev[2]!), tsc: 0n, ev: evNames.map(() => 0n), line: n };
+        const prev = switchedOut(m[9] ?? '');
+        if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without the task switched out: '${m[9] ?? ''}'`, { file, line: n });
+        pending = { cpu, t, vm: vmOf(prev.comm, prev.pid), tsc: 0n, ev: evNames.map(() => 0n), line: n };
         continue;
       }
       if (!pending || pending.cpu !== cpu || pending.t !== t) {
         skip('a counter line outside a switch group');
         continue;
       }
-      const value = BigInt(m[7]!);
+      const value = BigInt(m[7] ?? '0');
       if (event === TSC) pending.tsc = value;
       else pending.ev[evNames.indexOf(event)] = value;
     }
@@ -146,5 +164,77 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
     services: [],
   };
   writeProfile(summary.profile, profile);
+  return summary;
+}
+
+/**
+ * Switches with time only, as ftrace gives them: `perf script` without counter members, or
+ * `perf sched timehist` (a row per task switched out). The TSC column is the time in ns (the
+ * starter profile's tsc_hz 1e9) and the starter profile splits idle energy by CPU time.
+ */
+async function importTimeOnly(file: string, outDir: string, mapping: Mapping, layout: 'perf-script' | 'perf sched timehist'): Promise<ImportSummary & { profile: string }> {
+  const vmOf = taskMapper(mapping);
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = new CsvOut(path.join(outDir, 'cswitch.csv'), 'ts_ns,cpu,vm,tsc');
+  const skips = new Skips();
+  const switches = new SwitchTracker(out, vmOf);
+  let first: bigint | null = null;
+  let last: bigint | null = null;
+  try {
+    for await (const { line, raw } of textLines(file)) {
+      if (raw.trim() === '') continue;
+      const where = { file, line };
+      if (layout === 'perf-script') {
+        const m = LINE.exec(raw);
+        if (!m) {
+          skips.add('a line that is not a perf script sample');
+          continue;
+        }
+        if (m[8] !== SWITCH) {
+          skips.add(`event ${m[8]}`);
+          continue;
+        }
+        const prev = switchedOut(m[9] ?? '');
+        if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without the task switched out: '${m[9] ?? ''}'`, where);
+        const t = nsOf(m[5]!, m[6]!);
+        switches.switchOut(Number(m[4]), t, t, prev.comm, prev.pid, where);
+        first ??= t;
+        last = t;
+      } else {
+        const m = TIMEHIST.exec(raw);
+        if (!m) {
+          if (!/^[\s-]*$|^\s*(time\s+cpu|\[tid\/pid\])/.test(raw)) skips.add('a line that is not a timehist row');
+          continue;
+        }
+        const t = nsOf(m[1]!, m[2]!);
+        const comm = m[4]!.trim();
+        switches.switchOut(Number(m[3]), t, t, comm, m[5] ?? (comm === '<idle>' ? '0' : ''), where);
+        first ??= t;
+        last = t;
+      }
+    }
+    out.close();
+  } catch (e) {
+    out.discard();
+    throw e;
+  }
+  const summary: ImportSummary & { profile: string } = {
+    format: layout,
+    written: switches.switches,
+    skipped: skips.counts,
+    byVm: switches.byVm,
+    first: first?.toString() ?? null,
+    last: last?.toString() ?? null,
+    out: out.file,
+    profile: path.join(outDir, 'machine.json'),
+  };
+  const vms = [...new Set(Object.keys(summary.byVm).filter((v) => v !== 'idle'))].sort();
+  writeProfile(summary.profile, {
+    description: `Starter profile from wattrace import perf-script (${path.basename(file)}, ${layout}, no counters): time only, so idle energy is split by CPU time; idle_watts ${STARTER_IDLE_WATTS} W per CPU is a placeholder to measure.`,
+    cpu: { tsc_hz: 1e9, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
+    disks: {},
+    vms: starterVms(vms, mapping),
+    services: [],
+  });
   return summary;
 }
