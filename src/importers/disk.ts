@@ -9,7 +9,8 @@
  * - `vscsi`: the same requests in binary, 32-byte little-endian records `u32 sn, u32 len, u32 nSG,
  *   u16 cmd, u16 ver, u64 lbn, u64 ts_us` (microseconds).
  * - `msr`: the MSR Cambridge CSV, `Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime`
- *   (no header; Timestamp and ResponseTime in Windows filetime ticks of 100 ns; Type Read/Write).
+ *   (a first line equal to that header is skipped; Timestamp and ResponseTime in Windows filetime
+ *   ticks of 100 ns, rebased from 1601 to the Unix epoch so that ts_ns fits int64; Type Read/Write).
  *   A request completes at Timestamp + ResponseTime, which is what the disk log's ts_ns is, with
  *   the response time as latency_ns; completions come out of arrival order, so they are held in a
  *   heap and written once no later arrival can complete before them (streaming: the heap holds the
@@ -215,16 +216,27 @@ class Heap<T extends { t: bigint; seq: number }> {
 
 /** Windows filetime ticks (100 ns since 1601) to ns. */
 const TICK = 100n;
+/** 1601-01-01 to 1970-01-01 in filetime ticks: ns since 1601 exceed int64 (2^63 ns ≈ 292 years). */
+const FILETIME_UNIX_EPOCH = 116444736000000000n;
+/** The header most public copies of the MSR traces carry (the SNIA originals have none). */
+const MSR_HEADER = 'timestamp,hostname,disknumber,type,offset,size,responsetime';
 
 async function readMsr(file: string, w: DiskWriter, mapping: Mapping): Promise<void> {
   const vmOf = mapper(mapping, () => 'host');
   const heap = new Heap<{ t: bigint; seq: number; vm: string; op: 'R' | 'W'; offset: bigint; bytes: bigint; lat: bigint; line: number }>();
   let lastArrival = -1n;
+  // Filetimes (since 1601) are rebased to the Unix epoch, so ts_ns fits int64; a trace whose
+  // timestamps are already small (relative copies) is kept as it is. Decided on the first row.
+  let rebase: bigint | null = null;
   for await (const { line, raw } of textLines(file)) {
     const s = raw.trim();
     const where = { file, line };
     if (s === '') {
       w.skip('empty line');
+      continue;
+    }
+    if (line === 1 && s.replace(/\s+/g, '').toLowerCase() === MSR_HEADER) {
+      w.skip('the header line');
       continue;
     }
     const f = s.split(',');
@@ -233,7 +245,9 @@ async function readMsr(file: string, w: DiskWriter, mapping: Mapping): Promise<v
     checkUints(where, [ts, 1, 'Timestamp'], [disk, 3, 'DiskNumber'], [offset, 5, 'Offset'], [size, 6, 'Size'], [resp, 7, 'ResponseTime']);
     const op = /^read$/i.test(type) ? 'R' : /^write$/i.test(type) ? 'W' : null;
     if (!op) throw new WattraceError('E_FIELD', `Type is '${type}'; expected Read or Write`, { ...where, column: 4, columnName: 'Type' });
-    const arrival = BigInt(ts) * TICK;
+    rebase ??= BigInt(ts) >= FILETIME_UNIX_EPOCH ? FILETIME_UNIX_EPOCH : 0n;
+    const arrival = (BigInt(ts) - rebase) * TICK;
+    if (arrival < 0n) throw new WattraceError('E_ORDER', 'Timestamp is before the first row\'s epoch (1601 or relative): the trace mixes absolute and relative times', { ...where, column: 1 });
     if (arrival < lastArrival) throw new WattraceError('E_ORDER', 'Timestamp goes backwards: the MSR traces are in arrival order', { ...where, column: 1 });
     lastArrival = arrival;
     // Every request still in flight that completes before this arrival can be written now.

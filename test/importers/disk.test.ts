@@ -131,10 +131,12 @@ describe.skipIf(!fs.existsSync(PERF))('import perf-script (the local 2-vCPU reco
 describe('import msr (MSR Cambridge CSV)', () => {
   it('writes completions in time order with their latency, though they come out of arrival order', async () => {
     const f = path.join(dir, 'msr.csv');
-    // Filetime ticks of 100 ns: B arrives after A but completes first.
+    // Filetime ticks of 100 ns: B arrives after A but completes first. The header most public
+    // copies carry is skipped.
     fs.writeFileSync(
       f,
       [
+        'Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime',
         '128166372000000000,web,1,Read,4096,4096,50000',
         '128166372000010000,web,1,Write,8192,512,1000',
         '128166372000020000,mail,0,Read,0,65536,20000',
@@ -146,12 +148,16 @@ describe('import msr (MSR Cambridge CSV)', () => {
     const r = await cli(['import', 'msr', f, '--out', path.join(dir, 'msr'), '--map', map]);
     expect(r.code, r.err).toBe(0);
     const l = lines(path.join(dir, 'msr', 'disk.csv'));
+    // Rebased from 1601 to the Unix epoch (116444736000000000 ticks): 128166372000000000 ticks is
+    // 2007-02-22 (the MSR week), 1172163600 s after 1970 (17:00 UTC); × 100 ns it would not fit int64.
     expect(l).toEqual([
       'ts_ns,vm,op,offset,bytes,latency_ns',
-      `${128166372000010000n * 100n + 100000n},vm1,W,8192,512,100000`,
-      `${128166372000020000n * 100n + 2000000n},vm2,R,0,65536,2000000`,
-      `${128166372000000000n * 100n + 5000000n},vm1,R,4096,4096,5000000`,
+      `${1172163600001000000n + 100000n},vm1,W,8192,512,100000`,
+      `${1172163600002000000n + 2000000n},vm2,R,0,65536,2000000`,
+      `${1172163600000000000n + 5000000n},vm1,R,4096,4096,5000000`,
     ]);
+    expect(r.out).toMatch(/1 × the header line/);
+    for (const row of l.slice(1)) expect(BigInt(row.split(',')[0]!) < 2n ** 63n).toBe(true);
     fs.writeFileSync(f, '128166372000000000,web,1,Trim,0,0,1\n');
     const b = await cli(['import', 'msr', f, '--out', path.join(dir, 'msr2')]);
     expect(b.code).toBe(2);
