@@ -36,34 +36,8 @@ import { WattraceError } from '../core/errors.js';
 import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { matcher, STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
-
-/** Reads, writes, discards, and requests without data (flushes). */
-type Kind = 'R' | 'W' | 'D' | 'N';
-
-/** rwbs (`WS`, `RA`, `D`, `FN`, …) to the kind of request. */
-const kindOf = (rwbs: string): Kind => (rwbs.includes('D') ? 'D' : rwbs.includes('W') ? 'W' : rwbs.includes('R') ? 'R' : 'N');
-
-interface Queued {
-  t: bigint;
-  vm: string;
-  kind: Kind;
-}
-
-interface Issued extends Queued {
-  sectors: bigint;
-}
-
-export interface BlkparseSummary {
-  format: 'blkparse';
-  written: number;
-  skipped: Record<string, number>;
-  byVm: Record<string, number>;
-  byDisk: Record<string, number>;
-  first: string | null;
-  last: string | null;
-  out: string;
-  profile: string;
-}
+import type { Importer, ImportSummary } from './importer.js';
+import { BlkRequestTracker, blkKindOf, CsvOut, DiskRows, Skips } from './trackers.js';
 
 /** `maj,min cpu seq sec.nsec pid action rwbs rest` */
 const EVENT = /^\s*(\d+),(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\.(\d{9})\s+(\d+)\s+([A-Za-z]{1,2})\s+([A-Z]+)\s*(.*)$/;
@@ -72,42 +46,28 @@ const EXTENT = /^(\d+)\s+\+\s+(\d+)(?:\s+\[(.*)\])?/;
 const STARTS_LIKE_EVENT = /^\s*\d+,\d+\s/;
 const SUMMARY = /^(CPU\d+|Total) \(.*\):$/;
 
-export async function importBlkparse(inputs: readonly string[], outDir: string, mapping: Mapping): Promise<BlkparseSummary> {
+export const blkparseImporter: Importer = {
+  format: 'blkparse',
+  expects: "blkparse's default output (lines 'maj,min cpu seq sec.nsec pid action rwbs …' with Q/D/C events)",
+  finds: 'requests',
+  run: (inputs, outDir, o) => importBlkparse(inputs, outDir, o.mapping),
+};
+
+export async function importBlkparse(inputs: readonly string[], outDir: string, mapping: Mapping): Promise<ImportSummary> {
   const vmOf = taskMapper(mapping, false);
   const diskId = matcher(mapping.disks);
   const diskOf = (dev: string) => diskId(dev) ?? `dev${dev.replace(',', '_')}`;
-
-  fs.mkdirSync(outDir, { recursive: true });
-  const out = path.join(outDir, 'disk.csv');
-  const fd = fs.openSync(out, 'w');
-  let buf = ['ts_ns,vm,op,offset,bytes,latency_ns,disk'];
-  const s: BlkparseSummary = { format: 'blkparse', written: 0, skipped: {}, byVm: {}, byDisk: {}, first: null, last: null, out, profile: path.join(outDir, 'machine.json') };
-  const skip = (why: string) => (s.skipped[why] = (s.skipped[why] ?? 0) + 1);
-  /** Queued bios by `dev:sector` (FIFO: two bios may start at one sector): client, time, kind. */
-  const queued = new Map<string, Queued[]>();
-  /** Dispatched requests by `dev:sector`: client, dispatch time, sectors left, kind. */
-  const issued = new Map<string, Issued[]>();
-  const lastT = new Map<string, bigint>();
-  /** The first entry at `key` of the given kind (none of another kind). */
-  const take = <T extends { kind: Kind }>(m: Map<string, T[]>, key: string, kind: Kind): T | undefined => {
-    const list = m.get(key);
-    const i = list ? list.findIndex((x) => x.kind === kind) : -1;
-    if (i < 0) return undefined;
-    const [x] = list!.splice(i, 1);
-    if (list!.length === 0) m.delete(key);
-    return x;
-  };
-  const put = <T>(m: Map<string, T[]>, key: string, x: T, front = false) => {
-    const list = m.get(key);
-    if (!list) m.set(key, [x]);
-    else if (front) list.unshift(x);
-    else list.push(x);
-  };
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'blkparse imports one output at a time (blkparse itself merges the per-CPU files of a recording; each output counts time from its own first event)');
   const file = inputs[0]!;
+  if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'blkparse input does not exist', { file });
 
+  fs.mkdirSync(outDir, { recursive: true });
+  const columns = { latency: true, disk: true };
+  const out = new CsvOut(path.join(outDir, 'disk.csv'), DiskRows.header(columns));
+  const rows = new DiskRows(out, columns);
+  const skips = new Skips();
+  const requests = new BlkRequestTracker(skips);
   try {
-    if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'blkparse input does not exist', { file });
     let inSummary = false;
     for await (const { line, raw } of textLines(file)) {
       const m = EVENT.exec(raw);
@@ -119,106 +79,71 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
         if (SUMMARY.test(raw)) inSummary = true;
         else if (STARTS_LIKE_EVENT.test(raw)) {
           throw new WattraceError('E_FIELD', `a line that does not read 'maj,min cpu seq sec.nsec pid action rwbs ...' (blkparse's default format): '${raw.trim()}'`, { file, line });
-        } else if (raw.trim() !== '') skip('a line that is not a blkparse event');
+        } else if (raw.trim() !== '') skips.add('a line that is not a blkparse event');
         continue;
       }
       const [, maj, min, , , sec, nsec, pid, action, rwbs, rest] = m as unknown as [string, string, string, string, string, string, string, string, string, string, string];
       const t = BigInt(sec) * NS_PER_S_BIG + BigInt(nsec);
       const dev = `${maj},${min}`;
+      const kind = blkKindOf(rwbs);
       const x = EXTENT.exec(rest);
-      const at = (sector: bigint) => `${dev}:${sector}`;
       if (action === 'X') {
         // A split: `sector / new_sector [comm]`; the remainder from new_sector has the same client.
         const sp = /^(\d+)\s+\/\s+(\d+)/.exec(rest);
-        if (sp) {
-          const kind = kindOf(rwbs);
-          const q = queued.get(at(BigInt(sp[1]!)))?.find((e) => e.kind === kind);
-          put(queued, at(BigInt(sp[2]!)), { vm: q?.vm ?? vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? '', pid), t: q?.t ?? t, kind });
-        }
+        if (sp) requests.split(dev, BigInt(sp[1]!), BigInt(sp[2]!), kind, t, () => vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? '', pid));
         continue;
       }
       if (!x) {
-        if (action === 'C') skip(`a request without a sector (a flush or a SCSI command; rwbs ${rwbs})`);
+        if (action === 'C') skips.add(`a request without a sector (a flush or a SCSI command; rwbs ${rwbs})`);
         continue;
       }
       const sector = BigInt(x[1]!);
       const n = BigInt(x[2]!);
-      const kind = kindOf(rwbs);
-      if (action === 'Q') put(queued, at(sector), { vm: vmOf(x[3] ?? '', pid), t, kind });
-      else if (action === 'M') take(queued, at(sector), kind); // the bio joined the request before it
-      else if (action === 'F') {
-        // The bio joined the request after it, which now starts at the bio's sector.
-        take(queued, at(sector), kind);
-        const req = take(queued, at(sector + n), kind);
-        if (req) put(queued, at(sector), req);
-      } else if (action === 'R') {
-        // Requeued: first in line again at its sector, with its client.
-        const i = take(issued, at(sector), kind);
-        if (i) put(queued, at(sector), { vm: i.vm, t: i.t, kind }, true);
-      } else if (action === 'D') {
-        const q = take(queued, at(sector), kind);
-        put(issued, at(sector), { t, vm: q?.vm ?? vmOf(x[3] ?? '', pid), sectors: n, kind });
-      } else if (action === 'C') {
+      const task = () => vmOf(x[3] ?? '', pid);
+      if (action === 'Q') requests.queue(dev, sector, kind, t, task());
+      else if (action === 'M') requests.backMerge(dev, sector, kind);
+      else if (action === 'F') requests.frontMerge(dev, sector, n, kind);
+      else if (action === 'R') requests.requeue(dev, sector, kind);
+      else if (action === 'D') requests.dispatch(dev, sector, n, kind, t, task);
+      else if (action === 'C') {
+        const done = requests.complete(dev, sector, n, kind, rwbs, x[3] ?? '0');
+        if (!done) continue;
         const where = { file, line };
-        // The dispatch it completes, or on a bio-based device (dm, md: no dispatch) the queueing.
-        const iss: Queued | undefined = take(issued, at(sector), kind) ?? take(queued, at(sector), kind);
-        const failed = (x[3] ?? '0') !== '0';
-        if (iss && 'sectors' in iss && !failed) {
-          const left = (iss as Issued).sectors - n;
-          // A partial completion: the rest of the request goes on from the next sector.
-          if (left > 0n) put(issued, at(sector + n), { ...(iss as Issued), sectors: left });
-        }
-        if (kind === 'D') {
-          skip('a discard');
-          continue;
-        }
-        if (kind === 'N') {
-          skip(`a request without data (rwbs ${rwbs})`);
-          continue;
-        }
-        if (failed) {
-          skip(`a failed request (error ${x[3]})`);
-          continue;
-        }
-        if (!iss) {
-          skip('a completion whose queueing or dispatch is not in the trace');
-          continue;
-        }
-        const op = kind;
-        const disk = diskOf(dev);
-        const last = lastT.get(disk);
-        if (last !== undefined && t < last) throw new WattraceError('E_ORDER', `a completion earlier than the previous one on ${dev}: blkparse sorts events by time, so the input is not its output`, where);
-        lastT.set(disk, t);
-        buf.push(`${t},${iss.vm},${op},${sector * 512n},${n * 512n},${t - iss.t},${disk}`);
-        s.written++;
-        s.byVm[iss.vm] = (s.byVm[iss.vm] ?? 0) + 1;
-        s.byDisk[disk] = (s.byDisk[disk] ?? 0) + 1;
-        s.first ??= t.toString();
-        s.last = t.toString();
-        if (buf.length >= 8192) {
-          fs.writeSync(fd, buf.join('\n') + '\n');
-          buf = [];
+        try {
+          rows.row(t, done.vm, kind as 'R' | 'W', sector * 512n, n * 512n, where, t - done.since, diskOf(dev));
+        } catch (e) {
+          if (e instanceof WattraceError && e.code === 'E_ORDER') throw new WattraceError('E_ORDER', `a completion earlier than the previous one on ${dev}: blkparse sorts events by time, so the input is not its output`, where);
+          throw e;
         }
       }
       // G, I, P, U, T, S, A, B, m: steps of a request that Q, D and C already follow.
     }
-    if (buf.length > 0) fs.writeSync(fd, buf.join('\n') + '\n');
+    requests.finish();
+    out.close();
   } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(out, { force: true });
+    out.discard();
     throw e;
   }
-  fs.closeSync(fd);
-  const left = (m: Map<string, unknown[]>) => [...m.values()].reduce((a, l) => a + l.length, 0);
-  if (left(issued) > 0) s.skipped['a dispatch whose completion is not in the trace'] = left(issued);
-  if (left(queued) > 0) s.skipped['a queued bio neither dispatched nor completed in the trace'] = left(queued);
+  const s: ImportSummary = {
+    format: 'blkparse',
+    outputs: [{ file: out.file, rows: rows.tally.rows, what: 'requests' }],
+    found: rows.tally.rows,
+    span: rows.tally.span,
+    byVm: rows.tally.byVm,
+    byDisk: rows.byDisk,
+    skipped: skips.counts,
+    coverage: null,
+    profile: path.join(outDir, 'machine.json'),
+    notes: [],
+  };
   writeStarterProfile(s, mapping, inputs);
   return s;
 }
-function writeStarterProfile(s: BlkparseSummary, mapping: Mapping, inputs: readonly string[]): void {
+
+function writeStarterProfile(s: ImportSummary, mapping: Mapping, inputs: readonly string[]): void {
   const vms = Object.keys(s.byVm).sort();
-  const disks = Object.keys(s.byDisk).sort();
-  writeProfile(s.profile, {
+  const disks = Object.keys(s.byDisk ?? {}).sort();
+  writeProfile(s.profile!, {
     description: `Starter profile from wattrace import blkparse (${inputs.map((f) => path.basename(f)).join(', ')}): the disks' power figures are placeholders to measure; the CPU section is only there because every profile has one (blkparse records no CPU time).`,
     cpu: { tsc_hz: 1e9, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
     disks: Object.fromEntries(disks.map((d) => [d, STARTER_DISK])),

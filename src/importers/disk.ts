@@ -25,68 +25,13 @@ import { WattraceError } from '../core/errors.js';
 import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { mapper, type Mapping } from './mapping.js';
+import type { Importer, ImportSummary } from './importer.js';
+import { CsvOut, DiskRows, Skips } from './trackers.js';
 
 export type DiskFormat = 'disksim' | 'vscsi-csv' | 'vscsi' | 'msr';
 export const DISK_FORMATS: readonly DiskFormat[] = ['disksim', 'vscsi-csv', 'vscsi', 'msr'];
 
-export interface ImportSummary {
-  format: string;
-  written: number;
-  skipped: Record<string, number>;
-  byVm: Record<string, number>;
-  first: string | null;
-  last: string | null;
-  out: string;
-}
-
 const SCSI_OP: Record<string, 'R' | 'W'> = { '08': 'R', '28': 'R', a8: 'R', '88': 'R', '0a': 'W', '2a': 'W', aa: 'W', '8a': 'W' };
-
-/** Writes disk log rows in chunks, keeping the summary. */
-class DiskWriter {
-  private buf: string[];
-  private readonly fd: number;
-  private lastT = -1n;
-  readonly summary: ImportSummary;
-
-  constructor(
-    readonly out: string,
-    format: string,
-    private readonly withLatency = false,
-  ) {
-    this.buf = [withLatency ? 'ts_ns,vm,op,offset,bytes,latency_ns' : 'ts_ns,vm,op,offset,bytes'];
-    this.fd = fs.openSync(out, 'w');
-    this.summary = { format, written: 0, skipped: {}, byVm: {}, first: null, last: null, out };
-  }
-
-  row(t: bigint, vm: string, op: 'R' | 'W', offset: bigint, bytes: bigint, where: { file: string; line: number }, latency?: bigint): void {
-    if (t < this.lastT) {
-      throw new WattraceError('E_ORDER', `time goes backwards (${t} after ${this.lastT}): a disk log must be in time order; sort the input first`, where);
-    }
-    this.lastT = t;
-    this.buf.push(this.withLatency ? `${t},${vm},${op},${offset},${bytes},${latency ?? ''}` : `${t},${vm},${op},${offset},${bytes}`);
-    const s = this.summary;
-    s.written++;
-    s.byVm[vm] = (s.byVm[vm] ?? 0) + 1;
-    s.first ??= t.toString();
-    s.last = t.toString();
-    if (this.buf.length >= 8192) this.flush();
-  }
-
-  skip(reason: string): void {
-    this.summary.skipped[reason] = (this.summary.skipped[reason] ?? 0) + 1;
-  }
-
-  flush(): void {
-    if (this.buf.length > 0) fs.writeSync(this.fd, this.buf.join('\n') + '\n');
-    this.buf = [];
-  }
-
-  close(): ImportSummary {
-    this.flush();
-    fs.closeSync(this.fd);
-    return this.summary;
-  }
-}
 
 const UINT = /^\d+$/;
 
@@ -97,31 +42,56 @@ function checkUints(where: { file: string; line: number }, ...fields: (readonly 
   }
 }
 
+const EXPECTS: Record<DiskFormat, string> = {
+  disksim: 'DiskSim ASCII requests (arrival_ns device lba_sectors size_sectors type)',
+  vscsi: 'CloudPhysics vscsi binary records',
+  'vscsi-csv': 'CloudPhysics vscsi CSV (version,time,op,size,lbn)',
+  msr: 'MSR Cambridge CSV (Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime)',
+};
+
+/** The importer of one disk request format. */
+export function diskImporter(format: DiskFormat): Importer {
+  return { format, expects: EXPECTS[format], finds: 'requests', run: (inputs, outDir, o) => importDisk(format, inputs, outDir, o.mapping) };
+}
+
 export async function importDisk(format: DiskFormat, inputs: readonly string[], outDir: string, mapping: Mapping): Promise<ImportSummary> {
   fs.mkdirSync(outDir, { recursive: true });
-  const w = new DiskWriter(path.join(outDir, 'disk.csv'), format, format === 'msr');
+  const columns = { latency: format === 'msr', disk: false };
+  const out = new CsvOut(path.join(outDir, 'disk.csv'), DiskRows.header(columns));
+  const w = new DiskRows(out, columns);
+  const skips = new Skips();
   try {
     for (const file of inputs) {
       if (!fs.existsSync(file)) throw new WattraceError('E_FILE', `${format} input does not exist`, { file });
-      if (format === 'vscsi') await readVscsiBinary(file, w, mapper(mapping, () => 'vm1')(path.basename(file)));
-      else if (format === 'msr') await readMsr(file, w, mapping);
-      else await readLines(file, format, w, mapping);
+      if (format === 'vscsi') await readVscsiBinary(file, w, skips, mapper(mapping, () => 'vm1')(path.basename(file)));
+      else if (format === 'msr') await readMsr(file, w, skips, mapping);
+      else await readLines(file, format, w, skips, mapping);
     }
+    out.close();
   } catch (e) {
-    w.close();
-    fs.rmSync(w.out, { force: true });
+    out.discard();
     throw e;
   }
-  return w.close();
+  return {
+    format,
+    outputs: [{ file: out.file, rows: w.tally.rows, what: 'requests' }],
+    found: w.tally.rows,
+    span: w.tally.span,
+    byVm: w.tally.byVm,
+    skipped: skips.counts,
+    coverage: null,
+    profile: null,
+    notes: [],
+  };
 }
 
-async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskWriter, mapping: Mapping): Promise<void> {
+async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskRows, skips: Skips, mapping: Mapping): Promise<void> {
   const vmOf = mapper(mapping, (key) => (format === 'disksim' ? `dev${key}` : 'vm1'));
   for await (const { line, raw } of textLines(file)) {
     const s = raw.trim();
     const where = { file, line };
     if (s === '') {
-      w.skip('empty line');
+      skips.add('empty line');
       continue;
     }
     if (format === 'disksim') {
@@ -141,7 +111,7 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskW
       checkUints(where, [time, 2, 'time'], [size, 4, 'size'], [lbn, 5, 'lbn']);
       const kind = SCSI_OP[op.toLowerCase().padStart(2, '0')];
       if (!kind) {
-        w.skip(`SCSI command ${op} (no data transfer)`);
+        skips.add(`SCSI command ${op} (no data transfer)`);
         continue;
       }
       w.row(BigInt(time) * NS_PER_S_BIG, vmOf(path.basename(file)), kind, BigInt(lbn) * 512n, BigInt(size), where);
@@ -149,7 +119,7 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskW
   }
 }
 
-async function readVscsiBinary(file: string, w: DiskWriter, vm: string): Promise<void> {
+async function readVscsiBinary(file: string, w: DiskRows, skips: Skips, vm: string): Promise<void> {
   let rest: Buffer = Buffer.alloc(0);
   let record = 0;
   for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
@@ -161,7 +131,7 @@ async function readVscsiBinary(file: string, w: DiskWriter, vm: string): Promise
       const cmd = buf.readUInt16LE(o + 12);
       const kind = SCSI_OP[cmd.toString(16).padStart(2, '0')];
       if (!kind) {
-        w.skip(`SCSI command ${cmd.toString(16)} (no data transfer)`);
+        skips.add(`SCSI command ${cmd.toString(16)} (no data transfer)`);
         continue;
       }
       w.row(buf.readBigUInt64LE(o + 24) * 1000n, vm, kind, buf.readBigUInt64LE(o + 16) * 512n, BigInt(len), { file, line: record });
@@ -221,7 +191,7 @@ const FILETIME_UNIX_EPOCH = 116444736000000000n;
 /** The header most public copies of the MSR traces carry (the SNIA originals have none). */
 const MSR_HEADER = 'timestamp,hostname,disknumber,type,offset,size,responsetime';
 
-async function readMsr(file: string, w: DiskWriter, mapping: Mapping): Promise<void> {
+async function readMsr(file: string, w: DiskRows, skips: Skips, mapping: Mapping): Promise<void> {
   const vmOf = mapper(mapping, () => 'host');
   const heap = new Heap<{ t: bigint; seq: number; vm: string; op: 'R' | 'W'; offset: bigint; bytes: bigint; lat: bigint; line: number }>();
   let lastArrival = -1n;
@@ -232,11 +202,11 @@ async function readMsr(file: string, w: DiskWriter, mapping: Mapping): Promise<v
     const s = raw.trim();
     const where = { file, line };
     if (s === '') {
-      w.skip('empty line');
+      skips.add('empty line');
       continue;
     }
     if (line === 1 && s.replace(/\s+/g, '').toLowerCase() === MSR_HEADER) {
-      w.skip('the header line');
+      skips.add('the header line');
       continue;
     }
     const f = s.split(',');

@@ -23,18 +23,14 @@ import { STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapp
 import { blockFields, isFraming, switchedOut, tokenizeFtraceLine } from './ftrace-text.js';
 import { isTraceDat, readTraceDat, type DatEvent } from './tracedat.js';
 import { BlockTracker, CsvOut, Skips, SwitchTracker } from './trackers.js';
+import type { Importer, ImportSummary } from './importer.js';
 
-export interface FtraceSummary {
-  format: string;
-  switches: number;
-  requests: number;
-  skipped: Record<string, number>;
-  byVm: Record<string, number>;
-  /** How much of each CPU's time the switches cover (SwitchTracker.coverageLine). */
-  coverage: string | null;
-  out: string[];
-  profile: string;
-}
+export const ftraceImporter: Importer = {
+  format: 'ftrace',
+  expects: 'sched_switch events as trace-cmd report (any layout) or /sys/kernel/tracing/trace print them, or a trace-cmd trace.dat',
+  finds: 'sched_switch events',
+  run: (inputs, outDir, o) => importFtrace(inputs, outDir, o.mapping, o.tscHz),
+};
 
 /** Reads the first bytes of a file (format detection). */
 function head(file: string, n = 16): Buffer {
@@ -47,7 +43,7 @@ function head(file: string, n = 16): Buffer {
   }
 }
 
-export async function importFtrace(inputs: readonly string[], outDir: string, mapping: Mapping, tscHz?: number): Promise<FtraceSummary> {
+export async function importFtrace(inputs: readonly string[], outDir: string, mapping: Mapping, tscHz?: number): Promise<ImportSummary> {
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'ftrace imports one trace at a time');
   const file = inputs[0]!;
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'ftrace input does not exist', { file });
@@ -62,9 +58,10 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   const switches = new SwitchTracker(cswitch, vmOf);
   const blocks = new BlockTracker(disk, skips);
   const binary = isTraceDat(head(file));
+  const notes: string[] = [];
   let clock: string;
   try {
-    clock = binary ? importDat(file, switches, blocks, skips, clientOf, hzBig) : await importText(file, switches, blocks, skips, clientOf, hz, hzBig);
+    clock = binary ? importDat(file, switches, blocks, skips, clientOf, hzBig, notes) : await importText(file, switches, blocks, skips, clientOf, hz, hzBig);
     blocks.finish();
     cswitch.close();
     disk.close();
@@ -73,18 +70,23 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
     disk.discard();
     throw e;
   }
-  const s: FtraceSummary = {
+  const s: ImportSummary = {
     format: binary ? 'ftrace (trace.dat)' : 'ftrace',
-    switches: switches.switches,
-    requests: blocks.requests,
-    skipped: skips.counts,
+    outputs: [
+      { file: cswitch.file, rows: switches.switches, what: 'switches' },
+      { file: disk.file, rows: blocks.requests, what: 'disk requests' },
+    ],
+    // The cswitch log is what an ftrace import is for: without switches it found nothing.
+    found: switches.switches,
+    span: switches.cpus.span(),
     byVm: switches.byVm,
+    skipped: skips.counts,
     coverage: switches.coverageLine(),
-    out: [cswitch.file, disk.file],
     profile: path.join(outDir, 'machine.json'),
+    notes,
   };
   const vms = [...new Set(Object.keys(s.byVm).filter((v) => v !== 'idle'))].sort();
-  writeProfile(s.profile, {
+  writeProfile(s.profile!, {
     description: `Starter profile from wattrace import ftrace (${path.basename(file)}): ${clock}; no counters in ftrace, so idle energy is split by CPU time; the idle power (${STARTER_IDLE_WATTS} W per CPU) and the disk's figures are placeholders to measure.`,
     cpu: { tsc_hz: hz, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
     disks: { disk: STARTER_DISK },
@@ -125,7 +127,7 @@ async function importText(file: string, switches: SwitchTracker, blocks: BlockTr
 const WANTED = new Set(['sched_switch', 'block_rq_issue', 'block_rq_complete']);
 
 /** A trace.dat, natively: events merged across CPUs by time. Returns the clock. */
-function importDat(file: string, switches: SwitchTracker, blocks: BlockTracker, skips: Skips, clientOf: (comm: string, pid?: string) => string, hzBig: bigint): string {
+function importDat(file: string, switches: SwitchTracker, blocks: BlockTracker, skips: Skips, clientOf: (comm: string, pid?: string) => string, hzBig: bigint, notes: string[]): string {
   let n = 0;
   const str = (e: DatEvent, k: string) => String(e.fields[k] ?? '');
   const info = readTraceDat(
@@ -152,5 +154,6 @@ function importDat(file: string, switches: SwitchTracker, blocks: BlockTracker, 
   if (info.clock !== null && /tsc|counter/.test(info.clock)) {
     throw new WattraceError('E_FIELD', `trace.dat recorded with trace_clock ${info.clock} (ticks, not ns) is not read natively; import its text instead: trace-cmd report -t ${path.basename(file)} > trace.txt, then wattrace import ftrace trace.txt --tsc-hz HZ`, { file });
   }
+  for (const o of info.ignoredOptions) notes.push(`note: the trace.dat option ${o} is not applied (timestamps are the ring buffer's own; trace-cmd report would apply it)`);
   return `trace.dat v${info.version}, ${info.clock ?? 'local'} clock (ns)`;
 }

@@ -21,10 +21,10 @@ import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
 import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
-import type { ImportSummary } from './disk.js';
+import type { Importer, ImportSummary } from './importer.js';
 import { STARTER_IDLE_WATTS, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
 import { switchedOut } from './ftrace-text.js';
-import { CsvOut, Skips, SwitchTracker } from './trackers.js';
+import { CpuCoverage, CsvOut, RowTally, Skips, SwitchTracker } from './trackers.js';
 
 /** `comm pid[/tid] [cpu] sec.frac: [period] event: rest` (`-F …,period,…` or perf's default fields). */
 const LINE = /^\s*(.+?)\s+(-?\d+)(?:\/(-?\d+))?\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(?:(\d+)\s+)?(\S+):(?:\s(.*))?$/;
@@ -41,7 +41,14 @@ function nsOf(sec: string, frac: string): bigint {
 }
 
 
-export async function importPerfScript(inputs: readonly string[], outDir: string, mapping: Mapping): Promise<ImportSummary & { profile: string }> {
+export const perfScriptImporter: Importer = {
+  format: 'perf-script',
+  expects: 'perf script output of sched:sched_switch (with the msr/tsc/ group for counters), or perf sched timehist output',
+  finds: 'switches',
+  run: (inputs, outDir, o) => importPerfScript(inputs, outDir, o.mapping),
+};
+
+export async function importPerfScript(inputs: readonly string[], outDir: string, mapping: Mapping): Promise<ImportSummary> {
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'perf-script imports one recording at a time');
   const file = inputs[0]!;
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'perf-script input does not exist', { file });
@@ -75,15 +82,10 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   const cols = evNames.map(columnOf);
 
   fs.mkdirSync(outDir, { recursive: true });
-  const out = path.join(outDir, 'cswitch.csv');
-  const fd = fs.openSync(out, 'w');
-  const summary: ImportSummary & { profile: string } = { format: 'perf-script', written: 0, skipped: {}, byVm: {}, first: null, last: null, out, profile: path.join(outDir, 'machine.json') };
-  const skip = (why: string) => (summary.skipped[why] = (summary.skipped[why] ?? 0) + 1);
-  let buf: string[] = [`ts_ns,cpu,vm,tsc,${cols.join(',')}`];
-  const flush = () => {
-    fs.writeSync(fd, buf.join('\n') + '\n');
-    buf = [];
-  };
+  const out = new CsvOut(path.join(outDir, 'cswitch.csv'), `ts_ns,cpu,vm,tsc,${cols.join(',')}`);
+  const tally = new RowTally();
+  const skips = new Skips();
+  const cpus = new CpuCoverage();
   // Per CPU: cumulative tsc and events, time of its last switch.
   const state = new Map<number, { tsc: bigint; ev: bigint[]; t: bigint; opened: boolean }>();
   let pending: { cpu: number; t: bigint; vm: string; tsc: bigint; ev: bigint[]; line: number } | null = null;
@@ -98,7 +100,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       // The first switch of a CPU opens its first period.
       st = { tsc: 0n, ev: evNames.map(() => 0n), t: p.t, opened: true };
       state.set(p.cpu, st);
-      buf.push(`${p.t},${p.cpu},${p.vm},0,${st.ev.join(',')}`);
+      out.row(`${p.t},${p.cpu},${p.vm},0,${st.ev.join(',')}`);
     } else {
       if (p.t < st.t) throw new WattraceError('E_ORDER', `time goes backwards on cpu ${p.cpu}`, { file, line: p.line });
       st.tsc += p.tsc;
@@ -106,20 +108,17 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       tscNs += p.t - st.t;
       st.ev = st.ev.map((v, i) => v + p.ev[i]!);
       st.t = p.t;
-      buf.push(`${p.t},${p.cpu},${p.vm},${st.tsc},${st.ev.join(',')}`);
+      out.row(`${p.t},${p.cpu},${p.vm},${st.tsc},${st.ev.join(',')}`);
     }
-    summary.written++;
-    summary.byVm[p.vm] = (summary.byVm[p.vm] ?? 0) + 1;
-    summary.first ??= p.t.toString();
-    summary.last = p.t.toString();
-    if (buf.length >= 8192) flush();
+    tally.add(p.vm, p.t);
+    cpus.see(p.cpu, p.t);
   };
   try {
     for await (const { line: n, raw: text } of textLines(file)) {
       if (text.trim() === '') continue;
       const m = LINE.exec(text);
       if (!m) {
-        skip('a line that is not a perf script sample');
+        skips.add('a line that is not a perf script sample');
         continue;
       }
       const cpu = Number(m[4]);
@@ -133,7 +132,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
         continue;
       }
       if (!pending || pending.cpu !== cpu || pending.t !== t) {
-        skip('a counter line outside a switch group');
+        skips.add('a counter line outside a switch group');
         continue;
       }
       const value = BigInt(m[7] ?? '0');
@@ -141,14 +140,22 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       else pending.ev[evNames.indexOf(event)] = value;
     }
     emit();
-    flush();
+    out.close();
   } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(out, { force: true });
+    out.discard();
     throw e;
   }
-  fs.closeSync(fd);
-
+  const summary: ImportSummary = {
+    format: 'perf-script',
+    outputs: [{ file: out.file, rows: tally.rows, what: 'switches' }],
+    found: tally.rows,
+    span: tally.span,
+    byVm: tally.byVm,
+    skipped: skips.counts,
+    coverage: cpus.line(),
+    profile: path.join(outDir, 'machine.json'),
+    notes: [],
+  };
   const vms = [...new Set(Object.keys(summary.byVm).filter((v) => v !== 'idle'))].sort();
   const profile = {
     description: `Starter profile from wattrace import perf-script (${path.basename(file)}): tsc_hz estimated from the recording; event weights 0 and idle_watts 10 W per CPU are placeholders — calibrate (wattrace calibrate) and measure.`,
@@ -163,7 +170,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
     vms: starterVms(vms, mapping),
     services: [],
   };
-  writeProfile(summary.profile, profile);
+  writeProfile(summary.profile!, profile);
   return summary;
 }
 
@@ -172,7 +179,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
  * `perf sched timehist` (a row per task switched out). The TSC column is the time in ns (the
  * starter profile's tsc_hz 1e9) and the starter profile splits idle energy by CPU time.
  */
-async function importTimeOnly(file: string, outDir: string, mapping: Mapping, layout: 'perf-script' | 'perf sched timehist'): Promise<ImportSummary & { profile: string }> {
+async function importTimeOnly(file: string, outDir: string, mapping: Mapping, layout: 'perf-script' | 'perf sched timehist'): Promise<ImportSummary> {
   const vmOf = taskMapper(mapping);
   fs.mkdirSync(outDir, { recursive: true });
   const out = new CsvOut(path.join(outDir, 'cswitch.csv'), 'ts_ns,cpu,vm,tsc');
@@ -218,18 +225,19 @@ async function importTimeOnly(file: string, outDir: string, mapping: Mapping, la
     out.discard();
     throw e;
   }
-  const summary: ImportSummary & { profile: string } = {
+  const summary: ImportSummary = {
     format: layout,
-    written: switches.switches,
-    skipped: skips.counts,
+    outputs: [{ file: out.file, rows: switches.switches, what: 'switches' }],
+    found: switches.switches,
+    span: first !== null && last !== null ? { first, last } : null,
     byVm: switches.byVm,
-    first: first?.toString() ?? null,
-    last: last?.toString() ?? null,
-    out: out.file,
+    skipped: skips.counts,
+    coverage: switches.coverageLine(),
     profile: path.join(outDir, 'machine.json'),
+    notes: [],
   };
   const vms = [...new Set(Object.keys(summary.byVm).filter((v) => v !== 'idle'))].sort();
-  writeProfile(summary.profile, {
+  writeProfile(summary.profile!, {
     description: `Starter profile from wattrace import perf-script (${path.basename(file)}, ${layout}, no counters): time only, so idle energy is split by CPU time; idle_watts ${STARTER_IDLE_WATTS} W per CPU is a placeholder to measure.`,
     cpu: { tsc_hz: 1e9, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
     disks: {},

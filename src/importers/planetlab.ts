@@ -14,20 +14,19 @@ import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
 import { NS_PER_S_BIG } from '../core/units.js';
 import { matcher, STARTER_IDLE_WATTS, starterVms, writeProfile, type Mapping } from './mapping.js';
+import type { Importer, ImportSummary } from './importer.js';
+import { CsvOut, RowTally } from './trackers.js';
 
 const STEP_NS = 300_000_000_000n;
 
-export interface PlanetlabSummary {
-  vms: number;
-  cpus: number;
-  steps: number;
-  rows: number;
-  unmetS: number;
-  out: string;
-  profile: string;
-}
+export const planetlabImporter: Importer = {
+  format: 'planetlab',
+  expects: 'PlanetLab CPU utilization files (one number per line)',
+  finds: 'steps',
+  run: async (inputs, outDir, o) => importPlanetlab(inputs, outDir, o.mapping, o.cpus ?? 16, o.tscHz),
+};
 
-export function importPlanetlab(inputs: readonly string[], outDir: string, mapping: Mapping, cpus: number, tscHz = 2.0e9): PlanetlabSummary {
+export function importPlanetlab(inputs: readonly string[], outDir: string, mapping: Mapping, cpus: number, tscHz = 2.0e9): ImportSummary {
   const files = inputs.flatMap((p) => {
     if (!fs.existsSync(p)) throw new WattraceError('E_FILE', 'planetlab input does not exist', { file: p });
     return fs.statSync(p).isDirectory() ? fs.readdirSync(p).sort().map((f) => path.join(p, f)) : [p];
@@ -47,20 +46,23 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
   });
   const steps = Math.max(...util.map((u) => u.length));
   fs.mkdirSync(outDir, { recursive: true });
-  const out = path.join(outDir, 'cswitch.csv');
-  const fd = fs.openSync(out, 'w');
-  let buf: string[] = ['ts_ns,cpu,vm,tsc,cycles'];
+  const out = new CsvOut(path.join(outDir, 'cswitch.csv'), 'ts_ns,cpu,vm,tsc,cycles');
+  const tally = new RowTally();
   const hz = BigInt(Math.round(tscHz));
   const cycles = new Array<bigint>(cpus).fill(0n);
-  let rows = 0;
   let unmet = 0;
   const tscAt = (t: bigint) => (t * hz) / NS_PER_S_BIG;
-  for (let c = 0; c < cpus; c++) buf.push(`0,${c},idle,0,0`);
-  rows += cpus;
+  const row = (t: bigint, c: number, vm: string) => {
+    out.row(`${t},${c},${vm},${tscAt(t)},${cycles[c]}`);
+    tally.add(vm, t);
+  };
+  // Each VM's CPU, and each CPU's VMs, once (not per step).
+  const onCpu = Array.from({ length: cpus }, (_, c) => util.map((_, i) => i).filter((i) => i % cpus === c));
+  for (let c = 0; c < cpus; c++) row(0n, c, 'idle');
   for (let s = 0; s < steps; s++) {
     const t0 = BigInt(s) * STEP_NS;
     for (let c = 0; c < cpus; c++) {
-      const mine = util.map((u, i) => ({ i, pct: u[s] ?? 0 })).filter((x) => x.i % cpus === c && x.pct > 0);
+      const mine = onCpu[c]!.map((i) => ({ i, pct: util[i]![s] ?? 0 })).filter((x) => x.pct > 0);
       const want = mine.reduce((a, x) => a + x.pct, 0);
       const scale = want > 100 ? 100 / want : 1;
       if (want > 100) unmet += ((want - 100) / 100) * 300;
@@ -70,22 +72,13 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
         if (d <= 0n) continue;
         t += d;
         cycles[c] = cycles[c]! + (d * hz) / NS_PER_S_BIG;
-        buf.push(`${t},${c},${names[x.i]},${tscAt(t)},${cycles[c]}`);
-        rows++;
+        row(t, c, names[x.i]!);
       }
       const end = t0 + STEP_NS;
-      if (end > t) {
-        buf.push(`${end},${c},idle,${tscAt(end)},${cycles[c]}`);
-        rows++;
-      }
-    }
-    if (buf.length > 8192) {
-      fs.writeSync(fd, buf.join('\n') + '\n');
-      buf = [];
+      if (end > t) row(end, c, 'idle');
     }
   }
-  if (buf.length > 0) fs.writeSync(fd, buf.join('\n') + '\n');
-  fs.closeSync(fd);
+  out.close();
   const profile = path.join(outDir, 'machine.json');
   writeProfile(profile, {
     description: `Starter profile from wattrace import planetlab: ${files.length} VMs on ${cpus} CPUs; the idle power and the cycles weight are placeholders to calibrate.`,
@@ -94,5 +87,16 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
     vms: starterVms([...new Set(names)], mapping),
     services: [],
   });
-  return { vms: files.length, cpus, steps, rows, unmetS: unmet, out, profile };
+  return {
+    format: 'planetlab',
+    detail: `${files.length.toLocaleString('en-US')} VMs on ${cpus} CPUs, ${steps} steps of 5 min`,
+    outputs: [{ file: out.file, rows: tally.rows, what: 'switches' }],
+    found: steps > 0 ? tally.rows : 0,
+    span: tally.span,
+    byVm: {},
+    skipped: {},
+    coverage: null,
+    profile,
+    notes: [`unmet demand (CPUs overloaded): ${unmet.toFixed(0)} CPU-seconds`],
+  };
 }

@@ -7,9 +7,15 @@
  *                    each CPU's first and last switch, so the summary says how much of each CPU's
  *                    time the trace covers (a short trace's large `(unattributed)` share, explained
  *                    before the replay).
- *   BlockTracker   — block requests issued and completed, paired by device and sector (first in,
- *                    first out), → disk rows with their latency.
- *   CsvOut         — a buffered CSV file with its header, removed again when the import fails.
+ *   BlockTracker   — block requests issued and completed (ftrace's block_rq_issue/complete),
+ *                    paired by device and sector (first in, first out), → disk rows with their
+ *                    latency.
+ *   BlkRequestTracker — blktrace's request life cycle (Q, M, F, X, R, D, C): each completion
+ *                    paired with its client and service time (blkparse.ts feeds it).
+ *   DiskRows       — disk rows that are already whole (DiskSim, vscsi, MSR, blkparse): checked to
+ *                    be in time order, counted by VM, first and last time kept.
+ *   CsvOut         — the one writer: a buffered CSV file with its header, removed again when the
+ *                    import fails.
  */
 import fs from 'node:fs';
 import { WattraceError, type Where } from '../core/errors.js';
@@ -18,6 +24,8 @@ import { WattraceError, type Where } from '../core/errors.js';
 export class CsvOut {
   private fd: number;
   private buf: string[] = [];
+  /** Rows written (the header not counted). */
+  rows = 0;
 
   constructor(
     readonly file: string,
@@ -28,6 +36,7 @@ export class CsvOut {
   }
 
   row(line: string): void {
+    this.rows++;
     this.buf.push(line);
     if (this.buf.length >= 8192) this.flush();
   }
@@ -51,6 +60,25 @@ export class CsvOut {
   }
 }
 
+/** Rows counted by VM, with the first and last time seen. */
+export class RowTally {
+  rows = 0;
+  readonly byVm: Record<string, number> = {};
+  first: bigint | null = null;
+  last: bigint | null = null;
+
+  add(vm: string, t: bigint): void {
+    this.rows++;
+    this.byVm[vm] = (this.byVm[vm] ?? 0) + 1;
+    this.first ??= t;
+    this.last = t;
+  }
+
+  get span(): { first: bigint; last: bigint } | null {
+    return this.first === null || this.last === null ? null : { first: this.first, last: this.last };
+  }
+}
+
 /** Per-reason counts of what an import passed over. */
 export class Skips {
   readonly counts: Record<string, number> = {};
@@ -59,48 +87,45 @@ export class Skips {
   }
 }
 
-/** Context switches → cswitch rows `ts_ns,cpu,vm,tsc` (no counter columns). */
-export class SwitchTracker {
-  switches = 0;
-  readonly byVm: Record<string, number> = {};
+/**
+ * Each CPU's first and last switch, so the summary says how much of each CPU's time the trace
+ * covers: a CPU whose switches cover a small part of the trace's span replays mostly as
+ * `(unattributed)`, and the user learns why before the replay.
+ */
+export class CpuCoverage {
   private readonly first = new Map<number, bigint>();
-  private readonly last = new Map<number, bigint>();
+  private readonly lastAt = new Map<number, bigint>();
 
-  constructor(
-    private readonly out: CsvOut,
-    private readonly vmOf: (comm: string, pid: string) => string,
-  ) {}
-
-  /** The task `comm` (pid) left `cpu` at `ns` (TSC reading `tsc`). */
-  switchOut(cpu: number, ns: bigint, tsc: bigint, comm: string, pid: string, where: Where): void {
-    const prev = this.last.get(cpu);
-    if (prev !== undefined && ns < prev) {
-      throw new WattraceError('E_ORDER', `time goes backwards on cpu ${cpu}: a switch at ${ns} ns after one at ${prev} ns (sort each CPU's events by time)`, where);
-    }
-    if (prev === undefined) this.first.set(cpu, ns);
-    this.last.set(cpu, ns);
-    const vm = this.vmOf(comm, pid);
-    this.out.row(`${ns},${cpu},${vm},${tsc}`);
-    this.switches++;
-    this.byVm[vm] = (this.byVm[vm] ?? 0) + 1;
+  /** The time of the CPU's last switch seen, if any. */
+  last(cpu: number): bigint | undefined {
+    return this.lastAt.get(cpu);
   }
 
-  /**
-   * Per CPU, the share of the trace's span (first to last switch of any CPU) between that CPU's
-   * first and last switch: the rest is time nobody can be charged with (`(unattributed)`).
-   */
+  see(cpu: number, ns: bigint): void {
+    if (!this.first.has(cpu)) this.first.set(cpu, ns);
+    this.lastAt.set(cpu, ns);
+  }
+
+  /** Per CPU, the share of the trace's span (first to last switch of any CPU) between its first and last switch. */
   coverage(): { cpu: number; fraction: number }[] {
     const firsts = [...this.first.values()];
-    const lasts = [...this.last.values()];
+    const lasts = [...this.lastAt.values()];
     if (firsts.length === 0) return [];
     const t0 = firsts.reduce((a, b) => (b < a ? b : a));
     const t1 = lasts.reduce((a, b) => (b > a ? b : a));
     const span = Number(t1 - t0);
-    return [...this.first.keys()].sort((a, b) => a - b).map((cpu) => ({ cpu, fraction: span > 0 ? Number(this.last.get(cpu)! - this.first.get(cpu)!) / span : 0 }));
+    return [...this.first.keys()].sort((a, b) => a - b).map((cpu) => ({ cpu, fraction: span > 0 ? Number(this.lastAt.get(cpu)! - this.first.get(cpu)!) / span : 0 }));
+  }
+
+  /** The first and last switch of any CPU. */
+  span(): { first: bigint; last: bigint } | null {
+    const firsts = [...this.first.values()];
+    if (firsts.length === 0) return null;
+    return { first: firsts.reduce((a, b) => (b < a ? b : a)), last: [...this.lastAt.values()].reduce((a, b) => (b > a ? b : a)) };
   }
 
   /** One line for the summary: the CPUs' coverage, the least covered named. */
-  coverageLine(): string | null {
+  line(): string | null {
     const c = this.coverage();
     if (c.length === 0) return null;
     const pct = (f: number) => `${(f * 100).toFixed(f < 0.995 ? 1 : 0)}%`;
@@ -109,6 +134,35 @@ export class SwitchTracker {
     return all
       ? `each of the ${c.length} CPUs is covered from its first to its last switch over ≥ 99.5% of the trace's span`
       : `share of the trace's span between each CPU's first and last switch (the rest replays as (unattributed)): ${worst.map((x) => `cpu ${x.cpu} ${pct(x.fraction)}`).join(', ')}${c.length > worst.length ? ` (lowest ${worst.length} of ${c.length})` : ''}`;
+  }
+}
+
+/** Context switches → cswitch rows `ts_ns,cpu,vm,tsc` (no counter columns). */
+export class SwitchTracker {
+  switches = 0;
+  readonly byVm: Record<string, number> = {};
+  readonly cpus = new CpuCoverage();
+
+  constructor(
+    private readonly out: CsvOut,
+    private readonly vmOf: (comm: string, pid: string) => string,
+  ) {}
+
+  /** The task `comm` (pid) left `cpu` at `ns` (TSC reading `tsc`). */
+  switchOut(cpu: number, ns: bigint, tsc: bigint, comm: string, pid: string, where: Where): void {
+    const prev = this.cpus.last(cpu);
+    if (prev !== undefined && ns < prev) {
+      throw new WattraceError('E_ORDER', `time goes backwards on cpu ${cpu}: a switch at ${ns} ns after one at ${prev} ns (sort each CPU's events by time)`, where);
+    }
+    this.cpus.see(cpu, ns);
+    const vm = this.vmOf(comm, pid);
+    this.out.row(`${ns},${cpu},${vm},${tsc}`);
+    this.switches++;
+    this.byVm[vm] = (this.byVm[vm] ?? 0) + 1;
+  }
+
+  coverageLine(): string | null {
+    return this.cpus.line();
   }
 }
 
@@ -154,5 +208,147 @@ export class BlockTracker {
     let n = 0;
     for (const q of this.issued.values()) n += q.length;
     if (n > 0) this.skips.add('an issue whose completion is not in the trace', n);
+  }
+}
+
+/**
+ * Whole disk requests → disk rows `ts_ns,vm,op,offset,bytes[,latency_ns][,disk]`, in time order
+ * (per disk where a disk column is written): a row earlier than the one before is an error.
+ */
+export class DiskRows {
+  readonly tally = new RowTally();
+  readonly byDisk: Record<string, number> = {};
+  private readonly lastT = new Map<string, bigint>();
+
+  constructor(
+    readonly out: CsvOut,
+    private readonly columns: { latency: boolean; disk: boolean },
+  ) {}
+
+  static header(columns: { latency: boolean; disk: boolean }): string {
+    return `ts_ns,vm,op,offset,bytes${columns.latency ? ',latency_ns' : ''}${columns.disk ? ',disk' : ''}`;
+  }
+
+  row(t: bigint, vm: string, op: 'R' | 'W', offset: bigint, bytes: bigint, where: Where, latency?: bigint, disk = ''): void {
+    const last = this.lastT.get(disk);
+    if (last !== undefined && t < last) {
+      throw new WattraceError('E_ORDER', `time goes backwards (${t} after ${last}${disk ? ` on ${disk}` : ''}): a disk log must be in time order; sort the input first`, where);
+    }
+    this.lastT.set(disk, t);
+    this.out.row(`${t},${vm},${op},${offset},${bytes}${this.columns.latency ? `,${latency ?? ''}` : ''}${this.columns.disk ? `,${disk}` : ''}`);
+    this.tally.add(vm, t);
+    if (this.columns.disk) this.byDisk[disk] = (this.byDisk[disk] ?? 0) + 1;
+  }
+}
+
+/** blktrace's request kinds: reads, writes, discards, and requests without data (flushes). */
+export type BlkKind = 'R' | 'W' | 'D' | 'N';
+
+/** rwbs (`WS`, `RA`, `D`, `FN`, …) to the kind of request. */
+export const blkKindOf = (rwbs: string): BlkKind => (rwbs.includes('D') ? 'D' : rwbs.includes('W') ? 'W' : rwbs.includes('R') ? 'R' : 'N');
+
+interface BlkQueued {
+  t: bigint;
+  vm: string;
+  kind: BlkKind;
+}
+interface BlkIssued extends BlkQueued {
+  sectors: bigint;
+}
+
+/**
+ * A block request's life cycle as blktrace records it, keyed by device and start sector (first in,
+ * first out when two are in flight at one sector; an entry matches only its own kind):
+ * queued (`Q`) → merged (`M` back, `F` front) or split (`X`) → dispatched (`D`, requeued `R`) →
+ * completed (`C`). `complete` returns the client and the start of the service time, or null with
+ * the reason counted as a skip.
+ */
+export class BlkRequestTracker {
+  /** Queued bios by `dev:sector`: client, time, kind. */
+  private readonly queued = new Map<string, BlkQueued[]>();
+  /** Dispatched requests by `dev:sector`: client, dispatch time, sectors left, kind. */
+  private readonly issued = new Map<string, BlkIssued[]>();
+
+  constructor(private readonly skips: Skips) {}
+
+  private static take<T extends { kind: BlkKind }>(m: Map<string, T[]>, key: string, kind: BlkKind): T | undefined {
+    const list = m.get(key);
+    const i = list ? list.findIndex((x) => x.kind === kind) : -1;
+    if (i < 0) return undefined;
+    const [x] = list!.splice(i, 1);
+    if (list!.length === 0) m.delete(key);
+    return x;
+  }
+
+  private static put<T>(m: Map<string, T[]>, key: string, x: T, front = false): void {
+    const list = m.get(key);
+    if (!list) m.set(key, [x]);
+    else if (front) list.unshift(x);
+    else list.push(x);
+  }
+
+  /** `Q`: a bio of client `vm` queued at `sector`. */
+  queue(dev: string, sector: bigint, kind: BlkKind, t: bigint, vm: string): void {
+    BlkRequestTracker.put(this.queued, `${dev}:${sector}`, { vm, t, kind });
+  }
+
+  /** `M`: the bio at `sector` joined the request before it, and rides with it. */
+  backMerge(dev: string, sector: bigint, kind: BlkKind): void {
+    BlkRequestTracker.take(this.queued, `${dev}:${sector}`, kind);
+  }
+
+  /** `F`: the bio at `sector` (n sectors) joined the request after it, which now starts at `sector`. */
+  frontMerge(dev: string, sector: bigint, n: bigint, kind: BlkKind): void {
+    BlkRequestTracker.take(this.queued, `${dev}:${sector}`, kind);
+    const req = BlkRequestTracker.take(this.queued, `${dev}:${sector + n}`, kind);
+    if (req) BlkRequestTracker.put(this.queued, `${dev}:${sector}`, req);
+  }
+
+  /** `X a / b`: the part from `b` has the client of the bio at `a` (else `vm`, the splitting task's). */
+  split(dev: string, sector: bigint, newSector: bigint, kind: BlkKind, t: bigint, vm: () => string): void {
+    const q = this.queued.get(`${dev}:${sector}`)?.find((e) => e.kind === kind);
+    BlkRequestTracker.put(this.queued, `${dev}:${newSector}`, { vm: q?.vm ?? vm(), t: q?.t ?? t, kind });
+  }
+
+  /** `R`: requeued, first in line again at its sector with its client. */
+  requeue(dev: string, sector: bigint, kind: BlkKind): void {
+    const i = BlkRequestTracker.take(this.issued, `${dev}:${sector}`, kind);
+    if (i) BlkRequestTracker.put(this.queued, `${dev}:${sector}`, { vm: i.vm, t: i.t, kind }, true);
+  }
+
+  /** `D`: dispatched to the driver; the client is its queueing's, else `vm` (the dispatching task's). */
+  dispatch(dev: string, sector: bigint, n: bigint, kind: BlkKind, t: bigint, vm: () => string): void {
+    const q = BlkRequestTracker.take(this.queued, `${dev}:${sector}`, kind);
+    BlkRequestTracker.put(this.issued, `${dev}:${sector}`, { t, vm: q?.vm ?? vm(), sectors: n, kind });
+  }
+
+  /**
+   * `C` of n sectors from `sector`, with blktrace's error (`'0'` for none): the dispatch it
+   * completes (on a bio-based device without dispatches, the queueing). A partial completion
+   * leaves the rest in flight from the next sector. Returns the client and the service time's
+   * start, or null (counted) for a discard, a request without data, a failure, or one whose
+   * queueing and dispatch precede the trace.
+   */
+  complete(dev: string, sector: bigint, n: bigint, kind: BlkKind, rwbs: string, error: string): { vm: string; since: bigint } | null {
+    const key = `${dev}:${sector}`;
+    const iss: BlkQueued | undefined = BlkRequestTracker.take(this.issued, key, kind) ?? BlkRequestTracker.take(this.queued, key, kind);
+    const failed = error !== '0';
+    if (iss && 'sectors' in iss && !failed) {
+      const left = (iss as BlkIssued).sectors - n;
+      if (left > 0n) BlkRequestTracker.put(this.issued, `${dev}:${sector + n}`, { ...(iss as BlkIssued), sectors: left });
+    }
+    if (kind === 'D') this.skips.add('a discard');
+    else if (kind === 'N') this.skips.add(`a request without data (rwbs ${rwbs})`);
+    else if (failed) this.skips.add(`a failed request (error ${error})`);
+    else if (!iss) this.skips.add('a completion whose queueing or dispatch is not in the trace');
+    else return { vm: iss.vm, since: iss.t };
+    return null;
+  }
+
+  /** What is still in flight at the end is counted as skipped. */
+  finish(): void {
+    const left = (m: Map<string, unknown[]>) => [...m.values()].reduce((a, l) => a + l.length, 0);
+    if (left(this.issued) > 0) this.skips.add('a dispatch whose completion is not in the trace', left(this.issued));
+    if (left(this.queued) > 0) this.skips.add('a queued bio neither dispatched nor completed in the trace', left(this.queued));
   }
 }

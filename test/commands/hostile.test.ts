@@ -74,9 +74,9 @@ describe('hostile input', () => {
     fs.writeFileSync(at('empty.txt'), '');
     fs.writeFileSync(at('junk.bin'), Buffer.from([0, 1, 2, 255, 254, 10, 65, 66]));
     for (const [format, file, says] of [
-      ['blkparse', 'empty.txt', /found no events to import; expected blkparse's default output .* the first line reads \(the file is empty\)/],
+      ['blkparse', 'empty.txt', /found no requests to import; expected blkparse's default output .* the first line reads \(the file is empty\)/],
       ['ftrace', 'junk.bin', /found no sched_switch events to import; expected .* the first line reads '\\x00\\x01\\x02/],
-      ['vscsi-csv', 'empty.txt', /found no events to import; expected CloudPhysics vscsi CSV/],
+      ['vscsi-csv', 'empty.txt', /found no requests to import; expected CloudPhysics vscsi CSV/],
     ] as const) {
       const out = at(`out-${format}`);
       const r = await cli(['import', format, at(file), '--out', out]);
