@@ -11,6 +11,10 @@
  *   /sys/kernel/tracing/trace        `comm-pid [cpu] flags sec.usec: event:` (irq-info flags, or none),
  *                                    with a TGID column `(  1234)` or `(-------)` when options/record-tgid
  *   Android systrace                 the same lines inside the HTML (the HTML lines are no events)
+ *   babeltrace2 text                 `[hh:mm:ss.nsec] (+delta) [host] [subsys:]event: { f = v, … }[, { … }]`
+ *                                    (perf data converted to CTF, or LTTng): the CPU from `perf_cpu`
+ *                                    or `cpu_id`; a sched_switch's fields rewritten to the kernel's
+ *                                    `prev_comm=… prev_pid=…`; `ctf` set, as its block events differ
  * Timestamps are seconds with 6 or 9 decimals, or whole ticks (`trace_clock=x86-tsc`, `counter`).
  */
 
@@ -24,6 +28,8 @@ export interface FtraceEvent {
   frac: string | undefined;
   event: string;
   rest: string;
+  /** Set for babeltrace2's text of a CTF trace. */
+  ctf?: true;
 }
 
 /** `comm-pid [(tgid)] [cpu] [flags] ts: [(+delta)] event: rest` — every layout but -l. */
@@ -31,7 +37,32 @@ const BRACKET = /^\s*(.+)-(\d+)\s+(?:\(\s*(?:[-\d]+)\)\s+)?\[(\d+)\]\s+(?:[\w.]{
 /** `comm-pid  <cpu><flags> ts: [(+delta)] event: rest` — trace-cmd report -l. */
 const LATENCY = /^\s*(.+)-(\d+)\s+(\d+)[a-zA-Z.][\w.]{2,5}\s+(\d+)(?:\.(\d+))?:\s+(?:\(\+\d+\)\s+)?(\w+):\s*(.*)$/;
 
+/** `[hh:mm:ss.nsec] (+delta) [host] [subsys:]event: { … }` or `[sec.nsec] …` — babeltrace2's text. */
+const CTF = /^\[(?:(\d+):(\d\d):(\d\d)|(\d+))\.(\d+)\]\s+\(\+[^)]*\)\s+(?:\S+\s+)?(?:\w+:)?(\w+):\s*(\{.*)$/;
+/** `name = value` in a CTF event's braces (a string value quoted, with escapes). */
+const CTF_FIELD = /(\w+) = ("(?:[^"\\]|\\.)*"|[^,}]+)/g;
+
+function ctfEvent(m: RegExpExecArray): FtraceEvent | null {
+  const f = new Map<string, string>();
+  for (const x of m[7]!.matchAll(CTF_FIELD)) {
+    const v = x[2]!.trim();
+    if (!f.has(x[1]!)) f.set(x[1]!, v.startsWith('"') ? (JSON.parse(v) as string) : v);
+  }
+  const cpu = f.get('perf_cpu') ?? f.get('cpu_id');
+  if (cpu === undefined || !/^\d+$/.test(cpu)) return null;
+  const sec = m[4] ?? String(Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]));
+  const pid = Number(f.get('perf_tid') ?? f.get('tid') ?? f.get('common_pid') ?? -1);
+  const event = m[6]!;
+  const prevPid = f.get('prev_pid') ?? f.get('prev_tid');
+  const rest = event === 'sched_switch' && f.has('prev_comm') && prevPid !== undefined ? `prev_comm=${f.get('prev_comm')} prev_pid=${prevPid}` : m[7]!;
+  return { comm: f.get('comm') ?? '', pid, cpu: Number(cpu), sec, frac: m[5], event, rest, ctf: true };
+}
+
 export function tokenizeFtraceLine(raw: string): FtraceEvent | null {
+  if (raw.startsWith('[')) {
+    const c = CTF.exec(raw);
+    return c ? ctfEvent(c) : null;
+  }
   let m = BRACKET.exec(raw);
   if (m) return { comm: m[1]!.trim(), pid: Number(m[2]), cpu: Number(m[3]), sec: m[4]!, frac: m[5], event: m[6]!, rest: m[7]! };
   m = LATENCY.exec(raw);

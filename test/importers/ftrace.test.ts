@@ -6,7 +6,48 @@ import { cli, lines, SHARED, tmpDir } from '../helpers.js';
 
 const JUNO = path.join(SHARED, 'data', 'sched', 'lisa_juno_ftrace_sched.txt');
 if (!fs.existsSync(JUNO)) console.warn(`[wattrace] skipping the ftrace import of the Juno trace: ${JUNO} not found (CI has it)`);
+const TRACECOMPASS = path.join(SHARED, 'data', 'sched', 'tracecompass_perf-taskset2.babeltrace2.txt');
+if (!fs.existsSync(TRACECOMPASS)) console.warn(`[wattrace] skipping the ftrace import of the Trace Compass trace: ${TRACECOMPASS} not found (CI has it)`);
 const dir = tmpDir();
+
+describe.skipIf(!fs.existsSync(TRACECOMPASS))('import ftrace: babeltrace2 text of a perf recording (Trace Compass test trace)', () => {
+  it('every switch from perf_cpu and prev_comm; the time of day as ns; other events counted', async () => {
+    const out = path.join(dir, 'tc');
+    const r = await cli(['import', 'ftrace', TRACECOMPASS, '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    // `grep -c sched_switch` → 562, `grep -c sched_stat_runtime` → 585 (the data README's counts).
+    expect(r.out).toMatch(/^ftrace: 562 switches/);
+    expect(r.out).toContain('585 × event sched_stat_runtime');
+    const l = lines(path.join(out, 'cswitch.csv'));
+    expect(l).toHaveLength(563);
+    // Line 2: `[00:16:19.417073483] … perf_cpu = 0, … prev_comm = "swapper/0", prev_pid = 0`:
+    // 16 × 60 + 19 = 979 s, the idle task.
+    expect(l[1]).toBe('979417073483,0,idle,979417073483');
+    // The last switch: `[00:16:19.475381350] … perf_cpu = 3, … prev_comm = "ls"` (unmapped: host).
+    expect(l[562]).toBe('979475381350,3,host,979475381350');
+  });
+});
+
+describe('import ftrace: babeltrace2 text of an LTTng kernel trace', () => {
+  it('the CPU from cpu_id, the task from prev_comm and prev_tid, seconds as printed; block events counted, not read', async () => {
+    const f = path.join(dir, 'lttng.txt');
+    fs.writeFileSync(
+      f,
+      [
+        '[12.000000100] (+?.?????????) myhost sched_switch: { cpu_id = 2 }, { prev_comm = "vm1 cpu", prev_tid = 42, prev_prio = 20, prev_state = 1, next_comm = "swapper/2", next_tid = 0, next_prio = 20 }',
+        '[12.000000300] (+0.000000200) myhost block_rq_issue: { cpu_id = 2 }, { dev = 8388608, sector = 8, nr_sector = 8, bytes = 4096, tid = 42, rwbs = 8, comm = "vm1 cpu" }',
+        '[12.000500000] (+0.000499700) myhost sched_switch: { cpu_id = 2 }, { prev_comm = "swapper/2", prev_tid = 0, prev_prio = 20, prev_state = 0, next_comm = "b", next_tid = 7, next_prio = 20 }',
+        '',
+      ].join('\n'),
+    );
+    const map = path.join(dir, 'lttng-map.json');
+    fs.writeFileSync(map, JSON.stringify({ vms: { vm1: ['^vm1 cpu$'] } }));
+    const r = await cli(['import', 'ftrace', f, '--out', path.join(dir, 'lttng'), '--map', map]);
+    expect(r.code, r.err).toBe(0);
+    expect(lines(path.join(dir, 'lttng', 'cswitch.csv'))).toEqual(['ts_ns,cpu,vm,tsc', '12000000100,2,vm1,12000000100', '12000500000,2,idle,12000500000']);
+    expect(r.out).toContain('1 × a block_rq_issue in babeltrace text (not read: its rwbs is a bit mask)');
+  });
+});
 
 
 describe.skipIf(!fs.existsSync(JUNO))('import ftrace: trace-cmd report of an ARM Juno board (old sched_switch layout, seconds clock)', () => {
