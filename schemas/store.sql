@@ -34,7 +34,10 @@ CREATE TABLE IF NOT EXISTS runs (
   -- Formula: duration_ns = t1_ns − t0_ns; energy_matrix.watts = joules / (duration_ns / 1e9).
   duration_ns  INTEGER,
   -- Reporting interval of the energy rows.
-  interval_ns  INTEGER
+  interval_ns  INTEGER,
+  -- The run's `--label KEY=VALUE` pairs as a JSON object of strings (`{"host": "node17"}`), '{}'
+  -- for none; `export` writes each key as a column (schema 3).
+  labels       TEXT NOT NULL DEFAULT '{}'
 );
 
 -- The energy matrix of Figure 5 in long form, per reporting interval: who (consumer, and the

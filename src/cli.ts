@@ -38,6 +38,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
           .option('trace', { type: 'string', array: true, describe: 'Use another trace: KIND=PATH, KIND one of cswitch, disk, guest, measured (repeatable)' })
           .option('profile', { type: 'string', describe: 'Use another machine profile' })
           .option('interval-ms', { type: 'number', describe: "Reporting interval of the energy table (overrides the pipeline's interval_ms)" })
+          .option('label', { type: 'string', array: true, describe: 'Tag the run: KEY=VALUE, e.g. host=node17 (repeatable; stored in runs.labels, columns in export)' })
           .option('quiet', { type: 'boolean', default: false, describe: 'Print only the run summary, not the matrix' })
           .option('unit', { choices: ['W', 'J'] as const, default: 'W' as const, describe: 'Matrix cells in watts (mean over the run) or joules' })
           .example('$0 replay pipelines/demo.json --db out.sqlite', 'replay the demo pipeline into out.sqlite')
@@ -45,7 +46,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       async (a) => {
         const { replay } = await import('./commands/replay.js');
         await replay(
-          { pipeline: a.pipeline, db: a.db, variant: a.variant, trace: a.trace, profile: a.profile, intervalMs: a['interval-ms'], quiet: a.quiet, unit: a.unit },
+          { pipeline: a.pipeline, db: a.db, variant: a.variant, trace: a.trace, profile: a.profile, intervalMs: a['interval-ms'], quiet: a.quiet, unit: a.unit, label: a.label },
           io,
         );
       },
@@ -113,6 +114,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
           .option('all', { type: 'boolean', default: false, describe: 'table and md: print every metric, not only those that differ between variants or carry an expectation' })
           .option('jobs', { type: 'number', describe: 'Replays to run at once (default: the number of cores)' })
           .option('trace', { type: 'string', array: true, describe: 'Use another trace: KIND=PATH (repeatable)' })
+          .option('label', { type: 'string', array: true, describe: "Tag every variant's run: KEY=VALUE (repeatable)" })
           .option('profile', { type: 'string', describe: 'Use another machine profile' })
           .option('interval-ms', { type: 'number', describe: 'Reporting interval of the energy table' })
           .example('$0 compare pipelines/disk-controller.json --format md', 'the paper controller against a gentler and a more aggressive one')
@@ -133,6 +135,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
             intervalMs: a['interval-ms'],
             metrics: list(a.metrics),
             all: a.all,
+            label: a.label,
           },
           io,
         );

@@ -26,14 +26,18 @@ export interface RunInfo {
   variant: string;
   duration_ns: number;
   started_at: string;
+  /** The run's --label pairs ({} for none, and for a database of schema 1 or 2, read as it is). */
+  labels: Record<string, string>;
 }
 
 export function resolveRun(db: DB, run: number | undefined, file: string): RunInfo {
   const id = run ?? latestRunId(db);
   if (id === null) throw new WattraceError('E_STORE', 'the database holds no finished run yet', { file });
-  const info = db.prepare('SELECT run_id, pipeline, variant, duration_ns, started_at FROM runs WHERE run_id = ? AND finished_at IS NOT NULL').get(id) as RunInfo | undefined;
-  if (!info) throw new WattraceError('E_USAGE', `no run ${id} in the database`, { file });
-  return info;
+  // Read-only commands read an older database as it is: before schema 3 runs had no labels.
+  const hasLabels = (db.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'labels'").get() as unknown) !== undefined;
+  const row = db.prepare(`SELECT run_id, pipeline, variant, duration_ns, started_at, ${hasLabels ? 'labels' : "'{}' AS labels"} FROM runs WHERE run_id = ? AND finished_at IS NOT NULL`).get(id) as (Omit<RunInfo, 'labels'> & { labels: string }) | undefined;
+  if (!row) throw new WattraceError('E_USAGE', `no run ${id} in the database`, { file });
+  return { ...row, labels: JSON.parse(row.labels) as Record<string, string> };
 }
 
 export function matrixCells(db: DB, runId: number): MatrixCell[] {
@@ -139,7 +143,8 @@ export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: 
     fmt(m.rows.reduce((a, r) => a + r.totalWatts, 0), 3),
     fmt(m.rows.reduce((a, r) => a + r.totalJoules, 0), 3),
   ]);
-  const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(nsToS(info.duration_ns), 3)} s`;
+  const labels = Object.entries(info.labels).map(([k, v]) => `${k}=${v}`).join(', ');
+  const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(nsToS(info.duration_ns), 3)} s${labels ? `, labels ${labels}` : ''}`;
   let out = `${title}\n${formatTable(headers, body, numeric)}`;
   if (validation.length > 0) {
     const vh = ['device', 'accounted W', 'measured W', 'error %', 'MAPE %', 'intervals'];

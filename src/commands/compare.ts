@@ -23,6 +23,7 @@ import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline, 
 import { loadProfile } from '../core/profile.js';
 import { planStages } from '../replay/graph.js';
 import { checkStore, importRuns, openForReading } from '../store/store.js';
+import { parseLabels } from '../core/labels.js';
 import { undoOnInterrupt, type IO } from './io.js';
 
 export interface CompareArgs {
@@ -39,6 +40,8 @@ export interface CompareArgs {
   metrics?: readonly string[] | undefined;
   /** table and md: every metric, not only those that differ between variants or carry an expectation. */
   all?: boolean | undefined;
+  /** `--label KEY=VALUE` pairs for every variant's run. */
+  label?: readonly string[] | undefined;
 }
 
 export interface ExpectationResult extends Expectation {
@@ -65,7 +68,7 @@ const children = new Set<ChildProcess>();
 
 /** Replays one group of variants (sharing traces and profile) in a child process, reading once. */
 function replayGroup(args: CompareArgs, variants: readonly string[], dbs: readonly string[], threads: boolean, notes: Set<string>): Promise<void> {
-  const job = { pipeline: args.pipeline, variants, dbs, trace: args.trace, profile: args.profile, intervalMs: args.intervalMs };
+  const job = { pipeline: args.pipeline, variants, dbs, trace: args.trace, profile: args.profile, intervalMs: args.intervalMs, labels: parseLabels(args.label ?? []) };
   return new Promise((resolve, reject) => {
     // Groups run side by side, one per core: then each decodes on its own thread.
     const env = threads ? process.env : { ...process.env, WATTRACE_THREADS: '0' };
@@ -253,6 +256,7 @@ export function renderComparison(c: Comparison, format: 'table' | 'md' | 'json',
 }
 
 export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
+  parseLabels(args.label ?? []);
   const over = { traces: parseTraceArgs(args.trace ?? []), ...(args.profile !== undefined ? { profile: args.profile } : {}), ...(args.intervalMs !== undefined ? { intervalMs: args.intervalMs } : {}) };
   const base = loadPipeline(args.pipeline, over);
   const all = ['base', ...base.variantNames];

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { WattraceError } from '../core/errors.js';
+import { parseLabels, type Labels } from '../core/labels.js';
 import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
 import { prepareReading, runPipeline, runPipelines } from '../replay/runner.js';
@@ -24,6 +25,7 @@ export interface ReplayArgs {
   intervalMs?: number | undefined;
   quiet?: boolean | undefined;
   unit?: MatrixUnit | undefined;
+  label?: readonly string[] | undefined;
 }
 
 export interface ReplayResult {
@@ -44,6 +46,7 @@ function withFixtureHint<T>(f: () => T): T {
 }
 
 export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
+  const labels = parseLabels(args.label ?? []);
   const p = loadPipeline(args.pipeline, {
     ...(args.variant !== undefined ? { variant: args.variant } : {}),
     ...(args.profile !== undefined ? { profile: args.profile } : {}),
@@ -63,7 +66,7 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   const matrix = args.quiet ? null : import('../analysis/matrix.js');
   matrix?.catch(() => undefined);
 
-  const writer = RunWriter.begin(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION });
+  const writer = RunWriter.begin(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION, labels });
   let bar: ReturnType<typeof progressBar> = null;
   try {
     bar = progressBar(io, `replay ${p.name}`);
@@ -110,6 +113,7 @@ export interface ReplayManyArgs {
   trace?: readonly string[] | undefined;
   profile?: string | undefined;
   intervalMs?: number | undefined;
+  labels?: Labels | undefined;
 }
 
 /**
@@ -139,7 +143,7 @@ export async function replayMany(args: ReplayManyArgs): Promise<number[]> {
   for (const [k, f] of Object.entries(p0.traces)) withFixtureHint(() => checkTraceFile(f, k));
   const writers: RunWriter[] = [];
   try {
-    ps.forEach((p, i) => writers.push(RunWriter.begin(args.dbs[i]!, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION })));
+    ps.forEach((p, i) => writers.push(RunWriter.begin(args.dbs[i]!, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION, labels: args.labels ?? {} })));
     const summaries = await runPipelines(
       ps.map((p, i) => ({ p, plan: plans[i]!, sink: writers[i]! })),
       machine,

@@ -10,7 +10,7 @@ import { WattraceError } from '../core/errors.js';
 import { SCHEMA_DIR } from '../core/json.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink } from '../core/stage.js';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * What takes a database from version v − 1 to v, before schemas/store.sql (idempotent) adds what
@@ -20,6 +20,8 @@ export const SCHEMA_VERSION = 2;
 const MIGRATIONS: Record<number, string> = {
   // 2: energy and virtual_counters indexed by (run, time) instead of by key (store.sql).
   2: 'DROP INDEX IF EXISTS energy_by_key; DROP INDEX IF EXISTS virtual_counters_by_vm;',
+  // 3: runs.labels, the run's --label pairs ('{}' for the runs before).
+  3: "ALTER TABLE runs ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';",
 };
 /** Rows per multi-row INSERT (measured: ~1.4× the rows/s of single-row inserts; README, Benchmark). */
 const INSERT_BATCH = 64;
@@ -116,6 +118,8 @@ export interface RunMeta {
   variant: string;
   params: unknown;
   toolVersion: string;
+  /** `--label KEY=VALUE` pairs. */
+  labels?: Readonly<Record<string, string>>;
 }
 
 export interface RunFinish {
@@ -150,8 +154,8 @@ export class RunWriter implements RunSink {
     try {
       migrate(db);
       const r = db
-        .prepare('INSERT INTO runs (pipeline, variant, params, inputs, started_at, tool_version) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(meta.pipeline, meta.variant, JSON.stringify(meta.params), '{}', new Date().toISOString(), meta.toolVersion);
+        .prepare('INSERT INTO runs (pipeline, variant, params, inputs, started_at, tool_version, labels) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(meta.pipeline, meta.variant, JSON.stringify(meta.params), '{}', new Date().toISOString(), meta.toolVersion, JSON.stringify(meta.labels ?? {}));
       this.runId = Number(r.lastInsertRowid);
       const cols = (s: string) => s.split(', ');
       this.insEnergy = new BatchedInsert(db, 'energy', cols('run_id, t0_ns, t1_ns, consumer, container, via, device, kind, joules'));
@@ -319,7 +323,7 @@ export function importRuns(file: string, sources: readonly { file: string; runId
     try {
       migrate(db);
       const ids: number[] = [];
-      const cols = ['pipeline', 'variant', 'params', 'inputs', 'started_at', 'finished_at', 'tool_version', 'base_ts_ns', 't0_ns', 't1_ns', 'duration_ns', 'interval_ns'];
+      const cols = ['pipeline', 'variant', 'params', 'inputs', 'started_at', 'finished_at', 'tool_version', 'base_ts_ns', 't0_ns', 't1_ns', 'duration_ns', 'interval_ns', 'labels'];
       const insRun = db.prepare(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
       for (const src of sources) {
         const from = new Database(src.file, { readonly: true });

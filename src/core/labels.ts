@@ -1,0 +1,38 @@
+/**
+ * A run's labels: `--label KEY=VALUE` pairs (`host=node17`, `rack=b4`), stored as a JSON object in
+ * `runs.labels` and written by `export` as columns of every table (DESIGN §3, §7). A key is a
+ * column name in every engine that reads the dataset (DuckDB, Spark, Trino): letters, digits and
+ * `_`, not starting with a digit, and not a name the tables already use.
+ */
+import { WattraceError, quoteValue } from './errors.js';
+
+export type Labels = Readonly<Record<string, string>>;
+
+const KEY = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Column names of the exported tables (and their partition keys): a label may not take one. */
+export const RESERVED_LABELS: ReadonlySet<string> = new Set(
+  [
+    'run_id', 'run_uid', 'pipeline', 'variant', 'params', 'inputs', 'labels', 'started_at', 'finished_at', 'tool_version', 'base_ts_ns',
+    't0_ns', 't1_ns', 'duration_ns', 'interval_ns', 't_ns', 'consumer', 'container', 'via', 'device', 'kind', 'joules', 'watts',
+    'vm', 'event', 'advance', 'share', 'limit_watts', 'work_s', 'backlog_s', 'throttle', 'budget', 'requests', 'bytes', 'backlog',
+    'preempted_ns', 'name', 'value', 'source_db',
+  ].map((k) => k.toLowerCase()),
+);
+
+/** `--label` arguments to labels; a malformed, reserved or repeated key is a usage error naming it. */
+export function parseLabels(args: readonly string[]): Labels {
+  const out: Record<string, string> = {};
+  for (const a of args) {
+    const eq = a.indexOf('=');
+    if (eq < 0) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': expected KEY=VALUE (e.g. --label host=node17)`);
+    const key = a.slice(0, eq);
+    const value = a.slice(eq + 1);
+    if (!KEY.test(key)) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': the key '${quoteValue(key)}' is not a column name (letters, digits and _, not starting with a digit, at most 63)`);
+    if (RESERVED_LABELS.has(key.toLowerCase())) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': '${key}' is a column of the stored tables; choose another key`);
+    const same = Object.keys(out).find((k) => k.toLowerCase() === key.toLowerCase());
+    if (same !== undefined) throw new WattraceError('E_USAGE', `--label ${key} is given twice ('${quoteValue(out[same]!)}' and '${quoteValue(value)}'); give each key once`);
+    out[key] = value;
+  }
+  return out;
+}
