@@ -199,12 +199,27 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         await report({ db: a.db, run: a.run, out: a.out, force: a.force }, io);
       },
     )
+    .command(
+      'export',
+      "Runs of one or more stores as a Hive-partitioned Parquet dataset (a folder per table, partitioned by pipeline and variant, labels as columns) for DuckDB, Spark or Trino; appends to an earlier export",
+      (y) =>
+        y
+          .option('db', { type: 'string', array: true, demandOption: true, describe: 'SQLite databases written by replay or compare (a fleet: one per host)' })
+          .option('out', { type: 'string', demandOption: true, describe: 'Dataset folder (created if missing; an earlier export there is appended to; a folder holding anything else is refused)' })
+          .example('$0 export --db hosts/*.sqlite --out fleet', "a fleet's per-host stores as one dataset")
+          .example("duckdb -c \"SELECT host, consumer, sum(joules) FROM read_parquet('fleet/energy/**/*.parquet', hive_partitioning=true) GROUP BY ALL\"", 'energy per VM per host'),
+      async (a) => {
+        const { runExport } = await import('./commands/export.js');
+        await runExport({ dbs: a.db, out: a.out }, io);
+      },
+    )
     .middleware((argv) => {
       for (const [k, v] of Object.entries(argv)) {
+        if (k === 'db' && argv._[0] === 'export') continue; // export reads several stores
         if (Array.isArray(v) && !REPEATABLE.has(k) && !k.includes('-') && k.length > 1) throw new WattraceError('E_USAGE', `--${k} is given ${v.length} times; give it once`);
       }
     }, true)
-    .demandCommand(1, 'Name a command: replay, compare, generate, matrix, report, import or calibrate (see --help).')
+    .demandCommand(1, 'Name a command: replay, compare, generate, matrix, report, import, calibrate or export (see --help).')
     .strict()
     .recommendCommands()
     .help()

@@ -27,6 +27,8 @@ export type ErrorCode =
 export interface Where {
   readonly file?: string;
   readonly line?: number;
+  /** 1-based row of a Parquet trace (it has rows, not lines). */
+  readonly row?: number;
   /** 1-based column number in a CSV row. */
   readonly column?: number;
   /** Name of the CSV column, shown next to its number. */
@@ -48,9 +50,10 @@ export class WattraceError extends Error {
 
   /** `file:line:column (name): message`, the shape compilers use, so editors can jump to it. */
   format(): string {
-    const { file, line, column, columnName, path } = this.where;
+    const { file, line, row, column, columnName, path } = this.where;
     let at = file ?? '';
     if (line !== undefined) at += `:${line}`;
+    if (row !== undefined) at += ` row ${row}`;
     if (column !== undefined) at += `:${column}`;
     if (columnName !== undefined) at += ` (column ${columnName})`;
     if (path !== undefined) at += ` at ${path === '' ? '/' : path}`;

@@ -13,6 +13,7 @@ import { Span, type RunSpan } from '../core/span.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, ServicePorts } from '../core/stage.js';
 import { NS_PER_MS, msToNs, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
+import { stageParquetTraces, type Staged } from '../traces/parquet.js';
 import { TraceBatchStream, checkTraceFile, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekSpanNs } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
 import { makeDecoder } from '../traces/decoders.js';
@@ -231,8 +232,30 @@ export interface Lane {
  * one reading of the traces: every slice goes to every lane's stages. Traces come from the first.
  */
 export async function runPipelines(lanes: readonly Lane[], machine: Machine, kinds: readonly TraceKind[], opts: RunOptions = {}): Promise<RunSummary[]> {
+  const given = kinds.map((k) => lanes[0]!.p.traces[k]!);
+  // Parquet traces are read through a CSV staged from them (src/traces/parquet.ts).
+  const staged = await stageParquetTraces(given);
+  try {
+    const summaries = await runPipelinesStaged(lanes, machine, kinds, opts, staged);
+    for (const s of summaries) {
+      for (const t of staged.traces) {
+        for (const input of Object.values(s.inputs)) {
+          if (input && input.path === t.csv) Object.assign(input, { path: t.parquet, bytes: t.bytes, sha256: t.sha256 });
+        }
+      }
+      s.notes = s.notes.map((n) => staged.traces.reduce((m, t) => m.split(t.csv).join(t.parquet), n));
+    }
+    return summaries;
+  } catch (e) {
+    throw staged.relocate(e);
+  } finally {
+    staged.cleanup();
+  }
+}
+
+async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kinds: readonly TraceKind[], opts: RunOptions, staged: Staged): Promise<RunSummary[]> {
   const p0 = lanes[0]!.p;
-  const files = kinds.map((k) => ({ kind: k, path: p0.traces[k]! }));
+  const files = kinds.map((k) => ({ kind: k, path: staged.pathOf(p0.traces[k]!) }));
   for (const f of files) checkTraceFile(f.path, f.kind);
   let base: TimeBase | null = null;
   for (const f of files) base = minBase(base, peekFirstTimestamp(f.path));

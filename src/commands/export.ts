@@ -1,0 +1,263 @@
+/**
+ * `wattrace export --db FILE... --out DIR`: the runs of one or more stores as a Hive-partitioned
+ * Parquet dataset (DESIGN §7), so a fleet's per-host results are queried together by DuckDB, Spark,
+ * Trino or ClickHouse:
+ *
+ *   DIR/_wattrace_dataset.json                      marks the folder as a dataset (and its layout)
+ *   DIR/<table>/pipeline=<p>/variant=<v>/part-<export>-<n>.parquet
+ *
+ * One folder per table of DESIGN §3 (runs, energy, metrics, virtual_counters, cpu_policy,
+ * disk_policy, containers; the view energy_matrix is a query over energy and runs). Every row
+ * carries `run_uid` (a run's identity across stores: 16 hex digits of the sha256 of its `runs`
+ * row), the store's `run_id`, and one column per label key of the exported runs (VARCHAR, NULL where
+ * a run lacks the key). Columns keep their types: SQLite INTEGER → BIGINT (ns exact), REAL → DOUBLE,
+ * TEXT → VARCHAR.
+ *
+ * Appending: runs already in the dataset (by `run_uid`) are skipped; new files are added beside the
+ * old ones, which are never rewritten. Atomic: the files are written into a staging folder inside
+ * DIR and moved into place last; a failure or an interruption removes what this export moved in, so
+ * the dataset is as it was. DIR must be missing, empty, or a dataset: a folder holding anything
+ * else is refused before anything is written.
+ *
+ * DuckDB writes the Parquet (README, Libraries: chosen over hyparquet-writer by measurement).
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type Database from 'better-sqlite3';
+import { WattraceError } from '../core/errors.js';
+import { TOOL_VERSION } from '../core/version.js';
+import { openForReading } from '../store/store.js';
+import { undoOnInterrupt, type IO } from './io.js';
+
+export interface ExportArgs {
+  dbs: readonly string[];
+  out: string;
+}
+
+export interface ExportSummary {
+  exported: number;
+  skipped: number;
+  rows: Record<string, number>;
+  files: number;
+  bytes: number;
+}
+
+/** The file that marks a folder as a wattrace dataset. */
+export const DATASET_MARKER = '_wattrace_dataset.json';
+const LAYOUT = 1;
+
+/** The tables exported, in order (runs first: it says which runs a dataset holds). */
+export const EXPORT_TABLES = ['runs', 'energy', 'metrics', 'virtual_counters', 'cpu_policy', 'disk_policy', 'containers'] as const;
+
+interface RunRow {
+  run_id: bigint;
+  pipeline: string;
+  variant: string;
+  labels: Record<string, string>;
+  uid: string;
+}
+
+type Kind = 'BIGINT' | 'DOUBLE' | 'VARCHAR';
+
+/** A column's DuckDB type from its SQLite declared type. */
+function kindOf(declared: string): Kind {
+  const t = declared.toUpperCase();
+  return t.includes('INT') ? 'BIGINT' : t.includes('REAL') || t.includes('FLOA') || t.includes('DOUB') ? 'DOUBLE' : 'VARCHAR';
+}
+
+/** A run's identity across stores: its `runs` row (minus the store's own id) hashed. */
+function runUid(row: Record<string, unknown>): string {
+  const { run_id: _id, ...rest } = row;
+  const canon = JSON.stringify(Object.keys(rest).sort().map((k) => [k, typeof rest[k] === 'bigint' ? String(rest[k]) : rest[k]]));
+  return createHash('sha256').update(canon).digest('hex').slice(0, 16);
+}
+
+/** Checks that `out` may take a dataset: missing, empty, or one already (with its layout). */
+function checkOut(out: string): 'new' | 'append' {
+  if (!fs.existsSync(out)) {
+    const parent = path.dirname(path.resolve(out));
+    if (!fs.existsSync(parent)) throw new WattraceError('E_FILE', `cannot create the dataset: folder ${parent} does not exist`, { file: out });
+    return 'new';
+  }
+  if (!fs.statSync(out).isDirectory()) throw new WattraceError('E_USAGE', 'is a file, not a folder for a dataset', { file: out });
+  const entries = fs.readdirSync(out);
+  if (entries.length === 0) return 'new';
+  const marker = path.join(out, DATASET_MARKER);
+  if (!fs.existsSync(marker)) {
+    throw new WattraceError('E_USAGE', `holds something other than a wattrace dataset (e.g. '${entries.sort()[0]}', and no ${DATASET_MARKER}); give an empty or new folder, or an earlier export`, { file: out });
+  }
+  let layout: unknown;
+  try {
+    layout = (JSON.parse(fs.readFileSync(marker, 'utf8')) as { layout?: unknown }).layout;
+  } catch {
+    throw new WattraceError('E_JSON', 'is not the JSON a wattrace export writes', { file: marker });
+  }
+  if (layout !== LAYOUT) throw new WattraceError('E_USAGE', `is a dataset of layout ${String(layout)}; this version writes layout ${LAYOUT}`, { file: marker });
+  return 'append';
+}
+
+/** Every Parquet file under a folder, relative to it. */
+function parquetFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.parquet')).sort();
+}
+
+/** A SQL string literal. */
+const lit = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary> {
+  if (args.dbs.length === 0) throw new WattraceError('E_USAGE', 'name at least one database (--db FILE...)');
+  const mode = checkOut(args.out);
+  // Every store opens and lists its runs before anything is written.
+  const stores = args.dbs.map((file) => ({ file, db: openForReading(file) }));
+  const started = Date.now();
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const created = mode === 'new' && !fs.existsSync(args.out);
+  const staging = path.join(args.out, `.export-${process.pid}-${started}`);
+  const moved: string[] = [];
+  const undo = () => {
+    for (const f of moved) fs.rmSync(f, { force: true });
+    fs.rmSync(staging, { recursive: true, force: true });
+    if (created) fs.rmSync(args.out, { recursive: true, force: true });
+  };
+  try {
+    return await undoOnInterrupt(io, `the export was undone; ${args.out} is as it was`, undo, async () => {
+      const runs: { store: (typeof stores)[number]; run: RunRow }[] = [];
+      for (const s of stores) for (const run of runsOf(s.db)) runs.push({ store: s, run });
+      fs.mkdirSync(staging, { recursive: true });
+      const duck = await DuckDBInstance.create(path.join(staging, 'work.duckdb'), { memory_limit: '1GB', threads: '2' });
+      const c = await duck.connect();
+      try {
+        // Runs already in the dataset, and a run given twice, are not exported again.
+        const have = new Set<string>();
+        if (mode === 'append' && parquetFiles(path.join(args.out, 'runs')).length > 0) {
+          const r = await c.runAndReadAll(`SELECT DISTINCT run_uid FROM read_parquet(${lit(path.join(args.out, 'runs', '**', '*.parquet'))}, hive_partitioning = true, union_by_name = true)`);
+          for (const [uid] of r.getRows()) have.add(String(uid));
+        }
+        const todo = runs.filter((r) => {
+          if (have.has(r.run.uid)) return false;
+          have.add(r.run.uid);
+          return true;
+        });
+        const labelKeys = [...new Set(todo.flatMap((r) => Object.keys(r.run.labels)))].sort();
+        const rows: Record<string, number> = {};
+        const tag = `${new Date(started).toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${createHash('sha256').update(todo.map((r) => r.run.uid).join(',')).digest('hex').slice(0, 8)}`;
+        for (const table of EXPORT_TABLES) {
+          if (todo.length === 0) break;
+          rows[table] = await exportTable(c, table, todo, labelKeys, path.join(staging, table), tag);
+        }
+        c.closeSync();
+        duck.closeSync();
+        // Into place: the marker first (a dataset from now on), then every new file.
+        if (mode === 'new') fs.writeFileSync(path.join(args.out, DATASET_MARKER), `${JSON.stringify({ layout: LAYOUT, written_by: `wattrace ${TOOL_VERSION}`, partitioning: ['pipeline', 'variant'] }, null, 2)}\n`);
+        let bytes = 0;
+        const newFiles = EXPORT_TABLES.flatMap((t) => parquetFiles(path.join(staging, t)).map((f) => path.join(t, f)));
+        for (const f of newFiles) {
+          const to = path.join(args.out, f);
+          if (fs.existsSync(to)) throw new WattraceError('E_FILE', 'a file of this export is already in the dataset', { file: to });
+          fs.mkdirSync(path.dirname(to), { recursive: true });
+          fs.renameSync(path.join(staging, f), to);
+          moved.push(to);
+          bytes += fs.statSync(to).size;
+        }
+        fs.rmSync(staging, { recursive: true, force: true });
+        const s: ExportSummary = { exported: todo.length, skipped: runs.length - todo.length, rows, files: newFiles.length, bytes };
+        const secs = ((Date.now() - started) / 1000).toFixed(1);
+        io.out(`exported ${s.exported} run${s.exported === 1 ? '' : 's'} of ${stores.length} database${stores.length === 1 ? '' : 's'} → ${args.out} (${s.files} Parquet files, ${(s.bytes / 1e6).toFixed(2)} MB, ${secs} s)${s.skipped > 0 ? `; ${s.skipped} already in the dataset, not exported again` : ''}`);
+        if (s.exported > 0) io.out(`  rows: ${Object.entries(rows).map(([t, n]) => `${t} ${n.toLocaleString('en-US')}`).join(', ')}`);
+        if (labelKeys.length > 0) io.out(`  label columns: ${labelKeys.join(', ')}`);
+        return s;
+      } catch (e) {
+        try {
+          c.closeSync();
+          duck.closeSync();
+        } catch {
+          // Closed already.
+        }
+        throw e;
+      }
+    });
+  } catch (e) {
+    undo();
+    throw e;
+  } finally {
+    for (const s of stores) s.db.close();
+  }
+}
+
+/** The finished runs of a store, with their uid and labels (none before schema 3). */
+function runsOf(db: Database.Database): RunRow[] {
+  const rows = db.prepare('SELECT * FROM runs WHERE finished_at IS NOT NULL ORDER BY run_id').safeIntegers(true).all() as Record<string, unknown>[];
+  return rows.map((r) => ({
+    run_id: r['run_id'] as bigint,
+    pipeline: r['pipeline'] as string,
+    variant: r['variant'] as string,
+    labels: JSON.parse((r['labels'] as string | undefined) ?? '{}') as Record<string, string>,
+    // A store of schema 1 or 2 has no labels column: the uid is the same as after its migration.
+    uid: runUid({ labels: '{}', ...r }),
+  }));
+}
+
+/**
+ * One table of the runs into a DuckDB table, then to Parquet partitioned by pipeline and variant.
+ * Returns the rows written.
+ */
+async function exportTable(
+  c: import('@duckdb/node-api').DuckDBConnection,
+  table: string,
+  todo: readonly { store: { db: Database.Database }; run: RunRow }[],
+  labelKeys: readonly string[],
+  dir: string,
+  tag: string,
+): Promise<number> {
+  // The columns as the first store declares them (every schema has them; runs gains labels in 3).
+  const declared = (db: Database.Database) =>
+    (db.prepare(`SELECT name, type FROM pragma_table_info('${table}')`).all() as { name: string; type: string }[]).filter((col) => col.name !== 'run_id' && col.name !== 'labels');
+  const cols = declared(todo[0]!.store.db);
+  const kinds = cols.map((col) => kindOf(col.type));
+  const extra = table === 'runs' ? ['labels'] : [];
+  const ddl = [
+    'run_uid VARCHAR',
+    'run_id BIGINT',
+    ...cols.map((col, i) => `"${col.name}" ${kinds[i]}`),
+    ...(table === 'runs' ? [] : ['pipeline VARCHAR', 'variant VARCHAR']),
+    ...extra.map((x) => `"${x}" VARCHAR`),
+    ...labelKeys.map((k) => `"${k}" VARCHAR`),
+  ];
+  await c.run(`CREATE OR REPLACE TABLE t (${ddl.join(', ')})`);
+  const a = await c.createAppender('t');
+  let n = 0;
+  for (const { store, run } of todo) {
+    const names = cols.map((col) => col.name);
+    const stmt = store.db.prepare(`SELECT ${names.map((x) => `"${x}"`).join(', ')} FROM ${table} WHERE run_id = ? ORDER BY rowid`).raw(true).safeIntegers(true);
+    const labelValues = labelKeys.map((k) => run.labels[k] ?? null);
+    for (const row of stmt.iterate(run.run_id) as Iterable<unknown[]>) {
+      a.appendVarchar(run.uid);
+      a.appendBigInt(run.run_id);
+      for (let i = 0; i < kinds.length; i++) {
+        const v = row[i];
+        if (v === null || v === undefined) a.appendNull();
+        else if (kinds[i] === 'BIGINT') a.appendBigInt(typeof v === 'bigint' ? v : BigInt(Math.trunc(Number(v))));
+        else if (kinds[i] === 'DOUBLE') a.appendDouble(Number(v));
+        else a.appendVarchar(String(v));
+      }
+      if (table !== 'runs') {
+        a.appendVarchar(run.pipeline);
+        a.appendVarchar(run.variant);
+      } else a.appendVarchar(JSON.stringify(run.labels));
+      for (const v of labelValues) {
+        if (v === null) a.appendNull();
+        else a.appendVarchar(v);
+      }
+      a.endRow();
+      n++;
+    }
+  }
+  a.flushSync();
+  a.closeSync();
+  if (n === 0) return 0;
+  fs.mkdirSync(dir, { recursive: true });
+  await c.run(`COPY t TO ${lit(dir)} (FORMAT parquet, PARTITION_BY (pipeline, variant), FILENAME_PATTERN ${lit(`part-${tag}-{i}`)}, COMPRESSION zstd)`);
+  return n;
+}

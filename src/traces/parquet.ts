@@ -1,0 +1,116 @@
+/**
+ * Traces kept as Parquet (`"traces": { "cswitch": "x.parquet" }`), for teams whose traces live in a
+ * data lake. A Parquet trace has the columns of its CSV form (docs/formats.md), in any order the
+ * CSV allows, and is checked by the same decoder: before a replay DuckDB streams it into a CSV in a
+ * scratch folder (integers printed exactly, INT64 and UINT64 alike), which the replay reads as any
+ * other trace; an error found there names the Parquet file and the row (1-based, the CSV's line
+ * − 1) and the column. The run's inputs record the Parquet file's path, size and sha256.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { WattraceError } from '../core/errors.js';
+
+const MAGIC = Buffer.from('PAR1');
+
+/** Whether a file is Parquet (its first four bytes are PAR1). */
+export function isParquet(file: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const b = Buffer.alloc(4);
+    return fs.readSync(fd, b, 0, 4, 0) === 4 && b.equals(MAGIC);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A Parquet trace staged as CSV: where each went, and the Parquet file's own identity. */
+export interface StagedTrace {
+  parquet: string;
+  csv: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface Staged {
+  /** The path to read for each trace path given (a Parquet one mapped to its CSV). */
+  pathOf(file: string): string;
+  traces: readonly StagedTrace[];
+  /** An error found in a staged CSV, told of the Parquet file and its row. */
+  relocate(e: unknown): unknown;
+  cleanup(): void;
+}
+
+function sha256File(file: string): string {
+  const h = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(1 << 20);
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/** Converts the Parquet ones among `files` to CSV in a scratch folder; the others pass as they are. */
+export async function stageParquetTraces(files: readonly string[]): Promise<Staged> {
+  const parquet = [...new Set(files.filter(isParquet))];
+  const traces: StagedTrace[] = [];
+  const identity: Staged = { pathOf: (f) => f, traces, relocate: (e) => e, cleanup: () => undefined };
+  if (parquet.length === 0) return identity;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattrace-parquet-'));
+  const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+  // An interrupted replay exits without unwinding: the scratch CSVs go then too.
+  process.once('exit', cleanup);
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const duck = await DuckDBInstance.create(':memory:', { threads: '2' });
+  const c = await duck.connect();
+  try {
+    for (const [i, file] of parquet.entries()) {
+      const csv = path.join(dir, `${i}-${path.basename(file).replace(/\.parquet$/i, '')}.csv`);
+      const q = (s: string) => `'${s.replace(/'/g, "''")}'`;
+      try {
+        // Row order as stored (DuckDB keeps it for a plain scan); no quoting, as wattrace's CSV has none.
+        await c.run(`SET preserve_insertion_order = true`);
+        await c.run(`COPY (SELECT * FROM read_parquet(${q(file)})) TO ${q(csv)} (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '', ESCAPE '', NULLSTR '')`);
+      } catch (e) {
+        const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+        throw new WattraceError('E_FIELD', `a Parquet trace that cannot be read: ${msg}`, { file });
+      }
+      traces.push({ parquet: file, csv, bytes: fs.statSync(file).size, sha256: sha256File(file) });
+    }
+  } catch (e) {
+    cleanup();
+    throw e;
+  } finally {
+    c.closeSync();
+    duck.closeSync();
+  }
+  const byPath = new Map(traces.map((t) => [t.parquet, t]));
+  const byCsv = new Map(traces.map((t) => [t.csv, t]));
+  return {
+    pathOf: (f) => byPath.get(f)?.csv ?? f,
+    traces,
+    relocate: (e) => {
+      if (!(e instanceof WattraceError)) return e;
+      const t = e.where.file !== undefined ? byCsv.get(e.where.file) : undefined;
+      let message = e.message;
+      for (const s of traces) message = message.split(s.csv).join(s.parquet);
+      if (!t && message === e.message) return e;
+      const { line, column: _column, ...rest } = e.where;
+      const where = t ? { ...rest, file: t.parquet, ...(line !== undefined && line > 1 ? { row: line - 1 } : {}) } : e.where;
+      return new WattraceError(e.code, message, where, e.exitCode);
+    },
+    cleanup: () => {
+      process.removeListener('exit', cleanup);
+      cleanup();
+    },
+  };
+}
