@@ -156,8 +156,13 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
         for (const f of newFiles) {
           const to = path.join(args.out, f);
           if (fs.existsSync(to)) throw new WattraceError('E_FILE', 'a file of this export is already in the dataset', { file: to });
-          fs.mkdirSync(path.dirname(to), { recursive: true });
-          fs.renameSync(path.join(staging, f), to);
+          try {
+            fs.mkdirSync(path.dirname(to), { recursive: true });
+            fs.renameSync(path.join(staging, f), to);
+          } catch (e) {
+            const why = e instanceof Error && 'code' in e ? String((e as NodeJS.ErrnoException).code) : String(e);
+            throw new WattraceError('E_FILE', `cannot move the export's files into the dataset (${why}); what this export moved in was removed again`, { file: to });
+          }
           moved.push(to);
           bytes += fs.statSync(to).size;
         }
@@ -258,6 +263,6 @@ async function exportTable(
   a.closeSync();
   if (n === 0) return 0;
   fs.mkdirSync(dir, { recursive: true });
-  await c.run(`COPY t TO ${lit(dir)} (FORMAT parquet, PARTITION_BY (pipeline, variant), FILENAME_PATTERN ${lit(`part-${tag}-{i}`)}, COMPRESSION zstd)`);
+  await c.run(`COPY t TO ${lit(dir)} (FORMAT parquet, PARTITION_BY (pipeline, variant), FILENAME_PATTERN ${lit(`part-${tag}-{i}`)}, COMPRESSION snappy)`);
   return n;
 }

@@ -1,0 +1,169 @@
+/**
+ * A fleet of 20 generated hosts (paper-fig8 machines, seeds 1–20, labels host=h01…h20), each
+ * replayed by its own `compare` process (base and `tight`), two at a time; the 20 stores exported
+ * into one Parquet dataset (in two exports: the second appends). DuckDB, reading the dataset,
+ * must give the fleet totals per VM and device that the 20 SQLite stores give (read with
+ * better-sqlite3, summed here), and per host the same variant deltas as each host's `compare`.
+ * hyparquet, a second Parquet reader, checks the files' types and values on its own. Then bad
+ * input: labels, a folder holding something else, a failure half-way through moving files in.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { makeFleet, type FleetHost } from '../../src/bench/fleet.js';
+import { cli, relDiff, tmpDir } from '../helpers.js';
+
+const HOSTS = 20;
+
+/** Every file under a folder with its bytes (to check a folder is as it was). */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
+    const p = path.join(dir, f);
+    out[f] = fs.statSync(p).isDirectory() ? '<dir>' : fs.readFileSync(p).toString('base64');
+  }
+  return out;
+}
+
+describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, queried with DuckDB', () => {
+  const root = tmpDir('wattrace-fleet-');
+  const out = path.join(root, 'dataset');
+  let fleet: FleetHost[] = [];
+  let duck: DuckDBConnection;
+  const rows = async (sql: string) => (await duck.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
+  const glob = (table: string) => `read_parquet('${path.join(out, table, '**', '*.parquet')}', hive_partitioning = true, union_by_name = true)`;
+
+  beforeAll(async () => {
+    fleet = await makeFleet(root, HOSTS, 6, 2);
+    // Half first, then all: the second export appends the other half and skips the first.
+    const first = await cli(['export', '--db', ...fleet.slice(0, 10).map((h) => h.db), '--out', out]);
+    expect(first.code, first.err).toBe(0);
+    expect(first.out).toMatch(/^exported 20 runs of 10 databases/);
+    const before = snapshot(out);
+    const all = await cli(['export', '--db', ...fleet.map((h) => h.db), '--out', out]);
+    expect(all.code, all.err).toBe(0);
+    expect(all.out).toMatch(/^exported 20 runs of 20 databases .*; 20 already in the dataset, not exported again/);
+    // Appending rewrote nothing: every earlier file is still there, byte for byte.
+    const after = snapshot(out);
+    for (const [f, b] of Object.entries(before)) expect(after[f], f).toBe(b);
+    duck = await (await DuckDBInstance.create(':memory:')).connect();
+  }, 300_000);
+
+  it('fleet totals per VM and device, per variant, equal the sums over the 20 SQLite stores', async () => {
+    const want = new Map<string, number>();
+    for (const h of fleet) {
+      const d = new Database(h.db, { readonly: true });
+      for (const r of d.prepare('SELECT r.variant, e.consumer, e.device, sum(e.joules) AS j FROM energy e JOIN runs r USING (run_id) GROUP BY 1, 2, 3').all() as { variant: string; consumer: string; device: string; j: number }[]) {
+        const k = `${r.variant}|${r.consumer}|${r.device}`;
+        want.set(k, (want.get(k) ?? 0) + r.j);
+      }
+      d.close();
+    }
+    const got = await rows(`SELECT variant, consumer, device, sum(joules) AS j, count(DISTINCT host) AS hosts FROM ${glob('energy')} GROUP BY ALL`);
+    expect(got.length).toBe(want.size);
+    // Both devices and the driver's charged energy are there (the question a fleet asks).
+    expect(new Set(got.map((r) => r['device']))).toEqual(new Set(['cpu', 'disk']));
+    for (const r of got) {
+      const k = `${r['variant']}|${r['consumer']}|${r['device']}`;
+      expect(want.has(k), k).toBe(true);
+      expect(relDiff(r['j'] as number, want.get(k)!), k).toBeLessThan(1e-9);
+      expect(Number(r['hosts'])).toBe(HOSTS);
+    }
+  });
+
+  it('per host, the variant deltas of a SQL query over the dataset equal each host’s compare', async () => {
+    const got = await rows(
+      `SELECT host, name, max(value) FILTER (WHERE variant = 'tight') - max(value) FILTER (WHERE variant = 'base') AS delta
+       FROM ${glob('metrics')} GROUP BY host, name`,
+    );
+    expect(new Set(got.map((r) => r['host']))).toEqual(new Set(fleet.map((h) => h.host)));
+    let checked = 0;
+    for (const h of fleet) {
+      for (const [name, v] of Object.entries(h.metrics)) {
+        if (v['base'] === undefined || v['tight'] === undefined) continue;
+        const row = got.find((r) => r['host'] === h.host && r['name'] === name);
+        expect(row, `${h.host} ${name}`).toBeDefined();
+        const want = v['tight'] - v['base'];
+        expect(Math.abs((row!['delta'] as number) - want), `${h.host} ${name}`).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(v['base'])));
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(HOSTS * 20);
+    // The limits differ, so the disk policy's figures differ between the variants on some host.
+    expect(got.some((r) => String(r['name']).startsWith('disk.') && Math.abs(r['delta'] as number) > 1e-6)).toBe(true);
+  });
+
+  it('columns keep their types (ns as BIGINT, exact), labels are columns, run_uid tells runs apart', async () => {
+    const types = Object.fromEntries((await rows(`DESCRIBE SELECT * FROM ${glob('energy')}`)).map((r) => [r['column_name'], r['column_type']]));
+    expect(types).toMatchObject({ run_uid: 'VARCHAR', run_id: 'BIGINT', t0_ns: 'BIGINT', t1_ns: 'BIGINT', joules: 'DOUBLE', consumer: 'VARCHAR', host: 'VARCHAR', pipeline: 'VARCHAR', variant: 'VARCHAR' });
+    const [runs] = await rows(`SELECT count(*) AS n, count(DISTINCT run_uid) AS uids, count(DISTINCT host) AS hosts FROM ${glob('runs')}`);
+    expect([Number(runs!['n']), Number(runs!['uids']), Number(runs!['hosts'])]).toEqual([HOSTS * 2, HOSTS * 2, HOSTS]);
+    // hyparquet, another reader: one host's energy file, row for row against its store.
+    const file = path.join(out, 'energy', 'pipeline=fleet-disk', 'variant=base');
+    const parts = fs.readdirSync(file).filter((f) => f.endsWith('.parquet'));
+    const buf = fs.readFileSync(path.join(file, parts[0]!));
+    const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+    const meta = parquetMetadata(ab);
+    const t1 = meta.schema.find((s) => s.name === 't1_ns')!;
+    expect(t1.type).toBe('INT64');
+    const objs = (await parquetReadObjects({ file: ab, columns: ['host', 'run_id', 't0_ns', 't1_ns', 'consumer', 'device', 'kind', 'joules'] })) as Record<string, unknown>[];
+    const h = objs[0]!['host'] as string;
+    const d = new Database(fleet.find((x) => x.host === h)!.db, { readonly: true });
+    const want = d.prepare("SELECT e.run_id, e.t0_ns, e.t1_ns, consumer, device, kind, joules FROM energy e JOIN runs r USING (run_id) WHERE r.variant = 'base' ORDER BY e.rowid").safeIntegers(true).all() as Record<string, unknown>[];
+    d.close();
+    const mine = objs.filter((o) => o['host'] === h);
+    expect(mine.length).toBe(want.length);
+    for (let i = 0; i < want.length; i += 97) {
+      expect(mine[i]!['t0_ns']).toBe(want[i]!['t0_ns']);
+      expect(mine[i]!['t1_ns']).toBe(want[i]!['t1_ns']);
+      expect(mine[i]!['consumer']).toBe(want[i]!['consumer']);
+      expect(mine[i]!['joules']).toBe(Number(want[i]!['joules']));
+    }
+  });
+
+  it('bad input: a label without =, a key twice, a folder holding something else: exit 2, nothing written', async () => {
+    const h = fleet[0]!;
+    const db = path.join(root, 'bad.sqlite');
+    for (const [args, says] of [
+      [['--label', 'host'], /--label 'host': expected KEY=VALUE/],
+      [['--label', 'host=a', '--label', 'host=b'], /--label host is given twice \('a' and 'b'\)/],
+      [['--label', '1x=a'], /the key '1x' is not a column name/],
+    ] as const) {
+      const r = await cli(['replay', path.join(h.dir, 'fleet.json'), '--db', db, '--quiet', ...args]);
+      expect(r.code, r.err).toBe(2);
+      expect(r.err).toMatch(says);
+      expect(fs.existsSync(db)).toBe(false);
+    }
+    const other = path.join(root, 'other');
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, 'notes.txt'), 'mine');
+    const r = await cli(['export', '--db', h.db, '--out', other]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/other: holds something other than a wattrace dataset \(e\.g\. 'notes\.txt'/);
+    expect(fs.readdirSync(other)).toEqual(['notes.txt']);
+    // A store that is not one: refused before anything is written, the dataset as it was.
+    fs.writeFileSync(path.join(root, 'junk.sqlite'), 'not a database');
+    const before = snapshot(out);
+    const j = await cli(['export', '--db', h.db, path.join(root, 'junk.sqlite'), '--out', out]);
+    expect(j.code).toBe(2);
+    expect(snapshot(out)).toEqual(before);
+  });
+
+  it('an export that fails half-way through moving its files in leaves the dataset as it was', async () => {
+    const ds = path.join(root, 'half');
+    expect((await cli(['export', '--db', fleet[0]!.db, '--out', ds])).code).toBe(0);
+    // A file where the export must make a partition folder of the metrics table: runs and energy
+    // are moved in before it fails there.
+    const blocker = path.join(ds, 'metrics', 'pipeline=fleet-disk', 'variant=tight');
+    fs.rmSync(blocker, { recursive: true });
+    fs.writeFileSync(blocker, 'in the way');
+    const before = snapshot(ds);
+    const r = await cli(['export', '--db', fleet[1]!.db, '--out', ds]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/variant=tight.*cannot move the export's files into the dataset/);
+    expect(snapshot(ds)).toEqual(before);
+  });
+});
