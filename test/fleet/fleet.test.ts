@@ -7,6 +7,7 @@
  * hyparquet, a second Parquet reader, checks the files' types and values on its own. Then bad
  * input: labels, a folder holding something else, a failure half-way through moving files in.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -14,6 +15,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeFleet, type FleetHost } from '../../src/bench/fleet.js';
+import { PROJECT_ROOT } from '../../src/core/json.js';
 import { cli, relDiff, tmpDir } from '../helpers.js';
 
 const HOSTS = 20;
@@ -150,6 +152,39 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
     const j = await cli(['export', '--db', h.db, path.join(root, 'junk.sqlite'), '--out', out]);
     expect(j.code).toBe(2);
     expect(snapshot(out)).toEqual(before);
+  });
+
+  it('deploy/replay-host.sh, as a job array runs it: two hosts into one shared dataset, queried together', async () => {
+    const hostsFile = path.join(root, 'hosts.txt');
+    fs.writeFileSync(hostsFile, 'h01\nh02\n');
+    const shared = path.join(root, 'shared-dataset');
+    const env = {
+      ...process.env,
+      HOSTS_FILE: hostsFile,
+      TRACES_URI: root,
+      DATASET_URI: shared,
+      PIPELINE: path.join(fleet[0]!.dir, 'fleet.json'),
+      RUN_DATE: '2026-12-01',
+      WATTRACE: `${process.execPath} ${path.join(PROJECT_ROOT, 'dist', 'cli.js')}`,
+    };
+    for (const index of ['0', '1']) {
+      const r = spawnSync('bash', [path.join(PROJECT_ROOT, 'deploy', 'replay-host.sh'), index], { env, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/replay-host: h0\d done \(compare exit 0\)/);
+    }
+    const got = await rows(
+      `SELECT host, date, consumer, sum(joules) AS j FROM read_parquet('${path.join(shared, 'energy', '**', '*.parquet')}', hive_partitioning = true, union_by_name = true) WHERE variant = 'base' GROUP BY ALL`,
+    );
+    for (const h of fleet.slice(0, 2)) {
+      const d = new Database(h.db, { readonly: true });
+      const want = d.prepare("SELECT consumer, sum(joules) AS j FROM energy JOIN runs USING (run_id) WHERE variant = 'base' GROUP BY consumer").all() as { consumer: string; j: number }[];
+      d.close();
+      for (const w of want) {
+        const g = got.find((r) => r['host'] === h.host && r['consumer'] === w.consumer);
+        expect(g?.['date']).toBe('2026-12-01');
+        expect(relDiff(g!['j'] as number, w.j)).toBeLessThan(1e-9);
+      }
+    }
   });
 
   it('an export that fails half-way through moving its files in leaves the dataset as it was', async () => {
