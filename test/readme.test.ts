@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../src/core/json.js';
 import { BENCH_JSON, benchBlock, readmeBenchBlock, type BenchResult } from '../src/bench/report.js';
+import { FLEET_JSON, fleetBlock, readmeFleetBlock, type FleetBench } from '../src/bench/fleet-report.js';
 import { cli, tmpDir } from './helpers.js';
 
 describe('README', () => {
@@ -23,5 +24,12 @@ describe('README', () => {
     // The run's own claims: DuckDB agreed with the replay, and the rows were those it names.
     expect(r.crossCheck).toBeLessThan(1e-9);
     expect(r.rows).toBeGreaterThanOrEqual(1_000_000);
+  });
+
+  it('shows the export sizes of the last `npm run bench:fleet` (docs/bench-fleet.json)', () => {
+    const r = JSON.parse(fs.readFileSync(FLEET_JSON, 'utf8')) as FleetBench;
+    expect(readmeFleetBlock()).toBe(fleetBlock(r));
+    expect(r.fleet.hosts).toBe(20);
+    expect(r.fleet.parquetMB).toBeLessThan(r.fleet.sqliteMB);
   });
 });

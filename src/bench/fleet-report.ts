@@ -2,14 +2,11 @@
  * The fleet benchmark's figures (fleet-bench.ts) as README text, between <!-- fleet:begin --> and
  * <!-- fleet:end -->, kept in docs/bench-fleet.json so a test re-renders the block from it.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../core/json.js';
+import { markedBlock, readmeMarkedBlock, writeMarkedBlock } from './report.js';
 
 export const FLEET_JSON = path.join(PROJECT_ROOT, 'docs', 'bench-fleet.json');
-const README = path.join(PROJECT_ROOT, 'README.md');
-const BEGIN = '<!-- fleet:begin -->';
-const END = '<!-- fleet:end -->';
 
 export interface FleetBench {
   machine: string;
@@ -37,18 +34,13 @@ export function renderFleetBench(r: FleetBench): string {
 }
 
 export function fleetBlock(r: FleetBench): string {
-  return `${BEGIN}\n${renderFleetBench(r)}\n${END}`;
+  return markedBlock('fleet', renderFleetBench(r));
 }
 
-export function readmeFleetBlock(text = fs.readFileSync(README, 'utf8')): string | null {
-  const a = text.indexOf(BEGIN);
-  const b = text.indexOf(END);
-  return a >= 0 && b > a ? text.slice(a, b + END.length) : null;
+export function readmeFleetBlock(text?: string): string | null {
+  return readmeMarkedBlock('fleet', text);
 }
 
 export function writeFleetReadme(r: FleetBench): void {
-  const text = fs.readFileSync(README, 'utf8');
-  const old = readmeFleetBlock(text);
-  if (old === null) throw new Error(`README.md has no ${BEGIN} … ${END} block`);
-  fs.writeFileSync(README, text.replace(old, fleetBlock(r)));
+  writeMarkedBlock('fleet', renderFleetBench(r));
 }

@@ -9,8 +9,6 @@ import { PROJECT_ROOT } from '../core/json.js';
 
 export const BENCH_JSON = path.join(PROJECT_ROOT, 'docs', 'bench.json');
 const README = path.join(PROJECT_ROOT, 'README.md');
-const BEGIN = '<!-- bench:begin -->';
-const END = '<!-- bench:end -->';
 
 export interface BenchResult {
   machine: string;
@@ -76,21 +74,38 @@ export function renderBench(r: BenchResult): string {
   return out.join('\n');
 }
 
+/** A README block between `<!-- NAME:begin -->` and `<!-- NAME:end -->`, holding `body`. */
+export function markedBlock(name: string, body: string): string {
+  return `<!-- ${name}:begin -->\n${body}\n<!-- ${name}:end -->`;
+}
+
+/** The README's current block NAME, or null. */
+export function readmeMarkedBlock(name: string, text = fs.readFileSync(README, 'utf8')): string | null {
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  return a >= 0 && b > a ? text.slice(a, b + end.length) : null;
+}
+
+/** Replaces the README's block NAME with `body`. */
+export function writeMarkedBlock(name: string, body: string): void {
+  const text = fs.readFileSync(README, 'utf8');
+  const old = readmeMarkedBlock(name, text);
+  if (old === null) throw new Error(`README.md has no <!-- ${name}:begin --> … <!-- ${name}:end --> block`);
+  fs.writeFileSync(README, text.replace(old, markedBlock(name, body)));
+}
+
 /** The README's benchmark block as `r` renders it. */
 export function benchBlock(r: BenchResult): string {
-  return `${BEGIN}\n${renderBench(r)}\n${END}`;
+  return markedBlock('bench', renderBench(r));
 }
 
 /** The README's current benchmark block, or null. */
 export function readmeBenchBlock(text = fs.readFileSync(README, 'utf8')): string | null {
-  const a = text.indexOf(BEGIN);
-  const b = text.indexOf(END);
-  return a >= 0 && b > a ? text.slice(a, b + END.length) : null;
+  return readmeMarkedBlock('bench', text);
 }
 
 export function writeBenchReadme(r: BenchResult): void {
-  const text = fs.readFileSync(README, 'utf8');
-  const old = readmeBenchBlock(text);
-  if (old === null) throw new Error(`README.md has no ${BEGIN} … ${END} block`);
-  fs.writeFileSync(README, text.replace(old, benchBlock(r)));
+  writeMarkedBlock('bench', renderBench(r));
 }
