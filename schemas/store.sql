@@ -3,7 +3,7 @@
 -- variants compare in plain SQL. Units are in column names: *_ns nanoseconds, *_s seconds,
 -- joules, watts. Times *_ns are relative to the run's base timestamp (runs.base_ts_ns), the
 -- first timestamp of the run's traces, so they stay exact integers.
--- This script is idempotent; the schema version is PRAGMA user_version (2). A database of an
+-- This script is idempotent; the schema version is PRAGMA user_version (3). A database of an
 -- earlier version is migrated in place, in the transaction of the run that opens it for writing
 -- (src/store/store.ts, MIGRATIONS).
 

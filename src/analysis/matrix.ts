@@ -143,7 +143,8 @@ export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: 
     fmt(m.rows.reduce((a, r) => a + r.totalWatts, 0), 3),
     fmt(m.rows.reduce((a, r) => a + r.totalJoules, 0), 3),
   ]);
-  const labels = Object.entries(info.labels).map(([k, v]) => `${k}=${v}`).join(', ');
+  // A value that would read ambiguously (a comma, a space, a quote, empty) is quoted as JSON.
+  const labels = Object.entries(info.labels).map(([k, v]) => `${k}=${/^[^\s,"'=]+$/.test(v) ? v : JSON.stringify(v)}`).join(', ');
   const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(nsToS(info.duration_ns), 3)} s${labels ? `, labels ${labels}` : ''}`;
   let out = `${title}\n${formatTable(headers, body, numeric)}`;
   if (validation.length > 0) {

@@ -77,13 +77,19 @@ function runUid(row: Record<string, unknown>): string {
 
 /** Checks that `out` may take a dataset: missing, empty, or one already (with its layout). */
 function checkOut(out: string): 'new' | 'append' {
+  if (out.trim() === '') throw new WattraceError('E_USAGE', '--out needs a folder for the dataset');
   if (!fs.existsSync(out)) {
     const parent = path.dirname(path.resolve(out));
     if (!fs.existsSync(parent)) throw new WattraceError('E_FILE', `cannot create the dataset: folder ${parent} does not exist`, { file: out });
     return 'new';
   }
   if (!fs.statSync(out).isDirectory()) throw new WattraceError('E_USAGE', 'is a file, not a folder for a dataset', { file: out });
-  const entries = fs.readdirSync(out);
+  // The staging folder of an export that was killed (SIGKILL, out of memory) is removed.
+  for (const e of fs.readdirSync(out)) {
+    const m = /^\.export-(\d+)-\d+$/.exec(e);
+    if (m && !alive(Number(m[1]))) fs.rmSync(path.join(out, e), { recursive: true, force: true });
+  }
+  const entries = fs.readdirSync(out).filter((e) => !/^\.export-\d+-\d+$/.test(e));
   if (entries.length === 0) return 'new';
   const marker = path.join(out, DATASET_MARKER);
   if (!fs.existsSync(marker)) {
@@ -99,10 +105,25 @@ function checkOut(out: string): 'new' | 'append' {
   return 'append';
 }
 
+/** Whether a process runs (a staging folder's owner). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Every Parquet file under a folder, relative to it. */
 function parquetFiles(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
   return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.parquet')).sort();
+}
+
+/** A partition value in a folder name, percent-encoded as DuckDB writes it (readers decode it). */
+function hiveEscape(v: string): string {
+  return [...Buffer.from(v, 'utf8')].map((b) => (/[A-Za-z0-9._-]/.test(String.fromCharCode(b)) && b < 128 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
 }
 
 /** A SQL string literal. */
@@ -117,11 +138,29 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
   const { DuckDBInstance } = await import('@duckdb/node-api');
   const created = mode === 'new' && !fs.existsSync(args.out);
   const staging = path.join(args.out, `.export-${process.pid}-${started}`);
+  // What this export added to the dataset, to take back: files, then folders (deepest first).
   const moved: string[] = [];
+  const madeDirs: string[] = [];
   const undo = () => {
     for (const f of moved) fs.rmSync(f, { force: true });
     fs.rmSync(staging, { recursive: true, force: true });
+    for (const d of [...madeDirs].reverse()) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        // Not empty: something else is in it now.
+      }
+    }
     if (created) fs.rmSync(args.out, { recursive: true, force: true });
+  };
+  /** mkdir -p, remembering each folder it made. */
+  const makeDir = (dir: string) => {
+    const missing: string[] = [];
+    for (let d = dir; !fs.existsSync(d); d = path.dirname(d)) missing.unshift(d);
+    for (const d of missing) {
+      fs.mkdirSync(d);
+      madeDirs.push(d);
+    }
   };
   try {
     return await undoOnInterrupt(io, `the export was undone; ${args.out} is as it was`, undo, async () => {
@@ -152,14 +191,18 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
         c.closeSync();
         duck.closeSync();
         // Into place: the marker first (a dataset from now on), then every new file.
-        if (mode === 'new') fs.writeFileSync(path.join(args.out, DATASET_MARKER), `${JSON.stringify({ layout: LAYOUT, written_by: `wattrace ${TOOL_VERSION}`, partitioning: ['pipeline', 'variant'] }, null, 2)}\n`);
+        if (mode === 'new') {
+          const marker = path.join(args.out, DATASET_MARKER);
+          fs.writeFileSync(marker, `${JSON.stringify({ layout: LAYOUT, written_by: `wattrace ${TOOL_VERSION}`, partitioning: ['pipeline', 'variant'] }, null, 2)}\n`);
+          moved.push(marker);
+        }
         let bytes = 0;
         const newFiles = EXPORT_TABLES.flatMap((t) => parquetFiles(path.join(staging, t)).map((f) => path.join(t, f)));
         for (const f of newFiles) {
           const to = path.join(args.out, f);
           if (fs.existsSync(to)) throw new WattraceError('E_FILE', 'a file of this export is already in the dataset', { file: to });
           try {
-            fs.mkdirSync(path.dirname(to), { recursive: true });
+            makeDir(path.dirname(to));
             fs.renameSync(path.join(staging, f), to);
           } catch (e) {
             const why = e instanceof Error && 'code' in e ? String((e as NodeJS.ErrnoException).code) : String(e);
@@ -171,7 +214,7 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
         fs.rmSync(staging, { recursive: true, force: true });
         const s: ExportSummary = { exported: todo.length, skipped: runs.length - todo.length, rows, files: newFiles.length, bytes };
         const secs = ((Date.now() - started) / 1000).toFixed(1);
-        io.out(`exported ${s.exported} run${s.exported === 1 ? '' : 's'} of ${stores.length} database${stores.length === 1 ? '' : 's'} → ${args.out} (${s.files} Parquet files, ${(s.bytes / 1e6).toFixed(2)} MB, ${secs} s)${s.skipped > 0 ? `; ${s.skipped} already in the dataset, not exported again` : ''}`);
+        io.out(`exported ${s.exported} run${s.exported === 1 ? '' : 's'} of ${stores.length} database${stores.length === 1 ? '' : 's'} → ${args.out} (${s.files} Parquet files, ${(s.bytes / 1e6).toFixed(2)} MB, ${secs} s)${s.skipped > 0 ? `; ${s.skipped} already in the dataset (or given twice), not exported again` : ''}`);
         if (s.exported > 0) io.out(`  rows: ${Object.entries(rows).map(([t, n]) => `${t} ${n.toLocaleString('en-US')}`).join(', ')}`);
         if (labelKeys.length > 0) io.out(`  label columns: ${labelKeys.join(', ')}`);
         return s;
@@ -251,6 +294,7 @@ async function exportTable(
     cols = types.map(() => []);
   };
   let n = 0;
+  let chunks = 0;
   for (const { store, run } of todo) {
     const stmt = store.db.prepare(`SELECT ${declaredNames.map((x) => `"${x}"`).join(', ')} FROM ${table} WHERE run_id = ? ORDER BY rowid`).raw(true).safeIntegers(true);
     const tail = [...(table === 'runs' ? [JSON.stringify(run.labels)] : [run.pipeline, run.variant]), ...labelKeys.map((k) => run.labels[k] ?? null)];
@@ -262,14 +306,26 @@ async function exportTable(
         cols[i + 2]!.push(v === null || v === undefined ? null : kinds[i] === 'BIGINT' ? (typeof v === 'bigint' ? v : BigInt(Math.trunc(Number(v)))) : kinds[i] === 'DOUBLE' ? Number(v) : String(v));
       }
       for (let j = 0; j < tail.length; j++) cols[kinds.length + 2 + j]!.push(tail[j]!);
-      if (cols[0]!.length === CHUNK) flush();
+      if (cols[0]!.length === CHUNK) {
+        flush();
+        // Now and then back to the event loop, so that Ctrl-C is heard within a fraction of a second.
+        if (++chunks % 32 === 0) await new Promise((r) => setImmediate(r));
+      }
       n++;
     }
   }
   flush();
   a.flushSync();
   a.closeSync();
-  if (n === 0) return 0;
+  if (n === 0) {
+    // No rows: one empty file with the table's columns, so the table's folder exists and every
+    // reader finds its schema (a glob over no file is an error in DuckDB and Trino).
+    const { pipeline, variant } = todo[0]!.run;
+    const part = path.join(dir, `pipeline=${hiveEscape(pipeline)}`, `variant=${hiveEscape(variant)}`);
+    fs.mkdirSync(part, { recursive: true });
+    await c.run(`COPY (SELECT * EXCLUDE (pipeline, variant) FROM t) TO ${lit(path.join(part, `part-${tag}-0.parquet`))} (FORMAT parquet, COMPRESSION snappy)`);
+    return 0;
+  }
   fs.mkdirSync(dir, { recursive: true });
   await c.run(`COPY t TO ${lit(dir)} (FORMAT parquet, PARTITION_BY (pipeline, variant), FILENAME_PATTERN ${lit(`part-${tag}-{i}`)}, COMPRESSION snappy)`);
   return n;

@@ -1,14 +1,15 @@
 /**
  * A run's labels: `--label KEY=VALUE` pairs (`host=node17`, `rack=b4`), stored as a JSON object in
  * `runs.labels` and written by `export` as columns of every table (DESIGN §3, §7). A key is a
- * column name in every engine that reads the dataset (DuckDB, Spark, Trino): letters, digits and
- * `_`, not starting with a digit, and not a name the tables already use.
+ * column name in every engine that reads the dataset (DuckDB, Spark, Trino): lower-case letters,
+ * digits and `_`, not starting with a digit, and not a name the tables already use.
  */
 import { WattraceError, quoteValue } from './errors.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
-const KEY = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** Lower case: Hive, Spark and Trino fold column names to lower case, so `Host` and `host` would collide. */
+const KEY = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Column names of the exported tables (and their partition keys): a label may not take one. */
 export const RESERVED_LABELS: ReadonlySet<string> = new Set(
@@ -28,10 +29,9 @@ export function parseLabels(args: readonly string[]): Labels {
     if (eq < 0) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': expected KEY=VALUE (e.g. --label host=node17)`);
     const key = a.slice(0, eq);
     const value = a.slice(eq + 1);
-    if (!KEY.test(key)) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': the key '${quoteValue(key)}' is not a column name (letters, digits and _, not starting with a digit, at most 63)`);
-    if (RESERVED_LABELS.has(key.toLowerCase())) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': '${key}' is a column of the stored tables; choose another key`);
-    const same = Object.keys(out).find((k) => k.toLowerCase() === key.toLowerCase());
-    if (same !== undefined) throw new WattraceError('E_USAGE', `--label ${key} is given twice ('${quoteValue(out[same]!)}' and '${quoteValue(value)}'); give each key once`);
+    if (!KEY.test(key)) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': the key '${quoteValue(key)}' is not a column name (lower-case letters, digits and _, not starting with a digit, at most 63; query engines fold names to lower case)`);
+    if (RESERVED_LABELS.has(key)) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': '${key}' is a column of the stored tables; choose another key`);
+    if (key in out) throw new WattraceError('E_USAGE', `--label ${key} is given twice ('${quoteValue(out[key]!)}' and '${quoteValue(value)}'); give each key once`);
     out[key] = value;
   }
   return out;

@@ -100,6 +100,7 @@ function recoverHotJournal(file: string): void {
 /** Opens an existing database read-only for queries (recovering an interrupted run's journal first). */
 export function openForReading(file: string): DB {
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'database does not exist (run `wattrace replay` first)', { file });
+  if (fs.statSync(file).isDirectory()) throw new WattraceError('E_FILE', 'is a folder, not a database', { file });
   recoverHotJournal(file);
   let db: DB;
   try {

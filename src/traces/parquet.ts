@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { WattraceError } from '../core/errors.js';
+import { WattraceError, quoteValue } from '../core/errors.js';
 
 const MAGIC = Buffer.from('PAR1');
 
@@ -59,6 +59,22 @@ function sha256File(file: string): string {
   return h.digest('hex');
 }
 
+/**
+ * A string with a comma or a line break has no CSV form here (wattrace's CSV is unquoted): refused
+ * naming its row and column, before it could split a row in two.
+ */
+async function refuseUnwritable(c: import('@duckdb/node-api').DuckDBConnection, file: string, q: (s: string) => string): Promise<void> {
+  const described = (await c.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${q(file)})`)).getRowObjectsJS() as { column_name: string; column_type: string }[];
+  const text = described.filter((d) => d.column_type === 'VARCHAR').map((d) => d.column_name);
+  if (text.length === 0) return;
+  const id = (n: string) => `"${n.replace(/"/g, '""')}"`;
+  const bad = text.map((n) => `SELECT file_row_number + 1 AS r, ${q(n)} AS col, ${id(n)} AS v FROM read_parquet(${q(file)}, file_row_number = true) WHERE regexp_matches(${id(n)}, '[,\r\n]')`);
+  const hit = (await c.runAndReadAll(`SELECT * FROM (${bad.join(' UNION ALL ')}) ORDER BY r LIMIT 1`)).getRowObjectsJS()[0] as { r: bigint; col: string; v: string } | undefined;
+  if (hit) {
+    throw new WattraceError('E_FIELD', `'${quoteValue(hit.v)}' holds a comma or a line break, which no name in a trace may hold`, { file, row: Number(hit.r), columnName: hit.col });
+  }
+}
+
 /** Converts the Parquet ones among `files` to CSV in a scratch folder; the others pass as they are. */
 export async function stageParquetTraces(files: readonly string[]): Promise<Staged> {
   const parquet = [...new Set(files.filter(isParquet))];
@@ -79,8 +95,10 @@ export async function stageParquetTraces(files: readonly string[]): Promise<Stag
       try {
         // Row order as stored (DuckDB keeps it for a plain scan); no quoting, as wattrace's CSV has none.
         await c.run(`SET preserve_insertion_order = true`);
+        await refuseUnwritable(c, file, q);
         await c.run(`COPY (SELECT * FROM read_parquet(${q(file)})) TO ${q(csv)} (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '', ESCAPE '', NULLSTR '')`);
       } catch (e) {
+        if (e instanceof WattraceError) throw e;
         const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
         throw new WattraceError('E_FIELD', `a Parquet trace that cannot be read: ${msg}`, { file });
       }

@@ -47,7 +47,7 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
     const before = snapshot(out);
     const all = await cli(['export', '--db', ...fleet.map((h) => h.db), '--out', out]);
     expect(all.code, all.err).toBe(0);
-    expect(all.out).toMatch(/^exported 20 runs of 20 databases .*; 20 already in the dataset, not exported again/);
+    expect(all.out).toMatch(/^exported 20 runs of 20 databases .*; 20 already in the dataset/);
     // Appending rewrote nothing: every earlier file is still there, byte for byte.
     const after = snapshot(out);
     for (const [f, b] of Object.entries(before)) expect(after[f], f).toBe(b);
@@ -101,6 +101,10 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
   it('columns keep their types (ns as BIGINT, exact), labels are columns, run_uid tells runs apart', async () => {
     const types = Object.fromEntries((await rows(`DESCRIBE SELECT * FROM ${glob('energy')}`)).map((r) => [r['column_name'], r['column_type']]));
     expect(types).toMatchObject({ run_uid: 'VARCHAR', run_id: 'BIGINT', t0_ns: 'BIGINT', t1_ns: 'BIGINT', joules: 'DOUBLE', consumer: 'VARCHAR', host: 'VARCHAR', pipeline: 'VARCHAR', variant: 'VARCHAR' });
+    // A table without rows (no host-strides here) is a folder with an empty file: readers find its columns.
+    const [empty] = await rows(`SELECT count(*) AS n FROM ${glob('cpu_policy')}`);
+    expect(Number(empty!['n'])).toBe(0);
+    expect((await rows(`DESCRIBE SELECT * FROM ${glob('cpu_policy')}`)).map((r) => r['column_name'])).toEqual(expect.arrayContaining(['t_ns', 'vm', 'share', 'backlog_s', 'host', 'pipeline', 'variant']));
     const [runs] = await rows(`SELECT count(*) AS n, count(DISTINCT run_uid) AS uids, count(DISTINCT host) AS hosts FROM ${glob('runs')}`);
     expect([Number(runs!['n']), Number(runs!['uids']), Number(runs!['hosts'])]).toEqual([HOSTS * 2, HOSTS * 2, HOSTS]);
     // hyparquet, another reader: one host's energy file, row for row against its store.
@@ -133,6 +137,7 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
       [['--label', 'host'], /--label 'host': expected KEY=VALUE/],
       [['--label', 'host=a', '--label', 'host=b'], /--label host is given twice \('a' and 'b'\)/],
       [['--label', '1x=a'], /the key '1x' is not a column name/],
+      [['--label', 'Host=a'], /the key 'Host' is not a column name \(lower-case/],
     ] as const) {
       const r = await cli(['replay', path.join(h.dir, 'fleet.json'), '--db', db, '--quiet', ...args]);
       expect(r.code, r.err).toBe(2);
@@ -146,6 +151,16 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/other: holds something other than a wattrace dataset \(e\.g\. 'notes\.txt'/);
     expect(fs.readdirSync(other)).toEqual(['notes.txt']);
+    const e = await cli(['export', '--db', h.db, '--out', '']);
+    expect(e.code).toBe(2);
+    expect(e.err).toMatch(/--out needs a folder/);
+    // The staging folder of a killed export (its process gone) is removed, not taken for foreign content.
+    const killed = path.join(root, 'killed');
+    fs.mkdirSync(path.join(killed, '.export-999999-1', 'energy'), { recursive: true });
+    fs.writeFileSync(path.join(killed, '.export-999999-1', 'work.duckdb'), 'half');
+    const k = await cli(['export', '--db', h.db, '--out', killed]);
+    expect(k.code, k.err).toBe(0);
+    expect(fs.readdirSync(killed).sort()).toEqual(['_wattrace_dataset.json', 'containers', 'cpu_policy', 'disk_policy', 'energy', 'metrics', 'runs', 'virtual_counters']);
     // A store that is not one: refused before anything is written, the dataset as it was.
     fs.writeFileSync(path.join(root, 'junk.sqlite'), 'not a database');
     const before = snapshot(out);
@@ -154,7 +169,7 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
     expect(snapshot(out)).toEqual(before);
   });
 
-  it('deploy/replay-host.sh, as a job array runs it: two hosts into one shared dataset, queried together', async () => {
+  it('deploy/replay-host.sh, as a job array runs it (one host twice), and the DuckDB queries of docs/fleet.md over the result', async () => {
     const hostsFile = path.join(root, 'hosts.txt');
     fs.writeFileSync(hostsFile, 'h01\nh02\n');
     const shared = path.join(root, 'shared-dataset');
@@ -167,38 +182,67 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
       RUN_DATE: '2026-12-01',
       WATTRACE: `${process.execPath} ${path.join(PROJECT_ROOT, 'dist', 'cli.js')}`,
     };
-    for (const index of ['0', '1']) {
+    // h01 is replayed twice (a retried task): its runs are in the dataset twice.
+    for (const index of ['0', '1', '0']) {
       const r = spawnSync('bash', [path.join(PROJECT_ROOT, 'deploy', 'replay-host.sh'), index], { env, encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/replay-host: h0\d done \(compare exit 0\)/);
     }
-    const got = await rows(
-      `SELECT host, date, consumer, sum(joules) AS j FROM read_parquet('${path.join(shared, 'energy', '**', '*.parquet')}', hive_partitioning = true, union_by_name = true) WHERE variant = 'base' GROUP BY ALL`,
-    );
-    for (const h of fleet.slice(0, 2)) {
-      const d = new Database(h.db, { readonly: true });
-      const want = d.prepare("SELECT consumer, sum(joules) AS j FROM energy JOIN runs USING (run_id) WHERE variant = 'base' GROUP BY consumer").all() as { consumer: string; j: number }[];
-      d.close();
-      for (const w of want) {
-        const g = got.find((r) => r['host'] === h.host && r['consumer'] === w.consumer);
-        expect(g?.['date']).toBe('2026-12-01');
-        expect(relDiff(g!['j'] as number, w.j)).toBeLessThan(1e-9);
-      }
+    // The documented DuckDB statements, verbatim but for the dataset's place.
+    const doc = fs.readFileSync(path.join(PROJECT_ROOT, 'docs', 'fleet.md'), 'utf8');
+    const sql = /### DuckDB[^\n]*\n+```sql\n([\s\S]*?)```/.exec(doc)![1]!.replaceAll('s3://example-results/wattrace', shared);
+    const statements = sql.split(/;\s*\n/).map((x) => x.replace(/^\s*--.*$/gm, '').trim()).filter((x) => x !== '');
+    expect(statements.filter((x) => x.startsWith('SELECT'))).toHaveLength(3);
+    const c = await (await DuckDBInstance.create(':memory:')).connect();
+    const results: Record<string, unknown>[][] = [];
+    for (const st of statements) {
+      const r = await c.runAndReadAll(st);
+      if (st.startsWith('SELECT')) results.push(r.getRowObjectsJS() as Record<string, unknown>[]);
     }
+    const [perVm, perDevice, deltas] = results as [Record<string, unknown>[], Record<string, unknown>[], Record<string, unknown>[]];
+    const two = fleet.slice(0, 2);
+    const want = new Map<string, number>();
+    const wantDevice = new Map<string, number>();
+    for (const h of two) {
+      const d = new Database(h.db, { readonly: true });
+      for (const w of d.prepare("SELECT consumer, via, device, kind, sum(joules) AS j FROM energy JOIN runs USING (run_id) WHERE variant = 'base' AND container IS NULL GROUP BY 1, 2, 3, 4").all() as { consumer: string; via: string | null; device: string; kind: string; j: number }[]) {
+        const k = `${h.host}|${w.consumer}|${w.via}`;
+        want.set(k, (want.get(k) ?? 0) + w.j);
+        wantDevice.set(`${w.device}|${w.kind}`, (wantDevice.get(`${w.device}|${w.kind}`) ?? 0) + w.j);
+      }
+      d.close();
+    }
+    expect(perVm.length).toBe(want.size);
+    for (const r of perVm) expect(relDiff(r['joules'] as number, want.get(`${r['host']}|${r['consumer']}|${r['via']}`)!), JSON.stringify(r)).toBeLessThan(1e-9);
+    expect(perDevice.length).toBe(wantDevice.size);
+    for (const r of perDevice) expect(relDiff((r['kwh'] as number) * 3.6e6, wantDevice.get(`${r['device']}|${r['kind']}`)!)).toBeLessThan(1e-9);
+    let n = 0;
+    for (const r of deltas) {
+      const m = two.find((h) => h.host === r['host'])!.metrics[r['name'] as string]!;
+      // A metric one variant lacks (a settle time never reached) has no delta.
+      if (m['tight'] === undefined || m['base'] === undefined) {
+        expect(r['delta']).toBeNull();
+        continue;
+      }
+      expect(Math.abs((r['delta'] as number) - (m['tight'] - m['base']))).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(m['base'])));
+      n++;
+    }
+    expect(n).toBeGreaterThan(4);
   });
 
   it('an export that fails half-way through moving its files in leaves the dataset as it was', async () => {
     const ds = path.join(root, 'half');
     expect((await cli(['export', '--db', fleet[0]!.db, '--out', ds])).code).toBe(0);
-    // A file where the export must make a partition folder of the metrics table: runs and energy
-    // are moved in before it fails there.
-    const blocker = path.join(ds, 'metrics', 'pipeline=fleet-disk', 'variant=tight');
-    fs.rmSync(blocker, { recursive: true });
-    fs.writeFileSync(blocker, 'in the way');
+    // A store of another pipeline (new partition folders), and a file where the export must make
+    // the metrics table's: runs and energy are moved in, with their new folders, before it fails.
+    const demoDb = path.join(root, 'demo.sqlite');
+    expect((await cli(['replay', path.join(PROJECT_ROOT, 'pipelines', 'demo.json'), '--db', demoDb, '--quiet'])).code).toBe(0);
+    fs.writeFileSync(path.join(ds, 'metrics', 'pipeline=demo'), 'in the way');
     const before = snapshot(ds);
-    const r = await cli(['export', '--db', fleet[1]!.db, '--out', ds]);
+    const r = await cli(['export', '--db', demoDb, '--out', ds]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/variant=tight.*cannot move the export's files into the dataset/);
+    expect(r.err).toMatch(/pipeline=demo.*cannot move the export's files into the dataset/);
     expect(snapshot(ds)).toEqual(before);
+    expect(fs.existsSync(path.join(ds, 'runs', 'pipeline=demo'))).toBe(false);
   });
 });

@@ -73,6 +73,18 @@ describe('Parquet traces', () => {
     expect(d.err).toMatch(/double\.parquet row 1 \(column ts_ns\)/);
   });
 
+  it('a name with a comma or a line break is refused naming its row and column (it would split a row)', async () => {
+    await c.run(`COPY (SELECT * REPLACE (CASE WHEN row_number() OVER () = 5 THEN 'vm1,x' ELSE vm END AS vm) FROM read_csv(${q(CSW)})) TO ${q(at('comma.parquet'))} (FORMAT parquet)`);
+    await c.run(`COPY (SELECT * REPLACE (CASE WHEN row_number() OVER () = 7 THEN 'vm1' || chr(10) || '1,0,vm1,0,0,0' ELSE vm END AS vm) FROM read_csv(${q(CSW)})) TO ${q(at('newline.parquet'))} (FORMAT parquet)`);
+    const a = await cli(['replay', demo, '--db', at('bad.sqlite'), '--trace', `cswitch=${at('comma.parquet')}`]);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/comma\.parquet row 5 \(column vm\): 'vm1,x' holds a comma or a line break/);
+    const b = await cli(['replay', demo, '--db', at('bad.sqlite'), '--trace', `cswitch=${at('newline.parquet')}`]);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/newline\.parquet row 7 \(column vm\): 'vm1\\x0a1,0,vm1,0,0,0' holds/);
+    expect(fs.existsSync(at('bad.sqlite'))).toBe(false);
+  });
+
   it('a file that is not readable Parquet, or lacks a column, is refused naming it', async () => {
     fs.writeFileSync(at('junk.parquet'), Buffer.concat([Buffer.from('PAR1'), Buffer.alloc(100, 7)]));
     const j = await cli(['replay', demo, '--db', at('bad.sqlite'), '--trace', `cswitch=${at('junk.parquet')}`]);
