@@ -7,7 +7,7 @@
 #   TRACES_URI    where each host's traces are: TRACES_URI/<host>/{cswitch.csv,disk.csv,machine.json,...}
 #   DATASET_URI   the fleet's dataset (an `export` folder): s3://…, gs://… or a shared folder
 #   PIPELINE      the pipeline file (its trace and profile paths relative to it: cswitch.csv, …)
-#   RUN_DATE      optional label date=… (default: today, UTC)
+#   RUN_DATE      optional label run_date=… (default: today, UTC)
 #   WATTRACE      optional command (default: wattrace)
 #
 # Exit status: that of `wattrace compare` (1 when a variant breaks an expectation) once the
@@ -38,7 +38,7 @@ cp "$PIPELINE" "$work/host/pipeline.json"
 
 status=0
 "${wattrace_cmd[@]}" compare "$work/host/pipeline.json" --db "$work/$host.sqlite" \
-  --label "host=$host" --label "date=${RUN_DATE:-$(date -u +%F)}" --format md > "$work/compare.md" || status=$?
+  --label "host=$host" --label "run_date=${RUN_DATE:-$(date -u +%F)}" --format md > "$work/compare.md" || status=$?
 # 0 and 1 (an expectation broken) stored runs; anything else stored nothing.
 if [ "$status" -gt 1 ]; then exit "$status"; fi
 "${wattrace_cmd[@]}" export --db "$work/$host.sqlite" --out "$work/dataset"

@@ -21,6 +21,21 @@ export const RESERVED_LABELS: ReadonlySet<string> = new Set(
   ].map((k) => k.toLowerCase()),
 );
 
+/**
+ * Words that Trino, Spark SQL or DuckDB reserve (a column so named must be quoted in every query,
+ * and `date '…'` even parses as a literal): refused as keys.
+ */
+const SQL_RESERVED: ReadonlySet<string> = new Set(
+  (
+    'all alter and any array as asc between both by case cast check collate column constraint create cross cube current_date ' +
+    'current_time current_timestamp current_user date deallocate default delete describe distinct drop else end escape except ' +
+    'execute exists extract false fetch filter for foreign from full grant group grouping having in inner insert intersect ' +
+    'interval into is join lateral leading left like limit localtime localtimestamp natural normalize not null of offset on ' +
+    'only or order outer over partition prepare primary range recursive references right rollup row rows select session_user ' +
+    'some table then time timestamp to trailing true uescape union unique unnest user using values when where window with'
+  ).split(' '),
+);
+
 /** `--label` arguments to labels; a malformed, reserved or repeated key is a usage error naming it. */
 export function parseLabels(args: readonly string[]): Labels {
   const out: Record<string, string> = {};
@@ -30,6 +45,7 @@ export function parseLabels(args: readonly string[]): Labels {
     const key = a.slice(0, eq);
     const value = a.slice(eq + 1);
     if (!KEY.test(key)) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': the key '${quoteValue(key)}' is not a column name (lower-case letters, digits and _, not starting with a digit, at most 63; query engines fold names to lower case)`);
+    if (SQL_RESERVED.has(key)) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': '${key}' is a reserved word in SQL (Trino, Spark, DuckDB); choose another key (e.g. run_${key})`);
     if (RESERVED_LABELS.has(key)) throw new WattraceError('E_USAGE', `--label '${quoteValue(a)}': '${key}' is a column of the stored tables; choose another key`);
     if (key in out) throw new WattraceError('E_USAGE', `--label ${key} is given twice ('${quoteValue(out[key]!)}' and '${quoteValue(value)}'); give each key once`);
     out[key] = value;

@@ -138,6 +138,7 @@ describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, querie
       [['--label', 'host=a', '--label', 'host=b'], /--label host is given twice \('a' and 'b'\)/],
       [['--label', '1x=a'], /the key '1x' is not a column name/],
       [['--label', 'Host=a'], /the key 'Host' is not a column name \(lower-case/],
+      [['--label', 'date=2026-12-01'], /'date' is a reserved word in SQL .* \(e\.g\. run_date\)/],
     ] as const) {
       const r = await cli(['replay', path.join(h.dir, 'fleet.json'), '--db', db, '--quiet', ...args]);
       expect(r.code, r.err).toBe(2);
