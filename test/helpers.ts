@@ -230,3 +230,13 @@ export async function cli(args: string[]): Promise<{ code: number; out: string; 
 
 /** A text file's lines (without the last newline). */
 export const lines = (f: string): string[] => fs.readFileSync(f, 'utf8').trimEnd().split('\n');
+
+/** Every file under a folder with its bytes, and its folders (to check a folder is as it was). */
+export function folderSnapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
+    const p = path.join(dir, f);
+    out[f] = fs.statSync(p).isDirectory() ? '<dir>' : fs.readFileSync(p).toString('base64');
+  }
+  return out;
+}

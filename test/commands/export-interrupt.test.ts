@@ -9,22 +9,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generate } from '../../src/commands/generate.js';
 import { bufferIO } from '../../src/commands/io.js';
 import { PROJECT_ROOT } from '../../src/core/json.js';
-import { tmpDir } from '../helpers.js';
+import { tmpDir, folderSnapshot } from '../helpers.js';
 
 const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
 const dir = tmpDir('wattrace-export-interrupt-');
 const big = path.join(dir, 'big.sqlite');
 const small = path.join(dir, 'small.sqlite');
 
-/** Every file under a folder with its bytes. */
-function snapshot(d: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const f of (fs.readdirSync(d, { recursive: true }) as string[]).sort()) {
-    const p = path.join(d, f);
-    out[f] = fs.statSync(p).isDirectory() ? '<dir>' : fs.readFileSync(p).toString('base64');
-  }
-  return out;
-}
+const snapshot = folderSnapshot;
 
 /** Runs an export and sends SIGINT once its staging folder exists and it has gone on 300 ms. */
 function interrupted(out: string): Promise<{ code: number | null; stderr: string }> {

@@ -16,19 +16,11 @@ import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeFleet, type FleetHost } from '../../src/bench/fleet.js';
 import { PROJECT_ROOT } from '../../src/core/json.js';
-import { cli, relDiff, tmpDir } from '../helpers.js';
+import { cli, relDiff, tmpDir, folderSnapshot } from '../helpers.js';
 
 const HOSTS = 20;
 
-/** Every file under a folder with its bytes (to check a folder is as it was). */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const f of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
-    const p = path.join(dir, f);
-    out[f] = fs.statSync(p).isDirectory() ? '<dir>' : fs.readFileSync(p).toString('base64');
-  }
-  return out;
-}
+const snapshot = folderSnapshot;
 
 describe('a fleet of 20 hosts: replayed in parallel, exported to Parquet, queried with DuckDB', () => {
   const root = tmpDir('wattrace-fleet-');
