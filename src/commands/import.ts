@@ -1,5 +1,6 @@
 /** `wattrace import <format> <input...> --out DIR [--map MAPPING.json]`: other traces to the formats of docs/formats.md. */
 import fs from 'node:fs';
+import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
 import { IMPORTERS } from '../importers/index.js';
 import { summaryLines, type ImportSummary } from '../importers/importer.js';
@@ -47,24 +48,65 @@ function firstLine(file: string): string {
   }
 }
 
+/** Checks `--tsc-hz` and `--cpus` before anything is read. */
+function checkOptions(args: ImportArgs): void {
+  if (args.tscHz !== undefined && !(Number.isFinite(args.tscHz) && args.tscHz >= 1000)) {
+    throw new WattraceError('E_USAGE', `--tsc-hz must be the TSC's rate in Hz (1000 or more, e.g. 2599998000); got ${args.tscHz}`);
+  }
+  if (args.cpus !== undefined && !(Number.isInteger(args.cpus) && args.cpus >= 1)) throw new WattraceError('E_USAGE', `--cpus must be a positive integer; got ${args.cpus}`);
+}
+
+/** An input that cannot be read as it is: a folder (planetlab takes one), compressed. */
+function checkInput(format: string, file: string): void {
+  if (!fs.existsSync(file)) return; // the importer names it
+  if (fs.statSync(file).isDirectory()) {
+    if (format === 'planetlab') return;
+    throw new WattraceError('E_FILE', `is a folder; ${format} imports a file`, { file });
+  }
+  const fd = fs.openSync(file, 'r');
+  const b = Buffer.alloc(6);
+  const n = fs.readSync(fd, b, 0, 6, 0);
+  fs.closeSync(fd);
+  const compressed = n >= 2 && b[0] === 0x1f && b[1] === 0x8b ? 'gzip' : n >= 4 && b.readUInt32BE(0) === 0x28b52ffd ? 'zstd' : n >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) ? 'xz' : null;
+  if (compressed) throw new WattraceError('E_FILE', `is ${compressed}-compressed; decompress it first (e.g. ${compressed === 'gzip' ? 'gunzip -k' : compressed === 'zstd' ? 'zstd -d' : 'unxz -k'} ${path.basename(file)})`, { file });
+}
+
 export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary> {
   const importer = IMPORTERS.get(args.format);
   if (!importer) throw new WattraceError('E_USAGE', `unknown format '${args.format}'; this version imports ${IMPORT_FORMATS.join(', ')}`);
   if (args.inputs.length === 0) throw new WattraceError('E_USAGE', 'name at least one input file');
-  const before = fs.existsSync(args.out) ? new Set(fs.readdirSync(args.out)) : null;
-  const s = await importer.run(args.inputs, args.out, { mapping: loadMapping(args.map), tscHz: args.tscHz, cpus: args.cpus });
-  if (s.found === 0) {
-    // Nothing found: not an empty trace and a starter profile, but an error, and no output left.
-    if (before === null) fs.rmSync(args.out, { recursive: true, force: true });
-    else for (const f of fs.readdirSync(args.out)) if (!before.has(f)) fs.rmSync(`${args.out}/${f}`, { recursive: true, force: true });
-    throw new WattraceError('E_EMPTY', `found no ${importer.finds} to import; expected ${importer.expects}; the first line reads ${firstLine(args.inputs[0]!)}`, { file: args.inputs[0]! });
+  if (args.out.trim() === '') throw new WattraceError('E_USAGE', '--out needs a folder');
+  checkOptions(args);
+  for (const f of args.inputs) checkInput(args.format, f);
+  const mapping = loadMapping(args.map);
+  // The import writes into a staging folder beside --out; only a complete import replaces the
+  // files of the same names there (an import that fails or finds nothing leaves --out as it was).
+  const out = path.resolve(args.out);
+  const parent = path.dirname(out);
+  if (!fs.existsSync(parent)) throw new WattraceError('E_FILE', `cannot create the output folder: ${parent} does not exist`, { file: args.out });
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new WattraceError('E_FILE', 'is a file, not a folder for the imported traces', { file: args.out });
+  const stage = fs.mkdtempSync(path.join(parent, `.${path.basename(out)}.importing-`));
+  const cleanup = () => fs.rmSync(stage, { recursive: true, force: true });
+  process.once('exit', cleanup);
+  try {
+    const s = await importer.run(args.inputs, stage, { mapping, tscHz: args.tscHz, cpus: args.cpus });
+    if (s.found === 0) {
+      throw new WattraceError('E_EMPTY', `found no ${importer.finds} to import; expected ${importer.expects}; the first line reads ${firstLine(args.inputs[0]!)}`, { file: args.inputs[0]! });
+    }
+    fs.mkdirSync(out, { recursive: true });
+    const moved = (f: string) => path.join(args.out, path.relative(stage, f));
+    for (const f of fs.readdirSync(stage)) fs.renameSync(path.join(stage, f), path.join(out, f));
+    const done: ImportSummary = { ...s, outputs: s.outputs.map((o) => ({ ...o, file: moved(o.file) })), profile: s.profile === null ? null : moved(s.profile) };
+    // The summary is printed once the import is known to have found something.
+    for (const l of summaryLines(done)) io.out(l);
+    for (const f of args.inputs) {
+      if (isBinaryInput(f)) continue;
+      const note = missingNewlineNote(f);
+      if (note) io.err(`wattrace: note: ${note}`);
+    }
+    return done;
+  } finally {
+    process.removeListener('exit', cleanup);
+    cleanup();
   }
-  // The summary is printed once the import is known to have found something.
-  for (const l of summaryLines(s)) io.out(l);
-  for (const f of args.inputs) {
-    if (isBinaryInput(f)) continue;
-    const note = missingNewlineNote(f);
-    if (note) io.err(`wattrace: note: ${note}`);
-  }
-  return s;
 }

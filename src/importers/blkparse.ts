@@ -41,8 +41,8 @@ import { BlkRequestTracker, blkKindOf, CsvOut, DiskRows, Skips } from './tracker
 
 /** `maj,min cpu seq sec.nsec pid action rwbs rest` */
 const EVENT = /^\s*(\d+),(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\.(\d{9})\s+(\d+)\s+([A-Za-z]{1,2})\s+([A-Z]+)\s*(.*)$/;
-/** `sector + nr_sectors [comm or error]` */
-const EXTENT = /^(\d+)\s+\+\s+(\d+)(?:\s+\[(.*)\])?/;
+/** `sector + nr_sectors [(duration)] [comm or error]` (the duration with blkparse -t) */
+const EXTENT = /^(\d+)\s+\+\s+(\d+)(?:\s+\(\s*\d+\))?(?:\s+\[(.*)\])?/;
 const STARTS_LIKE_EVENT = /^\s*\d+,\d+\s/;
 const SUMMARY = /^(CPU\d+|Total) \(.*\):$/;
 

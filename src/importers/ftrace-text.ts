@@ -91,9 +91,22 @@ export function switchedOut(rest: string): { comm: string; pid: string } | null 
   return null;
 }
 
-/** `block_rq_issue` / `block_rq_complete` fields: `maj,min rwbs [bytes] (cmd) sector + nr [comm]`. */
-export function blockFields(rest: string): { dev: string; rwbs: string; bytes: string | undefined; sector: string; comm: string | undefined } | null {
+/**
+ * `block_rq_issue` / `block_rq_complete` fields: `maj,min rwbs [bytes] (cmd) sector + nr [comm]`
+ * (a completion ends in `[error]`), or raw (`trace-cmd report -R`): `dev=N sector=S nr_sector=N
+ * [bytes=B] [error=E] … rwbs=W comm=C`, the device number split as the kernel's (major << 20 | minor).
+ */
+export function blockFields(rest: string): { dev: string; rwbs: string; bytes: string | undefined; sector: string; comm: string | undefined; error: string } | null {
   const b = /^(\d+),(\d+)\s+(\S+)\s+(?:(\d+)\s+)?\(\S*\)\s+(\d+)\s+\+\s+(\d+)/.exec(rest);
-  if (!b) return null;
-  return { dev: `${b[1]},${b[2]}`, rwbs: b[3]!, bytes: b[4], sector: b[5]!, comm: /\[(.+?)\]\s*$/.exec(rest)?.[1] };
+  if (b) {
+    const tail = /\[(.+?)\]\s*$/.exec(rest)?.[1];
+    return { dev: `${b[1]},${b[2]}`, rwbs: b[3]!, bytes: b[4], sector: b[5]!, comm: tail, error: tail !== undefined && /^-?\d+$/.test(tail) ? tail : '0' };
+  }
+  const field = (k: string) => new RegExp(`(?:^|\\s)${k}=(\\S*)`).exec(rest)?.[1];
+  const dev = field('dev');
+  const sector = field('sector');
+  const rwbs = field('rwbs');
+  if (dev === undefined || sector === undefined || rwbs === undefined || !/^\d+$/.test(dev) || !/^\d+$/.test(sector)) return null;
+  const d = Number(dev);
+  return { dev: `${Math.floor(d / 2 ** 20)},${d % 2 ** 20}`, rwbs, bytes: field('bytes'), sector, comm: field('comm'), error: field('error') ?? '0' };
 }

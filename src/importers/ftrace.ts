@@ -11,7 +11,7 @@
  *   disk request of the VM of the issuing task, with its bytes, its operation (R or W from rwbs)
  *   and the time between issue and completion as `latency_ns`.
  * Timestamps: with `trace_clock=x86-tsc` (text without decimals) they are TSC ticks (give
- * `--tsc-hz`, or the starter profile's default 1 GHz is used); otherwise seconds with a fraction.
+ * `--tsc-hz`, required: a guessed rate would make every time wrong); otherwise seconds with a fraction.
  * A trace.dat's timestamps are its ring buffer's, ns for the default `local` clock.
  */
 import fs from 'node:fs';
@@ -61,7 +61,7 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   const notes: string[] = [];
   let clock: string;
   try {
-    clock = binary ? importDat(file, switches, blocks, skips, clientOf, hzBig, notes) : await importText(file, switches, blocks, skips, clientOf, hz, hzBig);
+    clock = binary ? importDat(file, switches, blocks, skips, clientOf, hzBig, notes) : await importText(file, switches, blocks, skips, clientOf, hz, hzBig, tscHz !== undefined, notes);
     blocks.finish();
     cswitch.close();
     disk.close();
@@ -97,19 +97,37 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
 }
 
 /** ftrace text, a line at a time. Returns the clock, for the profile's description. */
-async function importText(file: string, switches: SwitchTracker, blocks: BlockTracker, skips: Skips, clientOf: (comm: string, pid?: string) => string, hz: number, hzBig: bigint): Promise<string> {
+async function importText(file: string, switches: SwitchTracker, blocks: BlockTracker, skips: Skips, clientOf: (comm: string, pid?: string) => string, hz: number, hzBig: bigint, hzGiven: boolean, notes: string[]): Promise<string> {
   let tscClock: boolean | null = null;
+  const lost = new Map<number, number>();
   for await (const { line, raw } of textLines(file)) {
     if (isFraming(raw)) continue;
     const e = tokenizeFtraceLine(raw);
     if (!e) {
+      const dropped = /^\s*CPU:?\s*(\d+) \[(?:\d+ )?EVENTS DROPPED\]/.exec(raw);
+      if (dropped) {
+        lost.set(Number(dropped[1]), (lost.get(Number(dropped[1])) ?? 0) + 1);
+        continue;
+      }
       skips.add('a line that is not a trace event');
       continue;
     }
-    tscClock ??= e.frac === undefined;
+    if (tscClock === null) {
+      tscClock = e.frac === undefined;
+      // Ticks without a rate would be read at a guessed one: every time and span wrong.
+      if (tscClock && !hzGiven) {
+        throw new WattraceError('E_USAGE', `the timestamps are clock ticks, not seconds (trace_clock x86-tsc or counter: no decimal point in '${e.sec}'); give the clock's rate with --tsc-hz (e.g. from /proc/cpuinfo or dmesg 'tsc: Refined TSC clocksource calibration')`, { file, line });
+      }
+    }
     const ns = e.frac === undefined ? (BigInt(e.sec) * NS_PER_S_BIG) / hzBig : BigInt(e.sec) * NS_PER_S_BIG + BigInt(e.frac.padEnd(9, '0').slice(0, 9));
     const tsc = e.frac === undefined ? BigInt(e.sec) : (ns * hzBig) / NS_PER_S_BIG;
     const where = { file, line };
+    // `trace-cmd report -i a.dat -i b.dat` (or a report of buffer instances) prefixes each line
+    // with its source: several machines' CPUs in one stream, which one log cannot tell apart.
+    const source = /^(\S+):\s{2,}\S/.exec(e.comm);
+    if (source) {
+      throw new WattraceError('E_FIELD', `the line is prefixed with its source '${source[1]}:': the report merges several trace files or buffer instances, whose CPUs one log cannot tell apart; import each on its own (trace-cmd report -i FILE, or the instance's own report)`, where);
+    }
     if (e.event === 'sched_switch') {
       const prev = switchedOut(e.rest);
       if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without the task switched out (prev_comm=… prev_pid=…, or comm:pid [prio] state ==> …): '${e.rest}'`, where);
@@ -121,8 +139,12 @@ async function importText(file: string, switches: SwitchTracker, blocks: BlockTr
       const b = blockFields(e.rest);
       if (!b) throw new WattraceError('E_FIELD', `a ${e.event} that does not read 'major,minor rwbs [bytes] () sector + nr_sectors': '${e.rest}'`, where);
       if (e.event === 'block_rq_issue') blocks.issue(b.dev, b.sector, ns, clientOf(b.comm ?? '', String(e.pid)), BigInt(b.bytes ?? '0'));
-      else blocks.complete(b.dev, b.sector, ns, b.rwbs, where);
+      else blocks.complete(b.dev, b.sector, ns, b.rwbs, where, b.error);
     } else skips.add(`event ${e.event}`);
+  }
+  if (lost.size > 0) {
+    const gaps = [...lost].sort((a, b) => a[0] - b[0]).map(([cpu, n]) => `cpu ${cpu} ${n}×`).join(', ');
+    notes.push(`warning: the trace says events were dropped (${gaps}): the switch after each gap is charged the whole gap; record with a larger buffer (trace-cmd record -b)`);
   }
   return tscClock ? `TSC clock at ${hz} Hz` : 'seconds clock';
 }
@@ -154,8 +176,15 @@ function importDat(file: string, switches: SwitchTracker, blocks: BlockTracker, 
   );
   const others = info.events - n;
   if (others > 0) skips.add('an event other than sched_switch and block_rq_issue/complete', others);
+  if (info.clock !== null && /^uptime$/.test(info.clock)) {
+    throw new WattraceError('E_FIELD', 'trace.dat recorded with trace_clock uptime counts jiffies, not ns: record with the default local clock (or mono, boot, global)', { file });
+  }
   if (info.clock !== null && /tsc|counter/.test(info.clock)) {
     throw new WattraceError('E_FIELD', `trace.dat recorded with trace_clock ${info.clock} (ticks, not ns) is not read natively; import its text instead: trace-cmd report -t ${path.basename(file)} > trace.txt, then wattrace import ftrace trace.txt --tsc-hz HZ`, { file });
+  }
+  if (info.lost.size > 0) {
+    const gaps = [...info.lost].sort((a, b) => a[0] - b[0]).map(([cpu, n]) => `cpu ${cpu} ${n}×`).join(', ');
+    notes.push(`warning: events were lost where the ring buffer overran (${gaps}): the switch after each gap is charged the whole gap; record with a larger buffer (trace-cmd record -b)`);
   }
   for (const o of info.ignoredOptions) notes.push(`note: the trace.dat option ${o} is not applied (timestamps are the ring buffer's own; trace-cmd report would apply it)`);
   return `trace.dat v${info.version}, ${info.clock ?? 'local'} clock (ns)`;

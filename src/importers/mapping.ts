@@ -27,11 +27,45 @@ export interface Mapping {
 export function loadMapping(file: string | undefined): Mapping {
   if (file === undefined) return {};
   if (!fs.existsSync(file)) throw new WattraceError('E_FILE', 'mapping file does not exist', { file });
+  let m: unknown;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Mapping;
+    m = JSON.parse(fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, ''));
   } catch (e) {
     throw new WattraceError('E_JSON', `mapping is not valid JSON: ${(e as Error).message}`, { file });
   }
+  checkMapping(m, file);
+  return m;
+}
+
+/** The mapping's shape, each regex compiled once here so that a bad one is named with its place. */
+function checkMapping(m: unknown, file: string): asserts m is Mapping {
+  const fail = (at: string, what: string): never => {
+    throw new WattraceError('E_SCHEMA', what, { file, path: at });
+  };
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) fail('', 'a mapping is an object: { "vms": { "vm1": ["regex", …] }, "default": "vm0", … }');
+  const o = m as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!['vms', 'pids', 'disks', 'drivers', 'core', 'default'].includes(k)) fail(`/${k}`, `unknown key '${k}' (a mapping has vms, pids, disks, drivers, core, default)`);
+  for (const k of ['vms', 'pids', 'disks']) {
+    const rules = o[k];
+    if (rules === undefined) continue;
+    if (typeof rules !== 'object' || rules === null || Array.isArray(rules)) fail(`/${k}`, `${k} is an object of ids to lists of regexes`);
+    for (const [id, res] of Object.entries(rules as Record<string, unknown>)) {
+      if (!Array.isArray(res)) fail(`/${k}/${id}`, `a list of regexes, e.g. ["^qemu"]`);
+      (res as unknown[]).forEach((r, i) => {
+        if (typeof r !== 'string') fail(`/${k}/${id}/${i}`, 'a regex is a string');
+        try {
+          new RegExp(r as string);
+        } catch (e) {
+          fail(`/${k}/${id}/${i}`, `not a regex: ${(e as Error).message}`);
+        }
+      });
+    }
+  }
+  for (const k of ['drivers', 'core']) {
+    const v = o[k];
+    if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) fail(`/${k}`, `${k} is a list of VM ids`);
+  }
+  if (o['default'] !== undefined && typeof o['default'] !== 'string') fail('/default', 'default is a VM id');
 }
 
 /** The id of the first rule whose regex matches `key` (`whole`: the regex must match all of it). */

@@ -57,13 +57,17 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   // Pass 1: the layout, the counters (group members) and the CPUs.
   const events = new Set<string>();
   let sawTsc = false;
+  let tscWithoutPeriod: number | null = null;
   let switches = 0;
   let timehist = 0;
   let firstOther: { line: number; raw: string } | null = null;
   for await (const { line, raw: text } of textLines(file)) {
     const m = LINE.exec(text);
     if (m && m[8] === SWITCH) switches++;
-    else if (m && m[8] === TSC) sawTsc = true;
+    else if (m && m[8] === TSC) {
+      sawTsc = true;
+      if (m[7] === undefined) tscWithoutPeriod ??= line;
+    }
     else if (m && m[7] !== undefined) events.add(m[8]!);
     else if (TIMEHIST.exec(text)) timehist++;
     else if (firstOther === null && text.trim() !== '' && !/^[\s-]*$|^\s*(time\s+cpu|\[tid\/pid\])/.test(text)) firstOther = { line, raw: text };
@@ -76,13 +80,16 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       { file },
     );
   }
+  if (tscWithoutPeriod !== null) {
+    throw new WattraceError('E_FIELD', "the msr/tsc/ lines carry no counter value: perf script printed them without the period field; run perf script -F comm,pid,tid,cpu,time,event,period,trace", { file, line: tscWithoutPeriod });
+  }
   // Without the TSC in the group (perf's default output, or timehist): switches with time only.
   if (!sawTsc || switches === 0) return importTimeOnly(file, outDir, mapping, switches > 0 ? 'perf-script' : 'perf sched timehist');
   const evNames = [...events];
   const cols = evNames.map(columnOf);
 
   fs.mkdirSync(outDir, { recursive: true });
-  const out = new CsvOut(path.join(outDir, 'cswitch.csv'), `ts_ns,cpu,vm,tsc,${cols.join(',')}`);
+  const out = new CsvOut(path.join(outDir, 'cswitch.csv'), ['ts_ns', 'cpu', 'vm', 'tsc', ...cols].join(','));
   const tally = new RowTally();
   const skips = new Skips();
   const cpus = new CpuCoverage();
@@ -100,7 +107,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       // The first switch of a CPU opens its first period.
       st = { tsc: 0n, ev: evNames.map(() => 0n), t: p.t, opened: true };
       state.set(p.cpu, st);
-      out.row(`${p.t},${p.cpu},${p.vm},0,${st.ev.join(',')}`);
+      out.row([p.t, p.cpu, p.vm, 0, ...st.ev].join(','));
     } else {
       if (p.t < st.t) throw new WattraceError('E_ORDER', `time goes backwards on cpu ${p.cpu}`, { file, line: p.line });
       st.tsc += p.tsc;
@@ -108,7 +115,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       tscNs += p.t - st.t;
       st.ev = st.ev.map((v, i) => v + p.ev[i]!);
       st.t = p.t;
-      out.row(`${p.t},${p.cpu},${p.vm},${st.tsc},${st.ev.join(',')}`);
+      out.row([p.t, p.cpu, p.vm, st.tsc, ...st.ev].join(','));
     }
     tally.add(p.vm, p.t);
     cpus.see(p.cpu, p.t);
@@ -140,6 +147,10 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       else pending.ev[evNames.indexOf(event)] = value;
     }
     emit();
+    // The TSC never advanced inside a switch's group: it was recorded beside the group, not in it.
+    if (tscNs > 0n && tscTicks === 0n) {
+      throw new WattraceError('E_FIELD', "msr/tsc/ never advanced within a sched_switch group (its lines do not share the switch's CPU and time): record it in the group, '{sched:sched_switch,msr/tsc/,…}:S'", { file });
+    }
     out.close();
   } catch (e) {
     out.discard();

@@ -57,6 +57,8 @@ export interface DatInfo {
    * TIME_SHIFT, TSC2NSEC (timestamp shifts or scaling) and BUFFER (extra ring buffers, not read).
    */
   ignoredOptions: string[];
+  /** Per CPU, the pages after which events were lost (the ring buffer overran): gaps in the trace. */
+  lost: ReadonlyMap<number, number>;
 }
 
 /** Reads a file's events; `wanted` limits decoding and delivery to these event names. */
@@ -154,7 +156,7 @@ export function readTraceDat(file: string, onEvent: (e: DatEvent) => void, wante
     const cur = new Cursor(fd, fs.fstatSync(fd).size, file);
     const h = readHeader(cur);
     const events = mergeCpus(h, cur, onEvent, wanted);
-    return { version: h.version, littleEndian: h.littleEndian, longSize: h.longSize, pageSize: h.pageSize, cpus: h.cpus, clock: h.clock, events, ignoredOptions: h.ignoredOptions };
+    return { version: h.version, littleEndian: h.littleEndian, longSize: h.longSize, pageSize: h.pageSize, cpus: h.cpus, clock: h.clock, events, ignoredOptions: h.ignoredOptions, lost: new Map(cur.lost) };
   } finally {
     fs.closeSync(fd);
   }
@@ -176,8 +178,11 @@ class Cursor {
     this.label = path.basename(file);
   }
 
+  /** Pages whose commit word flags events lost before them (the ring buffer overran), per CPU. */
+  readonly lost = new Map<number, number>();
+
   fail(message: string): never {
-    throw new WattraceError('E_FIELD', `${this.label}: ${message}`, { file: this.file });
+    throw new WattraceError('E_FIELD', message, { file: this.file });
   }
 
   /** Fails unless `n` more bytes are in the file. */
@@ -533,7 +538,10 @@ class CpuStream {
       readFully(this.cur, this.page, n, at, `CPU ${this.cpu} data`);
       this.ts = this.cur.le ? this.page.readBigUInt64LE(layout.tsOffset) : this.page.readBigUInt64BE(layout.tsOffset);
       const commitAt = layout.commitSize === 8 && !this.cur.le ? layout.commitOffset + 4 : layout.commitOffset;
-      const commit = this.u32(commitAt) & COMMIT_MASK;
+      const word = this.u32(commitAt);
+      const commit = word & COMMIT_MASK;
+      // Bit 31: events were lost before this page (the ring buffer was full).
+      if (word & 0x80000000) this.cur.lost.set(this.cpu, (this.cur.lost.get(this.cpu) ?? 0) + 1);
       if (layout.dataOffset + commit > n) this.cur.fail(`malformed CPU ${this.cpu} data: page at byte ${at} commits ${commit} bytes, more than its ${n - layout.dataOffset} bytes of data`);
       this.pos = layout.dataOffset;
       this.end = layout.dataOffset + commit;

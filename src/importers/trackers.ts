@@ -142,6 +142,7 @@ export class SwitchTracker {
   switches = 0;
   readonly byVm: Record<string, number> = {};
   readonly cpus = new CpuCoverage();
+  private lastAny: { ns: bigint; cpu: number } | null = null;
 
   constructor(
     private readonly out: CsvOut,
@@ -154,6 +155,12 @@ export class SwitchTracker {
     if (prev !== undefined && ns < prev) {
       throw new WattraceError('E_ORDER', `time goes backwards on cpu ${cpu}: a switch at ${ns} ns after one at ${prev} ns (sort each CPU's events by time)`, where);
     }
+    // One stream in time order, as trace-cmd report, the tracefs trace file and perf print it;
+    // per-CPU files joined would pair block events wrongly and cannot be replayed.
+    if (this.lastAny !== null && ns < this.lastAny.ns) {
+      throw new WattraceError('E_ORDER', `time goes backwards across CPUs: a switch at ${ns} ns on cpu ${cpu} after one at ${this.lastAny.ns} ns on cpu ${this.lastAny.cpu} (per-CPU files joined? sort the events by time, as trace-cmd report does)`, where);
+    }
+    this.lastAny = { ns, cpu };
     this.cpus.see(cpu, ns);
     const vm = this.vmOf(comm, pid);
     this.out.row(`${ns},${cpu},${vm},${tsc}`);
@@ -184,13 +191,18 @@ export class BlockTracker {
     else this.issued.set(key, [{ t: ns, vm, bytes }]);
   }
 
-  complete(dev: string, sector: string, ns: bigint, rwbs: string, where: Where): void {
+  /** A completion; `error` is the kernel's (`[-5]` printed after the extent), '0' for none. */
+  complete(dev: string, sector: string, ns: bigint, rwbs: string, where: Where, error = '0'): void {
     const key = `${dev}:${sector}`;
     const q = this.issued.get(key);
     const iss = q?.shift();
     if (q && q.length === 0) this.issued.delete(key);
     if (!iss) {
       this.skips.add('a completion whose issue is not in the trace');
+      return;
+    }
+    if (error !== '0') {
+      this.skips.add(`a failed request (error ${error})`);
       return;
     }
     if (!/[RW]/.test(rwbs)) {

@@ -155,7 +155,7 @@ describe('readTraceDat on real trace-cmd recordings, against trace-cmd report', 
       return f;
     };
     const truncated = write('trace.dat', whole.subarray(0, 100_000));
-    const e = expectWattraceError(() => readTraceDat(truncated, () => {}), /^trace\.dat: truncated at byte 100000 in the kallsyms \(expected \d+ more bytes\)$/);
+    const e = expectWattraceError(() => readTraceDat(truncated, () => {}), /^truncated at byte 100000 in the kallsyms \(expected \d+ more bytes\)$/);
     expect(e.where.file).toBe(truncated);
     // Cut inside the CPU table and inside CPU 1's pages (it starts at 0x244000).
     expectWattraceError(() => readTraceDat(write('cut-table.dat', whole.subarray(0, 0x242ba0)), () => {}), /truncated at byte 2370464 in the flyrecord CPU table \(expected 5 more bytes\)/);
@@ -321,7 +321,7 @@ describe('readTraceDat on hand-built files (encodings the recordings lack)', () 
       const f = path.join(dir, `hand-${le ? 'le' : 'be'}.dat`);
       fs.writeFileSync(f, handmade(le, c));
       const { info, events } = read(f);
-      expect(info).toEqual({ version: 6, littleEndian: le, longSize: c, pageSize: 4096, cpus: 2, clock: 'global', events: 5, ignoredOptions: ['OFFSET'] });
+      expect(info).toEqual({ version: 6, littleEndian: le, longSize: c, pageSize: 4096, cpus: 2, clock: 'global', events: 5, ignoredOptions: ['OFFSET'], lost: new Map() });
       const msb = 1n << 60n;
       const extended = 1005n + (3n << 27n) + 9n;
       expect(events.map((e) => [e.cpu, e.ts - msb, e.pid, e.comm, e.system, e.name])).toEqual([

@@ -44,12 +44,13 @@ describe('SwitchTracker', () => {
     expect(t.cpus.span()).toEqual({ first: 100n, last: 400n });
   });
 
-  it('refuses time going backwards on one CPU, not across CPUs', () => {
+  it('refuses time going backwards on one CPU, and across CPUs (per-CPU files joined)', () => {
     const { out } = csv('ts_ns,cpu,vm,tsc');
     const t = new SwitchTracker(out, () => 'vm1');
     t.switchOut(0, 500n, 0n, 'a', '1', where);
-    t.switchOut(1, 100n, 0n, 'a', '1', where); // another CPU may be behind
+    t.switchOut(1, 500n, 0n, 'a', '1', where); // equal times on two CPUs are in order
     expect(() => t.switchOut(0, 499n, 0n, 'a', '1', { file: 'f', line: 9 })).toThrow(/time goes backwards on cpu 0: a switch at 499 ns after one at 500 ns/);
+    expect(() => t.switchOut(2, 100n, 0n, 'a', '1', { file: 'f', line: 10 })).toThrow(/time goes backwards across CPUs: a switch at 100 ns on cpu 2 after one at 500 ns on cpu 1 \(per-CPU files joined\?/);
     out.discard();
     expect(fs.existsSync(out.file)).toBe(false);
   });
