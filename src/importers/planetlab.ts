@@ -29,7 +29,8 @@ export const planetlabImporter: Importer = {
 export function importPlanetlab(inputs: readonly string[], outDir: string, mapping: Mapping, cpus: number, tscHz = 2.0e9): ImportSummary {
   const files = inputs.flatMap((p) => {
     if (!fs.existsSync(p)) throw new WattraceError('E_FILE', 'planetlab input does not exist', { file: p });
-    return fs.statSync(p).isDirectory() ? fs.readdirSync(p).sort().map((f) => path.join(p, f)) : [p];
+    // A folder's files, not its hidden ones (.DS_Store) or its subfolders.
+    return fs.statSync(p).isDirectory() ? fs.readdirSync(p).sort().filter((f) => !f.startsWith('.') && fs.statSync(path.join(p, f)).isFile()).map((f) => path.join(p, f)) : [p];
   });
   if (files.length === 0) throw new WattraceError('E_EMPTY', 'no planetlab files');
   if (!Number.isInteger(cpus) || cpus < 1) throw new WattraceError('E_USAGE', `--cpus must be a positive integer; got ${cpus}`);
@@ -45,6 +46,7 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
     });
   });
   const steps = Math.max(...util.map((u) => u.length));
+  const short = util.filter((u) => u.length < steps).length;
   fs.mkdirSync(outDir, { recursive: true });
   const out = new CsvOut(path.join(outDir, 'cswitch.csv'), 'ts_ns,cpu,vm,tsc,cycles');
   const tally = new RowTally();
@@ -97,6 +99,9 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
     skipped: {},
     coverage: null,
     profile,
-    notes: [`unmet demand (CPUs overloaded): ${unmet.toFixed(0)} CPU-seconds`],
+    notes: [
+      `unmet demand (CPUs overloaded): ${unmet.toFixed(0)} CPU-seconds`,
+      ...(short > 0 ? [`note: ${short} file(s) have fewer than ${steps} steps: their VMs are idle (0 %) after their last line`] : []),
+    ],
   };
 }
