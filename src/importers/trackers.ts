@@ -178,6 +178,8 @@ export class BlockTracker {
   requests = 0;
   private readonly issued = new Map<string, { t: bigint; vm: string; bytes: bigint }[]>();
   private lastDisk = -1n;
+  /** The device whose requests are the disk log (`maj,min` of the first completion). */
+  private device: string | null = null;
 
   constructor(
     private readonly out: CsvOut,
@@ -203,6 +205,12 @@ export class BlockTracker {
     }
     if (error !== '0') {
       this.skips.add(`a failed request (error ${error})`);
+      return;
+    }
+    // One disk log, one disk: requests of other devices are counted, not merged into it.
+    this.device ??= dev;
+    if (dev !== this.device) {
+      this.skips.add(`a request on device ${dev}, not on ${this.device} (the first device's requests are the disk log; one device per import)`);
       return;
     }
     if (!/[RW]/.test(rwbs)) {

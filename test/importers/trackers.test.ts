@@ -68,13 +68,16 @@ describe('BlockTracker (ftrace issue/complete)', () => {
     b.complete('8,0', '8', 300n, 'WS', where); // vm1: W, offset 8 × 512, latency 200
     b.complete('8,0', '8', 350n, 'R', where); // vm2: R, latency 230
     b.complete('8,0', '64', 360n, 'R', where); // never issued: skipped
-    b.complete('8,16', '8', 400n, 'FF', where); // a flush: no data, skipped
+    b.complete('8,16', '8', 400n, 'FF', where); // another device: counted, not merged into the disk
+    b.issue('8,0', '16', 402n, 'vm1', 0n);
+    b.complete('8,0', '16', 405n, 'FF', where); // a flush: no data, skipped
     b.issue('8,0', '0', 410n, 'vm1', 512n); // still in flight at the end
     b.finish();
     expect(lines()).toEqual(['ts_ns,vm,op,offset,bytes,latency_ns', '300,vm1,W,4096,4096,200', '350,vm2,R,4096,512,230']);
     expect(b.requests).toBe(2);
     expect(skips.counts).toEqual({
       'a completion whose issue is not in the trace': 1,
+      'a request on device 8,16, not on 8,0 (the first device\'s requests are the disk log; one device per import)': 1,
       'a request of rwbs FF (no data transfer)': 1,
       'an issue whose completion is not in the trace': 1,
     });
