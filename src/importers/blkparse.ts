@@ -17,7 +17,9 @@
  *   from rwbs, `latency_ns` = C − D (the device's service time, as with ftrace's issue/complete);
  *   a partial completion writes its part and the rest stays in flight from the next sector; on a
  *   bio-based device (dm, md: `Q` then `C`, no `D`) the service time is C − Q;
- * - a requeued request (`R`) keeps its client; its service time is from its last dispatch.
+ * - a requeued request (`R`) keeps its client; its service time is from its last dispatch;
+ * - a remap (`A … <- (253,0) s`, device-mapper or md) hands the bio's client to the device below,
+ *   and the remapping device's own completions are skipped: the I/O is counted once, below.
  * Counted skips (never silent): completions with an error, discards, requests that move no data
  * or have no sector (flushes, SCSI commands), completions whose queueing or dispatch precedes the
  * trace, dispatches still in flight at its end, lines that are not events (notes, `-s` per-program
@@ -93,6 +95,12 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
         if (sp) requests.split(dev, BigInt(sp[1]!), BigInt(sp[2]!), kind, t, () => vmOf(/\[(.*)\]\s*$/.exec(rest)?.[1] ?? '', pid));
         continue;
       }
+      if (action === 'A') {
+        // A remap: `sector + n <- (maj,min) from_sector`.
+        const a = /^(\d+)\s+\+\s+\d+\s+<-\s+\((\d+),\s*(\d+)\)\s+(\d+)/.exec(rest);
+        if (a) requests.remap(dev, BigInt(a[1]!), `${a[2]},${a[3]}`, BigInt(a[4]!), kind);
+        continue;
+      }
       if (!x) {
         if (action === 'C') skips.add(`a request without a sector (a flush or a SCSI command; rwbs ${rwbs})`);
         continue;
@@ -116,7 +124,7 @@ export async function importBlkparse(inputs: readonly string[], outDir: string, 
           throw e;
         }
       }
-      // G, I, P, U, T, S, A, B, m: steps of a request that Q, D and C already follow.
+      // G, I, P, U, T, S, B, m: steps of a request that Q, D and C already follow.
     }
     requests.finish();
     out.close();

@@ -307,9 +307,28 @@ export class BlkRequestTracker {
     else list.push(x);
   }
 
-  /** `Q`: a bio of client `vm` queued at `sector`. */
+  /** Devices that remap their I/O to others (device-mapper, md: the source of an `A`). */
+  private readonly remapping = new Set<string>();
+  /** The client of a remapped bio, for its `Q` on the device below. */
+  private readonly remappedClient = new Map<string, string>();
+
+  /** `Q`: a bio of client `vm` queued at `sector` (a remapped bio keeps its client from above). */
   queue(dev: string, sector: bigint, kind: BlkKind, t: bigint, vm: string): void {
-    BlkRequestTracker.put(this.queued, `${dev}:${sector}`, { vm, t, kind });
+    const key = `${dev}:${sector}`;
+    const from = this.remappedClient.get(key);
+    if (from !== undefined) this.remappedClient.delete(key);
+    BlkRequestTracker.put(this.queued, key, { vm: from ?? vm, t, kind });
+  }
+
+  /**
+   * `A … <- (fromDev) fromSector`: the bio at `fromDev:fromSector` goes on at `dev:sector`. Its
+   * client goes with it; `fromDev`'s own completions are then not counted (its I/O is counted on
+   * the device below: a device-mapper or md device is no disk of its own).
+   */
+  remap(dev: string, sector: bigint, fromDev: string, fromSector: bigint, kind: BlkKind): void {
+    this.remapping.add(fromDev);
+    const q = this.queued.get(`${fromDev}:${fromSector}`)?.find((e) => e.kind === kind);
+    if (q) this.remappedClient.set(`${dev}:${sector}`, q.vm);
   }
 
   /** `M`: the bio at `sector` joined the request before it, and rides with it. */
@@ -352,6 +371,10 @@ export class BlkRequestTracker {
   complete(dev: string, sector: bigint, n: bigint, kind: BlkKind, rwbs: string, error: string): { vm: string; since: bigint } | null {
     const key = `${dev}:${sector}`;
     const iss: BlkQueued | undefined = BlkRequestTracker.take(this.issued, key, kind) ?? BlkRequestTracker.take(this.queued, key, kind);
+    if (this.remapping.has(dev)) {
+      this.skips.add(`a completion on ${dev}, which remaps its I/O to another device (device-mapper, md): counted on the device below`);
+      return null;
+    }
     const failed = error !== '0';
     if (iss && 'sectors' in iss && !failed) {
       const left = (iss as BlkIssued).sectors - n;

@@ -154,6 +154,18 @@ describe('BlkRequestTracker (blktrace Q M F X R D C)', () => {
     expect(t.complete(dev, 64n, 8n, 'R', 'R', '0')).toEqual({ vm: 'vm9', since: 600n });
   });
 
+  it('a remapped bio (A, device-mapper) keeps its client on the device below; the dm device completes nothing of its own', () => {
+    const { t, skips } = fresh();
+    t.queue('253,0', 2048n, 'W', 100n, 'vm1'); // the task's bio on the dm device
+    t.remap('8,0', 4096n, '253,0', 2048n, 'W'); // A W 4096 + 8 <- (253,0) 2048
+    t.queue('8,0', 4096n, 'W', 101n, 'kworker'); // Q below, from dm's worker: still vm1's
+    t.dispatch('8,0', 4096n, 8n, 'W', 150n, () => 'x');
+    expect(t.complete('8,0', 4096n, 8n, 'W', 'W', '0')).toEqual({ vm: 'vm1', since: 150n });
+    expect(t.complete('253,0', 2048n, 8n, 'W', 'W', '0')).toBeNull();
+    t.finish();
+    expect(skips.counts).toEqual({ 'a completion on 253,0, which remaps its I/O to another device (device-mapper, md): counted on the device below': 1 });
+  });
+
   it('counts discards, requests without data, failures, unpaired completions and what is left in flight', () => {
     const { t, skips } = fresh();
     t.dispatch(dev, 0n, 8n, 'D', 100n, () => 'x');
