@@ -127,6 +127,12 @@ async function readVscsiBinary(file: string, w: DiskRows, skips: Skips, vm: stri
     let o = 0;
     for (; o + 32 <= buf.length; o += 32) {
       record++;
+      // The version is the high byte of `ver` (as libCacheSim's reader tests it): 1 here.
+      if (record === 1) {
+        const ver = buf.readUInt16LE(o + 14) >> 8;
+        if (ver === 2) throw new WattraceError('E_FIELD', 'a vscsi version 2 trace (40-byte records): this importer reads version 1 (32-byte records)', { file, line: 1 });
+        if (ver !== 1) throw new WattraceError('E_FIELD', `not a vscsi version 1 record: its version byte is ${ver}`, { file, line: 1 });
+      }
       const len = buf.readUInt32LE(o + 4);
       const cmd = buf.readUInt16LE(o + 12);
       const kind = SCSI_OP[cmd.toString(16).padStart(2, '0')];

@@ -128,6 +128,30 @@ describe.skipIf(!fs.existsSync(PERF))('import perf-script (the local 2-vCPU reco
   });
 });
 
+describe('import vscsi: the record version', () => {
+  it('a version 2 trace (40-byte records) and a non-vscsi file are refused at record 1, naming why', async () => {
+    // Record layout: u32 sn, u32 len, u32 nSG, u16 cmd, u16 ver (version in its high byte), …
+    const rec = (ver: number, size: number) => {
+      const b = Buffer.alloc(size * 3);
+      for (let i = 0; i < 3; i++) {
+        b.writeUInt32LE(4096, i * size + 4);
+        b.writeUInt16LE(0x28, i * size + 12);
+        b.writeUInt16LE(ver << 8, i * size + 14);
+      }
+      return b;
+    };
+    fs.writeFileSync(path.join(dir, 'v2.vscsi'), rec(2, 40));
+    const a = await cli(['import', 'vscsi', path.join(dir, 'v2.vscsi'), '--out', path.join(dir, 'v2')]);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/v2\.vscsi:1: a vscsi version 2 trace \(40-byte records\): this importer reads version 1/);
+    fs.writeFileSync(path.join(dir, 'v9.vscsi'), rec(9, 32));
+    const b = await cli(['import', 'vscsi', path.join(dir, 'v9.vscsi'), '--out', path.join(dir, 'v9')]);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/not a vscsi version 1 record: its version byte is 9/);
+    expect(fs.existsSync(path.join(dir, 'v2'))).toBe(false);
+  });
+});
+
 describe('import msr (MSR Cambridge CSV)', () => {
   it('writes completions in time order with their latency, though they come out of arrival order', async () => {
     const f = path.join(dir, 'msr.csv');
