@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { readHead } from '../core/files.js';
 import { IMPORTERS } from '../importers/index.js';
 import { summaryLines, type ImportSummary } from '../importers/importer.js';
 import { loadMapping } from '../importers/mapping.js';
@@ -23,11 +24,8 @@ export interface ImportArgs {
 /** A binary input (a trace.dat, a vscsi trace): no lines, so no note about its last one. */
 function isBinaryInput(file: string): boolean {
   try {
-    const fd = fs.openSync(file, 'r');
-    const b = Buffer.alloc(512);
-    const n = fs.readSync(fd, b, 0, b.length, 0);
-    fs.closeSync(fd);
-    return isTraceDat(b.subarray(0, n)) || b.subarray(0, n).includes(0);
+    const b = readHead(file, 512);
+    return isTraceDat(b) || b.includes(0);
   } catch {
     return false;
   }
@@ -36,11 +34,7 @@ function isBinaryInput(file: string): boolean {
 /** The first non-empty line of a file, escaped and cut for an error message. */
 function firstLine(file: string): string {
   try {
-    const buf = Buffer.alloc(4096);
-    const fd = fs.openSync(file, 'r');
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    fs.closeSync(fd);
-    const line = buf.subarray(0, n).toString('utf8').split('\n').find((l) => l.trim() !== '');
+    const line = readHead(file, 4096).toString('utf8').split('\n').find((l) => l.trim() !== '');
     // Quoted as it is: the error escapes and cuts it.
     return line === undefined ? '(the file is empty)' : `'${line.replace(/\r$/, '').replace(/'/g, '’')}'`;
   } catch {
@@ -63,10 +57,8 @@ function checkInput(format: string, file: string): void {
     if (format === 'planetlab') return;
     throw new WattraceError('E_FILE', `is a folder; ${format} imports a file`, { file });
   }
-  const fd = fs.openSync(file, 'r');
-  const b = Buffer.alloc(6);
-  const n = fs.readSync(fd, b, 0, 6, 0);
-  fs.closeSync(fd);
+  const b = readHead(file, 6);
+  const n = b.length;
   const compressed = n >= 2 && b[0] === 0x1f && b[1] === 0x8b ? 'gzip' : n >= 4 && b.readUInt32BE(0) === 0x28b52ffd ? 'zstd' : n >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) ? 'xz' : null;
   if (compressed) throw new WattraceError('E_FILE', `is ${compressed}-compressed; decompress it first (e.g. ${compressed === 'gzip' ? 'gunzip -k' : compressed === 'zstd' ? 'zstd -d' : 'unxz -k'} ${path.basename(file)})`, { file });
 }

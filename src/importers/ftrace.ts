@@ -17,6 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { readHead } from '../core/files.js';
 import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { STARTER_DISK, STARTER_IDLE_WATTS, starterServices, starterVms, taskMapper, writeProfile, type Mapping } from './mapping.js';
@@ -32,17 +33,6 @@ export const ftraceImporter: Importer = {
   run: (inputs, outDir, o) => importFtrace(inputs, outDir, o.mapping, o.tscHz),
 };
 
-/** Reads the first bytes of a file (format detection). */
-function head(file: string, n = 16): Buffer {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(n);
-    return b.subarray(0, fs.readSync(fd, b, 0, n, 0));
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 export async function importFtrace(inputs: readonly string[], outDir: string, mapping: Mapping, tscHz?: number): Promise<ImportSummary> {
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'ftrace imports one trace at a time');
   const file = inputs[0]!;
@@ -57,7 +47,7 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   const skips = new Skips();
   const switches = new SwitchTracker(cswitch, vmOf);
   const blocks = new BlockTracker(disk, skips);
-  const binary = isTraceDat(head(file));
+  const binary = isTraceDat(readHead(file, 16));
   const notes: string[] = [];
   let clock: string;
   try {
@@ -142,11 +132,14 @@ async function importText(file: string, switches: SwitchTracker, blocks: BlockTr
       else blocks.complete(b.dev, b.sector, ns, b.rwbs, where, b.error);
     } else skips.add(`event ${e.event}`);
   }
-  if (lost.size > 0) {
-    const gaps = [...lost].sort((a, b) => a[0] - b[0]).map(([cpu, n]) => `cpu ${cpu} ${n}×`).join(', ');
-    notes.push(`warning: the trace says events were dropped (${gaps}): the switch after each gap is charged the whole gap; record with a larger buffer (trace-cmd record -b)`);
-  }
+  if (lost.size > 0) notes.push(lostNote(lost));
   return tscClock ? `TSC clock at ${hz} Hz` : 'seconds clock';
+}
+
+/** The summary's warning for events lost per CPU (the ring buffer overran). */
+function lostNote(lost: ReadonlyMap<number, number>): string {
+  const gaps = [...lost].sort((a, b) => a[0] - b[0]).map(([cpu, n]) => `cpu ${cpu} ${n}×`).join(', ');
+  return `warning: events were lost where the ring buffer overran (${gaps}): the switch after each gap is charged the whole gap; record with a larger buffer (trace-cmd record -b)`;
 }
 
 const WANTED = new Set(['sched_switch', 'block_rq_issue', 'block_rq_complete']);
@@ -182,10 +175,7 @@ function importDat(file: string, switches: SwitchTracker, blocks: BlockTracker, 
   if (info.clock !== null && /tsc|counter/.test(info.clock)) {
     throw new WattraceError('E_FIELD', `trace.dat recorded with trace_clock ${info.clock} (ticks, not ns) is not read natively; import its text instead: trace-cmd report -t ${path.basename(file)} > trace.txt, then wattrace import ftrace trace.txt --tsc-hz HZ`, { file });
   }
-  if (info.lost.size > 0) {
-    const gaps = [...info.lost].sort((a, b) => a[0] - b[0]).map(([cpu, n]) => `cpu ${cpu} ${n}×`).join(', ');
-    notes.push(`warning: events were lost where the ring buffer overran (${gaps}): the switch after each gap is charged the whole gap; record with a larger buffer (trace-cmd record -b)`);
-  }
+  if (info.lost.size > 0) notes.push(lostNote(info.lost));
   for (const o of info.ignoredOptions) notes.push(`note: the trace.dat option ${o} is not applied (timestamps are the ring buffer's own; trace-cmd report would apply it)`);
   return `trace.dat v${info.version}, ${info.clock ?? 'local'} clock (ns)`;
 }

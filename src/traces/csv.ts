@@ -5,6 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
+import { readHead } from '../core/files.js';
 import { WattraceError } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
 import type { Decoder, TimeBase } from './decoder.js';
@@ -202,17 +203,18 @@ export function checkTraceFile(file: string, kind: string): number {
  * is none there (the decoder reports a malformed file properly later).
  */
 export function peekFirstTimestamp(file: string): TimeBase | null {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(64 * 1024);
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    return firstTimestampOf(buf.subarray(0, n).toString('utf8'));
-  } finally {
-    fs.closeSync(fd);
-  }
+  return firstTimestampOf(readHead(file, 64 * 1024).toString('utf8'));
 }
 
 export function firstTimestampOf(text: string): TimeBase | null {
+  return extremeTimestamp(text, false);
+}
+
+/**
+ * The smallest (or with `largest` the largest) `ts_ns` among the complete rows under the header
+ * of `text`: a last row without its newline is taken as cut by the window and left out.
+ */
+function extremeTimestamp(text: string, largest: boolean): TimeBase | null {
   const lines = text.replace(/^\uFEFF/, '').split('\n');
   if (!text.endsWith('\n')) lines.pop(); // a row cut by the 64 KiB window
   const header = (lines[0] ?? '').replace(/\r$/, '').split(',').map((s) => s.trim());
@@ -222,7 +224,8 @@ export function firstTimestampOf(text: string): TimeBase | null {
   for (let k = 1; k < lines.length; k++) {
     const field = lines[k]!.replace(/\r$/, '').split(',')[i];
     if (field === undefined || parseUint(field) !== OK) continue;
-    best = minBase(best, { hi: PARSED.hi, lo: PARSED.lo });
+    const t = { hi: PARSED.hi, lo: PARSED.lo };
+    best = largest ? (best === null || t.hi > best.hi || (t.hi === best.hi && t.lo > best.lo) ? t : best) : minBase(best, t);
   }
   return best;
 }
@@ -253,28 +256,12 @@ export function peekSpanNs(file: string): number | null {
     const tail = buf.subarray(0, n).toString('utf8');
     // The rows after the first full line of the tail window, under the file's own header.
     const rows = tail.slice(tail.indexOf('\n') + 1);
-    const last = firstTimestampOfMax(`${header}\n${rows.endsWith('\n') ? rows : `${rows}\n`}`);
+    const last = extremeTimestamp(`${header}\n${rows.endsWith('\n') ? rows : `${rows}\n`}`, true);
     if (last === null) return null;
     return (last.hi - first.hi) * 1e9 + (last.lo - first.lo);
   } finally {
     fs.closeSync(fd);
   }
-}
-
-/** Like firstTimestampOf, the largest timestamp of the rows in `text`. */
-function firstTimestampOfMax(text: string): TimeBase | null {
-  const lines = text.split('\n');
-  const header = (lines[0] ?? '').replace(/^\uFEFF/, '').replace(/\r$/, '').split(',').map((s) => s.trim());
-  const i = header.indexOf('ts_ns');
-  if (i < 0) return null;
-  let best: TimeBase | null = null;
-  for (let k = 1; k < lines.length; k++) {
-    const field = lines[k]!.replace(/\r$/, '').split(',')[i];
-    if (field === undefined || parseUint(field) !== OK) continue;
-    const t = { hi: PARSED.hi, lo: PARSED.lo };
-    if (best === null || t.hi > best.hi || (t.hi === best.hi && t.lo > best.lo)) best = t;
-  }
-  return best;
 }
 
 /**

@@ -6,27 +6,20 @@
  * other trace; an error found there names the Parquet file and the row (1-based, the CSV's line
  * − 1) and the column. The run's inputs record the Parquet file's path, size and sha256.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WattraceError, quoteValue } from '../core/errors.js';
+import { readHead, sha256File } from '../core/files.js';
 
 const MAGIC = Buffer.from('PAR1');
 
 /** Whether a file is Parquet (its first four bytes are PAR1). */
 export function isParquet(file: string): boolean {
-  let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    return readHead(file, 4).equals(MAGIC);
   } catch {
     return false;
-  }
-  try {
-    const b = Buffer.alloc(4);
-    return fs.readSync(fd, b, 0, 4, 0) === 4 && b.equals(MAGIC);
-  } finally {
-    fs.closeSync(fd);
   }
 }
 
@@ -45,18 +38,6 @@ export interface Staged {
   /** An error found in a staged CSV, told of the Parquet file and its row. */
   relocate(e: unknown): unknown;
   cleanup(): void;
-}
-
-function sha256File(file: string): string {
-  const h = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(1 << 20);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
 }
 
 /**
@@ -89,12 +70,12 @@ export async function stageParquetTraces(files: readonly string[]): Promise<Stag
   const duck = await DuckDBInstance.create(':memory:', { threads: '2' });
   const c = await duck.connect();
   try {
+    await c.run('SET preserve_insertion_order = true');
     for (const [i, file] of parquet.entries()) {
       const csv = path.join(dir, `${i}-${path.basename(file).replace(/\.parquet$/i, '')}.csv`);
       const q = (s: string) => `'${s.replace(/'/g, "''")}'`;
       try {
         // Row order as stored (DuckDB keeps it for a plain scan); no quoting, as wattrace's CSV has none.
-        await c.run(`SET preserve_insertion_order = true`);
         await refuseUnwritable(c, file, q);
         await c.run(`COPY (SELECT * FROM read_parquet(${q(file)})) TO ${q(csv)} (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '', ESCAPE '', NULLSTR '')`);
       } catch (e) {

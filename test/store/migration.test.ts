@@ -17,51 +17,40 @@ const V1 = path.join(PROJECT_ROOT, 'test', 'golden', 'stores', 'schema-v1.sqlite
 const V2 = path.join(PROJECT_ROOT, 'test', 'golden', 'stores', 'schema-v2.sqlite');
 const demo = path.join(PROJECT_ROOT, 'pipelines', 'demo.json');
 
+/** `f` over the database opened read-only, closed after. */
+function reading<T>(file: string, f: (d: Database.Database) => T): T {
+  const d = new Database(file, { readonly: true });
+  try {
+    return f(d);
+  } finally {
+    d.close();
+  }
+}
+
 /**
  * Every row of every run table for runs 1 and 2, in a stable order; of `runs` the columns of the
  * old layout (`runsColumns`), as a later one adds columns.
  */
-function earlierRuns(file: string, runsColumns = '*'): Record<string, unknown[]> {
-  const d = new Database(file, { readonly: true });
-  try {
+const earlierRuns = (file: string, runsColumns = '*'): Record<string, unknown[]> =>
+  reading(file, (d) => {
     const out: Record<string, unknown[]> = {};
     for (const t of ['runs', 'energy', 'metrics', 'virtual_counters', 'cpu_policy', 'disk_policy', 'containers']) {
       out[t] = d.prepare(`SELECT ${t === 'runs' ? runsColumns : '*'} FROM ${t} WHERE run_id <= 2 ORDER BY ${t === 'runs' ? 'run_id' : 'rowid'}`).all();
     }
     out['energy_matrix'] = d.prepare('SELECT * FROM energy_matrix WHERE run_id <= 2 ORDER BY run_id, consumer, via, device, kind').all();
     return out;
-  } finally {
-    d.close();
-  }
-}
+  });
 
 /** The columns of `runs` in a database, comma-separated. */
-const runsColumns = (file: string) => {
-  const d = new Database(file, { readonly: true });
-  try {
-    return (d.prepare("SELECT name FROM pragma_table_info('runs')").all() as { name: string }[]).map((r) => r.name).join(', ');
-  } finally {
-    d.close();
-  }
-};
+const runsColumns = (file: string) => reading(file, (d) => (d.prepare("SELECT name FROM pragma_table_info('runs')").all() as { name: string }[]).map((r) => r.name).join(', '));
 
-const labelsOf = (file: string) => {
-  const d = new Database(file, { readonly: true });
-  try {
-    return (d.prepare('SELECT labels FROM runs ORDER BY run_id').all() as { labels: string }[]).map((r) => JSON.parse(r.labels) as unknown);
-  } finally {
-    d.close();
-  }
-};
+const labelsOf = (file: string) => reading(file, (d) => (d.prepare('SELECT labels FROM runs ORDER BY run_id').all() as { labels: string }[]).map((r) => JSON.parse(r.labels) as unknown));
 
-const version = (file: string) => {
-  const d = new Database(file, { readonly: true });
-  try {
-    return { v: d.pragma('user_version', { simple: true }) as number, indexes: (d.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name) };
-  } finally {
-    d.close();
-  }
-};
+const version = (file: string) =>
+  reading(file, (d) => ({
+    v: d.pragma('user_version', { simple: true }) as number,
+    indexes: (d.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name),
+  }));
 
 describe('schema migration', () => {
   it('a schema-1 database gets a new run and is migrated, its earlier runs unchanged', async () => {
