@@ -10,8 +10,8 @@
  *     driver-charge, virtual-counters, over the cswitch trace and a disk log of the same span)
  *     and with cpu-split + host-strides (limits on two VMs);
  * then the peak RSS of the cpu-split and complete replays at several lengths, and the PlanetLab
- * day (import + replay at the README's settings: time, peak RSS, database size) when
- * ../shared/data is there. Prints a table with ratios to the tight loop; writes it into the
+ * day (import + replay at the README's settings, and at the data's own 5-minute resolution: time,
+ * peak RSS, database size) when ../shared/data is there. Prints a table with ratios to the tight loop; writes it into the
  * README (between <!-- bench:begin --> and <!-- bench:end -->) and docs/bench.json.
  * Options: --rows N (default 4000000), --repeat K (3), --rss-rows a,b,c (1M,4M,16M),
  * --no-planetlab, --no-write (print only).
@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { PROJECT_ROOT } from '../core/json.js';
 import { FULL_ACCOUNTING, writeBenchCswitch, writeBenchDisk, writeBenchPipeline } from './traces.js';
-import { BENCH_JSON, renderBench, writeBenchReadme, type BenchResult } from './report.js';
+import { BENCH_JSON, renderBench, writeBenchReadme, type BenchResult, type PlanetlabReplay } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -90,31 +90,29 @@ function planetlabDay(dir: string, repeat: number): BenchResult['planetlab'] {
   }
   const out = path.join(dir, 'pl');
   const imp = child('cli', 'import', 'planetlab', data, '--out', out, '--cpus', '64');
-  const pipeline = path.join(out, 'pipeline.json');
-  fs.writeFileSync(
-    pipeline,
-    JSON.stringify({ name: 'planetlab-day', profile: 'machine.json', traces: { cswitch: 'cswitch.csv' }, stages: ['cpu-split', 'host-strides'], interval_ms: 60000, policy: { cpu: { period_ms: 10000 } } }),
-  );
-  const runs: Measure[] = [];
-  let db = '';
-  for (let r = 0; r < repeat; r++) {
-    db = path.join(dir, `pl-${r}.sqlite`);
-    runs.push(child('replay', pipeline, db));
-    log(`PlanetLab day: replay ${runs[r]!.seconds.toFixed(1)} s, peak RSS ${runs[r]!.maxRssMB.toFixed(0)} MB`);
-  }
-  const d = new Database(db, { readonly: true });
-  const count = (t: string) => (d.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n;
-  const counts = { energy: count('energy'), cpu_policy: count('cpu_policy') };
-  d.close();
-  return {
-    importSeconds: imp.seconds,
-    importRssMB: imp.maxRssMB,
-    switches: runs[0]!.rows,
-    seconds: median(runs.map((r) => r.seconds)),
-    rssMB: median(runs.map((r) => r.maxRssMB)),
-    dbMB: fs.statSync(db).size / 1e6,
-    rows: counts,
+  /** The day replayed `repeat` times at one setting. */
+  const replayAt = (name: string, intervalMs: number, periodMs: number): { replay: PlanetlabReplay; switches: number } => {
+    const pipeline = path.join(out, `${name}.json`);
+    fs.writeFileSync(
+      pipeline,
+      JSON.stringify({ name: 'planetlab-day', profile: 'machine.json', traces: { cswitch: 'cswitch.csv' }, stages: ['cpu-split', 'host-strides'], interval_ms: intervalMs, policy: { cpu: { period_ms: periodMs } } }),
+    );
+    const runs: Measure[] = [];
+    let db = '';
+    for (let r = 0; r < repeat; r++) {
+      db = path.join(dir, `${name}-${r}.sqlite`);
+      runs.push(child('replay', pipeline, db));
+      log(`PlanetLab day (interval_ms ${intervalMs}, period_ms ${periodMs}): replay ${runs[r]!.seconds.toFixed(1)} s, peak RSS ${runs[r]!.maxRssMB.toFixed(0)} MB`);
+    }
+    const d = new Database(db, { readonly: true });
+    const count = (t: string) => (d.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n;
+    const rows = { energy: count('energy'), cpu_policy: count('cpu_policy') };
+    d.close();
+    return { replay: { seconds: median(runs.map((r) => r.seconds)), rssMB: median(runs.map((r) => r.maxRssMB)), dbMB: fs.statSync(db).size / 1e6, rows }, switches: runs[0]!.rows };
   };
+  const readme = replayAt('pl', 60000, 10000);
+  const coarse = replayAt('pl-coarse', 300000, 60000);
+  return { importSeconds: imp.seconds, importRssMB: imp.maxRssMB, switches: readme.switches, ...readme.replay, atDataResolution: coarse.replay };
 }
 
 function main(): void {

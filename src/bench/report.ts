@@ -10,6 +10,14 @@ import { PROJECT_ROOT } from '../core/json.js';
 export const BENCH_JSON = path.join(PROJECT_ROOT, 'docs', 'bench.json');
 const README = path.join(PROJECT_ROOT, 'README.md');
 
+/** One replay setting of the PlanetLab day: medians of the runs, and the last run's store. */
+export interface PlanetlabReplay {
+  seconds: number;
+  rssMB: number;
+  dbMB: number;
+  rows: { energy: number; cpu_policy: number };
+}
+
 export interface BenchResult {
   machine: string;
   date: string;
@@ -23,7 +31,7 @@ export interface BenchResult {
   /** Largest relative difference of DuckDB's per-VM cpu joules from the replay's. */
   crossCheck: number;
   rss: { kind: string; rows: number; runs: number[]; seconds: number[] }[];
-  planetlab: { importSeconds: number; importRssMB: number; switches: number; seconds: number; rssMB: number; dbMB: number; rows: { energy: number; cpu_policy: number } } | null;
+  planetlab: ({ importSeconds: number; importRssMB: number; switches: number } & PlanetlabReplay & { atDataResolution?: PlanetlabReplay }) | null;
 }
 
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -70,6 +78,14 @@ export function renderBench(r: BenchResult): string {
         `replayed through cpu-split and host-strides at \`interval_ms\` 60000 and \`period_ms\` 10000: ${p.seconds.toFixed(1)} s, ` +
         `${p.rssMB.toFixed(0)} MB peak RSS, a ${p.dbMB.toFixed(0)} MB database (${n(p.rows.energy)} \`energy\` and ${n(p.rows.cpu_policy)} \`cpu_policy\` rows).`,
     );
+    const c = p.atDataResolution;
+    if (c) {
+      out.push(
+        '',
+        `The same day at the data's own resolution (\`interval_ms\` 300000, the traces' 5-minute step, and \`period_ms\` 60000): ` +
+          `${c.seconds.toFixed(1)} s, ${c.rssMB.toFixed(0)} MB peak RSS, a ${c.dbMB.toFixed(0)} MB database (${n(c.rows.energy)} \`energy\` and ${n(c.rows.cpu_policy)} \`cpu_policy\` rows).`,
+      );
+    }
   }
   return out.join('\n');
 }
