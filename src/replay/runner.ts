@@ -99,16 +99,26 @@ class TallySink implements RunSink {
   }
 }
 
+/** Longest stretch of stage work without a turn of the event loop (signals wait for one). */
+const EVENT_LOOP_MS = 50;
+
 /**
  * The streaming adapter: merges `streams` and feeds every slice to `stages` (without finishing
  * them). Streams are closed whatever happens.
  */
 export async function pump(streams: readonly AsyncIterableIterator<Batch>[], graphs: readonly StageGraph[], span: Span, tick?: () => void): Promise<void> {
   try {
+    let yielded = performance.now();
     for await (const slice of mergeSources(streams)) {
       span.see(slice);
       for (const g of graphs) g.dispatch(slice);
       tick?.();
+      // Batches that are always ready (read ahead, or decoded on the other thread) never let the
+      // event loop run: every EVENT_LOOP_MS it gets a turn, so Ctrl-C and SIGTERM roll back at once.
+      if (performance.now() - yielded > EVENT_LOOP_MS) {
+        await new Promise<void>((r) => setImmediate(r));
+        yielded = performance.now();
+      }
     }
   } finally {
     for (const s of streams) await s.return?.();
