@@ -14,10 +14,10 @@ import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, 
 import { NS_PER_MS, msToNs, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
 import { stageParquetTraces, type Staged } from '../traces/parquet.js';
-import { TraceBatchStream, checkTraceFile, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekSpanNs } from '../traces/csv.js';
+import { TraceBatchStream, checkTraceFile, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekRange } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
 import { makeDecoder } from '../traces/decoders.js';
-import { formatExact } from '../traces/exact.js';
+import { diffExact, formatExact } from '../traces/exact.js';
 import { mergeSources } from '../traces/merge.js';
 import { WorkerBatchStream, forceThreads, threadedReadingAvailable, warmDecoderThread } from '../traces/threaded.js';
 import { buildGraph, type Plan, type StageGraph } from './graph.js';
@@ -214,8 +214,7 @@ export const MAX_PLANNED_ROWS = 50_000_000;
  * sensibly hold (interval_ms 1e-9 over two minutes: billions) is refused before writing, with the
  * interval that would do.
  */
-function checkPlannedOutput(lanes: readonly Lane[], machine: Machine, files: readonly { path: string }[]): void {
-  const span = Math.max(0, ...files.map((f) => peekSpanNs(f.path) ?? 0));
+function checkPlannedOutput(lanes: readonly Lane[], machine: Machine, span: number): void {
   const cells = machine.consumers.length * (1 + Object.keys(machine.profile.disks).length) * 2;
   for (const lane of lanes) {
     const rows = (span / msToNs(lane.p.intervalMs)) * cells;
@@ -228,6 +227,49 @@ function checkPlannedOutput(lanes: readonly Lane[], machine: Machine, files: rea
       );
     }
   }
+}
+
+/**
+ * Traces of one run must share a clock. A disk or guest log whose time range does not meet the
+ * cswitch log's (the first and last 64 KiB of each tell) is an error before anything is read —
+ * one on a boot-time clock beside an epoch-stamped one would otherwise make a run of decades,
+ * nearly all of it `(unattributed)`; one that reaches far outside it gets a note, since the CPU's
+ * time there is unlogged. (Measured power is checked against the run by its validation.)
+ * Returns the run's span as planned, from the earliest first to the latest last timestamp.
+ */
+function checkClocks(files: readonly { kind: TraceKind; path: string }[]): { span: number; notes: string[] } {
+  const ranges = files.map((f) => ({ ...f, range: peekRange(f.path) }));
+  const known = ranges.filter((r) => r.range !== null).map((r) => ({ ...r, range: r.range! }));
+  if (known.length === 0) return { span: 0, notes: [] };
+  const primary = known.find((r) => r.kind === 'cswitch') ?? known[0]!;
+  const p = primary.range;
+  const at = (t: TimeBase) => nsToS(diffExact(t.hi, t.lo, p.first.hi, p.first.lo));
+  const secs = (x: number) => `${Math.abs(x) >= 1e4 ? x.toExponential(3) : x.toFixed(3)} s`;
+  const notes: string[] = [];
+  const pLen = at(p.last);
+  for (const r of known) {
+    if (r === primary || r.kind === 'measured') continue;
+    const a = at(r.range.first);
+    const b = at(r.range.last);
+    if (b < 0 || a > pLen) {
+      throw new WattraceError(
+        'E_PIPELINE',
+        `the ${r.kind} trace (${secs(a)} to ${secs(b)} from the ${primary.kind} trace's first timestamp) does not overlap the ${primary.kind} trace (0 to ${secs(pLen)}): are the two recorded on the same clock, in ns?`,
+        { file: r.path },
+      );
+    }
+    const outside = Math.max(0, -a) + Math.max(0, b - pLen);
+    if (outside > Math.max(pLen, 1)) {
+      notes.push(`the ${r.kind} trace ${r.path} reaches ${secs(outside)} outside the ${primary.kind} trace's ${secs(pLen)}: the CPU's time there is not logged (unattributed)`);
+    }
+  }
+  let first = p.first;
+  let last = p.last;
+  for (const r of known) {
+    first = minBase(first, r.range.first)!;
+    if (r.range.last.hi > last.hi || (r.range.last.hi === last.hi && r.range.last.lo > last.lo)) last = r.range.last;
+  }
+  return { span: diffExact(last.hi, last.lo, first.hi, first.lo), notes };
 }
 
 /** One of several pipelines replayed over the same traces in one pass. */
@@ -271,8 +313,8 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
   for (const f of files) base = minBase(base, peekFirstTimestamp(f.path));
   base ??= { hi: 0, lo: 0 };
 
-  checkPlannedOutput(lanes, machine, files);
-  const planned = Math.max(0, ...files.map((f) => peekSpanNs(f.path) ?? 0));
+  const { span: planned, notes: clockNotes } = checkClocks(files);
+  checkPlannedOutput(lanes, machine, planned);
   const onProgress = opts.onProgress;
   const progress = onProgress && ((pass: number, passes: number, s: Span) => onProgress((pass + (planned > 0 ? Math.min(1, Math.max(0, s.t1) / planned) : 0)) / passes));
   // The largest trace is decoded on a worker thread (the second core) when the build allows; the
@@ -312,7 +354,7 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
     b.graph.finish(run);
     writeRunMetrics(b.tally, span, inputs);
     const newline = files.map((f) => missingNewlineNote(f.path)).filter((n): n is string => n !== null);
-    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph, notes: [...newline, ...b.graph.notes] };
+    return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph, notes: [...clockNotes, ...newline, ...b.graph.notes] };
   });
 }
 

@@ -237,12 +237,11 @@ export function minBase(a: TimeBase | null, b: TimeBase | null): TimeBase | null
   return a.hi < b.hi || (a.hi === b.hi && a.lo <= b.lo) ? a : b;
 }
 
-
 /**
- * The span a trace covers, roughly, in ns: from its first rows' smallest timestamp to its last
- * rows' largest (the first and last 64 KiB). For planning only (how much a run will write).
+ * A trace's first and last timestamps, exactly, as far as its first and last 64 KiB tell: the
+ * smallest `ts_ns` of the first rows and the largest of the last; null when either has none.
  */
-export function peekSpanNs(file: string): number | null {
+export function peekRange(file: string): { first: TimeBase; last: TimeBase } | null {
   const first = peekFirstTimestamp(file);
   if (first === null) return null;
   const fd = fs.openSync(file, 'r');
@@ -257,8 +256,7 @@ export function peekSpanNs(file: string): number | null {
     // The rows after the first full line of the tail window, under the file's own header.
     const rows = tail.slice(tail.indexOf('\n') + 1);
     const last = extremeTimestamp(`${header}\n${rows.endsWith('\n') ? rows : `${rows}\n`}`, true);
-    if (last === null) return null;
-    return (last.hi - first.hi) * 1e9 + (last.lo - first.lo);
+    return last === null ? null : { first, last };
   } finally {
     fs.closeSync(fd);
   }

@@ -78,7 +78,8 @@ describe('wattrace CLI', () => {
 
   it('prints bad input as one line without a stack trace and exits 2', () => {
     const bad = path.join(dir, 'bad.csv');
-    fs.writeFileSync(bad, 'ts_ns,cpu,vm,tsc,uops,l2_miss\n1,0,vm1,0,0,0\n2,0,vm9,1,1,1\n');
+    // On the demo disk log's clock (its requests run from 1732400001.5 s), so the two meet in time.
+    fs.writeFileSync(bad, 'ts_ns,cpu,vm,tsc,uops,l2_miss\n1732400002000000000,0,vm1,0,0,0\n1732400003000000000,0,vm9,1,1,1\n');
     const r = wattrace(['replay', 'pipelines/demo.json', '--db', path.join(dir, 'x.sqlite'), '--trace', `cswitch=${bad}`]);
     expect(r.code).toBe(2);
     expect(r.err.trim()).toMatch(/^wattrace: .*bad\.csv:3:3 \(column vm\): unknown VM 'vm9'/);

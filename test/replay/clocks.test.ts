@@ -1,0 +1,59 @@
+/**
+ * Traces of one run on different clocks. The demo's disk log shifted by an hour, by 1e15 ns, onto
+ * a boot-time clock (−1.7e18 ns) or written in µs no longer meets the cswitch log in time: before,
+ * the first gave exit 0 with a 3,610 s run whose energy was nearly all `(unattributed)`, the second
+ * a 3.7 GB store, the last two ran for many minutes. Now each is one error naming the disk trace,
+ * before anything is written.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, tmpDir } from '../helpers.js';
+
+const dir = tmpDir('wattrace-clocks-');
+const DEMO = 'pipelines/demo.json';
+const rows = fs.readFileSync('fixtures/demo/disk.csv', 'utf8').trimEnd().split('\n');
+
+/** The demo's disk log with every ts_ns mapped by `f` (exact: BigInt). */
+function diskWith(name: string, f: (t: bigint) => bigint, extra: string[] = []): string {
+  const out = [rows[0]!, ...rows.slice(1).map((l) => {
+    const [t, ...rest] = l.split(',');
+    return [String(f(BigInt(t!))), ...rest].join(',');
+  }), ...extra];
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, `${out.join('\n')}\n`);
+  return file;
+}
+
+describe('clocks of a run’s traces', () => {
+  const cases: [string, (t: bigint) => bigint][] = [
+    ['an hour later', (t) => t + 3_600_000_000_000n],
+    ['1e15 ns later', (t) => t + 1_000_000_000_000_000n],
+    ['on a boot-time clock', (t) => t - 1_700_000_000_000_000_000n],
+    ['in µs', (t) => t / 1000n],
+  ];
+  for (const [what, f] of cases) {
+    it(`a disk log ${what} is refused before anything is written`, async () => {
+      const disk = diskWith(`disk-${what.replace(/\W+/g, '-')}.csv`, f);
+      const db = path.join(dir, `${what.replace(/\W+/g, '-')}.sqlite`);
+      const r = await cli(['replay', DEMO, '--db', db, '--trace', `disk=${disk}`, '--quiet']);
+      expect(r.code).toBe(2);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+      expect(r.err).toMatch(new RegExp(`${path.basename(disk)}: the disk trace \\(.* from the cswitch trace's first timestamp\\) does not overlap the cswitch trace \\(0 to 9\\.917 s\\): are the two recorded on the same clock`));
+      expect(fs.existsSync(db)).toBe(false);
+    });
+  }
+
+  it('a disk log that overlaps but reaches far beyond gets a note; one that overlaps closely does not', async () => {
+    // The demo's requests, then one 60 s after the last (at 9.897 s; the cswitch log ends at
+    // 9.917 s): 69.897 − 9.917 = 59.980 s outside.
+    const last = BigInt(rows.at(-1)!.split(',')[0]!);
+    const far = diskWith('disk-far.csv', (t) => t, [`${last + 60_000_000_000n},vm1,R,0,4096,1000000,`]);
+    const r = await cli(['replay', DEMO, '--db', path.join(dir, 'far.sqlite'), '--trace', `disk=${far}`, '--quiet']);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/note: the disk trace .*disk-far\.csv reaches 59\.980 s outside the cswitch trace's 9\.917 s: the CPU's time there is not logged \(unattributed\)/);
+    const ok = await cli(['replay', DEMO, '--db', path.join(dir, 'ok.sqlite'), '--quiet']);
+    expect(ok.code).toBe(0);
+    expect(ok.err).not.toMatch(/outside the cswitch trace/);
+  });
+});
