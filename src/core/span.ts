@@ -4,6 +4,11 @@ import type { EventSlice } from './events.js';
 export interface RunSpan {
   readonly t0: number;
   readonly t1: number;
+  /**
+   * Every CPU the cswitch log names, when known (a replay of files): a CPU with a single row has
+   * no period, but its time is the machine's all the same (cpu-split charges it as unlogged).
+   */
+  readonly cpus?: readonly number[];
 }
 
 export class Span implements RunSpan {

@@ -327,11 +327,11 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
     files.map((f, i) => {
       if (threaded && i === largest) {
         const s = new WorkerBatchStream(f.kind, f.path, base!, machine, undefined, finalPass);
-        return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
+        return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256, cpus: () => s.info.cpus };
       }
       const d = makeDecoder(f.kind, f.path, base!, machine);
       const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, undefined, true, finalPass);
-      return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256 };
+      return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256, cpus: () => d.cpus() };
     });
 
   let readers: ReturnType<typeof open> = [];
@@ -349,7 +349,7 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
   if (kinds.includes('cswitch') && span.periods === 0) {
     throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p0.traces.cswitch! });
   }
-  const run = span.get();
+  const run: RunSpan = { ...span.get(), cpus: [...new Set(readers.flatMap((r) => r.cpus()))] };
   return built.map((b) => {
     b.graph.finish(run);
     writeRunMetrics(b.tally, span, inputs);

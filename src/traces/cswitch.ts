@@ -64,8 +64,8 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.machine.eventNames.forEach((e, k) => (this.evCol[k] = this.col(e)));
   }
 
-  /** CPUs seen so far, in ascending order. */
-  cpus(): number[] {
+  /** CPUs seen so far (a CPU whose single row opened a period that never closed too), ascending. */
+  override cpus(): number[] {
     const out: number[] = [];
     for (let c = 0; c < this.seen.length; c++) if (this.seen[c]) out.push(c);
     return out;

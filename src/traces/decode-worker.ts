@@ -61,7 +61,7 @@ async function run(port: NonNullable<typeof parentPort>, d: DecodeWorkerData): P
       }
       send({ type: 'batch', id, batch: b, bytes });
     }
-    send({ type: 'done', rows: decoder.rows, bytes });
+    send({ type: 'done', rows: decoder.rows, bytes, cpus: decoder.cpus() });
   } catch (e) {
     if (isWattraceError(e)) send({ type: 'error', error: { code: e.code, message: e.message, where: e.where, exitCode: e.exitCode } });
     else send({ type: 'crash', message: (e as Error)?.message ?? String(e), stack: (e as Error)?.stack ?? '' });

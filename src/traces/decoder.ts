@@ -28,6 +28,10 @@ export abstract class Decoder<B extends Batch> implements LineSink {
   /** Current 1-based line: the header is line 1. */
   line = 0;
   rows = 0;
+  /** The CPUs the trace names, for a trace of CPU rows (cswitch); none for the others. */
+  cpus(): number[] {
+    return [];
+  }
   protected cols = new Map<string, number>();
   protected nCols = 0;
   /** The batch being filled; created once the header is known (subclasses are set up by then). */

@@ -21,7 +21,7 @@ import type { DecodeWorkerData } from './decode-worker.js';
 export type ToWorker = { type: 'recycle'; id: number } | { type: 'job'; job: DecodeWorkerData };
 export type FromWorker =
   | { type: 'batch'; id: number; batch: Batch; bytes: number }
-  | { type: 'done'; rows: number; bytes: number }
+  | { type: 'done'; rows: number; bytes: number; cpus: number[] }
   | { type: 'error'; error: { code: ErrorCode; message: string; where: Where; exitCode: number } }
   | { type: 'crash'; message: string; stack: string };
 
@@ -59,7 +59,7 @@ export function threadedReadingAvailable(): boolean {
 
 /** Batches of one trace file decoded on a worker thread. Same contract as TraceBatchStream. */
 export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
-  readonly info: { bytes: number; rows: number; sha256: string | null } = { bytes: 0, rows: 0, sha256: null };
+  readonly info: { bytes: number; rows: number; sha256: string | null; cpus: number[] } = { bytes: 0, rows: 0, sha256: null, cpus: [] };
   private readonly worker: Worker;
   private readonly queue: { id: number; batch: Batch }[] = [];
   private lent: number | null = null;
@@ -91,7 +91,7 @@ export class WorkerBatchStream implements AsyncIterableIterator<Batch> {
           break;
         case 'done':
           onBytes?.(m.bytes - this.info.bytes);
-          Object.assign(this.info, { rows: m.rows, bytes: m.bytes });
+          Object.assign(this.info, { rows: m.rows, bytes: m.bytes, cpus: m.cpus });
           this.done = true;
           void this.worker.terminate();
           break;

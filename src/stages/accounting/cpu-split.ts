@@ -143,16 +143,25 @@ export class CpuSplit implements Stage {
       unattributed += j;
       spread(a, b, this.ctx.intervalNs, (k, f) => this.row(k, UNATTRIBUTED, 'idle', j * f, run));
     };
+    const logged = new Set<number>();
     for (const [c, last] of this.clocks.entries()) {
+      logged.add(c);
       gap(run.t0, this.firstT0[c]!);
       gap(last, run.t1);
+    }
+    // A CPU whose log is a single row has no period: all of its time is unlogged.
+    let lone = 0;
+    for (const c of run.cpus ?? []) {
+      if (logged.has(c)) continue;
+      gap(run.t0, run.t1);
+      lone++;
     }
     this.ctx.account(CPU_DEVICE, this.idleJoules + unattributed + this.activeJoules);
     metrics.write(METRICS.cpuIdle, {}, this.idleJoules + unattributed);
     metrics.write(METRICS.cpuActive, {}, this.activeJoules);
     metrics.write(METRICS.cpuUnlogged, {}, unattributed);
     metrics.write(METRICS.cpuPeriods, {}, this.periods);
-    metrics.write(METRICS.cpuCount, {}, this.clocks.count);
+    metrics.write(METRICS.cpuCount, {}, this.clocks.count + lone);
   }
 
   /** by-time: the idle energy of halt periods, shared by the VMs' CPU time over the whole run. */
