@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
-import { readHead } from '../core/files.js';
+import { checkNotCompressed, readHead } from '../core/files.js';
 import { IMPORTERS } from '../importers/index.js';
 import { summaryLines, type ImportSummary } from '../importers/importer.js';
 import { loadMapping } from '../importers/mapping.js';
@@ -57,10 +57,7 @@ function checkInput(format: string, file: string): void {
     if (format === 'planetlab') return;
     throw new WattraceError('E_FILE', `is a folder; ${format} imports a file`, { file });
   }
-  const b = readHead(file, 6);
-  const n = b.length;
-  const compressed = n >= 2 && b[0] === 0x1f && b[1] === 0x8b ? 'gzip' : n >= 4 && b.readUInt32BE(0) === 0x28b52ffd ? 'zstd' : n >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) ? 'xz' : null;
-  if (compressed) throw new WattraceError('E_FILE', `is ${compressed}-compressed; decompress it first (e.g. ${compressed === 'gzip' ? 'gunzip -k' : compressed === 'zstd' ? 'zstd -d' : 'unxz -k'} ${path.basename(file)})`, { file });
+  checkNotCompressed(file);
 }
 
 export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary> {

@@ -5,7 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
-import { readHead } from '../core/files.js';
+import { checkNotCompressed, readHead } from '../core/files.js';
 import { WattraceError } from '../core/errors.js';
 import type { Batch } from '../core/events.js';
 import type { Decoder, TimeBase } from './decoder.js';
@@ -194,6 +194,7 @@ export function checkTraceFile(file: string, kind: string): number {
     throw new WattraceError('E_FILE', `${kind} trace file does not exist`, { file });
   }
   if (!st.isFile()) throw new WattraceError('E_FILE', `${kind} trace is not a regular file`, { file });
+  checkNotCompressed(file);
   return st.size;
 }
 

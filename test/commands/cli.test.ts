@@ -87,6 +87,17 @@ describe('wattrace CLI', () => {
     expect(fs.existsSync(path.join(dir, 'x.sqlite'))).toBe(false);
   });
 
+  it('refuses a compressed trace given to replay as the importers do, saying how to decompress it', () => {
+    const gz = path.join(dir, 'cswitch.csv.gz');
+    // gzip's magic bytes and a little of its binary: before, its bytes were quoted in the error.
+    fs.writeFileSync(gz, Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xc5, 0x9d]));
+    const db = path.join(dir, 'gz.sqlite');
+    const r = wattrace(['replay', 'pipelines/demo.json', '--db', db, '--trace', `cswitch=${gz}`]);
+    expect(r.code).toBe(2);
+    expect(r.err.trim()).toBe(`wattrace: ${gz}: is gzip-compressed; decompress it first (e.g. gunzip -k cswitch.csv.gz)`);
+    expect(fs.existsSync(db)).toBe(false);
+  });
+
   it('reports a missing database and an unknown run clearly', () => {
     expect(wattrace(['matrix', '--db', path.join(dir, 'none.sqlite')])).toMatchObject({ code: 2 });
     const db = path.join(dir, 'demo.sqlite');
