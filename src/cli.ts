@@ -216,7 +216,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
     .middleware((argv) => {
       for (const [k, v] of Object.entries(argv)) {
         if (k === 'db' && argv._[0] === 'export') continue; // export reads several stores
-        if (Array.isArray(v) && !REPEATABLE.has(k) && !k.includes('-') && k.length > 1) throw new WattraceError('E_USAGE', `--${k} is given ${v.length} times; give it once`);
+        if (Array.isArray(v) && !REPEATABLE.has(k) && !k.includes('-') && k.length > 1) throw new WattraceError('E_USAGE', `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is given ${v.length} times; give it once`);
       }
     }, true)
     .demandCommand(1, 'Name a command: replay, compare, generate, matrix, report, import, calibrate or export (see --help).')

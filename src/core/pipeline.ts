@@ -207,6 +207,7 @@ export function parseTraceArgs(args: readonly string[]): Partial<Record<TraceKin
     if (eq <= 0 || !TRACE_KINDS.includes(kind)) {
       throw new WattraceError('E_USAGE', `--trace expects KIND=PATH with KIND one of ${TRACE_KINDS.join(', ')}; got '${a}'`);
     }
+    if (out[kind] !== undefined) throw new WattraceError('E_USAGE', `--trace ${kind}= is given twice ('${out[kind]}' and '${a.slice(eq + 1)}'); give each kind once`);
     out[kind] = a.slice(eq + 1);
   }
   return out;

@@ -25,6 +25,13 @@ describe('hostile input', () => {
       expect(r.code, r.err).toBe(2);
       expect(r.err).toMatch(/--(db|profile) is given 2 times; give it once/);
     }
+    // Named as typed (yargs also keeps it as intervalMs).
+    const i = await cli(['replay', pipeline('twice'), '--interval-ms', '5', '--interval-ms', '6']);
+    expect(i.err.trim()).toBe('wattrace: --interval-ms is given 2 times; give it once');
+    // Two paths for one trace kind: before, the second was used without a word.
+    const t = await cli(['replay', pipeline('twice'), '--trace', 'cswitch=a.csv', '--trace', 'cswitch=b.csv']);
+    expect(t.code).toBe(2);
+    expect(t.err.trim()).toBe("wattrace: --trace cswitch= is given twice ('a.csv' and 'b.csv'); give each kind once");
   });
 
   it('a 10 MB field and a NUL byte are quoted cut and escaped', async () => {
