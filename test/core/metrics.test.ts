@@ -71,6 +71,17 @@ describe('metrics catalogue', () => {
     }
   });
 
+  it("the README's disk-controller figures are the compare's", () => {
+    const d = new Database(path.join(root, 'disk-controller.sqlite'), { readonly: true });
+    const m = (variant: string, name: string) =>
+      (d.prepare('SELECT m.value AS v FROM metrics m JOIN runs r USING (run_id) WHERE r.variant = ? AND m.name = ?').get(variant, name) as { v: number }).v;
+    const sentence =
+      `The paper's step settles vm2 in ${m('base', 'disk.vm2.settle_s').toFixed(1)} s, the gentle one in ${m('gentle', 'disk.vm2.settle_s').toFixed(1)} s, ` +
+      `the aggressive one only after ${m('aggressive', 'disk.vm2.settle_s').toFixed(1)} s, with ${(100 * m('aggressive', 'disk.vm2.over_limit_frac')).toFixed(1)} % of its periods more than 20 % over the limit`;
+    d.close();
+    expect(fs.readFileSync(README, 'utf8').replace(/\s+/g, ' ')).toContain(sentence);
+  });
+
   it('writes no sentinel: a figure that cannot be computed is absent', () => {
     for (const [p, byVariant] of stored) {
       const d = new Database(path.join(root, `${p}.sqlite`), { readonly: true });
