@@ -327,11 +327,17 @@ export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
   io.out(`calibrated ${args.target} on ${X.length} samples of ${args.samples}: ${args.target} = ${fmt(r.fit.idle, 3)} W + ${names.map((n) => `${r.fit.weights[n]!.toExponential(4)} J × ${n}/s`).join(' + ')}`);
   io.out(formatTable(['fold', 'samples', 'MAPE %', 'RMSE W'], [...r.folds.map((f) => [String(f.fold), String(f.n), fmt(f.mape, 2), fmt(f.rmse, 3)]), ['all', String(X.length), fmt(r.mape, 2), fmt(r.rmse, 3)]], [false, true, true, true]));
   // Both outputs are checked before either is written.
-  const into = args.into ? prepareInto(args.into, r, args.cpus ?? cpus) : null;
+  const n = args.cpus ?? cpus;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 1)) throw new WattraceError('E_USAGE', `--cpus must be a positive integer; got ${n}`);
+  const into = args.into ? prepareInto(args.into, r, n) : null;
   if (args.out) {
+    // idle_watts is per physical CPU (a replay's CPU energy is n_cpus × idle_watts × duration + access):
+    // the fit's idle term is the measured device's, so it is divided by the CPUs the samples cover.
+    const perCpu = r.fit.idle / (n ?? 1);
+    const over = n === undefined ? `the fit's idle term for the whole measured device, as if it had one CPU (give --cpus, or record with perf stat -A)` : `the fit's idle term ${fmt(r.fit.idle, 3)} W over ${n} CPU(s)`;
     const profile = {
-      description: `Starter profile from wattrace calibrate (${args.samples}, target ${args.target}, ${k}-fold MAPE ${fmt(r.mape, 2)} %). idle_watts is the fit's idle term for the whole measured device; set the VMs, tsc_hz and disks for your machine.`,
-      cpu: { tsc_hz: args.tscHz ?? 3.0e9, idle_watts: r.fit.idle, counter_bits: 48, idle_split: 'equal', events: r.fit.weights },
+      description: `Starter profile from wattrace calibrate (${args.samples}, target ${args.target}, ${k}-fold MAPE ${fmt(r.mape, 2)} %). idle_watts is ${over}; set the VMs, tsc_hz and disks for your machine.`,
+      cpu: { tsc_hz: args.tscHz ?? 3.0e9, idle_watts: perCpu, counter_bits: 48, idle_split: 'equal', events: r.fit.weights },
       disks: {},
       vms: [{ id: 'vm1', role: 'client' }],
       services: [],
@@ -341,7 +347,7 @@ export function runCalibrate(args: CalibrateArgs, io: IO): CalibrationResult {
     } catch (e) {
       throw new WattraceError('E_FILE', `cannot write the profile: ${(e as Error).message}`, { file: args.out });
     }
-    io.out(`wrote ${args.out}`);
+    io.out(`wrote ${args.out}: idle_watts ${fmt(perCpu, 3)} W per CPU (${fmt(r.fit.idle, 3)} W over ${n ?? 1}${n === undefined ? ' — give --cpus, or record with perf stat -A' : ''})`);
   }
   if (into) {
     fs.writeFileSync(into.file, into.text);

@@ -50,6 +50,13 @@ describe.skipIf(!HAVE)('calibrate on the nx12 RAPL samples (../shared/data/power
     const m = loadProfile(out);
     expect(m.eventNames).toEqual(['cache_miss', 'cpu_cycles', 'cpu_instructions']);
     expect(m.profile.cpu.idle_watts).toBeGreaterThan(0);
+    // --cpus divides the device's idle term among its CPUs, as --into does: idle_watts is per CPU
+    // (a replay charges n_cpus × idle_watts). Before, --out ignored it: a 32-CPU log got 32× the idle.
+    const per = path.join(tmpDir(), 'per-cpu.json');
+    const io3 = bufferIO();
+    expect(await main(['calibrate', '--samples', NX12, '--target', 'package_power', '--out', per, '--cpus', '32'], io3)).toBe(0);
+    expect(loadProfile(per).profile.cpu.idle_watts * 32).toBeCloseTo(m.profile.cpu.idle_watts, 9);
+    expect(io3.stdout.join('\n')).toMatch(/wrote .*per-cpu\.json: idle_watts [\d.]+ W per CPU \([\d.]+ W over 32\)/);
   });
 
   it('bad input: an unknown target or feature, a non-number', async () => {
