@@ -3,7 +3,8 @@
  * translation module applies it (§3.3.2), one model per disk of the profile.
  *
  * Transfer rate: re-estimated every `rate_window` (50) requests of the disk as bytes over busy
- * time of those requests; `nominal_rate_bps` until the first window completes. A request's busy
+ * time of those requests; until the first window completes, `nominal_rate_bps`, or the same
+ * estimate over the latency-carrying requests so far where that is faster. A request's busy
  * time is its `latency_ns` where the log has it; otherwise the time since the disk's previous
  * completion (0 for completions at the same instant) — unless that gap is longer than
  * `idle_period_ms`: the disk then idled, and the request tells nothing about the rate. A window in
@@ -45,6 +46,11 @@ interface DiskState {
   readonly periodNs: number;
   /** Bytes per second in effect. */
   rate: number;
+  /** True once a window has set the rate (until then: nominal, or the latencies seen so far). */
+  estimated: boolean;
+  /** Before that: bytes and busy time of the requests that carried their latency. */
+  firstBytes: number;
+  firstBusy: number;
   winN: number;
   /** Requests of the window whose busy time is known. */
   winUsable: number;
@@ -89,6 +95,9 @@ export class DiskEnergy implements Stage {
       spec,
       periodNs: periodNs(spec.idle_period_ms),
       rate: spec.nominal_rate_bps,
+      estimated: false,
+      firstBytes: 0,
+      firstBusy: 0,
       winN: 0,
       winUsable: 0,
       winBytes: 0,
@@ -134,15 +143,19 @@ export class DiskEnergy implements Stage {
       out.disk[o] = st.d;
       out.bytes[o] = b.bytes[i]!;
       out.latency[o] = b.latency[i]!;
-      out.activeNs[o] = transferNs(b.bytes[i]!, st.rate);
       const route = this.graph.route(c, st.d);
-      if (route !== null && !route.physical) {
+      const upper = route !== null && !route.physical;
+      // An upper service's request costs what it would at the disk's rate: its own latency
+      // covers the whole chain, not the disk's busy time.
+      const rate = this.rateFor(st, b.bytes[i]!, upper ? NaN : b.latency[i]!);
+      out.activeNs[o] = transferNs(b.bytes[i]!, rate);
+      if (upper) {
         this.upperRequests++;
         continue;
       }
       this.advance(st, t);
       const bytes = b.bytes[i]!;
-      const activeNs = transferNs(bytes, st.rate);
+      const activeNs = transferNs(bytes, rate);
       const e = energyOf(st.spec.active_watts - st.spec.idle_watts, activeNs);
       const slot = (st.d * this.nCons + c) * 2 + 1;
       const s = this.acc.slots(Math.floor(t / I));
@@ -157,6 +170,10 @@ export class DiskEnergy implements Stage {
       // Busy time for the next rate estimate: the latency, else the gap since the previous
       // completion. A gap longer than an idle period was idle time: that request tells nothing.
       const lat = b.latency[i]!;
+      if (!st.estimated && lat === lat) {
+        st.firstBytes += bytes;
+        st.firstBusy += Math.min(lat, st.periodNs);
+      }
       const gap = t - st.prevT;
       st.prevT = t;
       st.winN++;
@@ -170,8 +187,10 @@ export class DiskEnergy implements Stage {
       if (st.winN >= st.spec.rate_window) {
         // Keep the rate when the window says too little (mostly idle gaps, or only ties, as in
         // logs with whole-second timestamps).
-        if (st.winBusy > 0 && st.winBytes > 0 && 2 * st.winUsable >= st.winN) st.rate = perSecond(st.winBytes, st.winBusy);
-        else st.rateKept++;
+        if (st.winBusy > 0 && st.winBytes > 0 && 2 * st.winUsable >= st.winN) {
+          st.rate = perSecond(st.winBytes, st.winBusy);
+          st.estimated = true;
+        } else st.rateKept++;
         st.winN = 0;
         st.winUsable = 0;
         st.winBytes = 0;
@@ -188,6 +207,23 @@ export class DiskEnergy implements Stage {
       mark = Math.min(mark, st.curP * st.periodNs);
     }
     this.acc.flushBefore(mark);
+  }
+
+  /**
+   * The rate a request is charged at. Before the first window has set it: the rate of the
+   * requests so far that carried their latency (bytes over busy time, as a window estimates it;
+   * this one included when it carries its own), where that is faster than nominal_rate_bps —
+   * the recording says how fast the disk is, where a starter profile's guess made the first
+   * window of a fast disk's requests cost up to 20× their recorded busy time; never slower, so an
+   * early outlier latency cannot make the first window dearer than nominal, as before. Without
+   * latencies the gaps between completions say little about a single request: nominal.
+   */
+  private rateFor(st: DiskState, bytes: number, latency: number): number {
+    if (st.estimated) return st.rate;
+    const own = latency === latency;
+    const busy = st.firstBusy + (own ? Math.min(latency, st.periodNs) : 0);
+    const total = st.firstBytes + (own ? bytes : 0);
+    return busy > 0 && total > 0 ? Math.max(st.rate, perSecond(total, busy)) : st.rate;
   }
 
   finish(run: RunSpan): void {

@@ -22,18 +22,20 @@ const close = (got: number | undefined, want: number) => expect(relDiff(got ?? N
 
 describe('disk-energy by hand (§3.2.2, §3.3.2)', () => {
   // vm1 1000 B at 0 (2 ms), vm2 3000 B at 10 ms (1 ms), vm1 4000 B at 140 ms.
-  // Rate: 1e6 B/s for the first window, then 4000 B / 3 ms = 1.333e6 B/s.
-  // Active: 1000 / 1e6 = 1 ms → 2 W × 1 ms = 2 mJ; 3000 / 1e6 = 3 ms → 6 mJ; 4000 / 1.333e6 = 3 ms → 6 mJ.
-  // Idle: [0, 100 ms) 0.36 J by utilization 1:3 → vm1 0.09, vm2 0.27; [100, 140 ms) 0.144 J → vm1.
+  // Rate: in the first window, the latencies so far where faster than the 1e6 B/s nominal: the
+  // first's 1000 B / 2 ms = 5e5 B/s is not (1e6), the second's 4000 B / 3 ms = 1.333e6 B/s is;
+  // then the window's 4000 B / 3 ms.
+  // Active: 1000 / 1e6 = 1 ms → 2 W × 1 ms = 2 mJ; 3000 / 1.333e6 = 2.25 ms → 4.5 mJ; 4000 / 1.333e6 = 3 ms → 6 mJ.
+  // Idle: [0, 100 ms) 0.36 J by utilization 1 : 2.25 → vm1 0.36·1/3.25, vm2 0.36·2.25/3.25; [100, 140 ms) 0.144 J → vm1.
   const withLatency = ['ts_ns,vm,op,offset,bytes,latency_ns,container', '0,vm1,R,0,1000,2000000,web', '10000000,vm2,W,0,3000,1000000,', '140000000,vm1,R,0,4000,500000,db', ''].join('\n');
 
   it('charges active energy per request and idle energy by utilization, via the driver', async () => {
     const sink = await replayTexts(m, { disk: withLatency }, ['disk-energy']);
     const c = cells(sink);
     close(c.get('vm1|drv|disk|active'), 0.002 + 0.006);
-    close(c.get('vm2|drv|disk|active'), 0.006);
-    close(c.get('vm1|drv|disk|idle'), 0.09 + 0.144);
-    close(c.get('vm2|drv|disk|idle'), 0.27);
+    close(c.get('vm2|drv|disk|active'), 0.0045);
+    close(c.get('vm1|drv|disk|idle'), 0.36 / 3.25 + 0.144);
+    close(c.get('vm2|drv|disk|idle'), (0.36 * 2.25) / 3.25);
     expect(c.size).toBe(4);
     close(sink.metrics.get('accounting.disk.disk.rate_bps'), 4000 / 0.003);
     close(sink.metrics.get('accounting.disk.disk.idle_joules'), 3.6 * 0.14);
@@ -42,6 +44,16 @@ describe('disk-energy by hand (§3.2.2, §3.3.2)', () => {
     expect(web.map((r) => [r.consumer, r.via, r.kind])).toEqual([['vm1', 'drv', 'active']]);
     close(web[0]!.joules, 0.002);
     close(sink.rows.filter((r) => r.container === 'db')[0]!.joules, 0.006);
+  });
+
+  it('a fast disk with latencies is charged its recorded busy time from the first request, not the nominal rate', async () => {
+    // 1000 requests of 1 MiB, one every 1 ms, each 1 ms busy (1 GiB/s; the profile says 1 MB/s):
+    // busy 1000 × 1 ms = 1 s in all, so 2 W × 1 s = 2 J of active energy, however the windows fall.
+    // At the nominal rate the first window (2 requests here, 50 by default) alone would be 2 × 1.05 s.
+    const rows = Array.from({ length: 1000 }, (_, i) => `${(i + 1) * 1_000_000},vm1,R,${i * 1048576},1048576,1000000,`);
+    const sink = await replayTexts(m, { disk: ['ts_ns,vm,op,offset,bytes,latency_ns,container', ...rows, ''].join('\n') }, ['disk-energy']);
+    close(cells(sink).get('vm1|drv|disk|active'), 2);
+    close(sink.metrics.get('accounting.disk.disk.active_s'), 1);
   });
 
   it('without latencies, busy time comes from completion gaps', async () => {
