@@ -52,6 +52,9 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   let clock: string;
   try {
     clock = binary ? importDat(file, switches, blocks, skips, clientOf, hzBig, notes) : await importText(file, switches, blocks, skips, clientOf, hz, hzBig, tscHz !== undefined, notes);
+    // On a clock in seconds (or a trace.dat's ns) the TSC column is made from time at this rate:
+    // the rate changes no result, and the user may believe it converted something.
+    if (tscHz !== undefined && !clock.startsWith('TSC clock')) notes.push(`note: --tsc-hz ${tscHz} only sets the rate of the TSC column made from time (the trace's ${clock} is not in ticks); it changes no result`);
     blocks.finish();
     cswitch.close();
     disk.close();

@@ -74,6 +74,15 @@ describe.skipIf(!fs.existsSync(JUNO))('import ftrace: trace-cmd report of an ARM
     const profile = JSON.parse(fs.readFileSync(path.join(out, 'machine.json'), 'utf8')) as { cpu: { idle_split: string } };
     expect(profile.cpu.idle_split).toBe('by-time');
   });
+
+  it('--tsc-hz on this seconds clock is said to change nothing (it only rates the TSC column made from time)', async () => {
+    const out = path.join(dir, 'juno-hz');
+    const r = await cli(['import', 'ftrace', JUNO, '--out', out, '--tsc-hz', '2e9']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain("note: --tsc-hz 2000000000 only sets the rate of the TSC column made from time (the trace's seconds clock is not in ticks); it changes no result");
+    // The TSC made from time at 2 GHz: 76.211513 s → 152423026000 ticks (no --map: every task is host).
+    expect(lines(path.join(out, 'cswitch.csv'))[1]).toBe('76211513000,1,host,152423026000');
+  });
 });
 
 describe('import ftrace: malformed lines', () => {
