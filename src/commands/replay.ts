@@ -5,13 +5,14 @@ import { WattraceError } from '../core/errors.js';
 import { parseLabels, type Labels } from '../core/labels.js';
 import { loadPipeline, parseTraceArgs, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
-import { prepareReading, runPipeline, runPipelines } from '../replay/runner.js';
+import { prepareReading, runPipeline, runPipelines, writerThreadPays } from '../replay/runner.js';
 import { planStages } from '../replay/graph.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { msToNs, nsToS } from '../core/units.js';
 import type { MatrixUnit } from '../analysis/matrix.js';
 import { fmt } from '../analysis/table.js';
-import { RunWriter, openForReading } from '../store/store.js';
+import { openForReading, type RunHandle } from '../store/store.js';
+import { beginRun } from '../store/threaded.js';
 import { checkTraceFile } from '../traces/csv.js';
 import { undoOnInterrupt, type IO } from './io.js';
 import { progressBar } from './progress.js';
@@ -66,7 +67,7 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   const matrix = args.quiet ? null : import('../analysis/matrix.js');
   matrix?.catch(() => undefined);
 
-  const writer = RunWriter.begin(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION, labels });
+  const writer = beginRun(args.db, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION, labels }, writerThreadPays(p, machine));
   let bar: ReturnType<typeof progressBar> = null;
   try {
     bar = progressBar(io, `replay ${p.name}`);
@@ -141,9 +142,9 @@ export async function replayMany(args: ReplayManyArgs): Promise<number[]> {
   const wanted = new Set(plans.flatMap((pl) => pl.traces));
   const kinds = (['cswitch', 'disk', 'guest', 'measured'] as const).filter((k) => wanted.has(k));
   for (const [k, f] of Object.entries(p0.traces)) withFixtureHint(() => checkTraceFile(f, k));
-  const writers: RunWriter[] = [];
+  const writers: RunHandle[] = [];
   try {
-    ps.forEach((p, i) => writers.push(RunWriter.begin(args.dbs[i]!, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION, labels: args.labels ?? {} })));
+    ps.forEach((p, i) => writers.push(beginRun(args.dbs[i]!, { pipeline: p.name, variant: p.variant, params: p.params, toolVersion: TOOL_VERSION, labels: args.labels ?? {} }, writerThreadPays(p, machine))));
     const summaries = await runPipelines(
       ps.map((p, i) => ({ p, plan: plans[i]!, sink: writers[i]! })),
       machine,

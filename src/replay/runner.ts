@@ -359,11 +359,11 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
 }
 
 /**
- * Starts the decoder thread early when a replay of these traces will use one (the largest is big
- * enough), so that its start-up overlaps the main thread's.
+ * True when a replay of these traces uses threads (the largest trace is big enough, or
+ * WATTRACE_THREADS=1): a decoder thread for the largest trace and a writer thread for the store.
  */
-export function prepareReading(files: readonly string[], opts: RunOptions = {}): void {
-  if (opts.threads === false) return;
+export function usesThreads(files: readonly string[], opts: RunOptions = {}): boolean {
+  if (opts.threads === false) return false;
   let largest = 0;
   for (const f of files) {
     try {
@@ -372,5 +372,50 @@ export function prepareReading(files: readonly string[], opts: RunOptions = {}):
       // A missing trace is reported where it is checked.
     }
   }
-  if (largest >= THREADED_MIN_BYTES || forceThreads()) warmDecoderThread();
+  return largest >= THREADED_MIN_BYTES || forceThreads();
+}
+
+/**
+ * True when a run should be written on a writer thread (store/threaded.ts): when it will write
+ * more rows than it reads (estimated from the traces' span and sizes, as checkPlannedOutput does),
+ * SQLite is then the larger part of the work and the second core, which the decoder leaves idle,
+ * takes it — the PlanetLab day writes 5.6 M rows from 265 k (measured: 13.3 s → see README,
+ * Benchmark). Where reading dominates, the decoder fills that core and a third thread only slows
+ * every stage (the complete accounting: 4.9 → 6.2 s), so the run writes on the main thread.
+ * WATTRACE_THREADS=1 always uses one (tests), 0 never.
+ */
+export function writerThreadPays(p: ResolvedPipeline, machine: Machine, opts: RunOptions = {}): boolean {
+  if (opts.threads === false) return false;
+  if (forceThreads()) return true;
+  let bytes = 0;
+  let first: TimeBase | null = null;
+  let last: TimeBase | null = null;
+  for (const f of Object.values(p.traces)) {
+    try {
+      bytes += fs.statSync(f).size;
+      const r = peekRange(f);
+      if (r === null) continue;
+      first = minBase(first, r.first);
+      if (last === null || r.last.hi > last.hi || (r.last.hi === last.hi && r.last.lo > last.lo)) last = r.last;
+    } catch {
+      // A missing or unreadable trace is reported where it is checked.
+    }
+  }
+  if (first === null || last === null) return false;
+  const span = Math.max(0, diffExact(last.hi, last.lo, first.hi, first.lo));
+  const intervals = span / msToNs(p.intervalMs);
+  const cons = machine.consumers.length;
+  let rows = intervals * cons * (1 + Object.keys(machine.profile.disks).length) * 2;
+  if (p.stages.includes('virtual-counters')) rows += intervals * cons * (machine.eventNames.length + 1);
+  if (p.stages.includes('host-strides')) rows += (span / msToNs(p.settings.policy.cpu.period_ms)) * machine.vmCount;
+  // A trace row is some 50–90 bytes.
+  return rows > bytes / 64;
+}
+
+/**
+ * Starts the decoder thread early when a replay of these traces will use one, so that its
+ * start-up overlaps the main thread's.
+ */
+export function prepareReading(files: readonly string[], opts: RunOptions = {}): void {
+  if (usesThreads(files, opts)) warmDecoderThread();
 }

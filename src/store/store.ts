@@ -131,11 +131,21 @@ export interface RunFinish {
   intervalNs: number;
 }
 
+/** A run being written, wherever its rows are inserted (RunWriter, or threaded.ts's writer thread). */
+export interface RunHandle extends RunSink {
+  /** The run's id in its database. */
+  readonly runId: number;
+  /** Writes the remaining run fields and the metrics, and commits. */
+  commit(f: RunFinish): void;
+  /** Rolls the run back; the database is as it was before the run began. Does nothing once committed. */
+  abort(): void;
+}
+
 /**
  * A run being written: a RunSink whose rows go into an open transaction. `commit` makes the run
  * visible; `abort` rolls everything back.
  */
-export class RunWriter implements RunSink {
+export class RunWriter implements RunHandle {
   readonly runId: number;
   private readonly insEnergy: BatchedInsert;
   private readonly insCounter: BatchedInsert;

@@ -53,7 +53,7 @@ describe('wattrace CLI', () => {
     expect(j.run.run_id).toBe(1);
   });
 
-  it('decodes on a worker thread with the same results and the same errors as in-thread', () => {
+  it('decodes (and writes) on worker threads with the same results and the same errors as in-thread', () => {
     const a = path.join(dir, 'threads.sqlite');
     const b = path.join(dir, 'nothreads.sqlite');
     // The demo's traces are small enough to be read in-thread unless a thread is asked for.
@@ -72,6 +72,8 @@ describe('wattrace CLI', () => {
     fs.writeFileSync(bad, `${good}99,0,vm1,x,0,0\n`);
     const errors = ['1', '0'].map((t) => wattrace(['replay', 'pipelines/demo.json', '--db', path.join(dir, `bad-${t}.sqlite`), '--trace', `cswitch=${bad}`], { WATTRACE_THREADS: t }));
     expect(errors.map((e) => e.code)).toEqual([2, 2]);
+    // Written on a writer thread or not, a failed run leaves no database behind.
+    for (const t of ['1', '0']) expect(fs.existsSync(path.join(dir, `bad-${t}.sqlite`))).toBe(false);
     expect(errors[0]!.err).toMatch(/bad-threads\.csv:\d+:4 \(column tsc\): tsc is not a number \('x'\)/);
     expect(errors[0]!.err).toBe(errors[1]!.err);
   });

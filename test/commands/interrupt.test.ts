@@ -17,9 +17,9 @@ const dir = tmpDir('wattrace-interrupt-');
 const pipeline = path.join(dir, 'p.json');
 
 /** Runs the CLI and sends `signal` once the database file exists and the run has gone on 300 ms. */
-function interrupted(args: string[], db: string, signal: NodeJS.Signals): Promise<{ code: number | null; stderr: string }> {
+function interrupted(args: string[], db: string, signal: NodeJS.Signals, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const started = Date.now();
@@ -62,6 +62,18 @@ describe('interrupted runs', () => {
       expect(integrity(db)).toBe('ok');
     }, 30_000);
   }
+
+  it('SIGINT while a writer thread holds the run (WATTRACE_THREADS=1): rolled back there, the database unchanged', async () => {
+    const db = path.join(dir, 'existing-writer-thread.sqlite');
+    expect(spawnSync(process.execPath, [CLI, 'replay', pipeline, '--db', db, '--quiet']).status).toBe(0);
+    const before = sha256File(db);
+    const r = await interrupted(['replay', pipeline, '--db', db, '--quiet'], db, 'SIGINT', { ...process.env, WATTRACE_THREADS: '1' });
+    expect(r.code).toBe(130);
+    expect(r.stderr.trim().split('\n')).toEqual([`wattrace: interrupted (SIGINT): the run was rolled back; ${db} is as it was`]);
+    expect(sha256File(db)).toBe(before);
+    expect(fs.existsSync(`${db}-journal`)).toBe(false);
+    expect(integrity(db)).toBe('ok');
+  }, 30_000);
 
   it('SIGINT during replay into a new database: nothing is left behind', async () => {
     const db = path.join(dir, 'new.sqlite');
