@@ -1,8 +1,10 @@
 /**
  * Writing a run on a thread of its own. SQLite spends about a microsecond on each row inserted
- * (measured: 1.0–1.2 µs with 64-row INSERTs, whatever the batch size), which was a quarter of the
- * main thread's time in the complete accounting: the stages now hand their rows to a writer thread
- * (writer-thread.ts) that runs the same RunWriter, so inserting overlaps the stages.
+ * (measured: 1.0–1.2 µs with 64-row INSERTs, whatever the batch size): 41 % of the PlanetLab
+ * day's replay, which writes 5.6 M rows from 265 k while the decoder thread idles. A run that will
+ * write more rows than it reads (replay/runner.ts, writerThreadPays) hands its rows to a writer
+ * thread (writer-thread.ts) running the same RunWriter, so inserting overlaps the stages. A run
+ * bound by reading does not: the decoder fills the second core, and a third thread slowed it.
  *
  * Rows cross as columns: numbers in a Float64Array, strings as ids into a string table that grows
  * as new names appear (a handful per run: VMs, devices, events), 4,096 rows a message, the arrays
@@ -26,6 +28,11 @@ const WORKER_FILE = fileURLToPath(new URL('./writer-thread.js', import.meta.url)
 export const CHUNK_ROWS = 4096;
 /** Messages in flight before the stages wait for the writer. */
 const WINDOW = 8;
+/**
+ * Longest wait for the writer: at most WINDOW messages (≈ 33,000 rows, well under a second of
+ * inserts) and a commit are ever ahead of it, so ten minutes only pass if it died or hangs.
+ */
+const ANSWER_MS = 600_000;
 
 /**
  * The tables as they cross: how many number and string columns a row has. The order of the
@@ -149,9 +156,11 @@ export class ThreadedRunWriter implements RunHandle {
   /** Sends a full (or, at the end, partial) chunk; waits while WINDOW chunks are unacknowledged. */
   private send(c: Chunk): void {
     if (this.closed) throw new Error('the run was already committed or rolled back');
+    const deadline = Date.now() + ANSWER_MS;
     for (;;) {
       const acked = Atomics.load(this.signal, SIG_ACKS);
       if (this.sent - acked < WINDOW) break;
+      if (Date.now() > deadline) this.silent();
       Atomics.wait(this.signal, SIG_ACKS, acked, 1000);
     }
     const strings = this.fresh;
@@ -275,10 +284,10 @@ export class ThreadedRunWriter implements RunHandle {
   private call(m: ToWriter): number {
     const before = Atomics.load(this.signal, SIG_REPLIES);
     this.worker.postMessage(m);
+    const deadline = Date.now() + ANSWER_MS;
     while (Atomics.load(this.signal, SIG_REPLIES) === before) {
-      if (Atomics.wait(this.signal, SIG_REPLIES, before, 60_000) === 'timed-out' && !this.alive()) {
-        throw new WattraceError('E_STORE', 'the database writer thread stopped without an answer', { file: this.file }, 70);
-      }
+      if (Date.now() > deadline) this.silent();
+      Atomics.wait(this.signal, SIG_REPLIES, before, 1000);
     }
     let r = receiveMessageOnPort(this.replies);
     // The reply is posted before the counter is bumped; a moment more in the rare case it is not yet visible.
@@ -295,8 +304,14 @@ export class ThreadedRunWriter implements RunHandle {
     throw Object.assign(new Error(reply.message), { stack: reply.stack });
   }
 
-  private alive(): boolean {
-    return this.worker.threadId !== -1;
+  /**
+   * The writer has not answered for ANSWER_MS: it died (its exit cannot be seen while this thread
+   * waits) or hangs. The run is lost; SQLite rolls its journal back at the next open.
+   */
+  private silent(): never {
+    this.closed = true;
+    void this.worker.terminate();
+    throw new WattraceError('E_STORE', `the database writer thread has not answered for ${ANSWER_MS / 60_000} minutes; the run is not stored`, { file: this.file }, 70);
   }
 }
 
