@@ -29,10 +29,12 @@ export const CHUNK_ROWS = 4096;
 /** Messages in flight before the stages wait for the writer. */
 const WINDOW = 8;
 /**
- * Longest wait for the writer: at most WINDOW messages (≈ 33,000 rows, well under a second of
- * inserts) and a commit are ever ahead of it, so ten minutes only pass if it died or hangs.
+ * Longest wait for the writer. At most WINDOW messages (≈ 33,000 rows, well under a second of
+ * inserts) and a commit are ever ahead of it, but SQLite may wait out its busy_timeout (600 s,
+ * store.ts) for another process's lock more than once in a transaction; a writer that dies says
+ * so at once (SIG_DEAD). So this only ends a writer that hangs.
  */
-const ANSWER_MS = 600_000;
+const ANSWER_MS = 3 * 3_600_000;
 
 /**
  * The tables as they cross: how many number and string columns a row has. The order of the
@@ -53,6 +55,8 @@ export const SIG_ACKS = 1;
 export const SIG_ABORTING = 2;
 /** Never changed: a slot to sleep on. */
 const SIG_NAP = 3;
+/** Set by the writer thread as it exits, for whatever reason: the waits below stop waiting. */
+export const SIG_DEAD = 4;
 
 export interface Chunk {
   table: Table;
@@ -114,14 +118,19 @@ export class ThreadedRunWriter implements RunHandle {
    */
   static begin(file: string, meta: RunMeta): ThreadedRunWriter {
     checkStore(file);
-    return new ThreadedRunWriter(file, meta);
+    const w = new ThreadedRunWriter(file, meta);
+    // The transaction is open before anything is read, as on the calling thread: a store that
+    // cannot be written, or a lock that does not clear, is the first thing the user hears of,
+    // and while it waits here Ctrl-C still stops the process (no roll-back is armed yet).
+    void w.runId;
+    return w;
   }
 
   private constructor(
     private readonly file: string,
     meta: RunMeta,
   ) {
-    const shared = new SharedArrayBuffer(4 * 4);
+    const shared = new SharedArrayBuffer(5 * 4);
     this.signal = new Int32Array(shared);
     const { port1, port2 } = new MessageChannel();
     this.replies = port1;
@@ -160,7 +169,7 @@ export class ThreadedRunWriter implements RunHandle {
     for (;;) {
       const acked = Atomics.load(this.signal, SIG_ACKS);
       if (this.sent - acked < WINDOW) break;
-      if (Date.now() > deadline) this.silent();
+      if (Atomics.load(this.signal, SIG_DEAD) === 1 || Date.now() > deadline) this.silent();
       Atomics.wait(this.signal, SIG_ACKS, acked, 1000);
     }
     const strings = this.fresh;
@@ -286,7 +295,7 @@ export class ThreadedRunWriter implements RunHandle {
     this.worker.postMessage(m);
     const deadline = Date.now() + ANSWER_MS;
     while (Atomics.load(this.signal, SIG_REPLIES) === before) {
-      if (Date.now() > deadline) this.silent();
+      if (Atomics.load(this.signal, SIG_DEAD) === 1 || Date.now() > deadline) this.silent();
       Atomics.wait(this.signal, SIG_REPLIES, before, 1000);
     }
     let r = receiveMessageOnPort(this.replies);
@@ -310,8 +319,9 @@ export class ThreadedRunWriter implements RunHandle {
    */
   private silent(): never {
     this.closed = true;
+    const dead = Atomics.load(this.signal, SIG_DEAD) === 1;
     void this.worker.terminate();
-    throw new WattraceError('E_STORE', `the database writer thread has not answered for ${ANSWER_MS / 60_000} minutes; the run is not stored`, { file: this.file }, 70);
+    throw new WattraceError('E_STORE', dead ? 'the database writer thread stopped without an answer; the run is not stored' : `the database writer thread has not answered for ${ANSWER_MS / 3_600_000} hours; the run is not stored`, { file: this.file }, 70);
   }
 }
 

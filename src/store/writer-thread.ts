@@ -10,7 +10,7 @@ import { isWattraceError } from '../core/errors.js';
 import type { EnergyKind } from '../core/stage.js';
 import type { Joules, Ns, Seconds, Watts } from '../core/units.js';
 import { RunWriter } from './store.js';
-import { SIG_ABORTING, SIG_ACKS, SIG_REPLIES, type Chunk, type FromWriter, type ToWriter, type WriterData } from './threaded.js';
+import { SIG_ABORTING, SIG_ACKS, SIG_DEAD, SIG_REPLIES, type Chunk, type FromWriter, type ToWriter, type WriterData } from './threaded.js';
 
 function failure(e: unknown): FromWriter {
   if (isWattraceError(e)) return { type: 'error', error: { code: e.code, message: e.message, where: e.where, exitCode: e.exitCode } };
@@ -53,6 +53,12 @@ function insert(w: RunWriter, strings: readonly string[], c: Chunk): void {
 
 function run(port: NonNullable<typeof parentPort>, d: WriterData): void {
   const signal = new Int32Array(d.signal);
+  // However this thread ends (an uncaught error too), the run's waits learn it at once.
+  process.on('exit', () => {
+    Atomics.store(signal, SIG_DEAD, 1);
+    Atomics.notify(signal, SIG_REPLIES);
+    Atomics.notify(signal, SIG_ACKS);
+  });
   const reply = (m: FromWriter) => {
     d.replies.postMessage(m);
     Atomics.add(signal, SIG_REPLIES, 1);
@@ -91,7 +97,13 @@ function run(port: NonNullable<typeof parentPort>, d: WriterData): void {
           } catch (e) {
             error = e;
           }
-        } else writer?.abort();
+        } else {
+          try {
+            writer?.abort();
+          } catch {
+            // The error already kept is the one to report.
+          }
+        }
         reply(error === null ? { type: 'ok', runId: writer!.runId } : failure(error));
         port.close();
         break;
