@@ -14,7 +14,7 @@ import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, 
 import { NS_PER_MS, msToNs, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
 import { stageParquetTraces, type Staged } from '../traces/parquet.js';
-import { TraceBatchStream, checkTraceFile, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekRange } from '../traces/csv.js';
+import { TraceBatchStream, checkTraceFile, maxBase, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekRange } from '../traces/csv.js';
 import type { TimeBase } from '../traces/decoder.js';
 import { makeDecoder } from '../traces/decoders.js';
 import { diffExact, formatExact } from '../traces/exact.js';
@@ -267,7 +267,7 @@ function checkClocks(files: readonly { kind: TraceKind; path: string }[]): { spa
   let last = p.last;
   for (const r of known) {
     first = minBase(first, r.range.first)!;
-    if (r.range.last.hi > last.hi || (r.range.last.hi === last.hi && r.range.last.lo > last.lo)) last = r.range.last;
+    last = maxBase(last, r.range.last)!;
   }
   return { span: diffExact(last.hi, last.lo, first.hi, first.lo), notes };
 }
@@ -396,7 +396,7 @@ export function writerThreadPays(p: ResolvedPipeline, machine: Machine, opts: Ru
       const r = peekRange(f);
       if (r === null) continue;
       first = minBase(first, r.first);
-      if (last === null || r.last.hi > last.hi || (r.last.hi === last.hi && r.last.lo > last.lo)) last = r.last;
+      last = maxBase(last, r.last);
     } catch {
       // A missing or unreadable trace is reported where it is checked.
     }

@@ -226,9 +226,16 @@ function extremeTimestamp(text: string, largest: boolean): TimeBase | null {
     const field = lines[k]!.replace(/\r$/, '').split(',')[i];
     if (field === undefined || parseUint(field) !== OK) continue;
     const t = { hi: PARSED.hi, lo: PARSED.lo };
-    best = largest ? (best === null || t.hi > best.hi || (t.hi === best.hi && t.lo > best.lo) ? t : best) : minBase(best, t);
+    best = largest ? maxBase(best, t) : minBase(best, t);
   }
   return best;
+}
+
+/** The larger of two time bases (null-tolerant). */
+export function maxBase(a: TimeBase | null, b: TimeBase | null): TimeBase | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a.hi > b.hi || (a.hi === b.hi && a.lo >= b.lo) ? a : b;
 }
 
 /** The smaller of two time bases (null-tolerant). */
