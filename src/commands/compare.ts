@@ -22,9 +22,9 @@ import { PROJECT_ROOT } from '../core/json.js';
 import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline, type TraceKind } from '../core/pipeline.js';
 import { loadProfile } from '../core/profile.js';
 import { planStages } from '../replay/graph.js';
-import { checkStore, importRuns, openForReading } from '../store/store.js';
+import { checkStore, openForReading, RunImport } from '../store/store.js';
 import { parseLabels } from '../core/labels.js';
-import { undoOnInterrupt, type IO } from './io.js';
+import { signalsTurn, undoOnInterrupt, type IO } from './io.js';
 
 export interface CompareArgs {
   pipeline: string;
@@ -306,12 +306,29 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
     const notes = new Set<string>();
     // Interrupted, the replays stop and their scratch databases go; --db is untouched until the
     // import, one transaction.
-    await undoOnInterrupt(io, `no run was added; ${args.db} is as it was`, () => {
-      for (const c of children) c.kill('SIGTERM');
-      fs.rmSync(scratch, { recursive: true, force: true });
-    }, () => pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1, notes)));
-    for (const n of notes) io.err(n);
-    runIds = importRuns(args.db, dbs.map((f) => ({ file: f, runId: 1 })));
+    // The import into --db is inside as well, its commit included (io.ts, undoOnInterrupt).
+    let importing: RunImport | null = null;
+    let stored: number[] | null = null;
+    runIds = await undoOnInterrupt(
+      io,
+      () => (stored ? `runs ${stored.join(', ')} were stored in ${args.db} before it` : `no run was added; ${args.db} is as it was`),
+      () => {
+        for (const c of children) c.kill('SIGTERM');
+        importing?.abort();
+        fs.rmSync(scratch, { recursive: true, force: true });
+      },
+      async () => {
+        await pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1, notes));
+        for (const n of notes) io.err(n);
+        importing = new RunImport(args.db);
+        const ids = await importing.copy(dbs.map((f) => ({ file: f, runId: 1 })));
+        await signalsTurn(); // a signal sent during the copy's last stretch rolls it back
+        importing.commit();
+        stored = ids;
+        await signalsTurn();
+        return ids;
+      },
+    );
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }

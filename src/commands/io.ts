@@ -21,15 +21,18 @@ export function bufferIO(): IO & { stdout: string[]; stderr: string[] } {
 
 /**
  * While `work` runs, Ctrl-C (SIGINT) or SIGTERM undo what it started (`undo`: roll the run back,
- * remove what it created) and end the process with 130 and one line, instead of dying with a
- * transaction half written. Outside `work` the signals behave as usual.
+ * remove what it created) and end the process with 130 and one line (`what`, asked at the signal:
+ * a run committed by then says so), instead of dying with a transaction half written. Outside
+ * `work` the signals behave as usual, so `work` should include the commit: a signal during a
+ * synchronous commit then waits for it and is acted on at the next turn of the event loop, which
+ * `work` gives it by ending with `signalsTurn()`.
  */
-export async function undoOnInterrupt<T>(io: IO, what: string, undo: () => void, work: () => Promise<T>): Promise<T> {
+export async function undoOnInterrupt<T>(io: IO, what: string | (() => string), undo: () => void, work: () => Promise<T>): Promise<T> {
   const onSignal = (signal: NodeJS.Signals) => {
     try {
       undo();
     } finally {
-      io.err(`wattrace: interrupted (${signal}): ${what}`);
+      io.err(`wattrace: interrupted (${signal}): ${typeof what === 'string' ? what : what()}`);
       process.exit(130);
     }
   };
@@ -41,4 +44,14 @@ export async function undoOnInterrupt<T>(io: IO, what: string, undo: () => void,
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
   }
+}
+
+/**
+ * Turns of the event loop enough for a signal that arrived during synchronous work (a commit) to
+ * reach its handler before the handler is removed. libuv reads pending signals in its poll phase;
+ * `setImmediate` runs in the check phase after it. Called from a callback of the poll phase itself
+ * (a child's exit), the first check phase can come before a poll that reads the signal, so two.
+ */
+export async function signalsTurn(): Promise<void> {
+  for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
 }

@@ -14,7 +14,7 @@ import { fmt } from '../analysis/table.js';
 import { openForReading, type RunHandle } from '../store/store.js';
 import { beginRun } from '../store/threaded.js';
 import { checkTraceFile } from '../traces/csv.js';
-import { undoOnInterrupt, type IO } from './io.js';
+import { signalsTurn, undoOnInterrupt, type IO } from './io.js';
 import { progressBar } from './progress.js';
 
 export interface ReplayArgs {
@@ -72,22 +72,34 @@ export async function replay(args: ReplayArgs, io: IO): Promise<ReplayResult> {
   try {
     bar = progressBar(io, `replay ${p.name}`);
     const b = bar;
-    const summary = await undoOnInterrupt(io, `the run was rolled back; ${args.db} is as it was`, () => {
-      b?.stop();
-      writer.abort();
-    }, () => runPipeline(p, machine, plan, writer, b ? { onProgress: (f) => b.update(f) } : {}));
-    bar?.stop();
-    for (const n of summary.notes) io.err(`wattrace: note: ${n}`);
-    const profileText = fs.readFileSync(p.profilePath);
-    const inputs = {
-      profile: { path: p.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') },
-      ...summary.inputs,
-    };
-    writer.commit({ inputs, baseTsNs: summary.baseTsNs, t0Ns: summary.t0, t1Ns: summary.t1, intervalNs: Math.round(msToNs(p.intervalMs)) });
-    const rows = Object.entries(summary.inputs)
-      .map(([k, v]) => `${v!.rows.toLocaleString('en-US')} ${k} rows`)
-      .join(', ');
-    io.out(`run ${writer.runId}: pipeline '${p.name}' (variant '${p.variant}'), ${fmt(nsToS(summary.t1 - summary.t0), 3)} s of trace, ${rows} → ${args.db}`);
+    // The commit is inside: a signal during it waits for it, and then says the run was stored.
+    let stored = false;
+    await undoOnInterrupt(
+      io,
+      () => (stored ? `run ${writer.runId} was stored in ${args.db} before it` : `the run was rolled back; ${args.db} is as it was`),
+      () => {
+        b?.stop();
+        if (!stored) writer.abort();
+      },
+      async () => {
+        const summary = await runPipeline(p, machine, plan, writer, b ? { onProgress: (f) => b.update(f) } : {});
+        bar?.stop();
+        for (const n of summary.notes) io.err(`wattrace: note: ${n}`);
+        const profileText = fs.readFileSync(p.profilePath);
+        const inputs = {
+          profile: { path: p.profilePath, bytes: profileText.length, sha256: createHash('sha256').update(profileText).digest('hex') },
+          ...summary.inputs,
+        };
+        await signalsTurn(); // a signal sent during the replay's last stretch rolls it back
+        writer.commit({ inputs, baseTsNs: summary.baseTsNs, t0Ns: summary.t0, t1Ns: summary.t1, intervalNs: Math.round(msToNs(p.intervalMs)) });
+        stored = true;
+        await signalsTurn();
+        const rows = Object.entries(summary.inputs)
+          .map(([k, v]) => `${v!.rows.toLocaleString('en-US')} ${k} rows`)
+          .join(', ');
+        io.out(`run ${writer.runId}: pipeline '${p.name}' (variant '${p.variant}'), ${fmt(nsToS(summary.t1 - summary.t0), 3)} s of trace, ${rows} → ${args.db}`);
+      },
+    );
   } catch (e) {
     bar?.stop();
     writer.abort();

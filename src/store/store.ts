@@ -319,23 +319,38 @@ export function checkStore(file: string): void {
 }
 
 /**
- * Copies finished runs from other databases (written by parallel replays) into `file`, in one
- * transaction, in the order given; returns their new run ids. The sources are read through
- * connections of their own (SQLite attaches at most 10 databases) and left as they were.
+ * Copies finished runs of other stores (compare's scratch databases) into `file` as new runs, in
+ * one transaction: `copy` returns their new run ids, `commit` stores them, `abort` (at any point,
+ * also from a signal handler while `copy` waits) rolls everything back and removes a database the
+ * import created. `copy` lets the event loop run every 50 ms, so Ctrl-C is seen during a long copy.
+ * The sources are read through connections of their own (SQLite attaches at most 10 databases)
+ * and left as they were.
  */
-export function importRuns(file: string, sources: readonly { file: string; runId: number }[]): number[] {
-  checkStore(file);
-  const created = !fs.existsSync(file);
-  const db = new Database(file);
-  let ok = false;
-  try {
-    db.pragma('busy_timeout = 600000');
-    db.exec('BEGIN IMMEDIATE');
+export class RunImport {
+  private readonly db: DB;
+  private readonly created: boolean;
+  private closed = false;
+
+  constructor(private readonly file: string) {
+    checkStore(file);
+    this.created = !fs.existsSync(file);
+    this.db = new Database(file);
     try {
-      migrate(db);
-      const ids: number[] = [];
+      this.db.pragma('busy_timeout = 600000');
+      this.db.exec('BEGIN IMMEDIATE');
+      migrate(this.db);
+    } catch (e) {
+      this.abort();
+      throw storeError(file, e);
+    }
+  }
+
+  async copy(sources: readonly { file: string; runId: number }[]): Promise<number[]> {
+    try {
       const cols = ['pipeline', 'variant', 'params', 'inputs', 'started_at', 'finished_at', 'tool_version', 'base_ts_ns', 't0_ns', 't1_ns', 'duration_ns', 'interval_ns', 'labels'];
-      const insRun = db.prepare(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
+      const insRun = this.db.prepare(`INSERT INTO runs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
+      const ids: number[] = [];
+      let turn = Date.now();
       for (const src of sources) {
         const from = new Database(src.file, { readonly: true });
         try {
@@ -344,24 +359,50 @@ export function importRuns(file: string, sources: readonly { file: string; runId
           const id = Number(insRun.run(...run).lastInsertRowid);
           for (const [t, c] of Object.entries(RUN_TABLES)) {
             const n = c.split(',').length;
-            const ins = db.prepare(`INSERT INTO ${t} (run_id, ${c}) VALUES (?, ${Array.from({ length: n }, () => '?').join(', ')})`);
-            for (const row of from.prepare(`SELECT ${c} FROM ${t} WHERE run_id = ?`).raw().iterate(src.runId) as Iterable<unknown[]>) ins.run(id, ...row);
+            const ins = this.db.prepare(`INSERT INTO ${t} (run_id, ${c}) VALUES (?, ${Array.from({ length: n }, () => '?').join(', ')})`);
+            let k = 0;
+            for (const row of from.prepare(`SELECT ${c} FROM ${t} WHERE run_id = ?`).raw().iterate(src.runId) as Iterable<unknown[]>) {
+              ins.run(id, ...row);
+              if ((++k & 4095) === 0 && Date.now() - turn > 50) {
+                await new Promise((resolve) => setImmediate(resolve));
+                if (this.closed) throw new Error('the import was aborted');
+                turn = Date.now();
+              }
+            }
           }
           ids.push(id);
         } finally {
           from.close();
         }
       }
-      db.exec('COMMIT');
-      ok = true;
       return ids;
     } catch (e) {
-      db.exec('ROLLBACK');
-      throw storeError(file, e);
+      this.abort();
+      throw storeError(this.file, e);
     }
-  } finally {
-    db.close();
-    // A database this import created and could not fill is removed again.
-    if (created && !ok) removeDatabase(file);
+  }
+
+  /** Stores the copied runs. */
+  commit(): void {
+    try {
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.abort();
+      throw storeError(this.file, e);
+    }
+    this.closed = true;
+    this.db.close();
+  }
+
+  /** Rolls the import back; the database is as it was (removed again if the import created it). */
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    } finally {
+      this.db.close();
+      if (this.created) removeDatabase(this.file);
+    }
   }
 }
