@@ -186,6 +186,8 @@ export class RunWriter implements RunHandle {
     if (!existed) {
       const dir = path.dirname(path.resolve(file));
       if (!fs.existsSync(dir)) throw new WattraceError('E_FILE', `cannot create the database: folder ${dir} does not exist`, { file });
+    } else if (fs.statSync(file).isDirectory()) {
+      throw new WattraceError('E_FILE', 'is a folder, not a database', { file });
     }
     let db: DB;
     try {
@@ -303,6 +305,8 @@ export function checkStore(file: string): void {
     if (!fs.existsSync(dir)) throw new WattraceError('E_FILE', `cannot create the database: folder ${dir} does not exist`, { file });
     return;
   }
+  // As openForReading says it (SQLite's own words differ by how the folder is opened).
+  if (fs.statSync(file).isDirectory()) throw new WattraceError('E_FILE', 'is a folder, not a database', { file });
   let db: DB | null = null;
   try {
     db = new Database(file, { readonly: true });

@@ -34,6 +34,18 @@ describe('hostile input', () => {
     expect(t.err.trim()).toBe("wattrace: --trace cswitch= is given twice ('a.csv' and 'b.csv'); give each kind once");
   });
 
+  it('--db naming a folder: one line that says so, on the main thread and on the writer thread, and in compare', () => {
+    const folder = at('a-folder.sqlite');
+    fs.mkdirSync(folder, { recursive: true });
+    const demo = path.join(PROJECT_ROOT, 'pipelines', 'demo.json');
+    for (const [args, threads] of [[['replay', demo, '--quiet'], '0'], [['replay', demo, '--quiet'], '1'], [['compare', demo], '0']] as const) {
+      const r = spawnSync(process.execPath, [CLI, ...args, '--db', folder], { encoding: 'utf8', env: { ...process.env, WATTRACE_THREADS: threads } });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr.trim()).toBe(`wattrace: ${folder}: is a folder, not a database`);
+    }
+    expect(fs.readdirSync(folder)).toEqual([]);
+  }, 30_000);
+
   it('a 10 MB field and a NUL byte are quoted cut and escaped', async () => {
     fs.writeFileSync(at('huge.csv'), `${TRACE.split('\n').slice(0, 2).join('\n')}\n2000,0,${'x'.repeat(10_000_000)},1000,5\n`);
     const r = await cli(['replay', pipeline('huge', { traces: { cswitch: 'huge.csv' } }), '--db', at('h.sqlite')]);
