@@ -154,7 +154,7 @@ export interface LaneGraph {
 export async function replayPasses(
   lanes: readonly LaneGraph[],
   machine: Machine,
-  open: (finalPass: boolean) => AsyncIterableIterator<Batch>[],
+  open: (firstPass: boolean) => AsyncIterableIterator<Batch>[],
   /** Called after every slice: (pass index, number of passes, the pass's span so far). */
   progress?: (pass: number, passes: number, span: Span) => void,
 ): Promise<{ span: Span; graphs: StageGraph[] }> {
@@ -164,7 +164,7 @@ export async function replayPasses(
     const preSpan = new Span();
     const pre = lanes.map((lane) => (lane.prepass ? buildGraph(lane.prepass, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span: preSpan, sink: new DiscardSink() }) : null));
     await pump(
-      open(false),
+      open(true),
       pre.filter((g): g is StageGraph => g !== null),
       preSpan,
       progress && (() => progress(0, 2, preSpan)),
@@ -180,7 +180,7 @@ export async function replayPasses(
     const services = firstPass[i];
     return buildGraph(lane.defs, { machine, pipeline: lane.p, intervalNs: periodNs(lane.p.intervalMs), span, sink: lane.sink, ...(services ? { services } : {}) });
   });
-  await pump(open(true), graphs, span, progress && (() => progress(passes - 1, passes, span)));
+  await pump(open(passes === 1), graphs, span, progress && (() => progress(passes - 1, passes, span)));
   return { span, graphs };
 }
 
@@ -322,30 +322,36 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
   const sizes = files.map((f) => fs.statSync(f.path).size);
   const largest = sizes.indexOf(Math.max(...sizes));
   const threaded = threadedReadingAvailable() && opts.threads !== false && (sizes[largest]! >= THREADED_MIN_BYTES || forceThreads());
-  // The inputs' sha256 is taken in the last pass only.
-  const open = (finalPass: boolean) =>
+  // The inputs' sha256 is taken in the first pass only: of two, the first is bound by decoding,
+  // and the main thread has the time (the second is bound by the stages on the main thread).
+  const open = (firstPass: boolean) =>
     files.map((f, i) => {
       if (threaded && i === largest) {
-        const s = new WorkerBatchStream(f.kind, f.path, base!, machine, undefined, finalPass);
+        const s = new WorkerBatchStream(f.kind, f.path, base!, machine, undefined, firstPass);
         return { stream: s as AsyncIterableIterator<Batch>, rows: () => s.info.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256, cpus: () => s.info.cpus };
       }
       const d = makeDecoder(f.kind, f.path, base!, machine);
-      const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, undefined, true, finalPass);
+      const s: TraceBatchStream<Batch> = openTraceStream(f.path, d, undefined, true, firstPass);
       return { stream: s as AsyncIterableIterator<Batch>, rows: () => d.rows, bytes: () => s.info.bytes, sha256: () => s.info.sha256, cpus: () => d.cpus() };
     });
 
   let readers: ReturnType<typeof open> = [];
+  let hashed: ReturnType<typeof open> = [];
   const tallies = lanes.map((lane) => new TallySink(lane.sink));
   const { span, graphs } = await replayPasses(
     // Measured power, when read, validates what the stages account (last: it sees every row).
     lanes.map((lane, i) => ({ p: lane.p, defs: kinds.includes('measured') ? [...lane.plan.defs, VALIDATION] : lane.plan.defs, prepass: lane.plan.prepass, sink: tallies[i]! })),
     machine,
-    (finalPass) => (readers = open(finalPass)).map((r) => r.stream),
+    (firstPass) => {
+      readers = open(firstPass);
+      if (firstPass) hashed = readers;
+      return readers.map((r) => r.stream);
+    },
     progress,
   );
   const built = graphs.map((graph, i) => ({ graph, tally: tallies[i]! }));
   const inputs: RunSummary['inputs'] = {};
-  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: readers[i]!.sha256(), rows: readers[i]!.rows() }));
+  files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: hashed[i]!.sha256(), rows: readers[i]!.rows() }));
   if (kinds.includes('cswitch') && span.periods === 0) {
     throw new WattraceError('E_EMPTY', 'the cswitch trace has no complete period: each CPU needs at least two rows', { file: p0.traces.cswitch! });
   }

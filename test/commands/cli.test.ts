@@ -5,7 +5,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/core/json.js';
-import { tmpDir } from '../helpers.js';
+import { sha256File, tmpDir } from '../helpers.js';
 
 const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
 const dir = tmpDir();
@@ -67,6 +67,15 @@ describe('wattrace CLI', () => {
     };
     expect(rows(a)).toEqual(rows(b));
     expect(rows(a).length).toBeGreaterThan(500);
+    // The demo reads its traces twice (driver-charge's baseline); the inputs' sha256, taken in the
+    // first reading, are the files' own either way.
+    for (const f of [a, b]) {
+      const d = new Database(f, { readonly: true });
+      const inputs = JSON.parse((d.prepare('SELECT inputs FROM runs').pluck().get() as string)) as Record<string, { path: string; sha256: string }>;
+      d.close();
+      expect(Object.keys(inputs).sort()).toEqual(['cswitch', 'disk', 'profile']);
+      for (const v of Object.values(inputs)) expect(v.sha256).toBe(sha256File(v.path));
+    }
     const bad = path.join(dir, 'bad-threads.csv');
     const good = fs.readFileSync('fixtures/demo/cswitch.csv', 'utf8');
     fs.writeFileSync(bad, `${good}99,0,vm1,x,0,0\n`);
