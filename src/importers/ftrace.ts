@@ -33,6 +33,10 @@ export const ftraceImporter: Importer = {
   run: (inputs, outDir, o) => importFtrace(inputs, outDir, o.mapping, o.tscHz),
 };
 
+/** The range of TSC rates taken as plausible for `--tsc-hz` (outside it, a note). */
+export const MIN_TSC_HZ = 4e8;
+export const MAX_TSC_HZ = 1e10;
+
 export async function importFtrace(inputs: readonly string[], outDir: string, mapping: Mapping, tscHz?: number): Promise<ImportSummary> {
   if (inputs.length !== 1) throw new WattraceError('E_USAGE', 'ftrace imports one trace at a time');
   const file = inputs[0]!;
@@ -54,6 +58,13 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
     clock = binary ? importDat(file, switches, blocks, skips, clientOf, hzBig, notes) : await importText(file, switches, blocks, skips, clientOf, hz, hzBig, tscHz !== undefined, notes);
     // On a clock in seconds (or a trace.dat's ns) the TSC column is made from time at this rate:
     // the rate changes no result, and the user may believe it converted something.
+    // A rate off by 1000 (MHz or kHz given as Hz) stretches every time without a check to catch it:
+    // nothing in a text trace says how long it ran. TSCs tick at 0.4 to 10 GHz.
+    if (tscHz !== undefined && clock.startsWith('TSC clock') && (tscHz < MIN_TSC_HZ || tscHz > MAX_TSC_HZ)) {
+      const sp = switches.cpus.span();
+      const secs = sp === null ? '' : ` (at ${(tscHz / 1e9).toPrecision(3)} GHz the trace spans ${(Number(sp.last - sp.first) / 1e9).toPrecision(4)} s)`;
+      notes.push(`note: --tsc-hz ${tscHz} is outside the rates TSCs tick at (${MIN_TSC_HZ / 1e9} to ${MAX_TSC_HZ / 1e9} GHz): is it in Hz?${secs}`);
+    }
     if (tscHz !== undefined && !clock.startsWith('TSC clock')) notes.push(`note: --tsc-hz ${tscHz} only sets the rate of the TSC column made from time (the trace's ${clock} is not in ticks); it changes no result`);
     blocks.finish();
     cswitch.close();

@@ -191,6 +191,16 @@ describe('import msr (MSR Cambridge CSV)', () => {
 
 const FTRACE = path.join(SHARED, 'data', 'host', 'ftrace_sched_block_x86tsc.txt');
 describe.skipIf(!fs.existsSync(FTRACE))('import ftrace and replay the local recording end to end', () => {
+  it('a --tsc-hz off by 1000 (MHz as kHz) gets a note with the span it makes; a plausible rate none', async () => {
+    // The switches span 1,306,383,694 ticks: 0.5025 s at 2,599,998,000 Hz, 502.5 s at 2,599,998 Hz.
+    const r = await cli(['import', 'ftrace', FTRACE, '--out', path.join(dir, 'ft-khz'), '--tsc-hz', '2599998']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('note: --tsc-hz 2599998 is outside the rates TSCs tick at (0.4 to 10 GHz): is it in Hz? (at 0.00260 GHz the trace spans 502.5 s)');
+    const ok = await cli(['import', 'ftrace', FTRACE, '--out', path.join(dir, 'ft-hz'), '--tsc-hz', '2599998000']);
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.out).not.toContain('--tsc-hz');
+  });
+
   it('switches and paired block requests; the disk client is charged the I/O threads’ CPU via the driver', async () => {
     const map = path.join(dir, 'ft-map.json');
     fs.writeFileSync(map, JSON.stringify({ vms: { vm1: ['^vm1_cpu$'], vm2: ['^vm2_cpu$'], vm3: ['^vm3_disk$'], drv: ['^kworker', '^ksoftirqd'] }, drivers: ['drv'], core: ['core'], default: 'core' }));
