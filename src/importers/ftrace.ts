@@ -190,6 +190,13 @@ function importDat(file: string, switches: SwitchTracker, blocks: BlockTracker, 
     throw new WattraceError('E_FIELD', `trace.dat recorded with trace_clock ${info.clock} (ticks, not ns) is not read natively; import its text instead: trace-cmd report -t ${path.basename(file)} > trace.txt, then wattrace import ftrace trace.txt --tsc-hz HZ`, { file });
   }
   if (info.lost.size > 0) notes.push(lostNote(info.lost));
+  // CPUs the recording had but that never switched are not in the log, so not in a replay's
+  // energy (which covers every CPU with a row): say which, since the header knows them.
+  const switched = new Set(switches.cpus.coverage().map((c) => c.cpu));
+  const silent = Array.from({ length: info.cpus }, (_, c) => c).filter((c) => !switched.has(c));
+  if (switched.size > 0 && silent.length > 0) {
+    notes.push(`note: the trace.dat header counts ${info.cpus} CPUs; ${silent.length === 1 ? 'cpu' : 'cpus'} ${silent.join(', ')} never switched, so ${silent.length === 1 ? 'it is' : 'they are'} not in the cswitch log and not in a replay's energy`);
+  }
   for (const o of info.ignoredOptions) notes.push(`note: the trace.dat option ${o} is not applied (timestamps are the ring buffer's own; trace-cmd report would apply it)`);
   return `trace.dat v${info.version}, ${info.clock ?? 'local'} clock (ns)`;
 }

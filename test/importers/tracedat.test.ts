@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WattraceError } from '../../src/core/errors.js';
 import { isTraceDat, readTraceDat, type DatEvent, type DatInfo } from '../../src/importers/tracedat.js';
-import { tmpDir } from '../helpers.js';
+import { cli, tmpDir } from '../helpers.js';
 
 const DIR = path.resolve(import.meta.dirname, '../../../shared/data/sched/trace-dat');
 const HAVE = fs.existsSync(DIR);
@@ -137,6 +137,21 @@ describe('readTraceDat on real trace-cmd recordings, against trace-cmd report', 
       });
     }
     expect(Object.fromEntries([...byLetter].map(([k, v]) => [k, [...v]]))).toEqual({ S: ['1'], R: ['0'], 'R+': ['1024'], x: ['64'], D: ['2'] });
+  });
+
+  it.skipIf(!HAVE)('import: CPUs the header counts that never switch are named in a note (they are not in the energy)', async () => {
+    for (const name of ['raw_trace', 'trace_idle']) {
+      // From the report: its `cpus=N` head line, and the CPUs of its sched_switch lines.
+      const text = fs.readFileSync(path.join(DIR, `${name}.report.txt`), 'utf8');
+      const cpus = Number(/^cpus=(\d+)/m.exec(text)![1]);
+      const switched = new Set(report(name).events.filter((e) => e.name === 'sched_switch').map((e) => e.cpu));
+      const silent = Array.from({ length: cpus }, (_, c) => c).filter((c) => !switched.has(c));
+      expect(silent.length).toBeGreaterThan(0);
+      const r = await cli(['import', 'ftrace', dat(name), '--out', path.join(tmpDir(), 'out')]);
+      expect(r.code, r.err).toBe(0);
+      const they = silent.length === 1 ? `cpu ${silent[0]} never switched, so it is` : `cpus ${silent.join(', ')} never switched, so they are`;
+      expect(r.out).toContain(`note: the trace.dat header counts ${cpus} CPUs; ${they} not in the cswitch log and not in a replay's energy`);
+    }
   });
 
   it.skipIf(!HAVE)('wanted: only the named events are decoded and delivered, all are counted', () => {
