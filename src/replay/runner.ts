@@ -18,7 +18,7 @@ import { TraceBatchStream, checkTraceFile, maxBase, minBase, missingNewlineNote,
 import type { TimeBase } from '../traces/decoder.js';
 import { makeDecoder } from '../traces/decoders.js';
 import { diffExact, formatExact } from '../traces/exact.js';
-import { mergeSources } from '../traces/merge.js';
+import { mergeRuns } from '../traces/merge.js';
 import { WorkerBatchStream, forceThreads, threadedReadingAvailable, warmDecoderThread } from '../traces/threaded.js';
 import { buildGraph, type Plan, type StageGraph } from './graph.js';
 import type { AnyStageDefinition } from '../stages/registry.js';
@@ -109,9 +109,11 @@ const EVENT_LOOP_MS = 50;
 export async function pump(streams: readonly AsyncIterableIterator<Batch>[], graphs: readonly StageGraph[], span: Span, tick?: () => void): Promise<void> {
   try {
     let yielded = performance.now();
-    for await (const slice of mergeSources(streams)) {
-      span.see(slice);
-      for (const g of graphs) g.dispatch(slice);
+    for await (const run of mergeRuns(streams)) {
+      for (const slice of run) {
+        span.see(slice);
+        for (const g of graphs) g.dispatch(slice);
+      }
       tick?.();
       // Batches that are always ready (read ahead, or decoded on the other thread) never let the
       // event loop run: every EVENT_LOOP_MS it gets a turn, so Ctrl-C and SIGTERM roll back at once.

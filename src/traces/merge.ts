@@ -30,12 +30,24 @@ async function advance(h: Head): Promise<void> {
 
 /** Yields slices of the given sources in timestamp order; one source passes straight through. */
 export async function* mergeSources(sources: readonly AsyncIterable<Batch>[]): AsyncGenerator<EventSlice> {
+  for await (const run of mergeRuns(sources)) yield* run;
+}
+
+/**
+ * `mergeSources` in runs: the slices up to the end of a batch of one source come as one array, so
+ * the consumer pays one asynchronous step per batch rather than per slice (a disk log interleaved
+ * with a cswitch log cuts its batches into slices of some twenty rows). A run ends before a batch
+ * is replaced: a stream may reuse a batch once it is asked for the next, so a run's slices must be
+ * consumed before the next run is asked for.
+ */
+export async function* mergeRuns(sources: readonly AsyncIterable<Batch>[]): AsyncGenerator<readonly EventSlice[]> {
   if (sources.length === 1) {
-    for await (const b of sources[0]!) if (b.length > 0) yield { batch: b, from: 0, to: b.length };
+    for await (const b of sources[0]!) if (b.length > 0) yield [{ batch: b, from: 0, to: b.length }];
     return;
   }
   const heads: Head[] = sources.map((s, index) => ({ index, iter: s[Symbol.asyncIterator](), batch: null, pos: 0, last: -Infinity, lastLine: 0 }));
   await Promise.all(heads.map(advance));
+  let run: EventSlice[] = [];
   for (;;) {
     let best: Head | null = null;
     let second = Infinity;
@@ -54,7 +66,10 @@ export async function* mergeSources(sources: readonly AsyncIterable<Batch>[]): A
         secondIndex = h.index;
       }
     }
-    if (best === null) return;
+    if (best === null) {
+      if (run.length > 0) yield run;
+      return;
+    }
     const b = best.batch!;
     const from = best.pos;
     let to = from;
@@ -74,7 +89,12 @@ export async function* mergeSources(sources: readonly AsyncIterable<Batch>[]): A
       to++;
     }
     best.pos = to;
-    yield { batch: b, from, to };
-    await advance(best);
+    run.push({ batch: b, from, to });
+    if (to >= b.length) {
+      // The batch is used up: its source's next one may replace it, so the run goes first.
+      yield run;
+      run = [];
+      await advance(best);
+    }
   }
 }

@@ -3,7 +3,7 @@ import type { Batch, EventSlice } from '../../src/core/events.js';
 import { decodeText } from '../../src/traces/csv.js';
 import { CswitchDecoder } from '../../src/traces/cswitch.js';
 import { DiskDecoder } from '../../src/traces/disk.js';
-import { mergeSources } from '../../src/traces/merge.js';
+import { mergeRuns, mergeSources } from '../../src/traces/merge.js';
 import { machineOf } from '../helpers.js';
 
 const base = { hi: 0, lo: 0 };
@@ -53,4 +53,39 @@ describe('mergeSources', () => {
     const events = await collect(mergeSources([from(decodeText(twoCpus, new CswitchDecoder('c.csv', base, m)))]));
     expect(events.map((e) => e.t)).toEqual([50, 40]);
   });
+
+  it('in runs: the same slices; a source that reuses its batch object for the next is safe, as the streams do', async () => {
+    // Each source hands out ONE batch object, refilled in place on every next() (recycleOnNext):
+    // a run consumed after its source moved on would read the next batch's rows.
+    async function* reusing(batches: Batch[]): AsyncGenerator<Batch> {
+      const shared = { ...batches[0]!, t: new Float64Array(64), line: new Float64Array(64) } as unknown as Batch;
+      for (const b of batches) {
+        (shared as { length: number }).length = b.length;
+        shared.t.set(b.t.subarray(0, b.length));
+        (shared.line as Float64Array).set(b.line.subarray(0, b.length));
+        yield shared;
+      }
+    }
+    const small = (text: string, dec: () => CswitchDecoder | DiskDecoder, per: number): Batch[] => {
+      const all = decodeText(text, dec());
+      const out: Batch[] = [];
+      for (const b of all) for (let i = 0; i < b.length; i += per) out.push({ ...b, t: b.t.slice(i, i + per), line: b.line.slice(i, i + per), length: Math.min(per, b.length - i) } as Batch);
+      return out;
+    };
+    const big = ['ts_ns,cpu,vm,tsc,uops', ...Array.from({ length: 500 }, (_, i) => `${i * 10},0,a,${i * 10},${i}`), ''].join('\n');
+    const dsk = ['ts_ns,vm,op,offset,bytes', ...Array.from({ length: 300 }, (_, i) => `${i * 17 + 5},a,R,0,512`), ''].join('\n');
+    const sources = () => [small(big, () => new CswitchDecoder('c.csv', base, m), 7), small(dsk, () => new DiskDecoder('d.csv', base, m), 5)];
+    const expected = await collect(mergeSources(sources().map(from)));
+    const got: { kind: string; t: number; line: number }[] = [];
+    let runs = 0;
+    for await (const run of mergeRuns(sources().map(reusing))) {
+      runs++;
+      for (const s of run) for (let i = s.from; i < s.to; i++) got.push({ kind: s.batch.kind, t: s.batch.t[i]!, line: s.batch.line[i]! });
+    }
+    expect(got).toEqual(expected);
+    expect(got.length).toBe(499 + 300);
+    // Runs end with a batch: fewer than the slices, at least one per batch.
+    expect(runs).toBeGreaterThanOrEqual(Math.ceil(499 / 7) + Math.ceil(300 / 5));
+  });
 });
+
