@@ -66,15 +66,14 @@ describe('mergeSources', () => {
         yield shared;
       }
     }
-    const small = (text: string, dec: () => CswitchDecoder | DiskDecoder, per: number): Batch[] => {
-      const all = decodeText(text, dec());
+    const small = (all: readonly Batch[], per: number): Batch[] => {
       const out: Batch[] = [];
       for (const b of all) for (let i = 0; i < b.length; i += per) out.push({ ...b, t: b.t.slice(i, i + per), line: b.line.slice(i, i + per), length: Math.min(per, b.length - i) } as Batch);
       return out;
     };
     const big = ['ts_ns,cpu,vm,tsc,uops', ...Array.from({ length: 500 }, (_, i) => `${i * 10},0,a,${i * 10},${i}`), ''].join('\n');
     const dsk = ['ts_ns,vm,op,offset,bytes', ...Array.from({ length: 300 }, (_, i) => `${i * 17 + 5},a,R,0,512`), ''].join('\n');
-    const sources = () => [small(big, () => new CswitchDecoder('c.csv', base, m), 7), small(dsk, () => new DiskDecoder('d.csv', base, m), 5)];
+    const sources = () => [small(decodeText(big, new CswitchDecoder('c.csv', base, m)), 7), small(decodeText(dsk, new DiskDecoder('d.csv', base, m)), 5)];
     const expected = await collect(mergeSources(sources().map(from)));
     const got: { kind: string; t: number; line: number }[] = [];
     let runs = 0;
