@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { EXIT_BAD_INPUT, EXIT_INTERNAL, WattraceError, isWattraceError, quoteValue } from './core/errors.js';
-import { processIO, type IO } from './commands/io.js';
+import { handleOutputErrors, processIO, type IO } from './commands/io.js';
 
 const DEFAULT_DB = 'wattrace.sqlite';
 
@@ -260,12 +260,7 @@ function isEntryPoint(): boolean {
 
 if (isEntryPoint()) {
   // A reader that stops reading (`wattrace matrix … | head -2`) ends the output, as Unix tools do.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') process.exit(0);
-      throw e;
-    });
-  }
+  handleOutputErrors();
   main(process.argv.slice(2)).then(
     (code) => (process.exitCode = code),
     () => (process.exitCode = EXIT_BAD_INPUT),

@@ -6,9 +6,33 @@ export interface IO {
   readonly errIsTTY: boolean;
 }
 
+/** Streams of the process whose reader has gone (a closed pipe): written to no more. */
+const gone = new Set<NodeJS.WriteStream>();
+
+/**
+ * Standard output and error as the CLI handles their failures: a reader that stops reading
+ * (`wattrace matrix … | head -2`: EPIPE) ends that output quietly and the command goes on to its
+ * own exit status (compare's 1 for a broken expectation stays 1); any other write error (a full
+ * disk) is one line and exit 2, never a stack trace.
+ */
+export function handleOutputErrors(exit: (code: number) => never = process.exit): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      gone.add(stream);
+      if (e.code === 'EPIPE') return;
+      if (!gone.has(process.stderr)) process.stderr.write(`wattrace: cannot write to standard ${stream === process.stdout ? 'output' : 'error'}: ${e.message}\n`);
+      exit(2);
+    });
+  }
+}
+
+const write = (stream: NodeJS.WriteStream, t: string): void => {
+  if (!gone.has(stream)) stream.write(t.endsWith('\n') ? t : `${t}\n`);
+};
+
 export const processIO: IO = {
-  out: (t) => void process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
-  err: (t) => void process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
+  out: (t) => write(process.stdout, t),
+  err: (t) => write(process.stderr, t),
   errIsTTY: process.stderr.isTTY === true,
 };
 

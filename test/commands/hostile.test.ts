@@ -1,5 +1,5 @@
 /** Hostile and careless input: every case a clear one-line error (exit 2), or a result with a note. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -118,4 +118,28 @@ describe('hostile input', () => {
     expect(r.status).toBe(0);
     expect(r.stderr).toBe('');
   });
+
+  it('a closed pipe keeps the exit status (compare with a broken expectation: 1); a full disk is one line and exit 2', async () => {
+    const demo = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'pipelines', 'demo.json'), 'utf8')) as Record<string, unknown>;
+    const p = at('broken.json');
+    // vm1's energy is hundreds of joules: at most 1 J is broken.
+    fs.writeFileSync(p, JSON.stringify({ ...demo, profile: path.join(PROJECT_ROOT, 'pipelines', String(demo['profile'])), traces: Object.fromEntries(Object.entries(demo['traces'] as Record<string, string>).map(([k, v]) => [k, path.join(PROJECT_ROOT, 'pipelines', v)])), expect: [{ metric: 'energy.vm1.joules', max: 1 }] }));
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'compare', p, '--db', at('broken.sqlite')], { stdio: ['ignore', 'pipe', 'ignore'] });
+      child.stdout.destroy(); // the reader is gone before anything is written
+      child.on('close', resolve);
+    });
+    expect(code).toBe(1);
+    if (fs.existsSync('/dev/full')) {
+      const full = fs.openSync('/dev/full', 'w');
+      try {
+        const r = spawnSync(process.execPath, [CLI, 'matrix', '--db', at('broken.sqlite')], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+        expect(r.status).toBe(2);
+        expect(r.stderr.trim()).toBe('wattrace: cannot write to standard output: ENOSPC: no space left on device, write');
+      } finally {
+        fs.closeSync(full);
+      }
+    }
+  }, 60_000);
 });
+
