@@ -16,10 +16,11 @@ import os from 'node:os';
 import path from 'node:path';
 import * as aq from 'arquero';
 import { formatTable } from '../analysis/table.js';
-import { catalogueEntriesFor } from '../core/metrics.js';
+import { catalogueEntriesFor, unwritableBy } from '../core/metrics.js';
 import { EXIT_EXPECTATION, WattraceError } from '../core/errors.js';
 import { PROJECT_ROOT } from '../core/json.js';
 import { loadPipeline, parseTraceArgs, type Expectation, type ResolvedPipeline, type TraceKind } from '../core/pipeline.js';
+import { UNATTRIBUTED } from '../core/machine.js';
 import { loadProfile } from '../core/profile.js';
 import { planStages } from '../replay/graph.js';
 import { checkStore, openForReading, RunImport } from '../store/store.js';
@@ -280,7 +281,21 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
   if (!Number.isInteger(jobs) || jobs < 1) throw new WattraceError('E_USAGE', `--jobs must be a positive integer; got ${jobs}`);
   // Every variant must load and plan before anything runs: a bad override is exit 2, no run stored.
   const resolved: ResolvedPipeline[] = variants.map((v) => loadPipeline(args.pipeline, { ...over, variant: v }));
-  const plans = resolved.map((p) => planStages(p, loadProfile(p.profilePath)));
+  const machines = resolved.map((p) => loadProfile(p.profilePath));
+  const plans = resolved.map((p, i) => planStages(p, machines[i]!));
+  // An expectation on a metric a variant it applies to cannot write is bad input, found before
+  // anything runs (not a broken expectation after the replays).
+  base.expect.forEach((e, i) => {
+    resolved.forEach((p, k) => {
+      if (e.variant !== undefined && e.variant !== p.variant) return;
+      const stages = new Set<string>([...p.stages, ...(plans[k]!.traces.includes('measured') ? ['validation'] : [])]);
+      const m = machines[k]!;
+      const why = unwritableBy(e.metric, stages, { vm: new Set(m.profile.vms.map((v) => v.id)), consumer: new Set([...m.consumers, UNATTRIBUTED]) });
+      if (why !== null) {
+        throw new WattraceError('E_PIPELINE', `expectation ${i + 1} names metric '${e.metric}', which variant '${p.variant}' cannot write: ${why}`, { file: base.file, path: `/expect/${i}/metric` });
+      }
+    });
+  });
   // As replay: a trace given that no stage of a variant reads is not used (say so once).
   const unused = new Set<string>();
   resolved.forEach((p, i) => {

@@ -81,6 +81,27 @@ describe('compare', () => {
     expect((await cli(['compare', demo, '--db', db, '--variants', 'nope'])).err).toMatch(/no variant 'nope'/);
   });
 
+  it('an expectation on a metric the pipeline cannot write (its stage is not run, its VM not in the profile): exit 2 before any run', async () => {
+    // The demo runs cpu-split, disk-energy, driver-charge and virtual-counters; disk.<vm>.* means
+    // are disk-budgets' (docs/metrics.md), and the demo profile has vm1, vm2 and drv, no vm9.
+    const cases: [string, string][] = [
+      ['disk.vm1.mean_watts', "expectation 1 names metric 'disk.vm1.mean_watts', which variant 'base' cannot write: it is written by 'disk-budgets', which is not among the stages"],
+      ['energy.vm9.joules', "expectation 1 names metric 'energy.vm9.joules', which variant 'base' cannot write: the machine profile has no consumer 'vm9'"],
+      ['cpu.vm9.mean_watts', "expectation 1 names metric 'cpu.vm9.mean_watts', which variant 'base' cannot write: it is written by 'host-strides' or 'guest-containers', which are not among the stages"],
+    ];
+    for (const [i, [metric, says]] of cases.entries()) {
+      const db = path.join(dir, `unwritable-${i}.sqlite`);
+      const r = await cli(['compare', pipelineWith(`unwritable-${i}`, { expect: [{ metric, min: 0 }] }), '--db', db]);
+      expect(r.code, r.err).toBe(2);
+      expect(r.err).toContain(says);
+      expect(r.err).toContain('at /expect/0/metric');
+      expect(fs.existsSync(db)).toBe(false);
+    }
+    // One the pipeline writes is run and checked as before.
+    const ok = await cli(['compare', pipelineWith('writable', { expect: [{ metric: 'energy.vm1.joules', min: 0 }] }), '--db', path.join(dir, 'writable.sqlite'), '--variants', 'base']);
+    expect(ok.code, ok.err).toBe(0);
+  }, 60_000);
+
   it('many variants (more than SQLite attaches), one named like a column, an unknown expectation variant', async () => {
     const variants = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`v${i}`, { interval_ms: 100 + i }]));
     const p = pipelineWith('many', { variants: { ...variants, metric: { interval_ms: 250 } } });
