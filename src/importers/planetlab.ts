@@ -18,6 +18,8 @@ import type { Importer, ImportSummary } from './importer.js';
 import { CsvOut, RowTally } from './trackers.js';
 
 const STEP_NS = 300_000_000_000n;
+/** A CPU percentage as the traces write it: decimal digits, an optional fraction and exponent. */
+const DECIMAL = /^(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 export const planetlabImporter: Importer = {
   format: 'planetlab',
@@ -37,12 +39,17 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
   const nameOf = matcher(mapping.vms);
   const names = files.map((f, i) => nameOf(path.basename(f)) ?? `vm${i}`);
   // The files are small (288 numbers each): read them all, check them, then write step by step.
+  // One line per step: a blank line inside would shift every later step by 5 minutes, so only
+  // blank lines at the end are passed over. Decimal numbers only (Number() would take 0x1F).
   const util = files.map((f) => {
-    const lines = fs.readFileSync(f, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
-    return lines.map((l, j) => {
-      const v = Number(l.trim());
-      if (!Number.isFinite(v) || v < 0) throw new WattraceError('E_FIELD', `utilization is not a non-negative number ('${l.trim()}')`, { file: f, line: j + 1 });
-      return Math.min(v, 100);
+    const lines = fs.readFileSync(f, 'utf8').split(/\r?\n/);
+    let n = lines.length;
+    while (n > 0 && lines[n - 1]!.trim() === '') n--;
+    return lines.slice(0, n).map((l, j) => {
+      const text = l.trim();
+      if (text === '') throw new WattraceError('E_FIELD', 'a blank line among the steps (one line per 5-minute step: it would shift every later step)', { file: f, line: j + 1 });
+      if (!DECIMAL.test(text)) throw new WattraceError('E_FIELD', `utilization is not a non-negative decimal number ('${text.slice(0, 60)}')`, { file: f, line: j + 1 });
+      return Math.min(Number(text), 100);
     });
   });
   const steps = Math.max(...util.map((u) => u.length));
@@ -101,7 +108,15 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
     profile,
     notes: [
       `unmet demand (CPUs overloaded): ${unmet.toFixed(0)} CPU-seconds`,
+      `VMs by file, in file-name order: ${vmList(files, names)}`,
       ...(short > 0 ? [`note: ${short} file(s) have fewer than ${steps} steps: their VMs are idle (0 %) after their last line`] : []),
     ],
   };
+}
+
+/** `vm0 = a, vm1 = b, …, vm9 = j` (the first two and the last, when there are many). */
+function vmList(files: readonly string[], names: readonly string[]): string {
+  const pair = (i: number) => `${names[i]} = ${path.basename(files[i]!)}`;
+  if (files.length <= 4) return files.map((_, i) => pair(i)).join(', ');
+  return `${pair(0)}, ${pair(1)}, …, ${pair(files.length - 1)}`;
 }

@@ -292,6 +292,24 @@ describe('import planetlab by hand', () => {
     fs.writeFileSync(path.join(d, 'c.txt'), '25\nabc\n');
     const bad = await cli(['import', 'planetlab', d, '--out', path.join(dir, 'pl-bad'), '--cpus', '1']);
     expect(bad.code).toBe(2);
-    expect(bad.err).toMatch(/c\.txt:2.*utilization is not a non-negative number \('abc'\)/);
+    expect(bad.err).toMatch(/c\.txt:2.*utilization is not a non-negative decimal number \('abc'\)/);
+    expect(r.out).toContain('VMs by file, in file-name order: vm0 = a b.txt, vm1 = c.txt');
+  });
+
+  it('a blank line among the steps and a hex number are located errors; blank lines at the end are not', async () => {
+    const d = path.join(dir, 'pl-blank');
+    fs.mkdirSync(d, { recursive: true });
+    // Before: the blank line was dropped, so 30 % ran in step 2, not 3, and every later step moved.
+    fs.writeFileSync(path.join(d, 'a'), '10\n20\n\n30\n');
+    const blank = await cli(['import', 'planetlab', d, '--out', path.join(dir, 'pl-blank-out'), '--cpus', '1']);
+    expect(blank.code).toBe(2);
+    expect(blank.err.trim()).toBe(`wattrace: ${path.join(d, 'a')}:3: a blank line among the steps (one line per 5-minute step: it would shift every later step)`);
+    fs.writeFileSync(path.join(d, 'a'), '10\n0x1F\n');
+    const hex = await cli(['import', 'planetlab', d, '--out', path.join(dir, 'pl-blank-out'), '--cpus', '1']);
+    expect(hex.err.trim()).toBe(`wattrace: ${path.join(d, 'a')}:2: utilization is not a non-negative decimal number ('0x1F')`);
+    fs.writeFileSync(path.join(d, 'a'), '10\r\n20\r\n30\r\n\r\n\r\n');
+    const ok = await cli(['import', 'planetlab', d, '--out', path.join(dir, 'pl-blank-out'), '--cpus', '1']);
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.out).toMatch(/1 VMs on 1 CPUs, 3 steps of 5 min/);
   });
 });
