@@ -140,7 +140,8 @@ export function checkExpectations(expect: readonly Expectation[], variants: read
 
 /**
  * Which metrics the table and md show: by default those whose values differ between the variants
- * (beyond float noise, or missing in some) and those an expectation names; with `all`, every one.
+ * (beyond float noise, or missing in some) and those an expectation names; with `all`, or when
+ * one variant is compared, every one.
  */
 export function shownMetrics(c: Comparison, all: boolean): Set<string> {
   const expected = new Set(c.expectations.map((e) => e.metric));
@@ -150,7 +151,8 @@ export function shownMetrics(c: Comparison, all: boolean): Set<string> {
     const vs = variants.map((v) => byVariant[v]);
     const present = vs.filter((v): v is number => v !== undefined);
     const differ = present.length !== vs.length || present.some((v) => Math.abs(v - present[0]!) > 1e-9 * Math.max(Math.abs(v), Math.abs(present[0]!), 1e-300));
-    if (all || differ || expected.has(name)) out.add(name);
+    // One variant alone has nothing to differ from: all of its metrics are shown.
+    if (all || variants.length === 1 || differ || expected.has(name)) out.add(name);
   }
   return out;
 }
@@ -251,7 +253,7 @@ export function renderComparison(c: Comparison, format: 'table' | 'md' | 'json',
     out.push('', `Expectations: ${c.expectations.length - broken.length} of ${c.expectations.length} met`);
     for (const e of c.expectations) out.push(`  ${e.ok ? 'ok    ' : 'BROKEN'}  ${expectation(e).replace(/`/g, '')}`);
   }
-  out.push('', rows.length > 0 ? formatTable(headers, body, headers.map((_, i) => i > 0)) : 'No metric differs between the variants.');
+  out.push('', rows.length > 0 ? formatTable(headers, body, headers.map((_, i) => i > 0)) : Object.keys(c.metrics).length === 0 ? 'No metric to show.' : 'No metric differs between the variants.');
   if (note) out.push(note);
   return out.join('\n');
 }
@@ -277,6 +279,9 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
   checkStore(args.db);
   const baseline = args.baseline ?? (variants.includes('base') ? 'base' : variants[0]!);
   if (!variants.includes(baseline)) throw new WattraceError('E_USAGE', `--baseline '${baseline}' is not among the compared variants (${variants.join(', ')})`);
+  if (args.baseline === undefined && baseline !== 'base' && variants.length > 1) {
+    io.err(`wattrace: note: 'base' is not compared: deltas (and max_delta expectations) are against '${baseline}', the first variant given (--baseline chooses)`);
+  }
   const jobs = args.jobs ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
   if (!Number.isInteger(jobs) || jobs < 1) throw new WattraceError('E_USAGE', `--jobs must be a positive integer; got ${jobs}`);
   // Every variant must load and plan before anything runs: a bad override is exit 2, no run stored.
@@ -363,6 +368,10 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
     variants.forEach((v, i) => {
       for (const r of q.all(runIds[i]!) as { name: string; value: number }[]) (allMetrics[r.name] ??= {})[v] = r.value;
     });
+    if (args.metrics && args.metrics.length > 0 && Object.keys(metrics).length === 0) {
+      const heads = [...new Set(Object.keys(allMetrics).map((n) => `${n.split('.')[0]}.`))].sort();
+      io.err(`wattrace: note: no metric starts with --metrics ${args.metrics.join(', ')} (the runs' metrics start with ${heads.join(', ')})`);
+    }
     const c: Comparison = {
       pipeline: base.name,
       baseline,

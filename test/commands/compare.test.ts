@@ -102,6 +102,23 @@ describe('compare', () => {
     expect(ok.code, ok.err).toBe(0);
   }, 60_000);
 
+  it('--metrics matching nothing, one variant alone, and a baseline other than base say so', async () => {
+    const db = path.join(dir, 'messages.sqlite');
+    // Before: "No metric differs between the variants." although they differ; none matched.
+    const none = await cli(['compare', demo, '--db', db, '--metrics', 'nosuch.']);
+    expect(none.code, none.err).toBe(0);
+    expect(none.out).toContain('No metric to show.');
+    expect(none.err).toContain("wattrace: note: no metric starts with --metrics nosuch. (the runs' metrics start with accounting., energy., run., trace.)");
+    // Before: one variant showed no metric at all (nothing differs from nothing).
+    const one = await cli(['compare', demo, '--db', db, '--variants', 'coarse', '--metrics', 'energy.']);
+    expect(one.out).toMatch(/energy\.vm1\.joules\s+531\.0 J/);
+    // Before: coarse became the baseline without a word (the header said so, not why).
+    const two = await cli(['compare', demo, '--db', db, '--variants', 'coarse,per-byte']);
+    expect(two.err).toContain("wattrace: note: 'base' is not compared: deltas (and max_delta expectations) are against 'coarse', the first variant given (--baseline chooses)");
+    const chosen = await cli(['compare', demo, '--db', db, '--variants', 'coarse,per-byte', '--baseline', 'per-byte']);
+    expect(chosen.err).not.toContain('is not compared');
+  }, 60_000);
+
   it('many variants (more than SQLite attaches), one named like a column, an unknown expectation variant', async () => {
     const variants = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`v${i}`, { interval_ms: 100 + i }]));
     const p = pipelineWith('many', { variants: { ...variants, metric: { interval_ms: 250 } } });
