@@ -95,13 +95,29 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   const cpus = new CpuCoverage();
   // Per CPU: cumulative tsc and events, time of its last switch.
   const state = new Map<number, { tsc: bigint; ev: bigint[]; t: bigint; opened: boolean }>();
-  let pending: { cpu: number; t: bigint; vm: string; tsc: bigint; ev: bigint[]; line: number } | null = null;
+  // `got`: the group's members seen so far.
+  let pending: { cpu: number; t: bigint; vm: string; tsc: bigint; ev: bigint[]; line: number; got: Set<string> } | null = null;
+  const notes: string[] = [];
+  /** The first switch (not the last) whose group lost its msr/tsc/ line: an error once the TSC's own check has run. */
+  let incomplete: { line: number; lacks: string } | null = null;
   let tscTicks = 0n;
   let tscNs = 0n;
-  const emit = () => {
+  const emit = (atEnd = false) => {
     if (!pending) return;
     const p = pending;
     pending = null;
+    // perf script leaves out a group member whose count did not change, so a missing event line
+    // is an advance of 0; but the TSC always advances while time does: a switch later than its
+    // CPU's last without an msr/tsc/ line lost it (a file cut short, at its end).
+    const before = state.get(p.cpu);
+    if (!p.got.has(TSC) && before !== undefined && p.t > before.t) {
+      if (atEnd) {
+        notes.push(`note: the last sched_switch (line ${p.line}) has no msr/tsc/ line in its group (the file was cut?): that switch is left out`);
+        return;
+      }
+      incomplete ??= { line: p.line, lacks: TSC };
+      return;
+    }
     let st = state.get(p.cpu);
     if (!st) {
       // The first switch of a CPU opens its first period.
@@ -135,7 +151,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
         emit();
         const prev = switchedOut(m[9] ?? '');
         if (!prev) throw new WattraceError('E_FIELD', `a sched_switch without the task switched out: '${m[9] ?? ''}'`, { file, line: n });
-        pending = { cpu, t, vm: vmOf(prev.comm, prev.pid), tsc: 0n, ev: evNames.map(() => 0n), line: n };
+        pending = { cpu, t, vm: vmOf(prev.comm, prev.pid), tsc: 0n, ev: evNames.map(() => 0n), line: n, got: new Set() };
         continue;
       }
       if (!pending || pending.cpu !== cpu || pending.t !== t) {
@@ -145,11 +161,16 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
       const value = BigInt(m[7] ?? '0');
       if (event === TSC) pending.tsc = value;
       else pending.ev[evNames.indexOf(event)] = value;
+      pending.got.add(event);
     }
-    emit();
+    emit(true);
     // The TSC never advanced inside a switch's group: it was recorded beside the group, not in it.
     if (tscNs > 0n && tscTicks === 0n) {
       throw new WattraceError('E_FIELD', "msr/tsc/ never advanced within a sched_switch group (its lines do not share the switch's CPU and time): record it in the group, '{sched:sched_switch,msr/tsc/,…}:S'", { file });
+    }
+    if (incomplete !== null) {
+      const { line, lacks } = incomplete;
+      throw new WattraceError('E_FIELD', `the sched_switch has no ${lacks} line in its group, though time advanced since its CPU's last switch (the TSC always does): a line is missing`, { file, line });
     }
     out.close();
   } catch (e) {
@@ -165,7 +186,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
     skipped: skips.counts,
     coverage: cpus.line(),
     profile: path.join(outDir, 'machine.json'),
-    notes: [],
+    notes,
   };
   const vms = [...new Set(Object.keys(summary.byVm).filter((v) => v !== 'idle'))].sort();
   const profile = {

@@ -65,6 +65,30 @@ describe.skipIf(!fs.existsSync(PERF))('import perf-script: without counters, the
   });
 });
 
+describe.skipIf(!fs.existsSync(PERF))('import perf-script: a group that lost its msr/tsc/ line', () => {
+  const text = fs.existsSync(PERF) ? fs.readFileSync(PERF, 'utf8').split('\n') : [];
+  it('at the end (a file cut short) the switch is left out with a note; in the middle it is an error naming the switch', async () => {
+    const whole = await imported(PERF, 'tsc-whole');
+    // The file ends with a switch's group: sched_switch, cpu-clock, msr/tsc/ (and a final newline).
+    expect(text.at(-2)).toMatch(/msr\/tsc\//);
+    const cut = path.join(dir, 'cut.txt');
+    fs.writeFileSync(cut, text.slice(0, -2).join('\n') + '\n');
+    const c = await imported(cut, 'tsc-cut');
+    // Before: the last switch was written with a TSC advance of 0.
+    expect(c.rows).toEqual(whole.rows.slice(0, -1));
+    expect(c.out).toContain(`note: the last sched_switch (line ${text.length - 3}) has no msr/tsc/ line in its group (the file was cut?): that switch is left out`);
+    // perf leaves out members that did not change (page-faults here is in 38 groups of 10,582),
+    // so only the TSC, which always advances with time, is required.
+    const i = text.findIndex((l, k) => k > 1000 && /msr\/tsc\//.test(l));
+    const holed = path.join(dir, 'holed.txt');
+    fs.writeFileSync(holed, [...text.slice(0, i), ...text.slice(i + 1)].join('\n'));
+    const r = await cli(['import', 'perf-script', holed, '--out', path.join(dir, 'holed'), '--map', map]);
+    expect(r.code).toBe(2);
+    const sw = text.slice(0, i).findLastIndex((l) => /sched:sched_switch/.test(l)) + 1;
+    expect(r.err.trim()).toBe(`wattrace: ${holed}:${sw}: the sched_switch has no msr/tsc/ line in its group, though time advanced since its CPU's last switch (the TSC always does): a line is missing`);
+  });
+});
+
 describe('import perf-script: a layout it cannot read', () => {
   it('names what it expected and shows the first line it could not read', async () => {
     const f = path.join(dir, 'other.txt');
