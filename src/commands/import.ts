@@ -80,7 +80,10 @@ export async function runImport(args: ImportArgs, io: IO): Promise<ImportSummary
   try {
     const s = await importer.run(args.inputs, stage, { mapping, tscHz: args.tscHz, cpus: args.cpus });
     if (s.found === 0) {
-      throw new WattraceError('E_EMPTY', `found no ${importer.finds} to import; expected ${importer.expects}; the first line reads ${firstLine(args.inputs[0]!)}`, { file: args.inputs[0]! });
+      // What it passed over says why, when it passed over anything (every SCSI command without data, say).
+      const skipped = Object.entries(s.skipped).map(([why, n]) => `${n.toLocaleString('en-US')} × ${why}`);
+      const why = skipped.length > 0 ? `; it skipped ${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ` and ${skipped.length - 3} more kinds` : ''}` : '';
+      throw new WattraceError('E_EMPTY', `found no ${importer.finds} to import; expected ${importer.expects}${why}; the first line reads ${firstLine(args.inputs[0]!)}`, { file: args.inputs[0]! });
     }
     fs.mkdirSync(out, { recursive: true });
     const moved = (f: string) => path.join(args.out, path.relative(stage, f));

@@ -109,7 +109,8 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskR
       if (f.length !== 5) throw new WattraceError('E_FIELD', `expected 5 fields as in the header, found ${f.length}`, where);
       const [, time, op, size, lbn] = f as [string, string, string, string, string];
       checkUints(where, [time, 2, 'time'], [size, 4, 'size'], [lbn, 5, 'lbn']);
-      const kind = SCSI_OP[op.toLowerCase().padStart(2, '0')];
+      // The opcode in hex, with or without 0x (2a, 0x2a, 0x2A: WRITE(10)).
+      const kind = SCSI_OP[op.toLowerCase().replace(/^0x/, '').padStart(2, '0')];
       if (!kind) {
         skips.add(`SCSI command ${op} (no data transfer)`);
         continue;

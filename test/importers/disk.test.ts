@@ -83,6 +83,23 @@ describe('import: malformed input is an error naming the line, or a counted skip
     expect(b.err).toMatch(/v\.csv:2:4 \(column size\): size is not a non-negative integer/);
     expect((await cli(['import', 'iostat', f, '--out', dir])).err).toMatch(/unknown format 'iostat'.*blkparse/);
   });
+
+  it('vscsi-csv: opcodes written 0x2a read as 2a; a file of commands without data says it skipped them all', async () => {
+    const plain = path.join(dir, 'v-plain.csv');
+    const hex = path.join(dir, 'v-hex.csv');
+    fs.writeFileSync(plain, 'version,time,op,size,lbn\n1,5,28,512,10\n1,6,2a,1024,12\n');
+    fs.writeFileSync(hex, 'version,time,op,size,lbn\n1,5,0x28,512,10\n1,6,0x2A,1024,12\n');
+    expect((await cli(['import', 'vscsi-csv', plain, '--out', path.join(dir, 'vp')])).code).toBe(0);
+    const h = await cli(['import', 'vscsi-csv', hex, '--out', path.join(dir, 'vh')]);
+    expect(h.code, h.err).toBe(0);
+    // Before: both were skipped as "SCSI command 0x28 (no data transfer)", and the import found nothing.
+    expect(lines(path.join(dir, 'vh', 'disk.csv'))).toEqual(lines(path.join(dir, 'vp', 'disk.csv')));
+    const none = path.join(dir, 'v-none.csv');
+    fs.writeFileSync(none, 'version,time,op,size,lbn\n1,5,12,0,0\n1,6,35,0,0\n1,7,35,0,0\n');
+    const n = await cli(['import', 'vscsi-csv', none, '--out', path.join(dir, 'vn')]);
+    expect(n.code).toBe(2);
+    expect(n.err).toContain('; it skipped 1 × SCSI command 12 (no data transfer), 2 × SCSI command 35 (no data transfer); the first line reads');
+  });
 });
 
 const PERF = path.join(SHARED, 'data', 'host', 'perf_sched_switch_counters.txt');
