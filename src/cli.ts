@@ -167,7 +167,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
         y
           .option('samples', { type: 'string', demandOption: true, describe: 'CSV of samples: counter rates (events/s) and a measured power column' })
           .option('target', { type: 'string', demandOption: true, describe: 'The measured power column (W)' })
-          .option('features', { type: 'string', describe: 'Comma-separated counter columns (default: every numeric, varying column but times and powers)' })
+          .option('features', { type: 'string', describe: 'Comma-separated counter columns, at most 10 (default: every numeric, varying column but times and powers)' })
           .option('folds', { type: 'number', default: 5, describe: 'Cross-validation folds' })
           .option('folds-by', { choices: ['interleaved', 'blocks'] as const, default: 'interleaved' as const, describe: 'Folds of every k-th sample, or contiguous blocks (unseen workloads)' })
           .option('tsc-hz', { type: 'number', describe: 'TSC rate for the starter profile (default 3e9)' })
