@@ -30,6 +30,8 @@ export interface FtraceEvent {
   rest: string;
   /** Set for babeltrace2's text of a CTF trace. */
   ctf?: true;
+  /** Set when `sec` is a time of day (babeltrace2's `[hh:mm:ss.nsec]`): it wraps at midnight. */
+  timeOfDay?: true;
 }
 
 /** `comm-pid [(tgid)] [cpu] [flags] ts: [(+delta)] event: rest` — every layout but -l. */
@@ -55,7 +57,7 @@ function ctfEvent(m: RegExpExecArray): FtraceEvent | null {
   const event = m[6]!;
   const prevPid = f.get('prev_pid') ?? f.get('prev_tid');
   const rest = event === 'sched_switch' && f.has('prev_comm') && prevPid !== undefined ? `prev_comm=${f.get('prev_comm')} prev_pid=${prevPid}` : m[7]!;
-  return { comm: f.get('comm') ?? '', pid, cpu: Number(cpu), sec, frac: m[5], event, rest, ctf: true };
+  return { comm: f.get('comm') ?? '', pid, cpu: Number(cpu), sec, frac: m[5], event, rest, ctf: true, ...(m[4] === undefined ? { timeOfDay: true as const } : {}) };
 }
 
 export function tokenizeFtraceLine(raw: string): FtraceEvent | null {

@@ -104,6 +104,8 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
 async function importText(file: string, switches: SwitchTracker, blocks: BlockTracker, skips: Skips, clientOf: (comm: string, pid?: string) => string, hz: number, hzBig: bigint, hzGiven: boolean, notes: string[]): Promise<string> {
   let tscClock: boolean | null = null;
   const lost = new Map<number, number>();
+  let lastTimeOfDay: number | null = null;
+  let days = 0;
   for await (const { line, raw } of textLines(file)) {
     if (isFraming(raw)) continue;
     const e = tokenizeFtraceLine(raw);
@@ -122,6 +124,14 @@ async function importText(file: string, switches: SwitchTracker, blocks: BlockTr
       if (tscClock && !hzGiven) {
         throw new WattraceError('E_USAGE', `the timestamps are clock ticks, not seconds (trace_clock x86-tsc or counter: no decimal point in '${e.sec}'); give the clock's rate with --tsc-hz (e.g. from /proc/cpuinfo or dmesg 'tsc: Refined TSC clocksource calibration')`, { file, line });
       }
+    }
+    // babeltrace2's [hh:mm:ss] wraps at midnight (its events are in time order across CPUs): a
+    // time of day more than 12 hours before the last one is the next day.
+    if (e.timeOfDay) {
+      const tod = Number(e.sec);
+      if (lastTimeOfDay !== null && tod < lastTimeOfDay - 43_200) days++;
+      lastTimeOfDay = tod;
+      if (days > 0) e.sec = String(tod + days * 86_400);
     }
     const ns = e.frac === undefined ? (BigInt(e.sec) * NS_PER_S_BIG) / hzBig : BigInt(e.sec) * NS_PER_S_BIG + BigInt(e.frac.padEnd(9, '0').slice(0, 9));
     const tsc = e.frac === undefined ? BigInt(e.sec) : (ns * hzBig) / NS_PER_S_BIG;

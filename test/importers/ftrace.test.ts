@@ -26,6 +26,32 @@ describe.skipIf(!fs.existsSync(TRACECOMPASS))('import ftrace: babeltrace2 text o
     // The last switch: `[00:16:19.475381350] … perf_cpu = 3, … prev_comm = "ls"` (unmapped: host).
     expect(l[562]).toBe('979475381350,3,host,979475381350');
   });
+
+  it('a time of day that crosses midnight goes on into the next day (it read as time going backwards)', async () => {
+    // The same trace moved to start at 23:59:59.990: its 58 ms cross 00:00:00.
+    const text = fs.readFileSync(TRACECOMPASS, 'utf8');
+    const start = 979_417_057_183n; // its first line, [00:16:19.417057183]
+    const to = 86_399_990_000_000n; // 23:59:59.990000000
+    const moved = text.replace(/^\[(\d+):(\d\d):(\d\d)\.(\d{9})\]/gm, (_, h: string, m: string, sec: string, n: string) => {
+      const t = ((BigInt(h) * 3600n + BigInt(m) * 60n + BigInt(sec)) * 1_000_000_000n + BigInt(n) - start + to) % 86_400_000_000_000n;
+      const s2 = t / 1_000_000_000n;
+      const p2 = (v: bigint) => String(v).padStart(2, '0');
+      return `[${p2(s2 / 3600n)}:${p2((s2 / 60n) % 60n)}:${p2(s2 % 60n)}.${String(t % 1_000_000_000n).padStart(9, '0')}]`;
+    });
+    expect(moved).toMatch(/^\[23:59:59\.99/);
+    expect(moved).toMatch(/\n\[00:00:00\.0/);
+    const f = path.join(dir, 'midnight.txt');
+    fs.writeFileSync(f, moved);
+    const a = await cli(['import', 'ftrace', TRACECOMPASS, '--out', path.join(dir, 'tc-a')]);
+    const b = await cli(['import', 'ftrace', f, '--out', path.join(dir, 'tc-b')]);
+    expect(b.code, b.err).toBe(0);
+    expect(a.code).toBe(0);
+    // Row for row the same switches, every time moved by the same amount.
+    const la = lines(path.join(dir, 'tc-a', 'cswitch.csv')).slice(1).map((x) => x.split(','));
+    const lb = lines(path.join(dir, 'tc-b', 'cswitch.csv')).slice(1).map((x) => x.split(','));
+    expect(lb.map((r) => r.slice(1, 3))).toEqual(la.map((r) => r.slice(1, 3)));
+    expect(new Set(lb.map((r, i) => BigInt(r[0]!) - BigInt(la[i]![0]!)))).toEqual(new Set([to - start]));
+  });
 });
 
 describe('import ftrace: babeltrace2 text of an LTTng kernel trace', () => {
