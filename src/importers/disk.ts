@@ -1,8 +1,9 @@
 /**
  * `wattrace import` for public block traces, streaming, to the disk log of docs/formats.md
  * (`ts_ns,vm,op,offset,bytes`):
- * - `disksim`: DiskSim / MQSim ASCII, `arrival_ns device lba_sectors size_sectors type` (type 1
- *   read, 0 write). Only arrival times are recorded: they stand in for completion times. A device
+ * - `disksim`: DiskSim / MQSim ASCII, `arrival device lba_sectors size_sectors type` (type 1
+ *   read, 0 write; the arrival in ms with a decimal point as DiskSim writes it, or in whole ns as
+ *   MQSim does, told by the first request). Only arrival times are recorded: they stand in for completion times. A device
  *   is a VM by the mapping (default `dev<N>`).
  * - `vscsi-csv`: CloudPhysics vscsi CSV, `version,time,op,size,lbn` (time in whole seconds, op a
  *   SCSI opcode in hex, lbn 512-byte sectors); one VM's virtual disk (default VM `vm1`).
@@ -34,6 +35,14 @@ export const DISK_FORMATS: readonly DiskFormat[] = ['disksim', 'vscsi-csv', 'vsc
 const SCSI_OP: Record<string, 'R' | 'W'> = { '08': 'R', '28': 'R', a8: 'R', '88': 'R', '0a': 'W', '2a': 'W', aa: 'W', '8a': 'W' };
 
 const UINT = /^\d+$/;
+/** DiskSim's arrival: milliseconds, a decimal fraction. */
+const MS = /^\d+(\.\d*)?$/;
+
+/** Milliseconds written in decimal to whole ns, exactly (digits past the ns are cut). */
+function msToNsExact(v: string): bigint {
+  const [whole, frac = ''] = v.split('.') as [string, string?];
+  return BigInt(whole) * 1_000_000n + BigInt((frac + '000000').slice(0, 6));
+}
 
 /** Each (value, column, name) must be a non-negative integer; else an error naming its column. */
 function checkUints(where: { file: string; line: number }, ...fields: (readonly [string, number, string])[]): void {
@@ -43,7 +52,7 @@ function checkUints(where: { file: string; line: number }, ...fields: (readonly 
 }
 
 const EXPECTS: Record<DiskFormat, string> = {
-  disksim: 'DiskSim ASCII requests (arrival_ns device lba_sectors size_sectors type)',
+  disksim: 'DiskSim / MQSim ASCII requests (arrival device lba_sectors size_sectors type; arrival in ms with a decimal point, or whole ns)',
   vscsi: 'CloudPhysics vscsi binary records',
   'vscsi-csv': 'CloudPhysics vscsi CSV (version,time,op,size,lbn)',
   msr: 'MSR Cambridge CSV (Timestamp,Hostname,DiskNumber,Type,Offset,Size,ResponseTime)',
@@ -87,6 +96,8 @@ export async function importDisk(format: DiskFormat, inputs: readonly string[], 
 
 async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskRows, skips: Skips, mapping: Mapping): Promise<void> {
   const vmOf = mapper(mapping, (key) => (format === 'disksim' ? `dev${key}` : 'vm1'));
+  /** disksim: arrival in ms (DiskSim) rather than ns (MQSim), from the first request. */
+  let ms: boolean | null = null;
   for await (const { line, raw } of textLines(file)) {
     const s = raw.trim();
     const where = { file, line };
@@ -96,10 +107,16 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskR
     }
     if (format === 'disksim') {
       const f = s.split(/\s+/);
-      if (f.length !== 5 || !f.every((x) => UINT.test(x))) throw new WattraceError('E_FIELD', `expected 5 non-negative integers (arrival_ns device lba_sectors size_sectors type); got '${s}'`, where);
+      // The first request tells the arrival's unit: DiskSim's own traces write milliseconds with a
+      // decimal point (0.000000), MQSim's whole nanoseconds.
+      ms ??= f.length === 5 && MS.test(f[0]!) && f[0]!.includes('.');
+      const unit = ms ? 'arrival_ms' : 'arrival_ns';
+      if (f.length !== 5 || !(ms ? MS.test(f[0]!) : UINT.test(f[0]!)) || !f.slice(1).every((x) => UINT.test(x))) {
+        throw new WattraceError('E_FIELD', `expected ${unit} and 4 non-negative integers (${unit} device lba_sectors size_sectors type, the unit as the first request's: ${ms ? 'ms with a decimal point' : 'whole ns'}); got '${s}'`, where);
+      }
       const [arrival, device, lba, size, type] = f as [string, string, string, string, string];
       if (type !== '0' && type !== '1') throw new WattraceError('E_FIELD', `type is ${type}; expected 0 (write) or 1 (read)`, { ...where, column: 5 });
-      w.row(BigInt(arrival), vmOf(device), type === '1' ? 'R' : 'W', BigInt(lba) * 512n, BigInt(size) * 512n, where);
+      w.row(ms ? msToNsExact(arrival) : BigInt(arrival), vmOf(device), type === '1' ? 'R' : 'W', BigInt(lba) * 512n, BigInt(size) * 512n, where);
     } else {
       if (line === 1) {
         if (s !== 'version,time,op,size,lbn') throw new WattraceError('E_HEADER', `expected the header version,time,op,size,lbn; got '${s}'`, where);

@@ -63,11 +63,29 @@ describe('import: malformed input is an error naming the line, or a counted skip
     expect(r.err).toMatch(/bad\.trace:2:5: type is 7; expected 0 \(write\) or 1 \(read\)/);
     fs.writeFileSync(f, '100 0 8 8 1\n200 1 8\n');
     r = await cli(['import', 'disksim', f, '--out', path.join(dir, 'bad2')]);
-    expect(r.err).toMatch(/bad\.trace:2: expected 5 non-negative integers/);
+    expect(r.err).toContain("bad.trace:2: expected arrival_ns and 4 non-negative integers (arrival_ns device lba_sectors size_sectors type, the unit as the first request's: whole ns); got '200 1 8'");
     fs.writeFileSync(f, '100 0 8 8 1\n50 1 8 8 1\n');
     r = await cli(['import', 'disksim', f, '--out', path.join(dir, 'bad3')]);
     expect(r.err).toMatch(/bad\.trace:2: time goes backwards/);
     expect(fs.existsSync(path.join(dir, 'bad3', 'disk.csv'))).toBe(false);
+  });
+
+  it("disksim: DiskSim's own arrival in ms with a decimal point reads as MQSim's whole ns would", async () => {
+    // Before: refused ("expected 5 non-negative integers"). 1.5 ms = 1,500,000 ns; 12.0000015 ms
+    // = 12,000,001.5 ns, cut to whole ns.
+    const ds = path.join(dir, 'ds.trace');
+    const mq = path.join(dir, 'mq.trace');
+    fs.writeFileSync(ds, '0.000000 0 100 8 1\n1.5 0 200 16 0\n12.0000015 1 300 8 1\n');
+    fs.writeFileSync(mq, '0 0 100 8 1\n1500000 0 200 16 0\n12000001 1 300 8 1\n');
+    expect((await cli(['import', 'disksim', ds, '--out', path.join(dir, 'ds')])).code).toBe(0);
+    expect((await cli(['import', 'disksim', mq, '--out', path.join(dir, 'mq')])).code).toBe(0);
+    expect(lines(path.join(dir, 'ds', 'disk.csv'))).toEqual(lines(path.join(dir, 'mq', 'disk.csv')));
+    expect(lines(path.join(dir, 'ds', 'disk.csv'))[2]).toBe('1500000,dev0,W,102400,8192');
+    // The first request decides: a decimal point after whole-ns requests is an error naming the line.
+    fs.writeFileSync(mq, '0 0 100 8 1\n1.5 0 200 16 0\n');
+    const r = await cli(['import', 'disksim', mq, '--out', path.join(dir, 'mq2')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('mq.trace:2: expected arrival_ns');
   });
 
   it('vscsi-csv: commands without data are skipped and counted; a bad field is an error', async () => {
