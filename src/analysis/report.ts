@@ -7,8 +7,12 @@
  *   power split into base, client CPU, driver CPU idle/active and disk idle/active, with the
  *   measured power (where the run had a measured.csv) as a bar beside it.
  * - Power over time: the run's power per consumer and reporting interval.
- * - For policy runs (rows in cpu_policy / disk_policy): power against the limit and throughput per
- *   manager period and VM.
+ * - For policy runs (rows in cpu_policy / disk_policy / containers): power against the limit and
+ *   throughput per manager period and VM.
+ *
+ * The charts over time are summed in SQL into at most MAX_SERIES named series and one of the
+ * others, at most MAX_POINTS points each, so a run of a thousand VMs and millions of rows makes
+ * charts (and uses memory) of the same size as a small one.
  */
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
@@ -125,108 +129,261 @@ export function fig7Spec(title: string, bars: readonly Fig7Bar[]): vl.TopLevelSp
   };
 }
 
-/** Power per consumer and interval (watts), at most `maxPoints` intervals (coarser bins beyond). */
-export function powerOverTime(db: DB, runId: number, maxPoints = 1500): { t: number; consumer: string; watts: number }[] {
+/**
+ * How many series a chart names: the consumers (or VMs) with the most energy. The rest are summed
+ * into one "others" series, drawn in a panel of its own, so a run of a thousand VMs makes a chart
+ * of ten lines and the points read from the store stay bounded by the chart, not by the run.
+ */
+export const MAX_SERIES = 9;
+
+/** At most this many points per series; coarser bins (means over several intervals) beyond. */
+export const MAX_POINTS = 1500;
+
+/** The series the rest are summed into: `others (1,044 consumers)` (no VM id has a space). */
+export function othersLabel(count: number, what: string): string {
+  return `others (${count.toLocaleString('en')} ${what})`;
+}
+
+export interface PowerPoint {
+  /** Seconds since the run's start. */
+  t: number;
+  consumer: string;
+  watts: number;
+}
+
+export interface PowerOverTime {
+  points: PowerPoint[];
+  /** The consumers drawn by name, the `maxSeries` with the most energy, by name. */
+  shown: string[];
+  /** How many other consumers the `others` series sums (0: there is no such series). */
+  othersCount: number;
+  others: string;
+  /** Reporting intervals per point (1 unless the run has more than `maxPoints`). */
+  intervalsPerPoint: number;
+  /** What the chart leaves out, in sentences for its subtitle and the page ([] for nothing). */
+  note: string[];
+}
+
+/**
+ * Power per consumer and interval (watts), summed in SQL: the `maxSeries` consumers with the most
+ * energy by name and all others as one series, at most `maxPoints` bins per series (a bin is
+ * `intervalsPerPoint` reporting intervals, its power their mean). A consumer without energy in a
+ * bin is a zero there.
+ */
+export function powerOverTime(db: DB, runId: number, maxPoints = MAX_POINTS, maxSeries = MAX_SERIES): PowerOverTime {
   const run = db.prepare('SELECT t0_ns, t1_ns, interval_ns FROM runs WHERE run_id = ?').get(runId) as { t0_ns: number; t1_ns: number; interval_ns: number };
   const I = run.interval_ns;
   const n = Math.max(1, Math.ceil((run.t1_ns - run.t0_ns) / I));
-  const bin = I * Math.max(1, Math.ceil(n / maxPoints));
+  const perBin = Math.max(1, Math.ceil(n / maxPoints));
+  const bin = I * perBin;
+  const top = db
+    .prepare(
+      `SELECT consumer, count(*) OVER () AS n FROM energy WHERE run_id = ? AND container IS NULL GROUP BY consumer ORDER BY sum(joules) DESC, consumer LIMIT ?`,
+    )
+    .all(runId, maxSeries) as { consumer: string; n: number }[];
+  const shown = top.map((r) => r.consumer).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const othersCount = (top[0]?.n ?? 0) - top.length;
+  const others = othersLabel(othersCount, othersCount === 1 ? 'consumer' : 'consumers');
+  // The "others" row has consumer NULL.
   const rows = db
     .prepare(
-      `SELECT CAST(t0_ns / ? AS INTEGER) AS k, consumer, sum(joules) AS j FROM energy WHERE run_id = ? AND container IS NULL GROUP BY k, consumer ORDER BY k`,
+      `SELECT CAST(t0_ns / ? AS INTEGER) AS k, CASE WHEN consumer IN (SELECT value FROM json_each(?)) THEN consumer END AS c, sum(joules) AS j
+       FROM energy WHERE run_id = ? AND container IS NULL GROUP BY k, c`,
     )
-    .all(bin, runId) as { k: number; consumer: string; j: number }[];
-  const points = rows.map((r) => {
-    const a = Math.max(r.k * bin, run.t0_ns);
-    const b = Math.min((r.k + 1) * bin, run.t1_ns);
-    return { t: nsToS(a - run.t0_ns), consumer: r.consumer, watts: b > a ? perSecond(r.j, b - a) : 0 };
-  });
+    .all(bin, JSON.stringify(shown), runId) as { k: number; c: string | null; j: number }[];
+  const series = [...shown, ...(othersCount > 0 ? [others] : [])];
+  const joules = new Map<number, Map<string, number>>();
+  for (const r of rows) {
+    if (!joules.has(r.k)) joules.set(r.k, new Map());
+    joules.get(r.k)!.set(r.c ?? others, r.j);
+  }
+  const points: PowerPoint[] = [];
+  const kFirst = Math.floor(run.t0_ns / bin);
+  const kLast = Math.max(kFirst, Math.ceil(run.t1_ns / bin) - 1);
+  for (let k = kFirst; k <= kLast; k++) {
+    const a = Math.max(k * bin, run.t0_ns);
+    const b = Math.min((k + 1) * bin, run.t1_ns);
+    const at = joules.get(k);
+    for (const consumer of series) {
+      const j = at?.get(consumer) ?? 0;
+      points.push({ t: nsToS(a - run.t0_ns), consumer, watts: b > a ? perSecond(j, b - a) : 0 });
+    }
+  }
   // The lines step after each point: a closing point at the end draws the last interval too.
-  const last = new Map<string, number>();
-  for (const p of points) last.set(p.consumer, p.watts);
-  for (const [consumer, watts] of last) points.push({ t: nsToS(run.t1_ns - run.t0_ns), consumer, watts });
-  return points;
+  const last = points.slice(-series.length);
+  for (const p of last) points.push({ t: nsToS(run.t1_ns - run.t0_ns), consumer: p.consumer, watts: p.watts });
+  const note = aggregationNote(shown.length, othersCount, others, 'consumers with the most energy', perBin, 'reporting intervals');
+  return { points, shown, othersCount, others, intervalsPerPoint: perBin, note };
 }
 
-export function powerSpec(title: string, points: readonly { t: number; consumer: string; watts: number }[]): vl.TopLevelSpec {
+/**
+ * What a chart leaves out, said in the chart (its subtitle): the series summed into "others" and
+ * the bins of several periods. Empty when it shows every series at every period.
+ */
+function aggregationNote(shown: number, othersCount: number, others: string, which: string, perPoint: number, periods: string): string[] {
+  const note: string[] = [];
+  if (othersCount > 0) note.push(`The ${shown} ${which}; the other ${othersCount.toLocaleString('en')} are summed as "${others}" (lower panels).`);
+  if (perPoint > 1) note.push(`Each point is the mean over ${perPoint} ${periods}.`);
+  return note;
+}
+
+const titled = (text: string, note: readonly string[]) => (note.length > 0 ? { text, subtitle: [...note] } : text);
+
+export function powerSpec(title: string, p: PowerOverTime): vl.TopLevelSpec {
+  const mark = { type: 'line', interpolate: 'step-after', strokeWidth: 1.2 } as const;
+  const x = { field: 't', type: 'quantitative', title: 'time (s)' } as const;
+  const color = { field: 'consumer', type: 'nominal', title: 'consumer' } as const;
+  const values = p.points as unknown as Record<string, unknown>[];
+  if (p.othersCount === 0) {
+    return {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: titled(title, p.note),
+      width: 640,
+      height: 280,
+      data: { values },
+      mark,
+      encoding: { x, y: { field: 'watts', type: 'quantitative', title: 'power (W)' }, color },
+    };
+  }
+  // The sum of hundreds of consumers would flatten the named ones on a shared axis.
+  const legend = { ...color, legend: { labelLimit: 320 } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title,
-    width: 640,
-    height: 280,
-    data: { values: points as unknown as Record<string, unknown>[] },
-    mark: { type: 'line', interpolate: 'step-after', strokeWidth: 1.2 },
-    encoding: {
-      x: { field: 't', type: 'quantitative', title: 'time (s)' },
-      y: { field: 'watts', type: 'quantitative', title: 'power (W)' },
-      color: { field: 'consumer', type: 'nominal', title: 'consumer' },
-    },
+    title: titled(title, p.note),
+    data: { values },
+    vconcat: [
+      { width: 640, height: 280, transform: [{ filter: { not: { field: 'consumer', equal: p.others } } }], mark, encoding: { x, y: { field: 'watts', type: 'quantitative', title: 'power (W)' }, color: legend } },
+      { width: 640, height: 140, transform: [{ filter: { field: 'consumer', equal: p.others } }], mark, encoding: { x, y: { field: 'watts', type: 'quantitative', title: 'others, summed (W)' }, color: legend } },
+    ],
   };
 }
 
 /**
- * Policy runs (host-strides, disk-budgets): per manager period and VM, the power against its
- * limit, and the throughput (CPU work per second, disk bytes per second). Empty for runs
- * without a policy stage.
+ * Policy runs (host-strides, disk-budgets, guest containers): per manager period and VM, the power
+ * against its limit, and the throughput (CPU work per second, disk bytes per second).
  */
 export type PolicyKind = 'cpu' | 'disk' | 'container';
 
-export function policySeries(db: DB, runId: number): { kind: PolicyKind; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] {
-  const out: { kind: PolicyKind; t: number; vm: string; watts: number; limit: number | null; throughput: number }[] = [];
-  const t0 = (db.prepare('SELECT t0_ns FROM runs WHERE run_id = ?').get(runId) as { t0_ns: number }).t0_ns;
-  const sql: Record<PolicyKind, string> = {
-    cpu: 'SELECT t_ns, vm, watts, limit_watts, work_s AS amount FROM cpu_policy WHERE run_id = ? ORDER BY vm, t_ns',
-    disk: 'SELECT t_ns, vm, watts, limit_watts, bytes AS amount FROM disk_policy WHERE run_id = ? ORDER BY vm, t_ns',
-    container: "SELECT t_ns, vm || '/' || container AS vm, watts, limit_watts, work_s AS amount FROM containers WHERE run_id = ? ORDER BY vm, t_ns",
-  };
-  for (const kind of ['cpu', 'disk', 'container'] as const) {
-    const rows = db.prepare(sql[kind]).all(runId) as { t_ns: number; vm: string; watts: number; limit_watts: number | null; amount: number }[];
-    // A VM may have no row in a period (cpu_policy: no limit, no demand): it is a zero there. The
-    // periods are the row times of all VMs; amounts are per period.
-    // A period's length is the time since the previous one, at most the manager's period (the
-    // smallest gap: a gap of two periods is one in which no VM had a row).
-    const grid = [...new Set(rows.map((r) => r.t_ns))].sort((a, b) => a - b);
-    let period = Infinity;
-    for (let i = 1; i < grid.length; i++) period = Math.min(period, grid[i]! - grid[i - 1]!);
-    const byVm = new Map<string, Map<number, (typeof rows)[number]>>();
-    for (const r of rows) {
-      if (!byVm.has(r.vm)) byVm.set(r.vm, new Map());
-      byVm.get(r.vm)!.set(r.t_ns, r);
-    }
-    for (const [vm, at] of byVm) {
-      for (let i = 0; i < grid.length; i++) {
-        const t = grid[i]!;
-        const r = at.get(t);
-        const dt = nsToS(Math.min(t - (i > 0 ? grid[i - 1]! : t0), period));
-        out.push({ kind, t: nsToS(t - t0), vm, watts: r?.watts ?? 0, limit: r?.limit_watts ?? null, throughput: r && dt > 0 ? r.amount / dt : 0 });
-      }
-    }
-  }
-  return out;
+export interface PolicyPoint {
+  kind: PolicyKind;
+  /** Seconds since the run's start: the end of the period (or of the bin of periods). */
+  t: number;
+  vm: string;
+  watts: number;
+  /** The limit, null where there was none (and for the "others" series). */
+  limit: number | null;
+  throughput: number;
 }
 
-export function policySpec(title: string, kind: PolicyKind, points: ReturnType<typeof policySeries>): vl.TopLevelSpec {
-  const values = points.filter((p) => p.kind === kind) as unknown as Record<string, unknown>[];
+export interface PolicySeries {
+  kind: PolicyKind;
+  points: PolicyPoint[];
+  /** The VMs (or containers) drawn by name, by name. */
+  shown: string[];
+  /** How many others the `others` series sums (0: there is no such series). */
+  othersCount: number;
+  others: string;
+  /** Manager periods per point (1 unless the run has more than `maxPoints`). */
+  periodsPerPoint: number;
+  /** What the chart leaves out, in sentences for its subtitle and the page ([] for nothing). */
+  note: string[];
+}
+
+const POLICY_SOURCE: Record<PolicyKind, { table: string; vm: string; amount: string; what: string }> = {
+  cpu: { table: 'cpu_policy', vm: 'r.vm', amount: 'r.work_s', what: 'VMs' },
+  disk: { table: 'disk_policy', vm: 'r.vm', amount: 'r.bytes', what: 'VMs' },
+  container: { table: 'containers', vm: "r.vm || '/' || r.container", amount: 'r.work_s', what: 'containers' },
+};
+
+/**
+ * One policy table of a run, summed in SQL into at most `maxSeries` VMs by name (those with a
+ * limit first, then by energy) and an "others" series of the rest, and at most `maxPoints` points
+ * per series. Null for a run without rows in the table.
+ *
+ * The periods are the row times of all VMs; a VM without a row in a period (cpu_policy: no limit,
+ * no demand) is a zero there. A period's length is the time since the previous one, at most the
+ * manager's period (the smallest gap: a gap of two periods is one in which no VM had a row).
+ * A point of several periods has the time-weighted mean power and limit (over the periods that
+ * had one) and the work (or bytes) of all of them per second; "others" has the sum of the
+ * others' power and throughput and no limit.
+ */
+export function policySeries(db: DB, runId: number, kind: PolicyKind, maxPoints = MAX_POINTS, maxSeries = MAX_SERIES): PolicySeries | null {
+  const src = POLICY_SOURCE[kind];
+  const t0 = (db.prepare('SELECT t0_ns FROM runs WHERE run_id = ?').get(runId) as { t0_ns: number }).t0_ns;
+  // Each period: its index i and the gap since the previous one (ns). The table is read once per
+  // query (a CTE of its rows used twice would be copied into a temporary table).
+  const gaps = `SELECT t_ns, row_number() OVER w - 1 AS i, t_ns - lag(t_ns, 1, :t0) OVER w AS gap FROM (SELECT DISTINCT t_ns FROM ${src.table} WHERE run_id = :run) WINDOW w AS (ORDER BY t_ns)`;
+  const grid = db.prepare(`WITH g AS (${gaps}) SELECT count(*) AS n, min(gap) FILTER (WHERE i > 0) AS period FROM g`).get({ run: runId, t0 }) as { n: number; period: number | null };
+  if (grid.n === 0) return null;
+  const perBin = Math.max(1, Math.ceil(grid.n / maxPoints));
+  // g: each period with its length dt (ns); r: the table's rows of the run.
+  const withDt = `WITH g AS MATERIALIZED (SELECT t_ns, i, min(gap, coalesce(:period, gap)) AS dt FROM (${gaps}))`;
+  const from = `FROM ${src.table} AS r JOIN g USING (t_ns) WHERE r.run_id = :run`;
+  const p = { run: runId, t0, period: grid.period };
+  const bins = db.prepare(`${withDt} SELECT CAST(i / :per AS INTEGER) AS k, max(t_ns) AS t, sum(dt) AS dt FROM g GROUP BY k ORDER BY k`).all({ ...p, per: perBin }) as { k: number; t: number; dt: number }[];
+  const top = db
+    .prepare(`${withDt} SELECT ${src.vm} AS vm, count(*) OVER () AS n ${from} GROUP BY 1 ORDER BY max(r.limit_watts IS NOT NULL) DESC, sum(r.watts * g.dt) DESC, 1 LIMIT :top`)
+    .all({ ...p, top: maxSeries }) as { vm: string; n: number }[];
+  const shown = top.map((r) => r.vm).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const othersCount = (top[0]?.n ?? 0) - top.length;
+  const others = othersLabel(othersCount, othersCount === 1 ? src.what.replace(/s$/, '') : src.what);
+  // Per bin and series ("others": vm NULL): power summed, and weighted by period length, for one
+  // period or several; the limit likewise over the periods that had one; the work done.
+  const sums = db
+    .prepare(
+      `${withDt} SELECT CAST(g.i / :per AS INTEGER) AS k, CASE WHEN ${src.vm} IN (SELECT value FROM json_each(:shown)) THEN ${src.vm} END AS vm,
+         sum(r.watts) AS w, sum(r.watts * g.dt) AS wdt, sum(r.limit_watts) AS l, sum(r.limit_watts * g.dt) AS ldt,
+         sum(CASE WHEN r.limit_watts IS NOT NULL THEN g.dt END) AS dtl, sum(${src.amount}) AS amount
+       ${from} GROUP BY 1, 2`,
+    )
+    .all({ ...p, per: perBin, shown: JSON.stringify(shown) }) as { k: number; vm: string | null; w: number; wdt: number; l: number | null; ldt: number | null; dtl: number | null; amount: number }[];
+  const at = new Map<string, (typeof sums)[number]>();
+  for (const s of sums) at.set(`${s.k}\u0000${s.vm ?? others}`, s);
+  const points: PolicyPoint[] = [];
+  for (const vm of [...shown, ...(othersCount > 0 ? [others] : [])]) {
+    for (const b of bins) {
+      const s = at.get(`${b.k}\u0000${vm}`);
+      const dt = nsToS(b.dt);
+      const watts = !s ? 0 : perBin === 1 ? s.w : b.dt > 0 ? s.wdt / b.dt : 0;
+      const limit = !s || vm === others ? null : perBin === 1 ? s.l : s.dtl ? s.ldt! / s.dtl : null;
+      points.push({ kind, t: nsToS(b.t - t0), vm, watts, limit, throughput: s && dt > 0 ? s.amount / dt : 0 });
+    }
+  }
+  const which = `${src.what} with a limit, then with the most energy`;
+  const note = aggregationNote(shown.length, othersCount, others, which, perBin, kind === 'container' ? 'budget periods' : 'manager periods');
+  return { kind, points, shown, othersCount, others, periodsPerPoint: perBin, note };
+}
+
+export function policySpec(title: string, s: PolicySeries): vl.TopLevelSpec {
+  const { kind } = s;
   const x = { field: 't', type: 'quantitative' as const, title: 'time (s)' };
+  const color = s.othersCount > 0 ? { field: 'vm', type: 'nominal' as const, legend: { labelLimit: 320 } } : { field: 'vm', type: 'nominal' as const };
+  const step = { type: 'line', interpolate: 'step-before' } as const;
+  const throughput = kind === 'disk' ? 'throughput (bytes/s)' : 'work (CPU s per s)';
+  const named = s.othersCount > 0 ? { transform: [{ filter: { not: { field: 'vm', equal: s.others } } }] } : {};
+  const others = { transform: [{ filter: { field: 'vm', equal: s.others } }] };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title,
-    data: { values },
+    title: titled(title, s.note),
+    data: { values: s.points as unknown as Record<string, unknown>[] },
     vconcat: [
       {
         width: 640,
         height: 200,
+        ...named,
         layer: [
-          { mark: { type: 'line', interpolate: 'step-before' }, encoding: { x, y: { field: 'watts', type: 'quantitative', title: `${kind} power (W)` }, color: { field: 'vm', type: 'nominal' } } },
-          { mark: { type: 'line', strokeDash: [4, 3], interpolate: 'step-before' }, encoding: { x, y: { field: 'limit', type: 'quantitative' }, color: { field: 'vm', type: 'nominal' } } },
+          { mark: step, encoding: { x, y: { field: 'watts', type: 'quantitative', title: `${kind} power (W)` }, color } },
+          { mark: { ...step, strokeDash: [4, 3] }, encoding: { x, y: { field: 'limit', type: 'quantitative' }, color } },
         ],
       },
-      {
-        width: 640,
-        height: 160,
-        mark: { type: 'line', interpolate: 'step-before' },
-        encoding: { x, y: { field: 'throughput', type: 'quantitative', title: kind === 'disk' ? 'throughput (bytes/s)' : 'work (CPU s per s)' }, color: { field: 'vm', type: 'nominal' } },
-      },
+      { width: 640, height: 160, ...named, mark: step, encoding: { x, y: { field: 'throughput', type: 'quantitative', title: throughput }, color } },
+      // The others' sum on axes of their own (it would flatten the named ones), without a limit.
+      ...(s.othersCount > 0
+        ? [
+            { width: 640, height: 120, ...others, mark: step, encoding: { x, y: { field: 'watts', type: 'quantitative' as const, title: `others' ${kind} power (W)` }, color } },
+            { width: 640, height: 120, ...others, mark: step, encoding: { x, y: { field: 'throughput', type: 'quantitative' as const, title: `others' ${throughput}` }, color } },
+          ]
+        : []),
     ],
   };
 }
@@ -278,6 +435,9 @@ export function containerBarsSpec(title: string, rows: ReturnType<typeof contain
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
+/** A chart's aggregation note as a paragraph below it (nothing when it shows everything). */
+const noteHtml = (note: readonly string[]) => (note.length > 0 ? `\n<p class="note">${esc(note.join(' '))}</p>` : '');
+
 export interface Report {
   /** File name → content. */
   files: Map<string, string>;
@@ -287,24 +447,27 @@ export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
   const files = new Map<string, string>();
   const runs = runsOfPipeline(db, info.run_id);
   if (runs.length === 0) throw new WattraceError('E_STORE', `no finished run of pipeline '${info.pipeline}'`);
-  const bars = runs.map((r) => fig7Bar(r.run_id, r.variant, matrixCells(db, r.run_id), validationOf(db, r.run_id)));
+  // The anchor's own cells serve its bar and its matrix table (summing a big run takes a second).
+  const cells = matrixCells(db, info.run_id);
+  const bars = runs.map((r) => fig7Bar(r.run_id, r.variant, r.run_id === info.run_id ? cells : matrixCells(db, r.run_id), validationOf(db, r.run_id)));
   const barsSvg = await renderSvg(fig7Spec(`Power by variant of '${info.pipeline}' (Figure 7 layout)`, bars));
   files.set('energy-by-variant.svg', barsSvg);
-  const powerSvg = await renderSvg(powerSpec(`Power over time, run ${info.run_id} (${info.variant})`, powerOverTime(db, info.run_id)));
+  const power = powerOverTime(db, info.run_id);
+  const powerSvg = await renderSvg(powerSpec(`Power over time, run ${info.run_id} (${info.variant})`, power));
   files.set(`power-run-${info.run_id}.svg`, powerSvg);
 
-  const policy = policySeries(db, info.run_id);
-  const policySvgs: string[] = [];
+  const policyFigures: { svg: string; note: readonly string[] }[] = [];
   const titles: Record<PolicyKind, string> = {
     cpu: 'CPU power (dashed: limit) and throughput per manager period',
     disk: 'Disk power (dashed: limit) and throughput per manager period',
     container: "Containers' power as the guest sees it (dashed: limit) and throughput per budget period",
   };
   for (const kind of ['cpu', 'disk', 'container'] as const) {
-    if (!policy.some((p) => p.kind === kind)) continue;
-    const svg = await renderSvg(policySpec(`${titles[kind]}, run ${info.run_id}`, kind, policy));
+    const policy = policySeries(db, info.run_id, kind);
+    if (!policy) continue;
+    const svg = await renderSvg(policySpec(`${titles[kind]}, run ${info.run_id}`, policy));
     files.set(`${kind}-policy-run-${info.run_id}.svg`, svg);
-    policySvgs.push(svg);
+    policyFigures.push({ svg, note: policy.note });
   }
   const sameTraces = runsOverSameTraces(db, info.run_id);
   const contRows = containerBars(db, sameTraces);
@@ -313,7 +476,6 @@ export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
     contSvg = await renderSvg(containerBarsSpec(`Containers by variant of '${info.pipeline}' (Figure 9 layout)`, contRows, sameTraces.map((r) => r.variant)));
     files.set('containers-by-variant.svg', contSvg);
   }
-  const cells = matrixCells(db, info.run_id);
   const m = pivotMatrix(cells);
   const val = validationOf(db, info.run_id);
   const matrixHtml = `<table><tr><th>consumer</th><th>via</th>${m.columns.map((c) => `<th>${esc(c.device)} ${c.kind} W</th>`).join('')}<th>total W</th><th>total J</th></tr>${m.rows
@@ -342,8 +504,8 @@ figure{margin:1em 0}svg{max-width:100%;height:auto}</style></head>
 <figure>${barsSvg}</figure>
 ${barTable}
 <h2>Power over time, run ${info.run_id}</h2>
-<figure>${powerSvg}</figure>
-${policySvgs.map((svg) => `<h2>Policy, run ${info.run_id}</h2>\n<figure>${svg}</figure>`).join('\n')}
+<figure>${powerSvg}</figure>${noteHtml(power.note)}
+${policyFigures.map((f) => `<h2>Policy, run ${info.run_id}</h2>\n<figure>${f.svg}</figure>${noteHtml(f.note)}`).join('\n')}
 ${contSvg ? `<h2>Containers by variant (Figure 9 layout): host-level against guest-level</h2>\n<figure>${contSvg}</figure>` : ''}
 <h2>Energy matrix, run ${info.run_id}</h2>
 ${matrixHtml}

@@ -24,6 +24,7 @@ export async function report(args: ReportArgs, io: IO): Promise<void> {
   }
   if (args.out.trim() === '') throw new WattraceError('E_USAGE', '--out must name a folder');
   if (fs.existsSync(args.out) && !fs.statSync(args.out).isDirectory()) throw new WattraceError('E_USAGE', `--out ${args.out} exists and is not a folder`);
+  refuseEnclosingFolder(args.out, args.db);
   // An earlier report of ours is replaced whole (no stale charts of other runs stay); anything
   // else that is not empty is refused unless --force says to replace it.
   if (fs.existsSync(args.out)) {
@@ -41,6 +42,32 @@ export async function report(args: ReportArgs, io: IO): Promise<void> {
   } finally {
     db.close();
   }
+}
+
+/**
+ * The report replaces its folder whole (moved aside, then removed), so `--out` must not be the
+ * current folder or one containing it (the move fails, or pulls the folder out from under the
+ * shell), nor a folder containing the database being read (it would be deleted).
+ */
+function refuseEnclosingFolder(out: string, db: string): void {
+  const real = (p: string) => {
+    const abs = path.resolve(p);
+    try {
+      return fs.realpathSync(abs);
+    } catch {
+      return abs;
+    }
+  };
+  const target = real(out);
+  const inside = (p: string) => {
+    const rel = path.relative(target, p);
+    return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+  };
+  const cwd = real(process.cwd());
+  if (inside(cwd)) {
+    throw new WattraceError('E_USAGE', `--out ${out} ${target === cwd ? 'is the current folder' : 'contains the current folder'}: a report replaces its folder whole; name a folder for the report, such as --out report`);
+  }
+  if (inside(real(db))) throw new WattraceError('E_USAGE', `--out ${out} contains the database ${db}: a report replaces its folder whole; name another folder`);
 }
 
 /**

@@ -99,6 +99,42 @@ describe('report', () => {
     expect((await cli(['report', '--db', db, '--out', out])).code).toBe(0);
   });
 
+  it('refuses --out naming the current folder, a folder containing it or the database, before writing anything', async () => {
+    const here = path.join(dir, 'busy', 'inner');
+    fs.mkdirSync(here, { recursive: true });
+    fs.writeFileSync(path.join(here, 'notes.txt'), 'mine');
+    const before = () => [fs.readdirSync(dir).sort(), fs.readdirSync(path.join(dir, 'busy')).sort(), fs.readdirSync(here).sort()];
+    const was = before();
+    const cwd = process.cwd();
+    process.chdir(here);
+    try {
+      for (const [o, what] of [
+        ['.', 'is the current folder'],
+        ['./', 'is the current folder'],
+        [here, 'is the current folder'],
+        ['..', 'contains the current folder'],
+        [path.join('..', '..'), 'contains the current folder'],
+        [path.parse(here).root, 'contains the current folder'],
+      ] as const) {
+        const r = await cli(['report', '--db', db, '--out', o, '--force']);
+        expect(r.code, `--out ${o}: ${r.err}`).toBe(2);
+        expect(r.err).toBe(`wattrace: --out ${o} ${what}: a report replaces its folder whole; name a folder for the report, such as --out report`);
+      }
+    } finally {
+      process.chdir(cwd);
+    }
+    expect(before()).toEqual(was);
+    expect(fs.readFileSync(path.join(here, 'notes.txt'), 'utf8')).toBe('mine');
+    // Replacing the folder that holds the database would delete it.
+    const home = path.join(dir, 'dbhome');
+    fs.mkdirSync(home);
+    fs.copyFileSync(db, path.join(home, 'r.sqlite'));
+    const r = await cli(['report', '--db', path.join(home, 'r.sqlite'), '--out', home, '--force']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^wattrace: --out .*dbhome contains the database .*r\.sqlite: a report replaces its folder whole; name another folder$/);
+    expect(fs.readdirSync(home)).toEqual(['r.sqlite']);
+  });
+
   it('the page works offline: SVGs inline, no scripts, nothing fetched', () => {
     const html = fs.readFileSync(path.join(out, 'index.html'), 'utf8');
     expect(html.match(/<svg /g)?.length).toBe(2);
