@@ -142,10 +142,49 @@ export interface RunHandle extends RunSink {
 }
 
 /**
+ * A write transaction on a store, committed whole or rolled back: a database it created is removed
+ * again when it is rolled back. RunWriter (a run) and RunImport (compare's copy) are two.
+ */
+abstract class StoreTransaction {
+  protected closed = false;
+
+  constructor(
+    protected readonly db: DB,
+    protected readonly file: string,
+    private readonly created: boolean,
+  ) {}
+
+  /** Does the transaction's last writes (`last`) and commits; on any failure rolls back. */
+  protected finish(last: () => void): void {
+    try {
+      last();
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.abort();
+      throw storeError(this.file, e);
+    }
+    this.closed = true;
+    this.db.close();
+  }
+
+  /** Rolls back; the database is as it was before the transaction (removed if it made it). */
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    } finally {
+      this.db.close();
+      if (this.created) removeDatabase(this.file);
+    }
+  }
+}
+
+/**
  * A run being written: a RunSink whose rows go into an open transaction. `commit` makes the run
  * visible; `abort` rolls everything back.
  */
-export class RunWriter implements RunHandle {
+export class RunWriter extends StoreTransaction implements RunHandle {
   readonly runId: number;
   private readonly insEnergy: BatchedInsert;
   private readonly insCounter: BatchedInsert;
@@ -153,14 +192,9 @@ export class RunWriter implements RunHandle {
   private readonly insCpuPolicy: BatchedInsert;
   private readonly insContainer: BatchedInsert;
   private readonly metrics = new Map<string, number>();
-  private closed = false;
 
-  private constructor(
-    private readonly db: DB,
-    private readonly file: string,
-    private readonly createdFile: boolean,
-    meta: RunMeta,
-  ) {
+  private constructor(db: DB, file: string, createdFile: boolean, meta: RunMeta) {
+    super(db, file, createdFile);
     db.exec('BEGIN IMMEDIATE');
     try {
       migrate(db);
@@ -235,32 +269,14 @@ export class RunWriter implements RunHandle {
 
   /** Writes the remaining run fields and the metrics, and commits. */
   commit(f: RunFinish): void {
-    try {
+    this.finish(() => {
       for (const t of [this.insEnergy, this.insCounter, this.insDiskPolicy, this.insCpuPolicy, this.insContainer]) t.flush();
       this.db
         .prepare('UPDATE runs SET inputs = ?, finished_at = ?, base_ts_ns = ?, t0_ns = ?, t1_ns = ?, duration_ns = ?, interval_ns = ? WHERE run_id = ?')
         .run(JSON.stringify(f.inputs), new Date().toISOString(), f.baseTsNs, Math.round(f.t0Ns), Math.round(f.t1Ns), Math.round(f.t1Ns - f.t0Ns), Math.round(f.intervalNs), this.runId);
       const ins = this.db.prepare('INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)');
       for (const [k, v] of [...this.metrics].sort(([a], [b]) => (a < b ? -1 : 1))) ins.run(this.runId, k, v);
-      this.db.exec('COMMIT');
-    } catch (e) {
-      this.abort();
-      throw storeError(this.file, e);
-    }
-    this.closed = true;
-    this.db.close();
-  }
-
-  /** Rolls the run back; the database is as it was before `begin`. */
-  abort(): void {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
-    } finally {
-      this.db.close();
-      if (this.createdFile) removeDatabase(this.file);
-    }
+    });
   }
 }
 
@@ -330,15 +346,12 @@ export function checkStore(file: string): void {
  * The sources are read through connections of their own (SQLite attaches at most 10 databases)
  * and left as they were.
  */
-export class RunImport {
-  private readonly db: DB;
-  private readonly created: boolean;
-  private closed = false;
-
-  constructor(private readonly file: string) {
+export class RunImport extends StoreTransaction {
+  constructor(file: string) {
     checkStore(file);
-    this.created = !fs.existsSync(file);
-    this.db = new Database(file);
+    // Asked before the connection creates the file.
+    const created = !fs.existsSync(file);
+    super(new Database(file), file, created);
     try {
       this.db.pragma('busy_timeout = 600000');
       this.db.exec('BEGIN IMMEDIATE');
@@ -388,25 +401,6 @@ export class RunImport {
 
   /** Stores the copied runs. */
   commit(): void {
-    try {
-      this.db.exec('COMMIT');
-    } catch (e) {
-      this.abort();
-      throw storeError(this.file, e);
-    }
-    this.closed = true;
-    this.db.close();
-  }
-
-  /** Rolls the import back; the database is as it was (removed again if the import created it). */
-  abort(): void {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
-    } finally {
-      this.db.close();
-      if (this.created) removeDatabase(this.file);
-    }
+    this.finish(() => undefined);
   }
 }
