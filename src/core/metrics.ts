@@ -137,35 +137,38 @@ const matchers = Object.values(METRICS).map((m) => ({
   re: new RegExp(`^${m.pattern.replace(/[.]/g, '\\.').replace(/<[a-z]+>/g, '.+')}$`),
 }));
 
-/** Per entry, its pattern as a regex whose groups are the placeholders, in order. */
-const capturing = Object.values(METRICS).map((m) => ({
-  m: m as MetricDef,
-  keys: [...m.pattern.matchAll(/<([a-z]+)>/g)].map((x) => x[1]!),
-  re: new RegExp(`^${m.pattern.replace(/[.]/g, '\\.').replace(/<[a-z]+>/g, '(.+)')}$`),
-}));
+const escaped = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /**
  * Why a run with these stages and VMs can never write metric `name` (a catalogue name), or null
  * when it can: every catalogue entry it matches is written by a stage the run lacks, or names in
- * its `<vm>` or `<consumer>` one the profile lacks (`known`). ('replay' metrics every run writes; 'validation' ones a run
- * with a measured trace.)
+ * its `<vm>` or `<consumer>` one the profile lacks (`known`). Names may hold dots, so a name is
+ * matched against the known ones themselves, not split at dots.
  */
 export function unwritableBy(name: string, stages: ReadonlySet<string>, known: Readonly<Partial<Record<'vm' | 'consumer', ReadonlySet<string>>>>): string | null {
   const why: string[] = [];
-  for (const c of capturing) {
-    const hit = c.re.exec(name);
-    if (!hit) continue;
-    const by = c.m.by.split(', ');
+  for (const { m, re } of matchers) {
+    if (!re.test(name)) continue;
+    const by = m.by.split(', ');
     if (!by.some((s) => s === 'replay' || stages.has(s))) {
       why.push(`it is written by ${by.map((s) => `'${s}'`).join(' or ')}, which ${by.length > 1 ? 'are' : 'is'} not among the stages`);
       continue;
     }
-    const unknown = c.keys.findIndex((k, j) => (k === 'vm' || k === 'consumer') && known[k] !== undefined && !known[k].has(hit[j + 1]!));
-    if (unknown >= 0) {
-      why.push(`the machine profile has no ${c.keys[unknown] === 'vm' ? 'VM' : 'consumer'} '${hit[unknown + 1]}'`);
-      continue;
-    }
-    return null;
+    // The pattern with each <vm> and <consumer> one of the known names.
+    const exact = new RegExp(
+      `^${m.pattern
+        .split(/(<[a-z]+>)/)
+        .map((part) => {
+          const k = /^<([a-z]+)>$/.exec(part)?.[1];
+          if (k === undefined) return escaped(part);
+          const names = known[k as 'vm' | 'consumer'];
+          return names === undefined ? '.+' : `(?:${[...names].map(escaped).join('|') || '(?!)'})`;
+        })
+        .join('')}$`,
+    );
+    if (exact.test(name)) return null;
+    const what = m.pattern.includes('<vm>') ? 'VM' : 'consumer';
+    why.push(`the machine profile has no ${what} that makes the name (its ${what}s: ${[...(known[what === 'VM' ? 'vm' : 'consumer'] ?? [])].join(', ')})`);
   }
   return why.length > 0 ? why[0]! : null;
 }

@@ -126,3 +126,17 @@ describe('metrics catalogue', () => {
     expect(() => loadPipeline(p)).toThrow(/expectation 1 names metric 'guest.g.mean_watts', which no stage writes/);
   });
 });
+
+describe('unwritableBy: whether a run can write a metric an expectation names', () => {
+  it('names with dots are matched against the known names, not split at dots', async () => {
+    const { unwritableBy } = await import('../../src/core/metrics.js');
+    const stages = new Set(['cpu-split', 'guest-containers']);
+    // container.<vm>.<container>.mean_watts: vm 'guest', container 'bzip2.a' (container names are free).
+    expect(unwritableBy('container.guest.bzip2.a.mean_watts', stages, { vm: new Set(['guest', 'drv']) })).toBeNull();
+    // A VM id with a dot, too.
+    expect(unwritableBy('cpu.web.eu.mean_watts', stages, { vm: new Set(['web.eu']) })).toBeNull();
+    expect(unwritableBy('cpu.web.us.mean_watts', stages, { vm: new Set(['web.eu']) })).toMatch(/no VM that makes the name \(its VMs: web\.eu\)/);
+    expect(unwritableBy('disk.guest.mean_watts', stages, { vm: new Set(['guest']) })).toMatch(/written by 'disk-budgets'/);
+    expect(unwritableBy('energy.total_joules', new Set(), {})).toBeNull();
+  });
+});
