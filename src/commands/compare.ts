@@ -341,6 +341,7 @@ export async function compare(args: CompareArgs, io: IO): Promise<Comparison> {
         await pool(list, parallel, (g) => replayGroup(args, g.map((i) => variants[i]!), g.map((i) => dbs[i]!), parallel === 1, notes));
         for (const n of notes) io.err(n);
         importing = new RunImport(args.db);
+        await importing.begin();
         const ids = await importing.copy(dbs.map((f) => ({ file: f, runId: 1 })));
         await signalsTurn(); // a signal sent during the copy's last stretch rolls it back
         importing.commit();

@@ -28,6 +28,9 @@ const INSERT_BATCH = 64;
 
 type Value = number | string | null;
 
+/** How long a run waits for another writer's lock on its store (SQLite's busy_timeout elsewhere). */
+const LOCK_WAIT_MS = 600_000;
+
 /**
  * Rows of one table inserted INSERT_BATCH at a time through a prepared multi-row INSERT, the rest
  * one by one at flush. The values wait in one reused array: nothing is allocated per row.
@@ -347,18 +350,39 @@ export function checkStore(file: string): void {
  * and left as they were.
  */
 export class RunImport extends StoreTransaction {
+  /** Connects to `file` (creating it if needed); `begin` opens the transaction. */
   constructor(file: string) {
     checkStore(file);
     // Asked before the connection creates the file.
     const created = !fs.existsSync(file);
     super(new Database(file), file, created);
+  }
+
+  /**
+   * Opens the import's transaction. A store another run is writing is waited for (up to
+   * LOCK_WAIT_MS, as a replay waits) between turns of the event loop, so Ctrl-C still ends the
+   * wait (and `abort` removes a database the import created); SQLite's own busy wait would hold
+   * the thread.
+   */
+  async begin(): Promise<void> {
     try {
+      this.db.pragma('busy_timeout = 0');
+      const deadline = Date.now() + LOCK_WAIT_MS;
+      for (;;) {
+        try {
+          this.db.exec('BEGIN IMMEDIATE');
+          break;
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw e;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          if (this.closed) throw new Error('the import was aborted');
+        }
+      }
       this.db.pragma('busy_timeout = 600000');
-      this.db.exec('BEGIN IMMEDIATE');
       migrate(this.db);
     } catch (e) {
       this.abort();
-      throw storeError(file, e);
+      throw storeError(this.file, e);
     }
   }
 

@@ -36,6 +36,7 @@ describe('RunImport', () => {
   it('copies runs as new runs of the target, all their rows, in one commit', async () => {
     const target = path.join(dir, 'copied.sqlite');
     const imp = new RunImport(target);
+    await imp.begin();
     const ids = await imp.copy([{ file: source, runId: 1 }, { file: source, runId: 1 }]);
     imp.commit();
     expect(ids).toEqual([1, 2]);
@@ -46,10 +47,12 @@ describe('RunImport', () => {
   it('lets timers run during a long copy, and an abort from one leaves an existing database as it was', async () => {
     const target = path.join(dir, 'existing.sqlite');
     const first = new RunImport(target);
+    await first.begin();
     await first.copy([{ file: source, runId: 1 }]);
     first.commit();
     const before = sha256File(target);
     const imp = new RunImport(target);
+    await imp.begin();
     let ticks = 0;
     const timer = setInterval(() => {
       ticks++;
@@ -69,9 +72,42 @@ describe('RunImport', () => {
   it('an abort of an import that created the database removes it', async () => {
     const target = path.join(dir, 'created.sqlite');
     const imp = new RunImport(target);
+    await imp.begin();
     const timer = setTimeout(() => imp.abort(), 5);
     await expect(imp.copy([{ file: source, runId: 1 }, { file: source, runId: 1 }])).rejects.toThrow(/aborted/);
     clearTimeout(timer);
     expect(fs.readdirSync(dir).filter((f) => f.startsWith('created.sqlite'))).toEqual([]);
   }, 60_000);
+
+  it('waits for another writer between turns of the event loop: an abort ends the wait, and the import goes on once the lock is freed', async () => {
+    const target = path.join(dir, 'locked.sqlite');
+    const first = new RunImport(target);
+    await first.begin();
+    await first.copy([{ file: source, runId: 1 }]);
+    first.commit();
+    const before = sha256File(target);
+    // Another writer holds the store (as a replay into it would).
+    const holder = new Database(target);
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const waiting = new RunImport(target);
+      const started = Date.now();
+      setTimeout(() => waiting.abort(), 200); // as compare's signal handler does
+      // Before: SQLite's busy wait held the thread for up to 600 s, so no timer (no signal) ran.
+      await expect(waiting.begin()).rejects.toThrow(/aborted/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const next = new RunImport(target);
+      setTimeout(() => holder.exec('ROLLBACK'), 200);
+      await next.begin();
+      const ids = await next.copy([{ file: source, runId: 1 }]);
+      next.commit();
+      expect(ids).toEqual([2]);
+    } finally {
+      if (holder.inTransaction) holder.exec('ROLLBACK');
+      holder.close();
+    }
+    expect(sha256File(target)).not.toBe(before);
+    expect(count(target, 'SELECT COUNT(*) FROM runs')).toBe(2);
+  }, 60_000);
 });
+
