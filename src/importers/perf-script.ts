@@ -165,7 +165,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
     }
     emit(true);
     // The TSC never advanced inside a switch's group: it was recorded beside the group, not in it.
-    if (tscNs > 0n && tscTicks === 0n) {
+    if ((tscNs > 0n || incomplete !== null) && tscTicks === 0n) {
       throw new WattraceError('E_FIELD', "msr/tsc/ never advanced within a sched_switch group (its lines do not share the switch's CPU and time): record it in the group, '{sched:sched_switch,msr/tsc/,…}:S'", { file });
     }
     if (incomplete !== null) {

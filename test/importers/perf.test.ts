@@ -87,6 +87,15 @@ describe.skipIf(!fs.existsSync(PERF))('import perf-script: a group that lost its
     const sw = text.slice(0, i).findLastIndex((l) => /sched:sched_switch/.test(l)) + 1;
     expect(r.err.trim()).toBe(`wattrace: ${holed}:${sw}: the sched_switch has no msr/tsc/ line in its group, though time advanced since its CPU's last switch (the TSC always does): a line is missing`);
   });
+
+  it('msr/tsc/ recorded beside the group (its lines on other CPUs) says to record it in the group', async () => {
+    // Every msr/tsc/ line moved to CPU n + 2: none shares its switch's CPU and time.
+    const beside = path.join(dir, 'beside.txt');
+    fs.writeFileSync(beside, text.map((l) => (/msr\/tsc\//.test(l) ? l.replace(/\[00(\d)\]/, (_, c: string) => `[00${Number(c) + 2}]`) : l)).join('\n'));
+    const r = await cli(['import', 'perf-script', beside, '--out', path.join(dir, 'beside'), '--map', map]);
+    expect(r.code).toBe(2);
+    expect(r.err.trim()).toBe(`wattrace: ${beside}: msr/tsc/ never advanced within a sched_switch group (its lines do not share the switch's CPU and time): record it in the group, '{sched:sched_switch,msr/tsc/,…}:S'`);
+  });
 });
 
 describe('import perf-script: a layout it cannot read', () => {
