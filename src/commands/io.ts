@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 /** Where a command writes: the process in the CLI, buffers in tests. */
 export interface IO {
   out(text: string): void;
@@ -13,17 +14,29 @@ const gone = new Set<NodeJS.WriteStream>();
  * Standard output and error as the CLI handles their failures: a reader that stops reading
  * (`wattrace matrix … | head -2`: EPIPE) ends that output quietly and the command goes on to its
  * own exit status (compare's 1 for a broken expectation stays 1); any other write error (a full
- * disk) is one line and exit 2, never a stack trace.
+ * disk) ends that output too, and the command still finishes (its roll-back and clean-up
+ * included), then exits 2 with one line, never a stack trace.
  */
-export function handleOutputErrors(exit: (code: number) => never = process.exit): void {
+export function handleOutputErrors(): void {
+  let failed: string | null = null;
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (e: NodeJS.ErrnoException) => {
       gone.add(stream);
-      if (e.code === 'EPIPE') return;
-      if (!gone.has(process.stderr)) process.stderr.write(`wattrace: cannot write to standard ${stream === process.stdout ? 'output' : 'error'}: ${e.message}\n`);
-      exit(2);
+      if (e.code !== 'EPIPE') failed ??= `wattrace: cannot write to standard ${stream === process.stdout ? 'output' : 'error'}: ${e.message}\n`;
     });
   }
+  process.on('exit', () => {
+    if (failed === null) return;
+    if (!gone.has(process.stderr)) {
+      try {
+        fs.writeSync(2, failed);
+      } catch {
+        // stderr is gone too: the exit status says it.
+      }
+    }
+    // An interrupt's 130 stands; anything else becomes 2.
+    if (process.exitCode !== 130) process.exitCode = 2;
+  });
 }
 
 const write = (stream: NodeJS.WriteStream, t: string): void => {

@@ -136,6 +136,13 @@ describe('hostile input', () => {
         const r = spawnSync(process.execPath, [CLI, 'matrix', '--db', at('broken.sqlite')], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
         expect(r.status).toBe(2);
         expect(r.stderr.trim()).toBe('wattrace: cannot write to standard output: ENOSPC: no space left on device, write');
+        // stderr full while compare writes a note: it still finishes and cleans up (before, the
+        // exit at the note left its scratch databases behind), then exits 2.
+        const tmp = at('tmp-full');
+        fs.mkdirSync(tmp, { recursive: true });
+        const c = spawnSync(process.execPath, [CLI, 'compare', path.join(PROJECT_ROOT, 'pipelines', 'demo.json'), '--variants', 'coarse,per-byte', '--db', at('full.sqlite')], { stdio: ['ignore', 'ignore', full], env: { ...process.env, TMPDIR: tmp } });
+        expect(c.status).toBe(2);
+        expect(fs.readdirSync(tmp)).toEqual([]);
       } finally {
         fs.closeSync(full);
       }
