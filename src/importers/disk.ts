@@ -3,7 +3,7 @@
  * (`ts_ns,vm,op,offset,bytes`):
  * - `disksim`: DiskSim / MQSim ASCII, `arrival device lba_sectors size_sectors type` (type 1
  *   read, 0 write; the arrival in ms with a decimal point as DiskSim writes it, or in whole ns as
- *   MQSim does, told by the first request). Only arrival times are recorded: they stand in for completion times. A device
+ *   MQSim does, told by the file's first 64 KiB; the summary says which). Only arrival times are recorded: they stand in for completion times. A device
  *   is a VM by the mapping (default `dev<N>`).
  * - `vscsi-csv`: CloudPhysics vscsi CSV, `version,time,op,size,lbn` (time in whole seconds, op a
  *   SCSI opcode in hex, lbn 512-byte sectors); one VM's virtual disk (default VM `vm1`).
@@ -23,6 +23,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WattraceError } from '../core/errors.js';
+import { readHead } from '../core/files.js';
 import { NS_PER_S_BIG } from '../core/units.js';
 import { textLines } from './text.js';
 import { mapper, type Mapping } from './mapping.js';
@@ -69,12 +70,13 @@ export async function importDisk(format: DiskFormat, inputs: readonly string[], 
   const out = new CsvOut(path.join(outDir, 'disk.csv'), DiskRows.header(columns));
   const w = new DiskRows(out, columns);
   const skips = new Skips();
+  const notes: string[] = [];
   try {
     for (const file of inputs) {
       if (!fs.existsSync(file)) throw new WattraceError('E_FILE', `${format} input does not exist`, { file });
       if (format === 'vscsi') await readVscsiBinary(file, w, skips, mapper(mapping, () => 'vm1')(path.basename(file)));
       else if (format === 'msr') await readMsr(file, w, skips, mapping);
-      else await readLines(file, format, w, skips, mapping);
+      else await readLines(file, format, w, skips, mapping, notes);
     }
     out.close();
   } catch (e) {
@@ -90,14 +92,16 @@ export async function importDisk(format: DiskFormat, inputs: readonly string[], 
     skipped: skips.counts,
     coverage: null,
     profile: null,
-    notes: [],
+    notes,
   };
 }
 
-async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskRows, skips: Skips, mapping: Mapping): Promise<void> {
+async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskRows, skips: Skips, mapping: Mapping, notes: string[]): Promise<void> {
   const vmOf = mapper(mapping, (key) => (format === 'disksim' ? `dev${key}` : 'vm1'));
-  /** disksim: arrival in ms (DiskSim) rather than ns (MQSim), from the first request. */
-  let ms: boolean | null = null;
+  // The arrival's unit: DiskSim's own traces write milliseconds with a decimal point (0.000000),
+  // MQSim's whole nanoseconds. Any arrival with a decimal point in the file's first 64 KiB says ms.
+  const ms = format === 'disksim' && /^\s*\d+\.\d*\s/m.test(readHead(file, 64 << 10).toString('latin1'));
+  if (format === 'disksim') notes.push(`note: ${path.basename(file)}: arrivals read as ${ms ? "milliseconds (DiskSim: a decimal point in the file's first lines)" : 'whole nanoseconds (MQSim: no decimal point in the first lines; DiskSim writes ms with one)'}`);
   for await (const { line, raw } of textLines(file)) {
     const s = raw.trim();
     const where = { file, line };
@@ -107,12 +111,9 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskR
     }
     if (format === 'disksim') {
       const f = s.split(/\s+/);
-      // The first request tells the arrival's unit: DiskSim's own traces write milliseconds with a
-      // decimal point (0.000000), MQSim's whole nanoseconds.
-      ms ??= f.length === 5 && MS.test(f[0]!) && f[0]!.includes('.');
       const unit = ms ? 'arrival_ms' : 'arrival_ns';
       if (f.length !== 5 || !(ms ? MS.test(f[0]!) : UINT.test(f[0]!)) || !f.slice(1).every((x) => UINT.test(x))) {
-        throw new WattraceError('E_FIELD', `expected ${unit} and 4 non-negative integers (${unit} device lba_sectors size_sectors type, the unit as the first request's: ${ms ? 'ms with a decimal point' : 'whole ns'}); got '${s}'`, where);
+        throw new WattraceError('E_FIELD', `expected ${unit} and 4 non-negative integers (${unit} device lba_sectors size_sectors type, the unit as the file's first lines say: ${ms ? 'ms with a decimal point' : 'whole ns'}); got '${s}'`, where);
       }
       const [arrival, device, lba, size, type] = f as [string, string, string, string, string];
       if (type !== '0' && type !== '1') throw new WattraceError('E_FIELD', `type is ${type}; expected 0 (write) or 1 (read)`, { ...where, column: 5 });

@@ -63,7 +63,7 @@ describe('import: malformed input is an error naming the line, or a counted skip
     expect(r.err).toMatch(/bad\.trace:2:5: type is 7; expected 0 \(write\) or 1 \(read\)/);
     fs.writeFileSync(f, '100 0 8 8 1\n200 1 8\n');
     r = await cli(['import', 'disksim', f, '--out', path.join(dir, 'bad2')]);
-    expect(r.err).toContain("bad.trace:2: expected arrival_ns and 4 non-negative integers (arrival_ns device lba_sectors size_sectors type, the unit as the first request's: whole ns); got '200 1 8'");
+    expect(r.err).toContain("bad.trace:2: expected arrival_ns and 4 non-negative integers (arrival_ns device lba_sectors size_sectors type, the unit as the file's first lines say: whole ns); got '200 1 8'");
     fs.writeFileSync(f, '100 0 8 8 1\n50 1 8 8 1\n');
     r = await cli(['import', 'disksim', f, '--out', path.join(dir, 'bad3')]);
     expect(r.err).toMatch(/bad\.trace:2: time goes backwards/);
@@ -81,11 +81,16 @@ describe('import: malformed input is an error naming the line, or a counted skip
     expect((await cli(['import', 'disksim', mq, '--out', path.join(dir, 'mq')])).code).toBe(0);
     expect(lines(path.join(dir, 'ds', 'disk.csv'))).toEqual(lines(path.join(dir, 'mq', 'disk.csv')));
     expect(lines(path.join(dir, 'ds', 'disk.csv'))[2]).toBe('1500000,dev0,W,102400,8192');
-    // The first request decides: a decimal point after whole-ns requests is an error naming the line.
-    fs.writeFileSync(mq, '0 0 100 8 1\n1.5 0 200 16 0\n');
-    const r = await cli(['import', 'disksim', mq, '--out', path.join(dir, 'mq2')]);
-    expect(r.code).toBe(2);
-    expect(r.err).toContain('mq.trace:2: expected arrival_ns');
+    // A decimal point anywhere in the first lines says ms (a first arrival of 0 has none); the
+    // summary says which unit it took.
+    const zero = path.join(dir, 'zero.trace');
+    fs.writeFileSync(zero, '0 0 100 8 1\n1.5 0 200 16 0\n');
+    const z = await cli(['import', 'disksim', zero, '--out', path.join(dir, 'zero')]);
+    expect(z.code, z.err).toBe(0);
+    expect(lines(path.join(dir, 'zero', 'disk.csv')).map((l) => l.split(',')[0])).toEqual(['ts_ns', '0', '1500000']);
+    expect(z.out).toContain("note: zero.trace: arrivals read as milliseconds (DiskSim: a decimal point in the file's first lines)");
+    const m = await cli(['import', 'disksim', mq, '--out', path.join(dir, 'mq3')]);
+    expect(m.out).toContain('note: mq.trace: arrivals read as whole nanoseconds (MQSim: no decimal point in the first lines; DiskSim writes ms with one)');
   });
 
   it('vscsi-csv: commands without data are skipped and counted; a bad field is an error', async () => {
