@@ -108,7 +108,7 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
     profile,
     notes: [
       `unmet demand (CPUs overloaded): ${unmet.toFixed(0)} CPU-seconds`,
-      `VMs by file, in file-name order: ${vmList(files, names)}`,
+      `VMs by file, in input order (a folder's files by name): ${vmList(files, names)}`,
       ...(short > 0 ? [`note: ${short} file(s) have fewer than ${steps} steps: their VMs are idle (0 %) after their last line`] : []),
     ],
   };

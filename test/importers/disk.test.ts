@@ -333,7 +333,7 @@ describe('import planetlab by hand', () => {
     const bad = await cli(['import', 'planetlab', d, '--out', path.join(dir, 'pl-bad'), '--cpus', '1']);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/c\.txt:2.*utilization is not a non-negative decimal number \('abc'\)/);
-    expect(r.out).toContain('VMs by file, in file-name order: vm0 = a b.txt, vm1 = c.txt');
+    expect(r.out).toContain("VMs by file, in input order (a folder's files by name): vm0 = a b.txt, vm1 = c.txt");
   });
 
   it('a blank line among the steps and a hex number are located errors; blank lines at the end are not', async () => {

@@ -74,7 +74,11 @@ describe('mergeSources', () => {
     const big = ['ts_ns,cpu,vm,tsc,uops', ...Array.from({ length: 500 }, (_, i) => `${i * 10},0,a,${i * 10},${i}`), ''].join('\n');
     const dsk = ['ts_ns,vm,op,offset,bytes', ...Array.from({ length: 300 }, (_, i) => `${i * 17 + 5},a,R,0,512`), ''].join('\n');
     const sources = () => [small(decodeText(big, new CswitchDecoder('c.csv', base, m)), 7), small(decodeText(dsk, new DiskDecoder('d.csv', base, m)), 5)];
-    const expected = await collect(mergeSources(sources().map(from)));
+    // Expected without the merge: every row of both sources, stably sorted by time (ties: the
+    // cswitch source first, as given).
+    const expected = sources()
+      .flatMap((bs) => bs.flatMap((b) => Array.from({ length: b.length }, (_, i) => ({ kind: b.kind, t: b.t[i]!, line: b.line[i]! }))))
+      .sort((a, b) => a.t - b.t || (a.kind === b.kind ? 0 : a.kind === 'switch' ? -1 : 1));
     const got: { kind: string; t: number; line: number }[] = [];
     let runs = 0;
     for await (const run of mergeRuns(sources().map(reusing))) {
