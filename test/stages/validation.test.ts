@@ -2,6 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { PROJECT_ROOT } from '../../src/core/json.js';
 import { cli, profileOf, sha256File, tmpDir } from '../helpers.js';
 import { coveredFraction } from '../../src/stages/validation.js';
 
@@ -41,6 +43,33 @@ describe('validation against measured power', () => {
     expect(r.err).toMatch(/elsewhere\.csv: the measured samples \(9\.000 s to 11\.000 s from the run's base time\) do not overlap the run \(0\.000 s to 2\.000 s\): they validate nothing/);
     expect(sha256File(path.join(dir, 'db.sqlite'))).toBe(before);
   });
+
+  it('a measured trace changes no energy row (the demo with and without 100 samples; it cut the traces into other slices)', async () => {
+    // Before: interleaving the samples cut the cswitch batches elsewhere, and driver-charge spread
+    // a baseline payment that caught up over the slice that paid it: 32 cells of the demo moved
+    // (vm1's and vm2's driver idle in interval 0 by -10 %). Now each interval gets B × its time.
+    const demo = path.join(PROJECT_ROOT, 'pipelines', 'demo.json');
+    const meas = path.join(dir, 'demo-measured.csv');
+    fs.writeFileSync(meas, ['ts_ns,device,watts', ...Array.from({ length: 100 }, (_, i) => `${1732400000000000000n + 500000n + BigInt(i) * 1000000n},cpu,100`)].join('\n') + '\n');
+    const a = path.join(dir, 'demo-a.sqlite');
+    const b = path.join(dir, 'demo-b.sqlite');
+    expect((await cli(['replay', demo, '--db', a, '--quiet'])).code).toBe(0);
+    const r = await cli(['replay', demo, '--db', b, '--quiet', '--trace', `measured=${meas}`]);
+    expect(r.code, r.err).toBe(0);
+    const cellsOf = (db: string) => {
+      const d = new Database(db, { readonly: true });
+      try {
+        return new Map((d.prepare("SELECT t0_ns || '|' || consumer || '|' || ifnull(via, '') || '|' || device || '|' || kind, sum(joules) FROM energy WHERE container IS NULL GROUP BY 1").raw().all() as [string, number][]));
+      } finally {
+        d.close();
+      }
+    };
+    const ca = cellsOf(a);
+    const cb = cellsOf(b);
+    expect([...cb.keys()].sort()).toEqual([...ca.keys()].sort());
+    const moved = [...ca].filter(([k, v]) => Math.abs(cb.get(k)! - v) > 1e-12 * Math.max(Math.abs(v), 1));
+    expect(moved).toEqual([]);
+  }, 60_000);
 
   it('covered fraction by hand', () => {
     expect(coveredFraction(0, 10, { t0: 0, t1: 20 })).toBe(0.5);

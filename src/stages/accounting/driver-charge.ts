@@ -67,9 +67,13 @@ interface Driver {
   /** Access energy read and not yet charged (J), and all read so far. */
   unaccounted: number;
   readJ: number;
-  /** The baseline is due up to here; of what is due, `baselineOwed` (J) is not charged yet. */
+  /**
+   * The baseline is due up to here; of what is due, `baselineOwed` (J) is not charged yet: that of
+   * [owedFrom, baselineTo), the oldest time paid first.
+   */
   baselineTo: number;
   baselineOwed: number;
+  owedFrom: number;
   /** Active energy (access − baseline) at the last cost re-estimate. */
   activeAtBoundary: number;
   n: number;
@@ -154,6 +158,7 @@ export class DriverCharge implements Stage, DriverCostModel {
         readJ: 0,
         baselineTo: NaN,
         baselineOwed: 0,
+        owedFrom: NaN,
         activeAtBoundary: 0,
         n: 0,
         bytesInWindow: 0,
@@ -297,24 +302,30 @@ export class DriverCharge implements Stage, DriverCostModel {
   }
 
   /**
-   * The baseline up to `to`: B × time, equally to the clients, as CPU idle, over [from, to) —
-   * never more than the driver has consumed and not yet been charged for: what that does not
-   * cover stays owed and is charged once the driver has read more (a baseline given above what
-   * the driver consumed is so charged only up to that).
+   * The baseline up to `to`: B × time, equally to the clients, as CPU idle — never more than the
+   * driver has consumed and not yet been charged for: what that does not cover stays owed and is
+   * charged once the driver has read more (a baseline given above what the driver consumed is so
+   * charged only up to that). What is paid is the oldest owed time, [owedFrom, …), at B: so each
+   * interval gets B × its time whenever it is paid, and how the traces were cut into slices (where
+   * this is called) changes no interval's figure — before, a payment that caught up was spread
+   * over the slice that paid it.
    */
   private chargeBaseline(drv: Driver, to: number): void {
-    if (drv.baselineTo !== drv.baselineTo) drv.baselineTo = this.minT0;
+    if (drv.baselineTo !== drv.baselineTo) drv.baselineTo = drv.owedFrom = this.minT0;
     const from = drv.baselineTo;
     if (!(to > from)) return;
     drv.baselineTo = to;
     drv.baselineOwed += energyOf(drv.baseline.watts, to - from);
     const j = Math.min(drv.baselineOwed, Math.max(0, drv.unaccounted));
     if (!(j > 0)) return;
+    const paidFrom = drv.owedFrom;
+    const paidTo = j >= drv.baselineOwed ? to : paidFrom + (j / drv.baselineOwed) * (to - paidFrom);
+    drv.owedFrom = paidTo;
     drv.baselineOwed -= j;
     drv.unaccounted -= j;
     drv.baselineJ += j;
     const each = j / drv.clients.length;
-    spread(from, to, this.ctx.intervalNs, (k, f) => {
+    spread(paidFrom, paidTo, this.ctx.intervalNs, (k, f) => {
       const s = this.charges.slots(k);
       for (const c of drv.clients) {
         const slot = (drv.slot * this.nCons + c) * 2;
