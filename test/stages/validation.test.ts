@@ -42,6 +42,11 @@ describe('validation against measured power', () => {
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/elsewhere\.csv: the measured samples \(9\.000 s to 11\.000 s from the run's base time\) do not overlap the run \(0\.000 s to 2\.000 s\): they validate nothing/);
     expect(sha256File(path.join(dir, 'db.sqlite'))).toBe(before);
+    // A year away: the same error. Before, their span counted in the run's planned size, and the
+    // error asked for an interval_ms of over a day.
+    const far = await replay('far', measured(3.16e16, 3.16e16 + 2e9));
+    expect(far.code).toBe(2);
+    expect(far.err).toMatch(/far\.csv: the measured samples \(31599999\.000 s to 31600001\.000 s from the run's base time\) do not overlap the run \(0\.000 s to 2\.000 s\)/);
   });
 
   it('a measured trace changes no energy row (the demo with and without 100 samples; it cut the traces into other slices)', async () => {
