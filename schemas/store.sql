@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS runs (
   variant      TEXT NOT NULL DEFAULT 'base',
   -- The resolved pipeline settings as JSON (absolute paths, stages in run order, variant applied).
   params       TEXT NOT NULL,
-  -- The inputs as JSON: {"<kind>": {"path", "sha256", "bytes"}} for each trace and the profile.
+  -- The inputs as JSON: {"<kind>": {"path", "sha256", "bytes", "rows"}} for each trace, and {"path", "sha256", "bytes"} for the profile.
   inputs       TEXT NOT NULL,
   -- Wall-clock start of the replay, ISO 8601 UTC.
   started_at   TEXT NOT NULL,

@@ -56,7 +56,7 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
       'Write a built-in scenario: profile, traces, measured power (a 1 kHz DAQ) and a pipeline',
       (y) =>
         y
-          .positional('scenario', { type: 'string', demandOption: true, describe: 'paper-fig7, paper-fig8 or paper-fig9' })
+          .positional('scenario', { type: 'string', demandOption: true, describe: 'paper-fig7, paper-fig8, paper-fig9 or mixed-load' })
           .option('out', { type: 'string', demandOption: true, describe: 'Folder to write into (created if missing)' })
           .option('seed', { type: 'number', default: 1, describe: 'Seed: the same seed gives the same files' })
           .option('seconds', { type: 'number', describe: 'Length of the traces (paper-fig7: per block size; defaults 3, 120, 30)' })
