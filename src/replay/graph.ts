@@ -111,6 +111,18 @@ function checkSettingsVms(p: ResolvedPipeline, machine: Machine): void {
     ['/policy/guest/limits_watts', Object.keys(s.policy.guest.limits_watts), vms, 'VM'],
     ['/accounting/driver/baseline_watts', Object.keys(s.accounting.driver.baseline_watts), drivers, 'driver VM'],
   ];
+  // Container limits act only inside an energy-aware guest (guest-containers simulates no other).
+  if (p.stages.includes('guest-containers')) {
+    for (const id of Object.keys(s.policy.guest.limits_watts)) {
+      const vm = machine.profile.vms.find((v) => v.id === id);
+      if (vm !== undefined && !vm.energy_aware) {
+        throw new WattraceError('E_PIPELINE', `names VM '${id}', which the machine profile (${machine.file}) does not mark energy_aware: guest-containers simulates only energy-aware guests, so these limits would do nothing`, {
+          file: p.file,
+          path: `/policy/guest/limits_watts/${id}`,
+        });
+      }
+    }
+  }
   for (const [path, ids, known, what] of named) {
     for (const [i, id] of ids.entries()) {
       if (!known.has(id)) {

@@ -71,6 +71,17 @@ describe('Figure 9 (pipelines/paper-fig9.json): host-level against guest-level',
   });
 });
 
+describe('container limits on a guest that is not energy-aware', () => {
+  it('are refused naming the VM and the setting (before, the run did nothing with them, exit 0, no containers rows)', async () => {
+    generate({ scenario: 'paper-fig9', out: path.join(PROJECT_ROOT, 'fixtures', 'paper-fig9'), seed: 1 }, bufferIO());
+    const io = bufferIO();
+    const profile = path.join(PROJECT_ROOT, 'fixtures', 'paper-fig9', 'machine.json'); // its guest is not energy_aware
+    const code = await main(['replay', fig9, '--variant', 'guest-level', '--profile', profile, '--db', path.join(tmpDir(), 'x.sqlite'), '--quiet'], io);
+    expect(code).toBe(2);
+    expect(io.stderr.join('')).toContain(`at /policy/guest/limits_watts/guest: names VM 'guest', which the machine profile (${profile}) does not mark energy_aware`);
+  });
+});
+
 describe('guest-containers accounting with disk requests', () => {
   it('splits CPU, driver and disk energy among containers, summing to the VM per device (demo, vm2)', async () => {
     const m = loadProfile(path.join(PROJECT_ROOT, 'fixtures', 'demo', 'machine.json'));
