@@ -29,6 +29,7 @@
  * A guest-level run reports the guest VM under the same names a host-level run does:
  * `cpu.<vm>.mean_watts` and `cpu.<vm>.work_s` (its containers' sums), beside each container's.
  */
+import { startAfterRunNote } from '../policy/start.js';
 import type { DiskBatch, EventSlice } from '../../core/events.js';
 import { spread } from '../../core/intervals.js';
 import { METRICS } from '../../core/metrics.js';
@@ -318,6 +319,8 @@ export class GuestContainers implements Stage {
   }
 
   finish(run: RunSpan): void {
+    const late = startAfterRunNote('policy.guest.start_s', this.s.start_s, Object.keys(this.s.limits_watts).length, run);
+    if (late !== null) this.ctx.note(late);
     // The last, partial budget period.
     for (const g of this.guests.values()) if (g.limits && g.nextRefresh === g.nextRefresh) this.closePeriod(g, Math.min(g.nextRefresh, run.t1));
     this.splitEnergy();

@@ -35,6 +35,7 @@ import type { DiskBatch, EventSlice } from '../../core/events.js';
 import type { DiskSpec } from '../../core/machine.js';
 import { METRICS } from '../../core/metrics.js';
 import type { DiskPolicySettings } from '../../core/settings.js';
+import { startAfterRunNote } from './start.js';
 import type { RunSpan } from '../../core/span.js';
 import type { DriverCostModel, Stage, StageContext } from '../../core/stage.js';
 import { amountOver, energyOf, ns, nsToS, periodNs, perSecond, powerOf, sToNs, transferNs, watts } from '../../core/units.js';
@@ -145,6 +146,8 @@ export class DiskBudgets implements Stage {
   }
 
   finish(run: RunSpan): void {
+    const late = startAfterRunNote('policy.disk.start_s', this.s.start_s, Object.keys(this.s.limits_watts).length, run);
+    if (late !== null) this.ctx.note(late);
     if (this.origin !== this.origin) return;
     this.advance(run.t1);
     const { metrics } = this.ctx;

@@ -30,6 +30,7 @@
  */
 import { METRICS } from '../../core/metrics.js';
 import type { CpuPolicySettings } from '../../core/settings.js';
+import { startAfterRunNote } from './start.js';
 import type { RunSpan } from '../../core/span.js';
 import type { CpuPeriods, GuestPeriods, Stage, StageContext } from '../../core/stage.js';
 import { NS_PER_MS, nsToS, ns, periodNs, powerOf, sToNs, ticksToNs, watts } from '../../core/units.js';
@@ -426,6 +427,8 @@ export class HostStrides implements Stage {
   }
 
   finish(run: RunSpan): void {
+    const late = startAfterRunNote('policy.cpu.start_s', this.s.start_s, Object.keys(this.s.limits_watts).length, run);
+    if (late !== null) this.ctx.note(late);
     if (this.origin !== this.origin) return;
     this.advanceAll(run.t1);
     for (let vm = 0; vm < this.vms.length; vm++) {
