@@ -25,6 +25,8 @@ export interface RunInfo {
   pipeline: string;
   variant: string;
   duration_ns: number;
+  /** The reporting interval of its energy rows. */
+  interval_ns: number;
   started_at: string;
   /** The run's --label pairs ({} for none, and for a database of schema 1 or 2, read as it is). */
   labels: Record<string, string>;
@@ -35,7 +37,7 @@ export function resolveRun(db: DB, run: number | undefined, file: string): RunIn
   if (id === null) throw new WattraceError('E_STORE', 'the database holds no finished run yet', { file });
   // Read-only commands read an older database as it is: before schema 3 runs had no labels.
   const hasLabels = (db.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'labels'").get() as unknown) !== undefined;
-  const row = db.prepare(`SELECT run_id, pipeline, variant, duration_ns, started_at, ${hasLabels ? 'labels' : "'{}' AS labels"} FROM runs WHERE run_id = ? AND finished_at IS NOT NULL`).get(id) as (Omit<RunInfo, 'labels'> & { labels: string }) | undefined;
+  const row = db.prepare(`SELECT run_id, pipeline, variant, duration_ns, interval_ns, started_at, ${hasLabels ? 'labels' : "'{}' AS labels"} FROM runs WHERE run_id = ? AND finished_at IS NOT NULL`).get(id) as (Omit<RunInfo, 'labels'> & { labels: string }) | undefined;
   if (!row) throw new WattraceError('E_USAGE', `no run ${id} in the database`, { file });
   return { ...row, labels: JSON.parse(row.labels) as Record<string, string> };
 }
@@ -148,16 +150,23 @@ export function renderMatrix(info: RunInfo, cells: readonly MatrixCell[], unit: 
   const title = `Energy matrix: run ${info.run_id}, pipeline '${info.pipeline}', variant '${info.variant}', ${fmt(nsToS(info.duration_ns), 3)} s${labels ? `, labels ${labels}` : ''}`;
   let out = `${title}\n${formatTable(headers, body, numeric)}`;
   if (validation.length > 0) {
+    // accounted W is the run's mean, measured W the compared intervals': their error only when the
+    // samples cover the run (every whole interval compared).
+    const whole = info.interval_ns > 0 ? Math.floor(info.duration_ns / info.interval_ns) : 0;
+    const partial = validation.filter((v) => v.intervals < whole);
     const vh = ['device', 'accounted W', 'measured W', 'error %', 'MAPE %', 'intervals'];
     const vb = validation.map((v) => [
       v.device,
       fmt(v.accountedWatts, 3),
       fmt(v.measuredWatts, 3),
-      fmt((100 * (v.accountedWatts - v.measuredWatts)) / v.measuredWatts, 2),
+      v.intervals < whole ? '–' : fmt((100 * (v.accountedWatts - v.measuredWatts)) / v.measuredWatts, 2),
       fmt(v.mape, 2),
       String(v.intervals),
     ]);
     out += `\n\nValidation against measured power (per reporting interval)\n${formatTable(vh, vb, vh.map((_, i) => i >= 1))}`;
+    if (partial.length > 0) {
+      out += `\nerror % is left out where the samples cover part of the run (${partial.map((v) => `${v.device}: ${v.intervals} of ${whole} intervals`).join(', ')}): accounted W is the whole run's mean, measured W that of the compared intervals; MAPE compares interval by interval.`;
+    }
   }
   return out;
 }

@@ -34,6 +34,13 @@ describe('validation against measured power', () => {
     const r = await replay('half', measured(2e9, 3e9));
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/half\.csv: the measured samples cover 50\.0 % of the run \(1\.000 s to 2\.000 s of 0\.000 s to 2\.000 s\); the validation compares that part only/);
+    // The matrix's error % would set the whole run's mean against the covered part's: left out.
+    const m = await cli(['matrix', '--db', path.join(dir, 'db.sqlite')]);
+    expect(m.out).toMatch(/\ncpu\s+[\d.]+\s+[\d.]+\s+–\s/);
+    expect(m.out).toContain('error % is left out where the samples cover part of the run (cpu: 10 of 20 intervals)');
+    const all = await replay('all2', measured(1e9, 3e9));
+    expect(all.code).toBe(0);
+    expect((await cli(['matrix', '--db', path.join(dir, 'db.sqlite')])).out).not.toContain('error % is left out');
   });
 
   it('samples that miss the run entirely: exit 2, named, nothing stored', async () => {
