@@ -97,6 +97,24 @@ function absolutize(p: Record<string, unknown>, dir: string): Record<string, unk
       Object.entries(out['traces'] as Record<string, string>).map(([k, v]) => [k, path.resolve(dir, v)]),
     );
   }
+  // A variant's paths are relative to the file that holds the variant, also when another file
+  // extends it (and a whole `traces` object in a variant is resolved as well).
+  if (typeof out['variants'] === 'object' && out['variants'] !== null) {
+    out['variants'] = Object.fromEntries(
+      Object.entries(out['variants'] as Record<string, Record<string, unknown>>).map(([name, o]) => [
+        name,
+        typeof o !== 'object' || o === null
+          ? o
+          : Object.fromEntries(
+              Object.entries(o).map(([k, v]) => {
+                if (typeof v === 'string' && (k === 'profile' || /^traces\.[a-z]+$/.test(k))) return [k, path.resolve(dir, v)];
+                if (k === 'traces' && typeof v === 'object' && v !== null) return [k, Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([t, f]) => [t, typeof f === 'string' ? path.resolve(dir, f) : f]))];
+                return [k, v];
+              }),
+            ),
+      ]),
+    );
+  }
   return out;
 }
 

@@ -119,6 +119,25 @@ describe('compare', () => {
     expect(chosen.err).not.toContain('is not compared');
   }, 60_000);
 
+  it("a child pipeline in another folder uses its parent's variants with the parent's relative paths", async () => {
+    // paper-fig9's guest-level variant names `profile: ../fixtures/paper-fig9/machine-aware.json`,
+    // relative to pipelines/. Before, it was read against the child's folder: "does not exist".
+    const sub = path.join(dir, 'elsewhere', 'deeper');
+    fs.mkdirSync(sub, { recursive: true });
+    const child = path.join(sub, 'child.json');
+    fs.writeFileSync(child, JSON.stringify({ name: 'child', extends: path.relative(sub, path.join(PROJECT_ROOT, 'pipelines', 'paper-fig9.json')) }));
+    const { generate } = await import('../../src/commands/generate.js');
+    const { bufferIO } = await import('../../src/commands/io.js');
+    generate({ scenario: 'paper-fig9', out: path.join(PROJECT_ROOT, 'fixtures', 'paper-fig9'), seed: 1 }, bufferIO());
+    const r = await cli(['replay', child, '--variant', 'guest-level', '--db', path.join(dir, 'child.sqlite'), '--quiet']);
+    expect(r.code, r.err).toBe(0);
+    // A variant's whole traces object is resolved against its file too.
+    const own = path.join(sub, 'own.json');
+    fs.writeFileSync(own, JSON.stringify({ extends: path.relative(sub, demo), name: 'own', variants: { moved: { traces: { cswitch: path.relative(sub, path.join(PROJECT_ROOT, 'fixtures', 'demo', 'cswitch.csv')), disk: path.relative(sub, path.join(PROJECT_ROOT, 'fixtures', 'demo', 'disk.csv')) } } } }));
+    const o = await cli(['replay', own, '--variant', 'moved', '--db', path.join(dir, 'own.sqlite'), '--quiet']);
+    expect(o.code, o.err).toBe(0);
+  }, 60_000);
+
   it('many variants (more than SQLite attaches), one named like a column, an unknown expectation variant', async () => {
     const variants = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`v${i}`, { interval_ms: 100 + i }]));
     const p = pipelineWith('many', { variants: { ...variants, metric: { interval_ms: 250 } } });
