@@ -269,6 +269,8 @@ export class DriverCharge implements Stage, DriverCostModel {
     for (const drv of this.drivers) {
       this.chargeBaseline(drv, Math.min(w, this.cpuEnd));
       if (drv.heldFrom < held) held = drv.heldFrom;
+      // Baseline still owed is paid to its own time later: those intervals stay open for it.
+      if (drv.baselineOwed > 0 && drv.owedFrom < held) held = drv.owedFrom;
     }
     this.charges.flushBefore(Math.min(w, held));
     const k = Math.floor(w / this.ctx.intervalNs);
