@@ -137,11 +137,13 @@ export class CpuSplit implements Stage {
     // Time a CPU spent outside its logged periods: idle power, owner unknown.
     const idleWatts = machine.profile.cpu.idle_watts;
     let unattributed = 0;
+    // Summed per interval over the CPUs first: one row per interval.
+    const byK = new Map<number, number>();
     const gap = (a: number, b: number) => {
       if (b <= a) return;
       const j = energyOf(idleWatts, b - a);
       unattributed += j;
-      spread(a, b, this.ctx.intervalNs, (k, f) => this.row(k, UNATTRIBUTED, 'idle', j * f, run));
+      spread(a, b, this.ctx.intervalNs, (k, f) => byK.set(k, (byK.get(k) ?? 0) + j * f));
     };
     const logged = new Set<number>();
     for (const [c, last] of this.clocks.entries()) {
@@ -156,6 +158,7 @@ export class CpuSplit implements Stage {
       gap(run.t0, run.t1);
       lone++;
     }
+    for (const k of [...byK.keys()].sort((x, y) => x - y)) this.row(k, UNATTRIBUTED, 'idle', byK.get(k)!, run);
     this.ctx.account(CPU_DEVICE, this.idleJoules + unattributed + this.activeJoules);
     metrics.write(METRICS.cpuIdle, {}, this.idleJoules + unattributed);
     metrics.write(METRICS.cpuActive, {}, this.activeJoules);

@@ -44,6 +44,16 @@ import { CpuClocks } from '../../core/cpu-clocks.js';
 import { energyOf, joules, ns, nsToS, type Joules, type Ns } from '../../core/units.js';
 import { fitCost, passOnShares, paybackScale } from './driver-cost.js';
 
+/**
+ * Slots of the charges accumulator per driver and client: the baseline's and the residual's idle
+ * charges, the per-request active charges, and the idle share passed on (apart, so a take-back of
+ * overpaid charges never touches it; written with IDLE as one row).
+ */
+const IDLE = 0;
+const ACTIVE = 1;
+const SHARE = 2;
+const SLOTS = 3;
+
 /** Codes of `accounting.driver.<vm>.baseline_source` (docs/metrics.md). */
 export const BASELINE_SOURCE_CODE: Readonly<Record<DriverBaseline['source'], number>> = { none: 0, given: 1, quiet: 2, fit: 3 };
 
@@ -184,7 +194,7 @@ export class DriverCharge implements Stage, DriverCostModel {
       return drv;
     });
     this.captures = new Set(this.drivers.map((d) => d.name));
-    this.charges = new IntervalAccumulator(ctx.intervalNs, this.drivers.length * this.nCons * 2, (k, s) => this.emitCharges(k, s));
+    this.charges = new IntervalAccumulator(ctx.intervalNs, this.drivers.length * this.nCons * SLOTS, (k, s) => this.emitCharges(k, s));
   }
 
   /** The drivers' own access energy, period by period, as their virtualized counters show it. */
@@ -229,7 +239,7 @@ export class DriverCharge implements Stage, DriverCostModel {
         drv.unaccounted -= cost;
         drv.requestJ += cost;
         const s = this.charges.slots(Math.floor(t / I));
-        const slot = (drv.slot * this.nCons + c) * 2 + 1;
+        const slot = this.slot(drv, c, ACTIVE);
         s[slot] = s[slot]! + cost;
         drv.chargedBy[2 * c + 1] = drv.chargedBy[2 * c + 1]! + cost;
       }
@@ -330,7 +340,7 @@ export class DriverCharge implements Stage, DriverCostModel {
     spread(paidFrom, paidTo, this.ctx.intervalNs, (k, f) => {
       const s = this.charges.slots(k);
       for (const c of drv.clients) {
-        const slot = (drv.slot * this.nCons + c) * 2;
+        const slot = this.slot(drv, c, IDLE);
         s[slot] = s[slot]! + each * f;
       }
     });
@@ -355,8 +365,15 @@ export class DriverCharge implements Stage, DriverCostModel {
         return;
       }
       // Its idle share: idle, equally to all clients.
+      // Kept beside the baseline's charges, so an interval's CPU idle through the driver is one
+      // row, but apart from them: what the charges overpaid is taken back from charges alone.
       drv.idleShareJ += row.joules;
-      for (const c of drv.clients) this.pass(k, c, drv.name, CPU_DEVICE, 'idle', row.joules / drv.clients.length);
+      const s = this.charges.slots(k);
+      const each = row.joules / drv.clients.length;
+      for (const c of drv.clients) {
+        const slot = this.slot(drv, c, SHARE);
+        s[slot] = s[slot]! + each;
+      }
       return;
     }
     drv.foreignJ += row.joules;
@@ -433,7 +450,6 @@ export class DriverCharge implements Stage, DriverCostModel {
     drv.residualJ = r;
     if (r === 0) return;
     const s = this.charges.slots(Math.floor(Math.max(run.t0, run.t1 - 1) / this.ctx.intervalNs));
-    const base = drv.slot * this.nCons * 2;
     if (r < 0) {
       // Taken back in proportion to what each client was charged of each kind, per-request
       // charges first (the totals so depend on nothing but the charges). From the same cells not
@@ -448,7 +464,7 @@ export class DriverCharge implements Stage, DriverCostModel {
         if (take <= 0) continue;
         left -= take;
         for (const c of drv.clients) {
-          const slot = base + 2 * c + kind;
+          const slot = this.slot(drv, c, kind);
           let owe = (take * drv.chargedBy[2 * c + kind]!) / charged;
           let open = 0;
           this.charges.forEachOpen((_, sl) => (open += Math.max(0, sl[slot]!)));
@@ -468,7 +484,8 @@ export class DriverCharge implements Stage, DriverCostModel {
     const kind = total > 0 ? 1 : 0;
     for (const c of drv.clients) {
       const share = total > 0 ? drv.runWeight[c]! / total : 1 / drv.clients.length;
-      s[base + 2 * c + kind] = s[base + 2 * c + kind]! + r * share;
+      const slot = this.slot(drv, c, kind);
+      s[slot] = s[slot]! + r * share;
     }
   }
 
@@ -476,6 +493,11 @@ export class DriverCharge implements Stage, DriverCostModel {
   private out(row: EnergyRow): void {
     if (this.captures.has(row.consumer)) this.capture(row);
     else this.ctx.out.energy(row);
+  }
+
+  /** The charges slot of client `c` of `drv` for `kind` (IDLE, ACTIVE or SHARE). */
+  private slot(drv: Driver, c: number, kind: number): number {
+    return (drv.slot * this.nCons + c) * SLOTS + kind;
   }
 
   private bounds(k: number): [Ns, Ns] {
@@ -488,9 +510,10 @@ export class DriverCharge implements Stage, DriverCostModel {
     const [t0, t1] = this.bounds(k);
     for (const drv of this.drivers) {
       for (const c of drv.clients) {
-        const slot = (drv.slot * this.nCons + c) * 2;
-        const idle = s[slot]!;
-        const active = s[slot + 1]!;
+        const slot = this.slot(drv, c, IDLE);
+        // The baseline and the idle share, both CPU idle through the driver: one row.
+        const idle = s[slot]! + s[slot + SHARE]!;
+        const active = s[slot + ACTIVE]!;
         if (idle !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'idle', joules: joules(idle) });
         if (active !== 0) this.out({ t0, t1, consumer: consumers[c]!, container: null, via: drv.name, device: CPU_DEVICE, kind: 'active', joules: joules(active) });
       }

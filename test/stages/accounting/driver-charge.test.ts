@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveProfile } from '../../../src/core/profile.js';
 import type { Profile } from '../../../src/core/machine.js';
+import type { EnergyRow } from '../../../src/core/stage.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
 import { cells, driverProfile, relDiff, replayTexts } from '../../helpers.js';
 
@@ -122,8 +123,31 @@ describe('driver-charge: who caused the driver work', () => {
     expect(sink.metrics.get('accounting.driver.drv.baseline_joules')!).toBeLessThanOrEqual(access * (1 + 1e-9));
     expect(sink.rows.filter((r) => r.joules < 0)).toEqual([]);
     expect(relDiff(sink.total((r) => r.via === 'drv' && r.device === 'cpu'), access + 8 * (sc.durationNs / 1e9))).toBeLessThan(1e-9);
+    // The baseline stays owed the whole run and is paid, oldest time first, as the driver reads
+    // more: the intervals it is owed for stay open until then, so each key is still one row per
+    // interval (paying into intervals already written made 3x the rows on the bench trace).
+    expect(splitKeys(sink.rows)).toEqual([]);
+  });
+
+  it('one row per key and interval: the idle share and the baseline of a client are one CPU idle row', async () => {
+    const sc = driverScenario({ seconds: 5, driver: 'drv', uopJoules: 1e-9, cost: () => 1e-4, baselineWatts: 3, clients: [{ vm: 'vm1', perSecond: 100, bytes: 4096 }] });
+    for (const baseline of [{ baseline_watts: { drv: 3 } }, {}]) {
+      const sink = await replayTexts(m, { cswitch: sc.cswitch, disk: sc.disk }, STAGES, { driver: baseline });
+      expect(splitKeys(sink.rows)).toEqual([]);
+      expect(sink.rows.some((r) => r.consumer === 'vm2' && r.via === 'drv' && r.kind === 'idle')).toBe(true);
+    }
   });
 });
+
+/** Keys (interval, consumer, container, via, device, kind) written in more than one row. */
+function splitKeys(rows: readonly EnergyRow[]): string[] {
+  const n = new Map<string, number>();
+  for (const r of rows) {
+    const k = `${r.t0} ${r.consumer} ${r.container} ${r.via} ${r.device} ${r.kind}`;
+    n.set(k, (n.get(k) ?? 0) + 1);
+  }
+  return [...n].filter(([, c]) => c > 1).map(([k, c]) => `${k}: ${c} rows`).slice(0, 10);
+}
 
 describe('conservation and invariants', () => {
   const m = resolveProfile(fig5Profile(), 'fig5.json');
