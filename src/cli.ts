@@ -22,8 +22,19 @@ function runId(v: unknown): number {
 /** Options that may be given more than once; any other given twice is a usage error. */
 const REPEATABLE = new Set(['trace', 'inputs', 'label', '_', '$0']);
 
+/** The text given for option `--name` in `argv` (as `--name text` or `--name=text`). */
+function givenText(argv: readonly string[], name: string): string {
+  for (let i = 0; i < argv.length; i++) {
+    const t = argv[i]!;
+    if (t === `--${name}`) return argv[i + 1] ?? '';
+    if (t.startsWith(`--${name}=`)) return t.slice(name.length + 3);
+  }
+  return 'NaN';
+}
+
 /** Runs the CLI on `argv` (without `node wattrace`); resolves to the exit status. */
 export async function main(argv: readonly string[], io: IO = processIO): Promise<number> {
+  const argv0 = argv;
   const cli = yargs([...argv])
     .scriptName('wattrace')
     .usage('$0 <command> [options]\n\nReplay hypervisor traces offline: who spent the energy, on which device, directly or through a driver VM.')
@@ -216,6 +227,8 @@ export async function main(argv: readonly string[], io: IO = processIO): Promise
     .middleware((argv) => {
       for (const [k, v] of Object.entries(argv)) {
         if (k === 'db' && argv._[0] === 'export') continue; // export reads several stores
+        // yargs makes a number option's text that is no number NaN: said with the text given.
+        if (typeof v === 'number' && Number.isNaN(v) && !/[A-Z]/.test(k)) throw new WattraceError('E_USAGE', `--${k} must be a number; got '${quoteValue(givenText(argv0, k))}'`);
         if (Array.isArray(v) && !REPEATABLE.has(k) && !k.includes('-') && k.length > 1) throw new WattraceError('E_USAGE', `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is given ${v.length} times; give it once`);
       }
     }, true)

@@ -71,6 +71,11 @@ describe('hostile input', () => {
     const run = await cli(['matrix', '--db', at('bom.sqlite'), '--run', 'abc']);
     expect(run.code).toBe(2);
     expect(run.err).toMatch(/--run must be a run id \(a positive integer\); got 'abc'/);
+    // A number option's text that is no number is said as given (yargs makes it NaN first).
+    const nan = await cli(['replay', pipeline('bom'), '--db', at('bom.sqlite'), '--interval-ms', 'abc']);
+    expect([nan.code, nan.err.trim()]).toEqual([2, "wattrace: --interval-ms must be a number; got 'abc'"]);
+    const eq = await cli(['generate', 'demo', '--out', at('g'), '--seconds=1x']);
+    expect([eq.code, eq.err.trim()]).toEqual([2, "wattrace: --seconds must be a number; got '1x'"]);
     const bounds = await cli(['replay', pipeline('nobounds', { expect: [{ metric: 'energy.total_joules' }] }), '--db', at('x.sqlite')]);
     expect(bounds.err).toMatch(/at \/expect\/0: pipeline: an expectation needs a bound: min, max or max_delta/);
     const before = sha256File(at('bom.sqlite'));
