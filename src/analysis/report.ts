@@ -19,7 +19,7 @@ import * as vl from 'vega-lite';
 import { WattraceError } from '../core/errors.js';
 import { nsToS, perSecond } from '../core/units.js';
 import type { DB } from '../store/store.js';
-import { matrixCells, pivotMatrix, validationOf, type MatrixCell, type RunInfo, type ValidationRow } from './matrix.js';
+import { matrixCells, pivotMatrix, validationOf, type MatrixCell, type MatrixTable, type RunInfo, type ValidationRow } from './matrix.js';
 import { fmt } from './table.js';
 
 /** Figure 7's blocks, bottom to top, and their colours. */
@@ -438,6 +438,35 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 /** A chart's aggregation note as a paragraph below it (nothing when it shows everything). */
 const noteHtml = (note: readonly string[]) => (note.length > 0 ? `\n<p class="note">${esc(note.join(' '))}</p>` : '');
 
+/** Rows of the energy matrix the page lists by name; the rest are summed into one row. */
+export const PAGE_MATRIX_ROWS = 40;
+
+/**
+ * The matrix as the page shows it: every row when there are at most PAGE_MATRIX_ROWS (+ 1), else
+ * the PAGE_MATRIX_ROWS rows with the most energy, in the matrix's order, and one `others` row
+ * summing the rest (the PlanetLab day has 1,053 rows: a 1.5 MB page), with a note naming the
+ * command that prints them all.
+ */
+export function pageMatrix(m: MatrixTable, runId: number): MatrixTable & { note: string[] } {
+  if (m.rows.length <= PAGE_MATRIX_ROWS + 1) return { ...m, note: [] };
+  const keep = new Set([...m.rows].sort((a, b) => b.totalJoules - a.totalJoules).slice(0, PAGE_MATRIX_ROWS));
+  const rest = m.rows.filter((r) => !keep.has(r));
+  const sum = (f: (r: MatrixTable['rows'][number]) => number) => rest.reduce((a, r) => a + f(r), 0);
+  const others = {
+    consumer: othersLabel(rest.length, 'rows'),
+    via: null,
+    watts: m.columns.map((_, i) => sum((r) => r.watts[i]!)),
+    joules: m.columns.map((_, i) => sum((r) => r.joules[i]!)),
+    totalWatts: sum((r) => r.totalWatts),
+    totalJoules: sum((r) => r.totalJoules),
+  };
+  return {
+    columns: m.columns,
+    rows: [...m.rows.filter((r) => keep.has(r)), others],
+    note: [`The ${PAGE_MATRIX_ROWS} rows with the most energy of ${m.rows.length.toLocaleString('en')}; the others are summed. Every row: wattrace matrix --run ${runId}.`],
+  };
+}
+
 export interface Report {
   /** File name → content. */
   files: Map<string, string>;
@@ -476,11 +505,11 @@ export async function buildReport(db: DB, info: RunInfo): Promise<Report> {
     contSvg = await renderSvg(containerBarsSpec(`Containers by variant of '${info.pipeline}' (Figure 9 layout)`, contRows, sameTraces.map((r) => r.variant)));
     files.set('containers-by-variant.svg', contSvg);
   }
-  const m = pivotMatrix(cells);
+  const m = pageMatrix(pivotMatrix(cells), info.run_id);
   const val = validationOf(db, info.run_id);
   const matrixHtml = `<table><tr><th>consumer</th><th>via</th>${m.columns.map((c) => `<th>${esc(c.device)} ${c.kind} W</th>`).join('')}<th>total W</th><th>total J</th></tr>${m.rows
     .map((r) => `<tr><td>${esc(r.consumer)}</td><td>${esc(r.via ?? '-')}</td>${r.watts.map((w) => `<td>${fmt(w, 3)}</td>`).join('')}<td>${fmt(r.totalWatts, 3)}</td><td>${fmt(r.totalJoules, 3)}</td></tr>`)
-    .join('')}</table>`;
+    .join('')}</table>${noteHtml(m.note)}`;
   const valHtml =
     val.length === 0
       ? '<p>No measured power in this run.</p>'

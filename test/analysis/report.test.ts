@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
 import { bufferIO } from '../../src/commands/io.js';
 import { generate } from '../../src/commands/generate.js';
-import { FIG7_CATEGORIES, fig7Bar, naturalCompare } from '../../src/analysis/report.js';
+import { FIG7_CATEGORIES, PAGE_MATRIX_ROWS, fig7Bar, naturalCompare, pageMatrix } from '../../src/analysis/report.js';
 import type { MatrixCell } from '../../src/analysis/matrix.js';
 import { tmpDir } from '../helpers.js';
 import { PROJECT_ROOT } from '../../src/core/json.js';
@@ -140,6 +140,25 @@ describe('report', () => {
     expect(html.match(/<svg /g)?.length).toBe(2);
     expect(html).not.toMatch(/<script|<link|src="|url\(/i);
     expect(html).toContain('Validation against measured power');
+  });
+
+  it("the page's energy matrix names the 40 rows with the most energy and sums the rest into one row", () => {
+    // 1,000 VMs, vm<i> with i J of CPU idle and 2i J active (so vm999 … vm960 have the most).
+    const columns = [{ device: 'cpu', kind: 'idle' as const }, { device: 'cpu', kind: 'active' as const }];
+    const rows = Array.from({ length: 1000 }, (_, i) => ({ consumer: `vm${i}`, via: null, watts: [i / 10, (2 * i) / 10], joules: [i, 2 * i], totalWatts: (3 * i) / 10, totalJoules: 3 * i }));
+    const page = pageMatrix({ columns, rows }, 7);
+    expect(page.rows.length).toBe(PAGE_MATRIX_ROWS + 1);
+    expect(page.rows.slice(0, -1).map((r) => r.consumer)).toEqual(Array.from({ length: 40 }, (_, i) => `vm${960 + i}`));
+    // The others: vm0 … vm959, Σ i = 959·960/2 = 460,320 J idle, twice that active.
+    const others = page.rows.at(-1)!;
+    expect(others.consumer).toBe('others (960 rows)');
+    expect(others.joules).toEqual([460320, 920640]);
+    expect(others.totalJoules).toBe(3 * 460320);
+    // Nothing is lost: the page's total is the matrix's, 3 · Σ_{0}^{999} i.
+    expect(page.rows.reduce((a, r) => a + r.totalJoules, 0)).toBe(3 * 499500);
+    expect(page.note.join(' ')).toContain('wattrace matrix --run 7');
+    // 41 rows or fewer are listed as they are.
+    expect(pageMatrix({ columns, rows: rows.slice(0, 41) }, 7)).toEqual({ columns, rows: rows.slice(0, 41), note: [] });
   });
 
   it('splits a run into Figure 7 blocks that add up to its total power', () => {
