@@ -127,8 +127,10 @@ async function readLines(file: string, format: 'disksim' | 'vscsi-csv', w: DiskR
       if (f.length !== 5) throw new WattraceError('E_FIELD', `expected 5 fields as in the header, found ${f.length}`, where);
       const [, time, op, size, lbn] = f as [string, string, string, string, string];
       checkUints(where, [time, 2, 'time'], [size, 4, 'size'], [lbn, 5, 'lbn']);
-      // The opcode in hex, with or without 0x (2a, 0x2a, 0x2A: WRITE(10)).
-      const kind = SCSI_OP[op.toLowerCase().replace(/^0x/, '').padStart(2, '0')];
+      // The opcode: one byte in hex, with or without 0x and leading zeros (2a, 0x2A, 0x02a: WRITE(10)).
+      const hex = op.toLowerCase().replace(/^0x/, '');
+      if (!/^[0-9a-f]{1,8}$/.test(hex) || parseInt(hex, 16) > 0xff) throw new WattraceError('E_FIELD', `op is '${op}'; expected a SCSI opcode: one byte in hex (2a or 0x2a)`, { ...where, column: 3 });
+      const kind = SCSI_OP[parseInt(hex, 16).toString(16).padStart(2, '0')];
       if (!kind) {
         skips.add(`SCSI command ${op} (no data transfer)`);
         continue;

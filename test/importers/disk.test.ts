@@ -107,11 +107,11 @@ describe('import: malformed input is an error naming the line, or a counted skip
     expect((await cli(['import', 'iostat', f, '--out', dir])).err).toMatch(/unknown format 'iostat'.*blkparse/);
   });
 
-  it('vscsi-csv: opcodes written 0x2a read as 2a; a file of commands without data says it skipped them all', async () => {
+  it('vscsi-csv: opcodes written 0x2a or 0x028 read as 2a and 28; a file of commands without data says it skipped them all', async () => {
     const plain = path.join(dir, 'v-plain.csv');
     const hex = path.join(dir, 'v-hex.csv');
     fs.writeFileSync(plain, 'version,time,op,size,lbn\n1,5,28,512,10\n1,6,2a,1024,12\n');
-    fs.writeFileSync(hex, 'version,time,op,size,lbn\n1,5,0x28,512,10\n1,6,0x2A,1024,12\n');
+    fs.writeFileSync(hex, 'version,time,op,size,lbn\n1,5,0x028,512,10\n1,6,0x2A,1024,12\n');
     expect((await cli(['import', 'vscsi-csv', plain, '--out', path.join(dir, 'vp')])).code).toBe(0);
     const h = await cli(['import', 'vscsi-csv', hex, '--out', path.join(dir, 'vh')]);
     expect(h.code, h.err).toBe(0);
@@ -122,6 +122,11 @@ describe('import: malformed input is an error naming the line, or a counted skip
     const n = await cli(['import', 'vscsi-csv', none, '--out', path.join(dir, 'vn')]);
     expect(n.code).toBe(2);
     expect(n.err).toContain('; it skipped 1 × SCSI command 12 (no data transfer), 2 × SCSI command 35 (no data transfer); the first line reads');
+    // No SCSI opcode is wider than a byte: 0x100 is a located error, not a command without data.
+    const wide = path.join(dir, 'v-wide.csv');
+    fs.writeFileSync(wide, 'version,time,op,size,lbn\n1,5,28,512,10\n1,6,0x100,512,12\n');
+    const w = await cli(['import', 'vscsi-csv', wide, '--out', path.join(dir, 'vw')]);
+    expect([w.code, w.err]).toEqual([2, expect.stringMatching(/v-wide\.csv:3:3: op is '0x100'; expected a SCSI opcode: one byte in hex/)]);
   });
 });
 
