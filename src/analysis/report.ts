@@ -316,11 +316,14 @@ export function policySeries(db: DB, runId: number, kind: PolicyKind, maxPoints 
   const grid = db.prepare(`WITH g AS (${gaps}) SELECT count(*) AS n, min(gap) FILTER (WHERE i > 0) AS period FROM g`).get({ run: runId, t0 }) as { n: number; period: number | null };
   if (grid.n === 0) return null;
   const perBin = Math.max(1, Math.ceil(grid.n / maxPoints));
-  // g: each period with its length dt (ns); r: the table's rows of the run.
-  const withDt = `WITH g AS MATERIALIZED (SELECT t_ns, i, min(gap, coalesce(:period, gap)) AS dt FROM (${gaps}))`;
+  // g: each period with its length dt (ns) and the time since the previous period with rows (gap:
+  // longer where no VM had a row, as no VM had a limit or demand then); r: the table's rows.
+  const withDt = `WITH g AS MATERIALIZED (SELECT t_ns, i, gap, min(gap, coalesce(:period, gap)) AS dt FROM (${gaps}))`;
   const from = `FROM ${src.table} AS r JOIN g USING (t_ns) WHERE r.run_id = :run`;
   const p = { run: runId, t0, period: grid.period };
-  const bins = db.prepare(`${withDt} SELECT CAST(i / :per AS INTEGER) AS k, max(t_ns) AS t, sum(dt) AS dt FROM g GROUP BY k ORDER BY k`).all({ ...p, per: perBin }) as { k: number; t: number; dt: number }[];
+  const bins = db
+    .prepare(`${withDt} SELECT CAST(i / :per AS INTEGER) AS k, max(t_ns) AS t, sum(dt) AS dt, sum(gap) AS span, max(gap) AS gap FROM g GROUP BY k ORDER BY k`)
+    .all({ ...p, per: perBin }) as { k: number; t: number; dt: number; span: number; gap: number }[];
   const top = db
     .prepare(`${withDt} SELECT ${src.vm} AS vm, count(*) OVER () AS n ${from} GROUP BY 1 ORDER BY max(r.limit_watts IS NOT NULL) DESC, sum(r.watts * g.dt) DESC, 1 LIMIT :top`)
     .all({ ...p, top: maxSeries }) as { vm: string; n: number }[];
@@ -340,11 +343,15 @@ export function policySeries(db: DB, runId: number, kind: PolicyKind, maxPoints 
   const at = new Map<string, (typeof sums)[number]>();
   for (const s of sums) at.set(`${s.k}\u0000${s.vm ?? others}`, s);
   const points: PolicyPoint[] = [];
+  // Periods without a row had no power, limit or work: the lines (drawn step-before, a point's
+  // value from the previous point on) drop to 0 there. Period by period, a point at the start of
+  // the period after such a gap; in bins, the mean over the bin's whole span.
   for (const vm of [...shown, ...(othersCount > 0 ? [others] : [])]) {
     for (const b of bins) {
       const s = at.get(`${b.k}\u0000${vm}`);
-      const dt = nsToS(b.dt);
-      const watts = !s ? 0 : perBin === 1 ? s.w : b.dt > 0 ? s.wdt / b.dt : 0;
+      if (perBin === 1 && grid.period !== null && b.gap > grid.period) points.push({ kind, t: nsToS(b.t - grid.period - t0), vm, watts: 0, limit: null, throughput: 0 });
+      const dt = nsToS(perBin === 1 ? b.dt : b.span);
+      const watts = !s ? 0 : perBin === 1 ? s.w : b.span > 0 ? s.wdt / b.span : 0;
       const limit = !s || vm === others ? null : perBin === 1 ? s.l : s.dtl ? s.ldt! / s.dtl : null;
       points.push({ kind, t: nsToS(b.t - t0), vm, watts, limit, throughput: s && dt > 0 ? s.amount / dt : 0 });
     }

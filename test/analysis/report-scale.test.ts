@@ -182,3 +182,40 @@ describe('report of a run with many consumers', () => {
     expect(html).toContain('<p class="note">The 9 VMs with a limit, then with the most energy; the other 51 are summed as &quot;others (51 VMs)&quot; (lower panels). Each point is the mean over 2 manager periods.</p>');
   });
 });
+
+describe('policy charts over periods in which no VM had a row', () => {
+  it('draw 0 there, period by period and in bins: what they draw adds up to the work and energy of the rows', () => {
+    // Periods of 1 s; vmA has a row in periods 1–3 and 7–10, vmB in 2 and 9; in periods 4–6 no VM
+    // had a limit or demand, so none has a row. By hand: vmA's energy Σ watts × 1 s = 1+2+3+7+8+9+10
+    // = 40 J, vmB's 5 + 6 = 11 J. Before, each line carried period 7's value back over 4–6
+    // (vmA: 40 + 3·7 = 61 J drawn).
+    const f = path.join(dir, 'gaps.sqlite');
+    const db = new Database(f);
+    migrate(db);
+    db.prepare(
+      "INSERT INTO runs (run_id, pipeline, variant, params, inputs, started_at, finished_at, tool_version, base_ts_ns, t0_ns, t1_ns, duration_ns, interval_ns) VALUES (1, 'gaps', 'base', '{}', '{}', '2025-01-01T00:00:00Z', '2025-01-01T00:01:00Z', 'test', '0', 0, ?, ?, ?)",
+    ).run(10 * S, 10 * S, S);
+    const ins = db.prepare('INSERT INTO cpu_policy (run_id, t_ns, vm, share, limit_watts, watts, work_s, backlog_s) VALUES (1, ?, ?, 1, NULL, ?, ?, 0)');
+    for (const p of [1, 2, 3, 7, 8, 9, 10]) ins.run(p * S, 'vmA', p, p / 10);
+    ins.run(2 * S, 'vmB', 5, 0.5);
+    ins.run(9 * S, 'vmB', 6, 0.6);
+    db.close();
+    const r = openForReading(f);
+    const expected = new Map([
+      ['vmA', { j: 40, work: 4 }],
+      ['vmB', { j: 11, work: 1.1 }],
+    ]);
+    for (const maxPoints of [MAX_POINTS, 3]) {
+      const s = policySeries(r, 1, 'cpu', maxPoints)!;
+      expect(s.periodsPerPoint).toBe(maxPoints === 3 ? 3 : 1);
+      for (const [vm, e] of expected) {
+        const pts = s.points.filter((q) => q.vm === vm);
+        expect(integral(pts.map((q) => ({ t: q.t, v: q.watts })), 'before'), `${vm}, ${maxPoints} points`).toBeCloseTo(e.j, 12);
+        expect(integral(pts.map((q) => ({ t: q.t, v: q.throughput })), 'before'), `${vm}, ${maxPoints} points`).toBeCloseTo(e.work, 12);
+      }
+      // Period by period, the lines are at 0 from 3 s to 6 s.
+      if (maxPoints === MAX_POINTS) expect(s.points.filter((q) => q.vm === 'vmA' && q.t === 6).map((q) => q.watts)).toEqual([0]);
+    }
+    r.close();
+  });
+});
