@@ -162,6 +162,14 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
       madeDirs.push(d);
     }
   };
+  // Ctrl-C stops DuckDB first (its COPY writes the partition folders on threads of its own), then
+  // undoes: undone while a COPY ran, the COPY made its folders again after the undo.
+  const abort = new AbortController();
+  let conn: import('@duckdb/node-api').DuckDBConnection | null = null;
+  const stop = () => {
+    abort.abort();
+    conn?.interrupt();
+  };
   try {
     return await undoOnInterrupt(io, `the export was undone; ${args.out} is as it was`, undo, async () => {
       const runs: { store: (typeof stores)[number]; run: RunRow }[] = [];
@@ -169,6 +177,7 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
       fs.mkdirSync(staging, { recursive: true });
       const duck = await DuckDBInstance.create(path.join(staging, 'work.duckdb'), { memory_limit: '256MB', threads: '2' });
       const c = await duck.connect();
+      conn = c;
       try {
         // Runs already in the dataset, and a run given twice, are not exported again.
         const have = new Set<string>();
@@ -186,7 +195,7 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
         const tag = `${new Date(started).toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${createHash('sha256').update(todo.map((r) => r.run.uid).join(',')).digest('hex').slice(0, 8)}`;
         for (const table of EXPORT_TABLES) {
           if (todo.length === 0) break;
-          rows[table] = await exportTable(c, table, todo, labelKeys, path.join(staging, table), tag);
+          rows[table] = await exportTable(c, table, todo, labelKeys, path.join(staging, table), tag, abort.signal);
         }
         c.closeSync();
         duck.closeSync();
@@ -227,7 +236,7 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
         }
         throw e;
       }
-    });
+    }, stop);
   } catch (e) {
     undo();
     throw e;
@@ -260,6 +269,7 @@ async function exportTable(
   labelKeys: readonly string[],
   dir: string,
   tag: string,
+  stopped: AbortSignal,
 ): Promise<number> {
   // The columns as the first store declares them (every schema has them; runs gains labels in 3).
   const declared = (db: Database.Database) =>
@@ -276,6 +286,7 @@ async function exportTable(
     ...extra.map((x) => `"${x}" VARCHAR`),
     ...labelKeys.map((k) => `"${k}" VARCHAR`),
   ];
+  stopped.throwIfAborted();
   await c.run(`CREATE OR REPLACE TABLE t (${ddl.join(', ')})`);
   // Appended a column vector of CHUNK rows at a time (DuckDB's vector size): the PlanetLab day's
   // export took 24 s so against 35 s a value at a time (most of the rest is reading SQLite).
@@ -309,7 +320,10 @@ async function exportTable(
       if (cols[0]!.length === CHUNK) {
         flush();
         // Now and then back to the event loop, so that Ctrl-C is heard within a fraction of a second.
-        if (++chunks % 32 === 0) await new Promise((r) => setImmediate(r));
+        if (++chunks % 32 === 0) {
+          await new Promise((r) => setImmediate(r));
+          stopped.throwIfAborted();
+        }
       }
       n++;
     }
@@ -323,10 +337,12 @@ async function exportTable(
     const { pipeline, variant } = todo[0]!.run;
     const part = path.join(dir, `pipeline=${hiveEscape(pipeline)}`, `variant=${hiveEscape(variant)}`);
     fs.mkdirSync(part, { recursive: true });
+    stopped.throwIfAborted();
     await c.run(`COPY (SELECT * EXCLUDE (pipeline, variant) FROM t) TO ${lit(path.join(part, `part-${tag}-0.parquet`))} (FORMAT parquet, COMPRESSION snappy)`);
     return 0;
   }
   fs.mkdirSync(dir, { recursive: true });
+  stopped.throwIfAborted();
   await c.run(`COPY t TO ${lit(dir)} (FORMAT parquet, PARTITION_BY (pipeline, variant), FILENAME_PATTERN ${lit(`part-${tag}-{i}`)}, COMPRESSION snappy)`);
   return n;
 }

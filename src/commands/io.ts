@@ -64,8 +64,10 @@ export function bufferIO(): IO & { stdout: string[]; stderr: string[] } {
  * synchronous commit then waits for it and is acted on at the next turn of the event loop, which
  * `work` gives it by ending with `signalsTurn()`.
  */
-export async function undoOnInterrupt<T>(io: IO, what: string | (() => string), undo: () => void, work: () => Promise<T>): Promise<T> {
-  const onSignal = (signal: NodeJS.Signals) => {
+export async function undoOnInterrupt<T>(io: IO, what: string | (() => string), undo: () => void, work: () => Promise<T>, stop?: () => void): Promise<T> {
+  let running: Promise<T> | null = null;
+  let stopping = false;
+  const finish = (signal: NodeJS.Signals) => {
     try {
       undo();
     } finally {
@@ -73,15 +75,44 @@ export async function undoOnInterrupt<T>(io: IO, what: string | (() => string), 
       process.exit(130);
     }
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const onSignal = (signal: NodeJS.Signals) => {
+    // A second signal while waiting for the work to stop: undo now.
+    if (stopping || !stop || !running) return finish(signal);
+    // Work that writes on threads of its own (DuckDB) is told to stop first, and undone once it
+    // has (at most STOP_WAIT_MS later): undone while it still ran, it wrote files after the undo.
+    stopping = true;
+    try {
+      stop();
+    } catch {
+      // Stopped already.
+    }
+    const waited = new Promise<void>((r) => setTimeout(r, STOP_WAIT_MS));
+    void Promise.race([running.then(noop, noop), waited]).then(() => finish(signal));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
-    return await work();
+    running = work();
+    const r = await running;
+    if (stopping) await NEVER;
+    return r;
+  } catch (e) {
+    // The work failed because it was told to stop: the signal's handler ends the process.
+    if (stopping) await NEVER;
+    throw e;
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    if (!stopping) {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    }
   }
 }
+
+/** Longest wait for interrupted work to stop before it is undone. */
+const STOP_WAIT_MS = 10_000;
+const noop = (): void => {};
+/** A promise that never settles (the process ends first). */
+const NEVER = new Promise<never>(() => {});
 
 /**
  * Turns of the event loop enough for a signal that arrived during synchronous work (a commit) to

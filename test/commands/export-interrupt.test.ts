@@ -5,6 +5,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generate } from '../../src/commands/generate.js';
 import { bufferIO } from '../../src/commands/io.js';
@@ -53,6 +54,32 @@ describe('interrupted exports', () => {
     expect(r.code).toBe(130);
     expect(r.stderr.trim().split('\n')).toEqual([`wattrace: interrupted (SIGINT): the export was undone; ${out} is as it was`]);
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('during a COPY (DuckDB writes the partition folders on its own threads): stopped first, then undone, no folder left', () => {
+    // The signal is sent as the energy table's COPY starts (DuckDB's `run` wrapped in the child),
+    // so the timing is exact. Before, the undo ran while the COPY went on, and the COPY made its
+    // folders again after it.
+    const out = path.join(dir, 'copying');
+    const child = path.join(dir, 'copy-signal.mjs');
+    fs.writeFileSync(
+      child,
+      `import { createRequire } from 'node:module';
+const { DuckDBConnection } = createRequire(${JSON.stringify(path.join(PROJECT_ROOT, 'package.json'))})('@duckdb/node-api');
+import { main } from ${JSON.stringify(pathToFileURL(CLI).href)};
+const run = DuckDBConnection.prototype.run;
+DuckDBConnection.prototype.run = function (sql, ...a) {
+  const p = run.call(this, sql, ...a);
+  if (/^COPY t TO .*energy'/.test(sql)) process.kill(process.pid, 'SIGINT');
+  return p;
+};
+process.exitCode = await main(['export', '--db', ${JSON.stringify(big)}, '--out', ${JSON.stringify(out)}]);
+`,
+    );
+    const r = spawnSync(process.execPath, [child], { encoding: 'utf8', cwd: PROJECT_ROOT });
+    expect(r.stderr.trim().split('\n')).toEqual([`wattrace: interrupted (SIGINT): the export was undone; ${out} is as it was`]);
+    expect(r.status).toBe(130);
+    expect(fs.existsSync(out) ? fs.readdirSync(out, { recursive: true }) : null).toBeNull();
   });
 
   it('appending to a dataset: exit 130, the dataset file for file as it was; then an export works', async () => {
