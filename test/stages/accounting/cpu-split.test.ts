@@ -92,6 +92,17 @@ describe('cpu-split by hand', () => {
     expect(by.get('a/active')! + by.get('b/active')!).toBeCloseTo(200e-6, 12);
   });
 
+  it('a period under 1 ms may be off by up to 1 ms of TSC ticks (read apart), a jump inside it is an error', () => {
+    // tsc_hz 1 GHz: 0.5 ms is 500,000 ticks. 0.5 ms of skew is let go; 10^15 ticks (a jump) is
+    // not: before, it was accounted, 10^15 ticks × 10 W / 1e9 Hz = 10 MJ of idle in 0.5 ms.
+    const p = profileOf({ idleWatts: 10, events: { uops: 1e-6 } });
+    const m = resolveProfile(p, 'tsc.json');
+    const skew = ['ts_ns,cpu,vm,tsc,uops', '0,0,a,0,0', '500000,0,b,1000000,100', '2000000,0,a,2500000,200', ''].join('\n');
+    expect(cpuSplitBatch(m, skew, 1000).total(() => true)).toBeCloseTo(10 * 2.5e-3 + 200e-6, 12);
+    const jump = ['ts_ns,cpu,vm,tsc,uops', '0,0,a,0,0', '500000,0,b,1000000000000000,100', ''].join('\n');
+    expect(() => cpuSplitBatch(m, jump)).toThrow(/the TSC of cpu 0 advanced 1\.0000e\+15 ticks since line 2, but 0\.500 ms .*beyond 1 ms of ticks/);
+  });
+
   it('keeps CPUs apart: each period is between rows of the same CPU', () => {
     const text = [
       'ts_ns,cpu,vm,tsc,uops',
