@@ -11,7 +11,7 @@ import { METRICS, MetricWriter, catalogueEntriesFor } from '../core/metrics.js';
 import type { ResolvedPipeline, TraceKind } from '../core/pipeline.js';
 import { Span, type RunSpan } from '../core/span.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, ServicePorts } from '../core/stage.js';
-import { NS_PER_MS, msToNs, nsToS, periodNs } from '../core/units.js';
+import { NS_PER_MS, msToNs, ns, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
 import { stageParquetTraces, type Staged } from '../traces/parquet.js';
 import { TraceBatchStream, checkTraceFile, maxBase, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekRange } from '../traces/csv.js';
@@ -67,13 +67,28 @@ class TallySink implements RunSink {
   readonly byConsumer = new Map<string, number>();
   private readonly written = new Set<string>();
   total = 0;
+  /** Rows of an empty interval, held for `flushEmpty`. */
+  private readonly empty: EnergyRow[] = [];
   constructor(private readonly inner: RunSink) {}
   energy(r: EnergyRow): void {
     if (r.container === null) {
       this.total += r.joules;
       this.byConsumer.set(r.consumer, (this.byConsumer.get(r.consumer) ?? 0) + r.joules);
     }
-    this.inner.energy(r);
+    if (r.t1 <= r.t0) this.empty.push(r);
+    else this.inner.energy(r);
+  }
+  /**
+   * An event at the run's very end on an interval boundary (a request completing there) falls in
+   * an interval clipped to nothing, [t1, t1): its energy belongs to the interval that ends there
+   * (a row of no duration with joules would be infinite power).
+   */
+  flushEmpty(run: RunSpan, intervalNs: number): void {
+    for (const r of this.empty) {
+      const t0 = Math.max(run.t0, r.t0 - intervalNs);
+      this.inner.energy(t0 < r.t0 ? { ...r, t0: ns(t0), t1: r.t0 } : r);
+    }
+    this.empty.length = 0;
   }
   counter(r: CounterRow): void {
     this.inner.counter(r);
@@ -357,7 +372,7 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
     },
     progress,
   );
-  const built = graphs.map((graph, i) => ({ graph, tally: tallies[i]! }));
+  const built = graphs.map((graph, i) => ({ graph, tally: tallies[i]!, intervalNs: periodNs(lanes[i]!.p.intervalMs) }));
   const inputs: RunSummary['inputs'] = {};
   files.forEach((f, i) => (inputs[f.kind] = { path: f.path, bytes: readers[i]!.bytes(), sha256: hashed[i]!.sha256(), rows: readers[i]!.rows() }));
   if (kinds.includes('cswitch') && span.periods === 0) {
@@ -366,6 +381,7 @@ async function runPipelinesStaged(lanes: readonly Lane[], machine: Machine, kind
   const run: RunSpan = { ...span.get(), cpus: [...new Set(readers.flatMap((r) => r.cpus()))] };
   return built.map((b) => {
     b.graph.finish(run);
+    b.tally.flushEmpty(run, b.intervalNs);
     writeRunMetrics(b.tally, span, inputs);
     const newline = files.map((f) => missingNewlineNote(f.path)).filter((n): n is string => n !== null);
     return { baseTsNs: formatExact(base!.hi, base!.lo), t0: run.t0, t1: run.t1, inputs, graph: b.graph, notes: [...clockNotes, ...newline, ...b.graph.notes] };

@@ -5,6 +5,7 @@
  * a 3.7 GB store, the last two ran for many minutes. Now each is one error naming the disk trace,
  * before anything is written.
  */
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -63,5 +64,22 @@ describe('clocks of a run’s traces', () => {
     const e = await cli(['replay', DEMO, '--db', path.join(dir, 'early.sqlite'), '--trace', `disk=${early}`, '--quiet']);
     expect(e.code).toBe(0);
     expect(e.err).toMatch(/note: the disk trace .*disk-early\.csv reaches 3\.495 s before the cswitch trace's 9\.917 s/);
+  });
+
+  it('a request completing at the run\'s very end, on an interval boundary, is in the interval that ends there', async () => {
+    // 20 s after the cswitch log's first row (the run's origin), with 100 ms intervals: the run ends
+    // there, and interval 200 is [20 s, 20 s). Before, its energy was a row of no duration.
+    const end = diskWith('disk-end.csv', (t) => t, ['1732400020000000000,vm2,W,4096,65536,1000000,']);
+    const db = path.join(dir, 'end.sqlite');
+    const r = await cli(['replay', DEMO, '--db', db, '--trace', `disk=${end}`, '--quiet']);
+    expect(r.code, r.err).toBe(0);
+    const d = new Database(db, { readonly: true });
+    const empty = d.prepare('SELECT count(*) AS n FROM energy WHERE t1_ns <= t0_ns').get() as { n: number };
+    const last = d.prepare("SELECT t0_ns, t1_ns, sum(joules) AS j FROM energy WHERE consumer = 'vm2' AND device = 'disk' AND kind = 'active' AND t1_ns = 20000000000 GROUP BY 1, 2").all();
+    d.close();
+    expect(empty.n).toBe(0);
+    // 65536 B at the nominal 50 MB/s: 1.31 ms active at 5.6 − 3.6 = 2 W, 2.6 mJ at least.
+    expect(last).toEqual([{ t0_ns: 19_900_000_000, t1_ns: 20_000_000_000, j: expect.any(Number) }]);
+    expect((last[0] as { j: number }).j).toBeGreaterThan(2.6e-3);
   });
 });
