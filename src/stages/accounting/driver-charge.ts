@@ -83,6 +83,8 @@ interface Driver {
    */
   baselineTo: number;
   baselineOwed: number;
+  /** Baseline the run's end could not pay (left with the per-request charges), J. */
+  baselineUnpaid: number;
   owedFrom: number;
   /** Active energy (access − baseline) at the last cost re-estimate. */
   activeAtBoundary: number;
@@ -168,6 +170,7 @@ export class DriverCharge implements Stage, DriverCostModel {
         readJ: 0,
         baselineTo: NaN,
         baselineOwed: 0,
+        baselineUnpaid: 0,
         owedFrom: NaN,
         activeAtBoundary: 0,
         n: 0,
@@ -293,8 +296,10 @@ export class DriverCharge implements Stage, DriverCostModel {
   /** Every `window` requests: a new predicted cost, and the scale that pays back the deviation. */
   private reestimate(drv: Driver): void {
     const n = drv.n;
-    // The baseline of time the readings cover but not yet charged is not active energy either.
-    const pending = drv.baselineOwed + (drv.baselineTo === drv.baselineTo && this.watermark > drv.baselineTo ? energyOf(drv.baseline.watts, this.watermark - drv.baselineTo) : 0);
+    // The baseline of time the readings reach but not yet charged is not active energy either: up
+    // to the latest period read on any CPU, not only to where every CPU has reported (a CPU
+    // that stays in one long period held that back, and the requests were charged the baseline).
+    const pending = drv.baselineOwed + (drv.baselineTo === drv.baselineTo && this.cpuEnd > drv.baselineTo ? energyOf(drv.baseline.watts, this.cpuEnd - drv.baselineTo) : 0);
     const active = drv.readJ - drv.baselineJ - pending;
     const windowJ = active - drv.activeAtBoundary;
     drv.activeAtBoundary = active;
@@ -316,8 +321,9 @@ export class DriverCharge implements Stage, DriverCostModel {
   /**
    * The baseline up to `to`: B × time, equally to the clients, as CPU idle — never more than the
    * driver has consumed and not yet been charged for: what that does not cover stays owed and is
-   * charged once the driver has read more (a baseline given above what the driver consumed is so
-   * charged only up to that). What is paid is the oldest owed time, [owedFrom, …), at B: so each
+   * charged once the driver has read more, and at the end of the run whatever is still owed, taken
+   * from the per-request charges (a baseline given above what the driver consumed is so charged
+   * only up to that). What is paid is the oldest owed time, [owedFrom, …), at B: so each
    * interval gets B × its time whenever it is paid, and how the traces were cut into slices (where
    * this is called) changes no interval's figure — before, a payment that caught up was spread
    * over the slice that paid it.
@@ -328,8 +334,33 @@ export class DriverCharge implements Stage, DriverCostModel {
     if (!(to > from)) return;
     drv.baselineTo = to;
     drv.baselineOwed += energyOf(drv.baseline.watts, to - from);
-    const j = Math.min(drv.baselineOwed, Math.max(0, drv.unaccounted));
-    if (!(j > 0)) return;
+    this.payOwed(drv, Math.min(drv.baselineOwed, Math.max(0, drv.unaccounted)));
+  }
+
+  /**
+   * The most chargeResidual can take back from `drv`'s per-request charges without a negative row:
+   * it takes from each client in proportion to what the client was charged, from the client's
+   * charges not yet written.
+   */
+  private takeBackRoom(drv: Driver): number {
+    const charged = drv.clients.reduce((a, c) => a + drv.chargedBy[2 * c + ACTIVE]!, 0);
+    if (!(charged > 0)) return 0;
+    let room = Infinity;
+    for (const c of drv.clients) {
+      const by = drv.chargedBy[2 * c + ACTIVE]!;
+      if (!(by > 0)) continue;
+      let open = 0;
+      const slot = this.slot(drv, c, ACTIVE);
+      this.charges.forEachOpen((_, sl) => (open += Math.max(0, sl[slot]!)));
+      room = Math.min(room, (open * charged) / by);
+    }
+    return room === Infinity ? 0 : room;
+  }
+
+  /** Pays `j` J of the baseline owed, for the oldest owed time first. */
+  private payOwed(drv: Driver, j: number): void {
+    if (!(j > 0) || !(drv.baselineOwed > 0)) return;
+    const to = drv.baselineTo;
     const paidFrom = drv.owedFrom;
     const paidTo = j >= drv.baselineOwed ? to : paidFrom + (j / drv.baselineOwed) * (to - paidFrom);
     drv.owedFrom = paidTo;
@@ -413,7 +444,21 @@ export class DriverCharge implements Stage, DriverCostModel {
 
   finish(run: RunSpan): void {
     // The baseline up to the end of the CPU log.
-    for (const drv of this.drivers) this.chargeBaseline(drv, Math.min(run.t1, this.cpuEnd));
+    for (const drv of this.drivers) {
+      this.chargeBaseline(drv, Math.min(run.t1, this.cpuEnd));
+      // What is still owed is due now, as far as the driver's energy not charged yet and what
+      // chargeResidual can take back from the per-request charges not yet written cover it (so no
+      // row goes negative); what they cannot is left with the requests (metric baseline_unpaid).
+      const residual = drv.capturedActive - drv.baselineJ - drv.requestJ;
+      this.payOwed(drv, Math.min(drv.baselineOwed, Math.max(0, drv.capturedActive - drv.baselineJ), Math.max(0, residual + this.takeBackRoom(drv))));
+      drv.baselineUnpaid = drv.baselineOwed;
+      const due = drv.baselineJ + drv.baselineUnpaid;
+      if (drv.baselineUnpaid > 1e-3 * due && drv.baselineUnpaid > 1e-9) {
+        this.ctx.note(
+          `driver ${drv.name}: ${drv.baselineUnpaid.toFixed(3)} J of its ${drv.baseline.watts.toPrecision(4)} W baseline (${((100 * drv.baselineUnpaid) / due).toFixed(1)} %) stays with the per-request charges: the driver consumed less than the baseline late in the run, after it had been charged per request for consuming more`,
+        );
+      }
+    }
     for (const drv of this.drivers) this.chargeResidual(drv, run);
     // Charges to drivers are taken over and passed on again; the graph is acyclic, so this ends.
     this.charges.flushAll();

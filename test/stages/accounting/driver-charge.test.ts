@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../../src/core/json.js';
 import { resolveProfile } from '../../../src/core/profile.js';
 import type { Profile } from '../../../src/core/machine.js';
 import type { EnergyRow } from '../../../src/core/stage.js';
@@ -127,6 +130,40 @@ describe('driver-charge: who caused the driver work', () => {
     // more: the intervals it is owed for stay open until then, so each key is still one row per
     // interval (paying into intervals already written made 3x the rows on the bench trace).
     expect(splitKeys(sink.rows)).toEqual([]);
+  });
+
+  it('the baseline comes to B × the run, also when a CPU stays in one long period (the demo with cpu 1 quiet from 2 s to 8 s)', async () => {
+    // The demo (fixtures/demo), its driver with a given 3 W baseline. By DESIGN §2.3 the baseline
+    // applies over the whole run: 3 W × 9.9168 s (the run's span) = 29.750 J, as CPU idle.
+    // With cpu 1's rows between 2 s and 8 s left out (one long period, as a guest that never
+    // switches), the baseline only accrued to where every CPU had reported (2 s) while the requests
+    // were charged what cpu 0 read: 17.09 J of baseline, and 30.85 J to the requests.
+    const dir = path.join(PROJECT_ROOT, 'fixtures', 'demo');
+    const dm = resolveProfile(JSON.parse(fs.readFileSync(path.join(dir, 'machine.json'), 'utf8')) as Profile, 'machine.json');
+    const cswitch = fs.readFileSync(path.join(dir, 'cswitch.csv'), 'utf8');
+    const disk = fs.readFileSync(path.join(dir, 'disk.csv'), 'utf8');
+    const base = 1732400000000000000n;
+    const quiet = cswitch
+      .trimEnd()
+      .split('\n')
+      .filter((l, i) => {
+        if (i === 0) return true;
+        const [t, cpu] = l.split(',');
+        const dt = BigInt(t!) - base;
+        return cpu === '0' || dt < 2_000_000_000n || dt > 8_000_000_000n;
+      })
+      .join('\n');
+    for (const text of [cswitch, quiet]) {
+      const sink = await replayTexts(dm, { cswitch: text, disk }, STAGES, { driver: { baseline_watts: { drv: 3 } } });
+      // The run's span, from its rows: 9.9168 s.
+      const T = (Math.max(...sink.rows.map((r) => r.t1)) - Math.min(...sink.rows.map((r) => r.t0))) / 1e9;
+      expect(T).toBeCloseTo(9.9168, 3);
+      expect(relDiff(sink.metrics.get('accounting.driver.drv.baseline_joules')!, 3 * T)).toBeLessThan(1e-9);
+      expect(sink.rows.filter((r) => r.joules < 0)).toEqual([]);
+      // Nothing created or lost: the driver's access energy went to the baseline and the requests.
+      const m = sink.metrics;
+      expect(relDiff(m.get('accounting.driver.drv.baseline_joules')! + m.get('accounting.driver.drv.request_joules')! + m.get('accounting.driver.drv.residual_joules')!, m.get('accounting.driver.drv.cpu_joules')! - m.get('accounting.driver.drv.idle_share_joules')!)).toBeLessThan(1e-9);
+    }
   });
 
   it('one row per key and interval: the idle share and the baseline of a client are one CPU idle row', async () => {
