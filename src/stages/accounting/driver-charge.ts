@@ -101,6 +101,12 @@ interface Driver {
   readonly pass: Map<string, PassWeights>;
   /** Own-CPU charges so far per client: [2c] idle (baseline), [2c + 1] active. */
   readonly chargedBy: Float64Array;
+  /**
+   * Per-request charges per client in the current cost window and the last: the charges held back
+   * (not yet written, whatever the reporting interval), from which the end can take back.
+   */
+  readonly heldWin: Float64Array;
+  readonly heldLast: Float64Array;
   requests: number;
   windows: number;
   /** Time of the cost estimate before the last (of the first request before that). */
@@ -182,6 +188,8 @@ export class DriverCharge implements Stage, DriverCostModel {
         runWeight: new Float64Array(this.nCons),
         pass: new Map(),
         chargedBy: new Float64Array(2 * this.nCons),
+        heldWin: new Float64Array(this.nCons),
+        heldLast: new Float64Array(this.nCons),
         requests: 0,
         windows: 0,
         heldFrom: Infinity,
@@ -245,6 +253,7 @@ export class DriverCharge implements Stage, DriverCostModel {
         const slot = this.slot(drv, c, ACTIVE);
         s[slot] = s[slot]! + cost;
         drv.chargedBy[2 * c + 1] = drv.chargedBy[2 * c + 1]! + cost;
+        drv.heldWin[c] = drv.heldWin[c]! + cost;
       }
       drv.runWeight[c] = drv.runWeight[c]! + (drv.windows === 0 ? 1 : p);
       // What the request costs on each device below the driver, to pass that device's energy on.
@@ -308,6 +317,8 @@ export class DriverCharge implements Stage, DriverCostModel {
     drv.a = a;
     drv.b = b;
     drv.scale = paybackScale(drv.unaccounted - pending, n * a + b * drv.bytesInWindow);
+    drv.heldLast.set(drv.heldWin);
+    drv.heldWin.fill(0);
     for (const pw of drv.pass.values()) {
       pw.last.set(pw.win);
       pw.win.fill(0);
@@ -340,7 +351,8 @@ export class DriverCharge implements Stage, DriverCostModel {
   /**
    * The most chargeResidual can take back from `drv`'s per-request charges without a negative row:
    * it takes from each client in proportion to what the client was charged, from the client's
-   * charges not yet written.
+   * charges not yet written, which hold at least those of the last two cost windows (counted so,
+   * not from the open intervals, so the figure does not depend on the reporting interval).
    */
   private takeBackRoom(drv: Driver): number {
     const charged = drv.clients.reduce((a, c) => a + drv.chargedBy[2 * c + ACTIVE]!, 0);
@@ -348,11 +360,7 @@ export class DriverCharge implements Stage, DriverCostModel {
     let room = Infinity;
     for (const c of drv.clients) {
       const by = drv.chargedBy[2 * c + ACTIVE]!;
-      if (!(by > 0)) continue;
-      let open = 0;
-      const slot = this.slot(drv, c, ACTIVE);
-      this.charges.forEachOpen((_, sl) => (open += Math.max(0, sl[slot]!)));
-      room = Math.min(room, (open * charged) / by);
+      if (by > 0) room = Math.min(room, ((drv.heldWin[c]! + drv.heldLast[c]!) * charged) / by);
     }
     return room === Infinity ? 0 : room;
   }
