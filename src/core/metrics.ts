@@ -71,7 +71,7 @@ export const METRICS = {
   driverIdleShare: def('driver-charge', 'accounting.driver.<vm>.idle_share_joules', 'J', RUN, "the driver's share of CPU idle energy, charged as CPU idle in equal parts to all its clients"),
   driverRequests: def('driver-charge', 'accounting.driver.<vm>.requests', 'count', RUN, 'requests of its services charged a cost'),
   driverCpu: def('driver-charge', 'accounting.driver.<vm>.cpu_joules', 'J', RUN, "the driver's own CPU energy (idle share + access) taken over"),
-  driverBaselineJ: def('driver-charge', 'accounting.driver.<vm>.baseline_joules', 'J', RUN, 'baseline × time charged to its clients as CPU idle'),
+  driverBaselineJ: def('driver-charge', 'accounting.driver.<vm>.baseline_joules', 'J', RUN, 'baseline × time charged to its clients as CPU idle: baseline_watts × the span of the CPU log, less what a note says stayed with the per-request charges, never more than the access energy of the driver'),
   driverRequestJ: def('driver-charge', 'accounting.driver.<vm>.request_joules', 'J', RUN, 'predicted per-request costs charged as CPU active'),
   driverResidual: def('driver-charge', 'accounting.driver.<vm>.residual_joules', 'J', RUN, 'settled at the end so charges equal consumption (negative: taken back)'),
   driverPassed: def('driver-charge', 'accounting.driver.<vm>.passed_joules', 'J', RUN, 'other energy charged to the driver (its disk requests, lower drivers) passed on'),

@@ -64,6 +64,14 @@ interface DiskState {
   /** Idle energy has been emitted from `firstFrom` up to `idleFrom`. */
   idleFrom: number;
   firstFrom: number;
+  /**
+   * The first idle period closed: its index and utilization, for the time before `firstFrom` in
+   * it (the run's start is known only at the end: before, whether that time went by utilization
+   * or equally depended on whether the CPU log had shown a period before the first request).
+   */
+  firstP: number;
+  firstUtil: Float64Array | null;
+  firstUtilSum: number;
   requests: number;
   bytes: number;
   activeS: number;
@@ -106,6 +114,9 @@ export class DiskEnergy implements Stage {
       curP: NaN,
       util: new Float64Array(this.nCons),
       utilSum: 0,
+      firstP: NaN,
+      firstUtil: null,
+      firstUtilSum: 0,
       idleFrom: NaN,
       firstFrom: NaN,
       requests: 0,
@@ -232,7 +243,13 @@ export class DiskEnergy implements Stage {
       this.advance(st, run.t1);
       // The last, partial period, and time before the first period the stream showed us.
       if (run.t1 > st.idleFrom) this.closePeriod(st, st.idleFrom, run.t1, true);
-      if (run.t0 < st.firstFrom) this.idle(st, run.t0, st.firstFrom, false);
+      if (run.t0 < st.firstFrom) {
+        // Whole periods before the first one closed: nobody used them (equally); the part of that
+        // first period before `firstFrom`: by its utilization, as the rest of it.
+        const p0 = Math.min(st.firstFrom, Math.max(run.t0, st.firstP * st.periodNs));
+        this.idle(st, run.t0, p0, false);
+        this.idle(st, p0, st.firstFrom, st.firstUtilSum > 0, st.firstUtil!, st.firstUtilSum);
+      }
     }
     this.acc.flushAll();
     this.flushContainers(Infinity);
@@ -275,20 +292,23 @@ export class DiskEnergy implements Stage {
   }
 
   private closePeriod(st: DiskState, from: number, to: number, byUse: boolean): void {
+    if (st.firstUtil === null) {
+      st.firstP = Math.floor(from / st.periodNs);
+      st.firstUtil = st.util.slice();
+      st.firstUtilSum = st.utilSum;
+    }
     this.idle(st, from, to, byUse && st.utilSum > 0);
     st.util.fill(0);
     st.utilSum = 0;
   }
 
   /** idle_watts over [from, to), by the period's utilization or equally among the disk's clients. */
-  private idle(st: DiskState, from: number, to: number, byUse: boolean): void {
+  private idle(st: DiskState, from: number, to: number, byUse: boolean, u = st.util, sum = st.utilSum): void {
     if (to <= from) return;
     const j = energyOf(st.spec.idle_watts, to - from);
     st.idleJ += j;
     const base = st.d * this.nCons;
     if (byUse) {
-      const u = st.util;
-      const sum = st.utilSum;
       spread(from, to, this.ctx.intervalNs, (k, f) => {
         const s = this.acc.slots(k);
         for (let c = 0; c < this.nCons; c++) if (u[c]! > 0) s[(base + c) * 2] = s[(base + c) * 2]! + (j * f * u[c]!) / sum;

@@ -46,6 +46,24 @@ describe('disk-energy by hand (§3.2.2, §3.3.2)', () => {
     close(sink.rows.filter((r) => r.container === 'db')[0]!.joules, 0.006);
   });
 
+  it("the time before the first request is charged by its idle period's utilization, however dense the CPU log", async () => {
+    // The CPU log runs from 0 to 300 ms on one CPU, vm1 and vm2 taking turns; vm2 reads 1000 B at
+    // 60 ms (1 ms at the nominal 1e6 B/s), nothing else. Idle periods of 100 ms from 0: the first,
+    // [0, 100 ms), was used by vm2 alone, so its 3.6 W × 0.1 s = 0.36 J go to vm2, the rest
+    // (200 ms nobody used: 0.72 J) equally. By hand: vm2 0.36 + 0.36 = 0.72 J, vm1 0.36 J.
+    // Before, with a row every 100 ms the request came before the CPU log's first period, and
+    // [0, 60 ms) went equally (vm1 0.468, vm2 0.612); with a row every 1 ms, by utilization.
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns,container', '60000000,vm2,R,0,1000,,', ''].join('\n');
+    for (const stepMs of [100, 1]) {
+      const rows = ['ts_ns,cpu,vm,tsc,uops'];
+      for (let t = 0; t <= 300; t += stepMs) rows.push(`${t * 1_000_000},0,${(t / stepMs) % 2 === 0 ? 'vm1' : 'vm2'},${t * 1_000_000},0`);
+      const sink = await replayTexts(m, { cswitch: rows.join('\n') + '\n', disk }, ['cpu-split', 'disk-energy']);
+      const c = cells(sink);
+      close(c.get('vm2|drv|disk|idle'), 0.72);
+      close(c.get('vm1|drv|disk|idle'), 0.36);
+    }
+  });
+
   it('a fast disk with latencies is charged its recorded busy time from the first request, not the nominal rate', async () => {
     // 1000 requests of 1 MiB, one every 1 ms, each 1 ms busy (1 GiB/s; the profile says 1 MB/s):
     // busy 1000 × 1 ms = 1 s in all, so 2 W × 1 s = 2 J of active energy, however the windows fall.
