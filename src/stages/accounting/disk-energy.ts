@@ -27,6 +27,8 @@
  * is matched to a service, and for rows that only record an upper service's request.
  */
 import { BATCH_CAPACITY, type DiskBatch, type EventSlice } from '../../core/events.js';
+import { WattraceError } from '../../core/errors.js';
+import { readHead } from '../../core/files.js';
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
 import type { DiskSpec } from '../../core/machine.js';
 import { METRICS } from '../../core/metrics.js';
@@ -72,6 +74,8 @@ interface DiskState {
   firstP: number;
   firstUtil: Float64Array | null;
   firstUtilSum: number;
+  /** The request with the longest active time, for the check at the end. */
+  longest: { ns: number; file: string; line: number; bytes: number; rate: number };
   requests: number;
   bytes: number;
   activeS: number;
@@ -117,6 +121,7 @@ export class DiskEnergy implements Stage {
       firstP: NaN,
       firstUtil: null,
       firstUtilSum: 0,
+      longest: { ns: 0, file: '', line: 0, bytes: 0, rate: 0 },
       idleFrom: NaN,
       firstFrom: NaN,
       requests: 0,
@@ -167,6 +172,7 @@ export class DiskEnergy implements Stage {
       this.advance(st, t);
       const bytes = b.bytes[i]!;
       const activeNs = transferNs(bytes, rate);
+      if (activeNs > st.longest.ns) st.longest = { ns: activeNs, file: b.file, line: b.line[i]!, bytes, rate };
       const e = energyOf(st.spec.active_watts - st.spec.idle_watts, activeNs);
       const slot = (st.d * this.nCons + c) * 2 + 1;
       const s = this.acc.slots(Math.floor(t / I));
@@ -239,6 +245,16 @@ export class DiskEnergy implements Stage {
 
   finish(run: RunSpan): void {
     for (const st of this.disks) {
+      // No one request keeps a disk active for longer than the whole run: a size that says so is
+      // corrupt or in the wrong unit (2^64 − 1 bytes made 857 GW of disk power, exit 0).
+      const l = st.longest;
+      if (l.ns > Math.max(run.t1 - run.t0, st.periodNs)) {
+        throw new WattraceError(
+          'E_FIELD',
+          `a request of ${l.bytes >= 2 ** 53 ? l.bytes.toExponential(4) : l.bytes} bytes at the rate of disk '${st.id}', ${l.rate.toPrecision(4)} B/s, keeps it active ${nsToS(l.ns).toPrecision(4)} s, longer than the whole run (${nsToS(run.t1 - run.t0).toFixed(3)} s): a corrupt size, or not in bytes`,
+          { file: l.file, line: l.line, ...bytesColumn(l.file), columnName: 'bytes' },
+        );
+      }
       if (st.curP !== st.curP) this.start(st, run.t0);
       this.advance(st, run.t1);
       // The last, partial period, and time before the first period the stream showed us.
@@ -379,5 +395,15 @@ export class DiskEnergy implements Stage {
         this.ctx.out.energy({ t0: ns(t0), t1: ns(t1), consumer, container, via: this.via(Number(d), Number(c)), device, kind: 'active', joules: joules(j) });
       }
     }
+  }
+}
+
+/** The 1-based column of `bytes` in a disk log's header, when the file can be read. */
+function bytesColumn(file: string): { column?: number } {
+  try {
+    const i = readHead(file, 4096).toString('utf8').split('\n')[0]!.trim().split(',').indexOf('bytes');
+    return i >= 0 ? { column: i + 1 } : {};
+  } catch {
+    return {};
   }
 }

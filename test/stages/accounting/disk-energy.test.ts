@@ -46,6 +46,14 @@ describe('disk-energy by hand (§3.2.2, §3.3.2)', () => {
     close(sink.rows.filter((r) => r.container === 'db')[0]!.joules, 0.006);
   });
 
+  it('one request active for longer than the whole run is an error at its bytes field, not gigawatts', async () => {
+    // 2^64 − 1 bytes at the nominal 1e6 B/s: 1.8e13 s of activity in a run of 0.14 s.
+    const bad = withLatency.replace('3000,1000000,', '18446744073709551615,,');
+    const run = replayTexts(m, { disk: bad }, ['disk-energy']);
+    await expect(run).rejects.toThrow(/^a request of 1\.8447e\+19 bytes at the rate of disk 'disk', .* keeps it active .* s, longer than the whole run \(0\.140 s\)/);
+    await expect(run).rejects.toMatchObject({ code: 'E_FIELD', where: { line: 3, columnName: 'bytes' } });
+  });
+
   it("the time before the first request is charged by its idle period's utilization, however dense the CPU log", async () => {
     // The CPU log runs from 0 to 300 ms on one CPU, vm1 and vm2 taking turns; vm2 reads 1000 B at
     // 60 ms (1 ms at the nominal 1e6 B/s), nothing else. Idle periods of 100 ms from 0: the first,
