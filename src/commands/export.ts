@@ -28,7 +28,7 @@ import type Database from 'better-sqlite3';
 import { WattraceError } from '../core/errors.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { openForReading } from '../store/store.js';
-import { undoOnInterrupt, type IO } from './io.js';
+import { signalsTurn, undoOnInterrupt, type IO } from './io.js';
 
 export interface ExportArgs {
   dbs: readonly string[];
@@ -199,6 +199,8 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
         }
         c.closeSync();
         duck.closeSync();
+        // Stopped meanwhile (the last COPY ended before the interrupt took): nothing moves in.
+        abort.signal.throwIfAborted();
         // Into place: the marker first (a dataset from now on), then every new file.
         if (mode === 'new') {
           const marker = path.join(args.out, DATASET_MARKER);
@@ -221,6 +223,10 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
           bytes += fs.statSync(to).size;
         }
         fs.rmSync(staging, { recursive: true, force: true });
+        // A signal during the (synchronous) moves is heard here and undoes them, before anything
+        // is said of the export.
+        await signalsTurn();
+        abort.signal.throwIfAborted();
         const s: ExportSummary = { exported: todo.length, skipped: runs.length - todo.length, rows, files: newFiles.length, bytes };
         const secs = ((Date.now() - started) / 1000).toFixed(1);
         io.out(`exported ${s.exported} run${s.exported === 1 ? '' : 's'} of ${stores.length} database${stores.length === 1 ? '' : 's'} → ${args.out} (${s.files} Parquet files, ${(s.bytes / 1e6).toFixed(2)} MB, ${secs} s)${s.skipped > 0 ? `; ${s.skipped} already in the dataset (or given twice), not exported again` : ''}`);

@@ -11,7 +11,7 @@ import { METRICS, MetricWriter, catalogueEntriesFor } from '../core/metrics.js';
 import type { ResolvedPipeline, TraceKind } from '../core/pipeline.js';
 import { Span, type RunSpan } from '../core/span.js';
 import type { ContainerRow, CounterRow, CpuPolicyRow, DiskPolicyRow, EnergyRow, RunSink, ServicePorts } from '../core/stage.js';
-import { NS_PER_MS, msToNs, ns, nsToS, periodNs } from '../core/units.js';
+import { NS_PER_MS, joules, msToNs, ns, nsToS, periodNs } from '../core/units.js';
 import { VALIDATION } from '../stages/validation.js';
 import { stageParquetTraces, type Staged } from '../traces/parquet.js';
 import { TraceBatchStream, checkTraceFile, maxBase, minBase, missingNewlineNote, openTraceStream, peekFirstTimestamp, peekRange } from '../traces/csv.js';
@@ -69,26 +69,54 @@ class TallySink implements RunSink {
   total = 0;
   /** Rows of an empty interval, held for `flushEmpty`. */
   private readonly empty: EnergyRow[] = [];
+  /** Rows of the latest interval written so far (t1 = lastT1), held so `flushEmpty` can add to them. */
+  private last: EnergyRow[] = [];
+  private lastT1 = -Infinity;
   constructor(private readonly inner: RunSink) {}
   energy(r: EnergyRow): void {
     if (r.container === null) {
       this.total += r.joules;
       this.byConsumer.set(r.consumer, (this.byConsumer.get(r.consumer) ?? 0) + r.joules);
     }
-    if (r.t1 <= r.t0) this.empty.push(r);
+    if (r.t1 <= r.t0) {
+      this.empty.push(r);
+      return;
+    }
+    if (r.t1 > this.lastT1) {
+      this.flushLast();
+      this.lastT1 = r.t1;
+    }
+    if (r.t1 === this.lastT1) this.last.push(r);
     else this.inner.energy(r);
+  }
+  private flushLast(): void {
+    for (const r of this.last) this.inner.energy(r);
+    this.last = [];
   }
   /**
    * An event at the run's very end on an interval boundary (a request completing there) falls in
    * an interval clipped to nothing, [t1, t1): its energy belongs to the interval that ends there
-   * (a row of no duration with joules would be infinite power).
+   * (a row of no duration with joules would be infinite power), added to that interval's row of
+   * the same key, so a key stays one row per interval. Then the held rows are written.
    */
   flushEmpty(run: RunSpan, intervalNs: number): void {
     for (const r of this.empty) {
       const t0 = Math.max(run.t0, r.t0 - intervalNs);
-      this.inner.energy(t0 < r.t0 ? { ...r, t0: ns(t0), t1: r.t0 } : r);
+      if (!(t0 < r.t0)) {
+        this.inner.energy(r);
+        continue;
+      }
+      const moved = { ...r, t0: ns(t0), t1: r.t0 };
+      if (this.lastT1 !== moved.t1) {
+        this.inner.energy(moved);
+        continue;
+      }
+      const i = this.last.findIndex((x) => x.t0 === moved.t0 && x.consumer === moved.consumer && x.container === moved.container && x.via === moved.via && x.device === moved.device && x.kind === moved.kind);
+      if (i >= 0) this.last[i] = { ...this.last[i]!, joules: joules(this.last[i]!.joules + moved.joules) };
+      else this.last.push(moved);
     }
     this.empty.length = 0;
+    this.flushLast();
   }
   counter(r: CounterRow): void {
     this.inner.counter(r);

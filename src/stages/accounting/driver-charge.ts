@@ -83,8 +83,6 @@ interface Driver {
    */
   baselineTo: number;
   baselineOwed: number;
-  /** Baseline the run's end could not pay (left with the per-request charges), J. */
-  baselineUnpaid: number;
   owedFrom: number;
   /** Active energy (access − baseline) at the last cost re-estimate. */
   activeAtBoundary: number;
@@ -176,7 +174,6 @@ export class DriverCharge implements Stage, DriverCostModel {
         readJ: 0,
         baselineTo: NaN,
         baselineOwed: 0,
-        baselineUnpaid: 0,
         owedFrom: NaN,
         activeAtBoundary: 0,
         n: 0,
@@ -456,14 +453,19 @@ export class DriverCharge implements Stage, DriverCostModel {
       this.chargeBaseline(drv, Math.min(run.t1, this.cpuEnd));
       // What is still owed is due now, as far as the driver's energy not charged yet and what
       // chargeResidual can take back from the per-request charges not yet written cover it (so no
-      // row goes negative); what they cannot is left with the requests (metric baseline_unpaid).
+      // row goes negative). Beyond what the driver consumed it is not charged at all (a baseline
+      // given too high); what the take-back cannot cover stays with the requests: a note says so.
       const residual = drv.capturedActive - drv.baselineJ - drv.requestJ;
-      this.payOwed(drv, Math.min(drv.baselineOwed, Math.max(0, drv.capturedActive - drv.baselineJ), Math.max(0, residual + this.takeBackRoom(drv))));
-      drv.baselineUnpaid = drv.baselineOwed;
-      const due = drv.baselineJ + drv.baselineUnpaid;
-      if (drv.baselineUnpaid > 1e-3 * due && drv.baselineUnpaid > 1e-9) {
+      const consumed = Math.min(drv.baselineOwed, Math.max(0, drv.capturedActive - drv.baselineJ));
+      this.payOwed(drv, Math.min(consumed, Math.max(0, residual + this.takeBackRoom(drv))));
+      // Of what is still owed: beyond the driver's access energy not yet paid as baseline, never
+      // consumed (not charged); the rest went to the requests.
+      const overConsumed = Math.max(0, drv.baselineOwed - Math.max(0, drv.capturedActive - drv.baselineJ));
+      const stays = drv.baselineOwed - overConsumed;
+      const due = drv.baselineJ + drv.baselineOwed;
+      if (stays > 1e-3 * due && stays > 1e-9) {
         this.ctx.note(
-          `driver ${drv.name}: ${drv.baselineUnpaid.toFixed(3)} J of its ${drv.baseline.watts.toPrecision(4)} W baseline (${((100 * drv.baselineUnpaid) / due).toFixed(1)} %) stays with the per-request charges: the driver consumed less than the baseline late in the run, after it had been charged per request for consuming more`,
+          `driver ${drv.name}: ${stays.toFixed(3)} J of its ${drv.baseline.watts.toPrecision(4)} W baseline (${((100 * stays) / due).toFixed(1)} %) stays with the per-request charges: the driver consumed less than the baseline late in the run, after it had been charged per request for consuming more`,
         );
       }
     }

@@ -6,7 +6,7 @@ import { resolveProfile } from '../../../src/core/profile.js';
 import type { Profile } from '../../../src/core/machine.js';
 import type { EnergyRow } from '../../../src/core/stage.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, driverProfile, relDiff, replayTexts } from '../../helpers.js';
+import { cells, cli, driverProfile, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 
 const fig5Profile = driverProfile;
 
@@ -164,6 +164,22 @@ describe('driver-charge: who caused the driver work', () => {
       const m = sink.metrics;
       expect(relDiff(m.get('accounting.driver.drv.baseline_joules')! + m.get('accounting.driver.drv.request_joules')! + m.get('accounting.driver.drv.residual_joules')!, m.get('accounting.driver.drv.cpu_joules')! - m.get('accounting.driver.drv.idle_share_joules')!)).toBeLessThan(1e-9);
     }
+  });
+
+  it('a note names baseline left with the requests, not baseline the driver never consumed', async () => {
+    // The demo with 20 W given: far above what its driver consumes (about 6.3 W), so the rest of
+    // the baseline is not charged at all (no note: nothing stays with the requests). Before, the
+    // note said 130 J "stays with the per-request charges", which had 0 J.
+    const dir = tmpDir();
+    const demo = path.join(PROJECT_ROOT, 'fixtures', 'demo');
+    const pipeline = path.join(dir, 'p.json');
+    fs.writeFileSync(
+      pipeline,
+      JSON.stringify({ name: 'b20', profile: path.join(demo, 'machine.json'), traces: { cswitch: path.join(demo, 'cswitch.csv'), disk: path.join(demo, 'disk.csv') }, stages: [...STAGES], accounting: { driver: { baseline_watts: { drv: 20 } } } }),
+    );
+    const r = await cli(['replay', pipeline, '--db', path.join(dir, 'b.sqlite'), '--quiet']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).not.toMatch(/stays with the per-request charges/);
   });
 
   it('one row per key and interval: the idle share and the baseline of a client are one CPU idle row', async () => {
