@@ -30,7 +30,7 @@
  *
  * Times: blkparse prints seconds since the first event (`%5T.%9t`), which become `ts_ns`. Disks:
  * one disk log for all devices, with a `disk` column: the mapping's `disks` (regexes on `maj,min`)
- * name them, else `dev<maj>_<min>`. The starter profile lists each disk with placeholder figures.
+ * name them, else `dev<maj>_<min>`. The starter profile lists each disk with starter figures to replace with measured ones.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -152,7 +152,7 @@ function writeStarterProfile(s: ImportSummary, mapping: Mapping, inputs: readonl
   const vms = Object.keys(s.byVm).sort();
   const disks = Object.keys(s.byDisk ?? {}).sort();
   writeProfile(s.profile!, {
-    description: `Starter profile from wattrace import blkparse (${inputs.map((f) => path.basename(f)).join(', ')}): the disks' power figures are placeholders to measure; the CPU section is only there because every profile has one (blkparse records no CPU time).`,
+    description: `Starter profile from wattrace import blkparse (${inputs.map((f) => path.basename(f)).join(', ')}): the disks' power figures are starter values to replace with measured ones; the CPU section is only there because every profile has one (blkparse records no CPU time).`,
     cpu: { tsc_hz: 1e9, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
     disks: Object.fromEntries(disks.map((d) => [d, STARTER_DISK])),
     vms: starterVms([...new Set([...vms, ...(mapping.drivers ?? [])])].sort(), mapping),

@@ -91,7 +91,7 @@ export async function importFtrace(inputs: readonly string[], outDir: string, ma
   };
   const vms = [...new Set(Object.keys(s.byVm).filter((v) => v !== 'idle'))].sort();
   writeProfile(s.profile!, {
-    description: `Starter profile from wattrace import ftrace (${path.basename(file)}): ${clock}; no counters in ftrace, so idle energy is split by CPU time; the idle power (${STARTER_IDLE_WATTS} W per CPU) and the disk's figures are placeholders to measure.`,
+    description: `Starter profile from wattrace import ftrace (${path.basename(file)}): ${clock}; no counters in ftrace, so idle energy is split by CPU time; the idle power (${STARTER_IDLE_WATTS} W per CPU) and the disk's figures are starter values to replace with measured ones.`,
     cpu: { tsc_hz: hz, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
     disks: { disk: STARTER_DISK },
     vms: starterVms(vms, mapping),

@@ -190,7 +190,7 @@ export async function importPerfScript(inputs: readonly string[], outDir: string
   };
   const vms = [...new Set(Object.keys(summary.byVm).filter((v) => v !== 'idle'))].sort();
   const profile = {
-    description: `Starter profile from wattrace import perf-script (${path.basename(file)}): tsc_hz estimated from the recording; event weights 0 and idle_watts 10 W per CPU are placeholders — calibrate (wattrace calibrate) and measure.`,
+    description: `Starter profile from wattrace import perf-script (${path.basename(file)}): tsc_hz estimated from the recording; event weights 0 and idle_watts 10 W per CPU are starter values — calibrate (wattrace calibrate) and measure.`,
     cpu: {
       tsc_hz: tscNs > 0n ? Number((tscTicks * NS_PER_S_BIG) / tscNs) : 1e9,
       idle_watts: STARTER_IDLE_WATTS,
@@ -270,7 +270,7 @@ async function importTimeOnly(file: string, outDir: string, mapping: Mapping, la
   };
   const vms = [...new Set(Object.keys(summary.byVm).filter((v) => v !== 'idle'))].sort();
   writeProfile(summary.profile!, {
-    description: `Starter profile from wattrace import perf-script (${path.basename(file)}, ${layout}, no counters): time only, so idle energy is split by CPU time; idle_watts ${STARTER_IDLE_WATTS} W per CPU is a placeholder to measure.`,
+    description: `Starter profile from wattrace import perf-script (${path.basename(file)}, ${layout}, no counters): time only, so idle energy is split by CPU time; idle_watts ${STARTER_IDLE_WATTS} W per CPU is a starter value to replace with a measured one.`,
     cpu: { tsc_hz: 1e9, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'by-time', events: {} },
     disks: {},
     vms: starterVms(vms, mapping),

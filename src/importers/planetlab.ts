@@ -90,7 +90,7 @@ export function importPlanetlab(inputs: readonly string[], outDir: string, mappi
   out.close();
   const profile = path.join(outDir, 'machine.json');
   writeProfile(profile, {
-    description: `Starter profile from wattrace import planetlab: ${files.length} VMs on ${cpus} CPUs; the idle power and the cycles weight are placeholders to calibrate.`,
+    description: `Starter profile from wattrace import planetlab: ${files.length} VMs on ${cpus} CPUs; the idle power and the cycles weight are starter values to calibrate.`,
     cpu: { tsc_hz: tscHz, idle_watts: STARTER_IDLE_WATTS, counter_bits: 64, idle_split: 'equal', events: { cycles: 5e-9 } },
     disks: {},
     vms: starterVms([...new Set(names)], mapping),

@@ -26,7 +26,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
   private readonly nEv: number;
   private readonly bits: number;
   /** The TSC check (docs/formats.md, `cpu.tsc_tolerance`): null with `idle_clock: time`. */
-  private readonly tscCheck: { readonly hz: number; readonly tolerance: number } | null;
+  private readonly tscCheck: { readonly hz: number; readonly tolerance: number; readonly shortSlack: number } | null;
   private iTs = 0;
   private iCpu = 0;
   private iVm = 0;
@@ -50,7 +50,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.nEv = machine.eventNames.length;
     this.bits = machine.profile.cpu.counter_bits;
     const cpuSpec = machine.profile.cpu;
-    this.tscCheck = cpuSpec.idle_clock === 'time' ? null : { hz: cpuSpec.tsc_hz, tolerance: cpuSpec.tsc_tolerance ?? DEFAULT_TSC_TOLERANCE };
+    this.tscCheck = cpuSpec.idle_clock === 'time' ? null : { hz: cpuSpec.tsc_hz, tolerance: cpuSpec.tsc_tolerance ?? DEFAULT_TSC_TOLERANCE, shortSlack: ticksIn(MIN_CHECKED_NS, cpuSpec.tsc_hz) };
     this.counterRange(this.bits);
     this.evCol = new Int32Array(this.nEv);
   }
@@ -131,7 +131,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
         // not by more: a jump inside a short period was accounted silently (10^15 ticks in
         // 0.99 ms made 1.4 MW of idle power).
         const expected = ticksIn(t - t0, chk.hz);
-        const slack = t - t0 >= MIN_CHECKED_NS ? chk.tolerance * expected : ticksIn(MIN_CHECKED_NS, chk.hz);
+        const slack = t - t0 >= MIN_CHECKED_NS ? chk.tolerance * expected : chk.shortSlack;
         if (Math.abs(dtsc - expected) > slack) this.tscJump(f, cpu, t - t0, dtsc, expected, t - t0 >= MIN_CHECKED_NS ? `cpu.tsc_tolerance ${chk.tolerance}` : '1 ms of ticks, the slack of a period under 1 ms');
       }
       b.t[i] = t;
