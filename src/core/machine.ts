@@ -36,6 +36,8 @@ export interface Profile {
     idle_clock?: 'tsc' | 'time';
     /** A period of 1 ms or more whose TSC advance is off Δt × tsc_hz by more than this fraction is an error. */
     tsc_tolerance?: number;
+    /** An event counter advancing more than this per TSC tick of a period's length is an error. */
+    max_events_per_tick?: number;
     events: Record<string, number>;
   };
   disks: Record<string, DiskSpec>;

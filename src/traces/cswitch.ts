@@ -21,12 +21,43 @@ export const DEFAULT_TSC_TOLERANCE = 0.02;
  * and counters are read apart), longer ones to within `tsc_tolerance`.
  */
 const MIN_CHECKED_NS = 1_000_000;
+/**
+ * `cpu.max_events_per_tick` when the profile does not set it: no hardware event counts more than
+ * a few dozen a cycle (retired uops ~8, a turbo clock ~2× the TSC's), so 256 leaves a margin of
+ * ten and still refuses a counter that jumped (2^46 uops in 1 ms made 28 kW of CPU active).
+ */
+export const DEFAULT_MAX_EVENTS_PER_TICK = 256;
+
+/** The most events a counter may advance per ns of a period: `cpu.max_events_per_tick` × tsc_hz. */
+export function maxEventsPerNs(machine: Machine): number {
+  const cpu = machine.profile.cpu;
+  return ticksIn(cpu.max_events_per_tick ?? DEFAULT_MAX_EVENTS_PER_TICK, cpu.tsc_hz);
+}
+
+/**
+ * The most an event counter may advance in a period of `dt` ns (cswitch.csv and guest.csv): the
+ * bound per tick over the period's length by the timestamps (a TSC that stops does not matter),
+ * plus 1 ms for the skew of the reads.
+ */
+export const maxEventAdvance = (perNs: number, dt: number): number => perNs * (dt + MIN_CHECKED_NS);
+
+/** The error text of a counter that advanced beyond `maxEventAdvance` (`what` names it, `since` its previous line). */
+export function eventJumpMessage(what: string, since: number, adv: number, dt: number, machine: Machine): string {
+  const { tsc_hz: hz, max_events_per_tick: max = DEFAULT_MAX_EVENTS_PER_TICK } = machine.profile.cpu;
+  return (
+    `${what} advanced ${adv.toExponential(4)} since line ${since}, in ${nsToMs(dt).toFixed(3)} ms: more than the ` +
+    `${maxEventAdvance(ticksIn(max, hz), dt).toExponential(4)} that cpu.max_events_per_tick ${max} allows at tsc_hz ${hz} ` +
+    `(per tick of the period and 1 ms for the reads' skew): a counter reset or jump, or a corrupt reading`
+  );
+}
 
 export class CswitchDecoder extends Decoder<SwitchBatch> {
   private readonly nEv: number;
   private readonly bits: number;
   /** The TSC check (docs/formats.md, `cpu.tsc_tolerance`): null with `idle_clock: time`. */
   private readonly tscCheck: { readonly hz: number; readonly tolerance: number; readonly shortSlack: number } | null;
+  /** The most events a counter may advance per ns of a period (`cpu.max_events_per_tick` × tsc_hz). */
+  private readonly maxEventsPerNs: number;
   private iTs = 0;
   private iCpu = 0;
   private iVm = 0;
@@ -51,6 +82,7 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
     this.bits = machine.profile.cpu.counter_bits;
     const cpuSpec = machine.profile.cpu;
     this.tscCheck = cpuSpec.idle_clock === 'time' ? null : { hz: cpuSpec.tsc_hz, tolerance: cpuSpec.tsc_tolerance ?? DEFAULT_TSC_TOLERANCE, shortSlack: ticksIn(MIN_CHECKED_NS, cpuSpec.tsc_hz) };
+    this.maxEventsPerNs = maxEventsPerNs(machine);
     this.counterRange(this.bits);
     this.evCol = new Int32Array(this.nEv);
   }
@@ -134,6 +166,11 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
         const slack = t - t0 >= MIN_CHECKED_NS ? chk.tolerance * expected : chk.shortSlack;
         if (Math.abs(dtsc - expected) > slack) this.tscJump(f, cpu, t - t0, dtsc, expected, t - t0 >= MIN_CHECKED_NS ? `cpu.tsc_tolerance ${chk.tolerance}` : '1 ms of ticks, the slack of a period under 1 ms');
       }
+      // An event counter that jumped within its range is no error of the wrap check, but its
+      // energy is impossible: at most max_events_per_tick per TSC tick of the period's length
+      // (by the timestamps, so a TSC that stops does not matter), plus 1 ms for the reads' skew.
+      const maxAdv = maxEventAdvance(this.maxEventsPerNs, t - t0);
+      for (let e = 0; e < nEv; e++) if (b.dev[d + e]! > maxAdv) this.eventJump(f, evCol[e]!, cpu, t - t0, b.dev[d + e]!);
       b.t[i] = t;
       b.t0[i] = t0;
       b.cpu[i] = cpu;
@@ -157,6 +194,10 @@ export class CswitchDecoder extends Decoder<SwitchBatch> {
         `which is no plausible advance of a ${bits}-bit counter (it must advance by less than 2^${bits - 1}, a wrap included)`,
       c,
     );
+  }
+
+  private eventJump(f: Fields, c: number, cpu: number, dt: number, adv: number): never {
+    this.fail('E_COUNTER', eventJumpMessage(`counter ${this.columnName(c)} of cpu ${cpu}`, this.prevLine[cpu]!, adv, dt, this.machine), c);
   }
 
   private tscJump(f: Fields, cpu: number, dt: number, dtsc: number, expected: number, beyond: string): never {

@@ -10,7 +10,7 @@ import { newContainerBatch, type ContainerBatch } from '../core/events.js';
 import type { Machine } from '../core/machine.js';
 import { Decoder, NameTable, type TimeBase } from './decoder.js';
 import { PARSED, counterAdvance, formatExact } from './exact.js';
-import { MAX_CPU } from './cswitch.js';
+import { MAX_CPU, eventJumpMessage, maxEventAdvance, maxEventsPerNs } from './cswitch.js';
 import type { Fields } from './scan.js';
 
 interface Lane {
@@ -35,6 +35,7 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
   private readonly lanes = new Map<number, Lane>();
   private readonly curHi: Float64Array;
   private readonly curLo: Float64Array;
+  private readonly maxEventsPerNs: number;
 
   constructor(
     file: string,
@@ -48,6 +49,7 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     this.evCol = new Int32Array(this.nEv);
     this.curHi = new Float64Array(this.nEv);
     this.curLo = new Float64Array(this.nEv);
+    this.maxEventsPerNs = maxEventsPerNs(machine);
   }
 
   protected newBatch(): ContainerBatch {
@@ -91,9 +93,13 @@ export class GuestDecoder extends Decoder<ContainerBatch> {
     if (dtsc < 0) this.backwards(f, this.iTsc, lane, lane.tscHi, lane.tscLo, 64);
     const b = this.batch;
     const i = b.length;
+    const maxAdv = maxEventAdvance(this.maxEventsPerNs, t - lane.t);
     for (let e = 0; e < this.nEv; e++) {
       const adv = counterAdvance(this.curHi[e]!, this.curLo[e]!, lane.evHi[e]!, lane.evLo[e]!, this.bits);
       if (adv < 0) this.backwards(f, this.evCol[e]!, lane, lane.evHi[e]!, lane.evLo[e]!, this.bits);
+      if (adv > maxAdv) {
+        this.fail('E_COUNTER', eventJumpMessage(`counter ${this.columnName(this.evCol[e]!)} of ${this.machine.consumers[vm]} on cpu ${cpu}`, lane.line, adv, t - lane.t, this.machine), this.evCol[e]!);
+      }
       b.dev[i * this.nEv + e] = adv;
     }
     this.put(lane.t, t, vm, cpu, container, dtsc);

@@ -103,6 +103,10 @@ const CASES: Case[] = [
     }, where: /cycle\.json at \/services: /, says: /services form a cycle: s1 → s2 → s1/ },
   // A TSC that jumps (a reset, a migration, a wrong tsc_hz): 1 ms of time, 1e15 ticks.
   { name: 'tsc-jump', trace: rows('1001000,0,a,1000000,5', '2001000,0,b,1000000001000000,6'), where: /tsc-jump\.csv:4:4 \(column tsc\)/, says: /the TSC of cpu 0 advanced 1\.0000e\+15 ticks since line 3, but 1\.000 ms at tsc_hz 1000000000 is 1\.0000e\+6 ticks/ },
+  // An event counter that jumps within its 48-bit range: 2^40 uops in 1 ms at 1 GHz would be 1.1e6
+  // per tick (over 1 kW of CPU active at the test weight), beyond the 256 per tick any hardware counts.
+  { name: 'event-jump', trace: rows('1001000,0,a,1000000,5', '2001000,0,b,2000000,1099511627781'), where: /event-jump\.csv:4:5 \(column uops\)/,
+    says: /counter uops of cpu 0 advanced 1\.0995e\+12 since line 3, in 1\.000 ms: more than the 5\.1200e\+8 that cpu\.max_events_per_tick 256 allows at tsc_hz 1000000000 \(per tick of the period and 1 ms for the reads' skew\): a counter reset or jump, or a corrupt reading/ },
   { name: 'wrong-tsc-hz', trace: rows('3001000,0,a,3000000,5'), pipeline: { profile: 'slow-tsc.json' }, setup: () => write('slow-tsc.json', profileOf({ tscHz: 3e9 })),
     where: /wrong-tsc-hz\.csv:3:4 \(column tsc\)/, says: /advanced 3\.0000e\+6 ticks since line 2, but 3\.000 ms at tsc_hz 3000000000 is 9\.0000e\+6 ticks \(beyond cpu\.tsc_tolerance 0\.02\): a TSC reset or jump, or a wrong tsc_hz/ },
   // Numbers beyond any physical machine, and a disk that draws less active than idle.

@@ -28,6 +28,25 @@ describe('cswitch reader', () => {
     expect([b.t[0], b.t0[0], b.dtsc[0], b.dev[0]]).toEqual([100, 0, 50, 7]);
   });
 
+  it('bounds an event counter by max_events_per_tick over the period plus 1 ms, also where the TSC stops', () => {
+    // 1 GHz TSC, 256 events a tick: a period of 1 ms may advance 256 × (1 ms + 1 ms of skew) = 5.12e8.
+    const at = (adv: number, clock: 'tsc' | 'time' = 'tsc', max?: number) => {
+      const p = profileOf();
+      p.cpu.idle_clock = clock;
+      if (max !== undefined) p.cpu.max_events_per_tick = max;
+      const tsc = clock === 'time' ? 0 : 1_000_000;
+      const text = ['ts_ns,cpu,vm,tsc,uops', '0,0,a,0,0', `1000000,0,a,${tsc},${adv}`, ''].join('\n');
+      return () => decodeText(text, new CswitchDecoder('c.csv', base, resolveProfile(p, 'm.json')));
+    };
+    expect(at(512_000_000)).not.toThrow();
+    expect(at(512_000_001)).toThrow(/counter uops of cpu 0 advanced 5\.1200e\+8 since line 2, in 1\.000 ms: more than the 5\.1200e\+8 that cpu\.max_events_per_tick 256 allows/);
+    // A stopped TSC (idle_clock time) does not shrink the bound: it is taken from the timestamps.
+    expect(at(512_000_000, 'time')).not.toThrow();
+    expect(at(512_000_001, 'time')).toThrow(/that cpu\.max_events_per_tick 256 allows/);
+    // The profile may raise it, for an event that truly counts more (bytes, say).
+    expect(at(1e11, 'tsc', 1e5)).not.toThrow();
+  });
+
   it('hands over batches of at most BATCH_CAPACITY rows, none lost', () => {
     const rows = Array.from({ length: 10001 }, (_, i) => `${i},0,a,${i},${i}`);
     const batches = decodeText(['ts_ns,cpu,vm,tsc,uops', ...rows, ''].join('\n'), new CswitchDecoder('c.csv', base, machineOf()));
@@ -80,6 +99,13 @@ describe('guest reader', () => {
     expect(Array.from(g.dtsc.subarray(0, 5))).toEqual([0, 0, 10, 12, 10]);
     expect(Array.from(g.t0.subarray(0, 5))).toEqual([0, 0, 0, 0, 10]);
     expect(Array.from(g.t.subarray(0, 5))).toEqual([0, 0, 10, 12, 20]);
+  });
+
+  it('bounds a guest lane\'s event counter as the cswitch reader does', () => {
+    // Lane (a, cpu 0): 2 ms apart at 1 GHz → at most 256 × (2 ms + 1 ms) = 7.68e8 uops.
+    const text = (adv: number) => `ts_ns,vm,cpu,container,tsc,uops\n0,a,0,x,0,0\n2000000,a,0,y,2000000,${adv}\n`;
+    expect(() => decodeText(text(768_000_000), new GuestDecoder('g.csv', base, m))).not.toThrow();
+    expect(() => decodeText(text(768_000_001), new GuestDecoder('g.csv', base, m))).toThrow(/counter uops of a on cpu 0 advanced 7\.6800e\+8 since line 2, in 2\.000 ms: more than the 7\.6800e\+8 that cpu\.max_events_per_tick 256 allows/);
   });
 
   it('reads the tasks of a guest that is not energy-aware too (host-level control credits them)', () => {
