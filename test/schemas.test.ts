@@ -65,4 +65,15 @@ describe('variants', () => {
     fs.writeFileSync(f, JSON.stringify({ name: 'x', profile: demo, traces: {}, stages: ['cpu-split'], variants: { typo: { interval_msec: 5 } } }));
     expect(() => loadPipeline(f, { variant: 'typo' })).toThrow(/override 'interval_msec' names a setting that does not exist/);
   });
+
+  it('override a setting whose default is derived (policy.guest.start_s), which the base does not give', () => {
+    const demo = path.join(PROJECT_ROOT, 'pipelines', 'demo.json');
+    const f = path.join(fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'wt-')), 'p.json');
+    const variants = { later: { 'policy.guest.start_s': 2.5 }, typo: { 'policy.guest.start_sec': 2.5 } };
+    fs.writeFileSync(f, JSON.stringify({ name: 'x', profile: demo, traces: {}, stages: ['cpu-split'], policy: { cpu: { start_s: 1 } }, variants }));
+    // Without the variant, the containers' limits switch on with the host's (1 s); with it, at 2.5 s.
+    expect(loadPipeline(f).settings.policy.guest.start_s).toBe(1);
+    expect(loadPipeline(f, { variant: 'later' }).settings.policy.guest.start_s).toBe(2.5);
+    expect(() => loadPipeline(f, { variant: 'typo' })).toThrow(/override 'policy\.guest\.start_sec' names a setting that does not exist/);
+  });
 });

@@ -1,7 +1,7 @@
 /** Pipeline files (docs/formats.md): loading, `extends`, variants and command-line overrides. */
 import path from 'node:path';
 import { WattraceError } from './errors.js';
-import { readJsonFile, validateAgainst } from './json.js';
+import { SCHEMA_DIR, readJsonFile, validateAgainst } from './json.js';
 import { catalogueEntriesFor } from './metrics.js';
 import { settingsOf, type Settings, type SettingsSections } from './settings.js';
 
@@ -131,9 +131,29 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
   return out;
 }
 
+type SchemaNode = { properties?: Record<string, SchemaNode>; $ref?: string };
+let pipelineSchema: SchemaNode | null = null;
+
+/** True when the pipeline schema declares the setting at `parts` (it may have no default). */
+function schemaDeclares(parts: readonly string[]): boolean {
+  const root = (pipelineSchema ??= readJsonFile(path.join(SCHEMA_DIR, 'pipeline.schema.json'), 'pipeline schema') as SchemaNode);
+  const deref = (n: SchemaNode): SchemaNode => {
+    let at = n;
+    while (at.$ref?.startsWith('#/')) at = at.$ref.slice(2).split('/').reduce<SchemaNode>((o, k) => (o as Record<string, SchemaNode>)[k]!, root);
+    return at;
+  };
+  let node: SchemaNode | undefined = root;
+  for (const key of parts) {
+    node = node === undefined ? undefined : deref(node).properties?.[key];
+    if (node === undefined) return false;
+  }
+  return true;
+}
+
 /**
- * Sets `value` at a dotted path. Every segment but the last must exist; the last must exist too,
- * except inside `limits_watts` and `baseline_watts` maps, which name VMs and containers freely.
+ * Sets `value` at a dotted path. Every segment but the last must exist; the last must exist too
+ * (or be a setting the schema declares without a default), except inside `limits_watts` and
+ * `baseline_watts` maps, which name VMs and containers freely.
  */
 export function applyOverride(target: Record<string, unknown>, dotted: string, value: unknown, file: string, where: string): void {
   const parts = dotted.split('.');
@@ -147,7 +167,8 @@ export function applyOverride(target: Record<string, unknown>, dotted: string, v
   }
   const last = parts[parts.length - 1]!;
   const parentIsMap = parts.includes('limits_watts') || parts.includes('baseline_watts');
-  if (!isPlainObject(node) || (!(last in node) && !parentIsMap)) {
+  // A setting whose default is derived (policy.guest.start_s) has no value until it is given.
+  if (!isPlainObject(node) || (!(last in node) && !parentIsMap && !schemaDeclares(parts))) {
     throw new WattraceError('E_PIPELINE', `override '${dotted}' names a setting that does not exist in the pipeline`, { file, path: where });
   }
   node[last] = value;
