@@ -240,3 +240,49 @@ export function folderSnapshot(dir: string): Record<string, string> {
   }
   return out;
 }
+
+/**
+ * A chain of services (§3.3.3): vm1 and vm2 use `vblock`, which `stor` provides on top of `vnic`,
+ * which `net` provides on the NIC (3 W active, 1 W idle, 125 MB/s).
+ */
+export function chainProfile(): Profile {
+  return {
+    cpu: { tsc_hz: 1e9, idle_watts: 20, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+    disks: { nic: { active_watts: 3, idle_watts: 1, nominal_rate_bps: 1.25e8, rate_window: 50, idle_period_ms: 50 } },
+    vms: [
+      { id: 'net', role: 'driver' },
+      { id: 'stor', role: 'driver' },
+      { id: 'vm1', role: 'client' },
+      { id: 'vm2', role: 'client' },
+    ],
+    services: [
+      { id: 'vblock', driver: 'stor', device: 'vnic', clients: ['vm1', 'vm2'] },
+      { id: 'vnic', driver: 'net', device: 'nic', clients: ['stor'] },
+    ],
+  };
+}
+
+/** Each client request: stor works 50 µs, then net works 50 µs and sends one packet for stor. */
+export function chainTraces(seconds: number, rates: Record<string, number>) {
+  const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+  const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
+  const T = seconds * 1e9;
+  const reqs: { t: number; vm: string }[] = [];
+  let seed = 1;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  for (const [vm, r] of Object.entries(rates)) for (let i = 0; i < r * seconds; i++) reqs.push({ t: 1e8 + Math.floor(rand() * (T - 2e8)), vm });
+  reqs.sort((a, b) => a.t - b.t);
+  let uops = 0;
+  let busy = 0;
+  for (const r of reqs) {
+    const t = Math.max(r.t, busy + 1000);
+    cs.push(`${t},0,idle,${t},${uops}`);
+    cs.push(`${t + 50_000},0,stor,${t + 50_000},${(uops += 100_000)}`);
+    cs.push(`${t + 100_000},0,net,${t + 100_000},${(uops += 40_000)}`);
+    busy = t + 100_000;
+    disk.push(`${t},${r.vm},R,0,4096,1000000`);
+    disk.push(`${t},stor,W,0,4096,100000`);
+  }
+  cs.push(`${T},0,idle,${T},${uops}`);
+  return { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n', T };
+}

@@ -44,6 +44,8 @@ export class ServiceGraph {
   private readonly clients = new Map<number, number[]>();
   /** Routes by disk index (profile order) × consumer, filled on first use. */
   private readonly routes: (ServiceRoute | null | undefined)[];
+  /** relays() by disk index × consumer, filled on first use. */
+  private readonly relaying: (boolean | undefined)[] = [];
   private readonly diskIds: string[];
   /** Disk index of each name of the disk log's name table (−1: not a disk). */
   private readonly nameDisk: number[] = [];
@@ -85,6 +87,23 @@ export class ServiceGraph {
       const i = servicesFor(services, this.machine.consumers[vm]!, disk)[0];
       r = i === undefined ? null : { service: i, driver: this.machine.consumerIndex.get(services[i]!.driver)!, physical: services[i]!.device === disk };
       this.routes[key] = r;
+    }
+    return r;
+  }
+
+  /**
+   * True when `vm` drives a service that reaches disk number `d` through another service: its
+   * rows on that disk are the lower legs of its clients' requests (the clients' own rows, the
+   * upper requests, are the demand).
+   */
+  relays(vm: number, d: number): boolean {
+    const key = d * this.machine.consumers.length + vm;
+    let r = this.relaying[key];
+    if (r === undefined) {
+      const { services } = this.machine.profile;
+      const disk = this.diskIds[d]!;
+      const name = this.machine.consumers[vm]!;
+      this.relaying[key] = r = services.some((s) => s.driver === name && s.device !== disk && s.clients.length > 0 && reaches(services, s, disk));
     }
     return r;
   }

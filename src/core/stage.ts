@@ -165,7 +165,8 @@ export interface DriverBaselines {
 export interface DriverCostModel {
   /**
    * The driver CPU energy a request of consumer `client` on disk number `disk` (profile order) of
-   * `bytes` is predicted to cost now; 0 where no driver serves it.
+   * `bytes` is predicted to cost now, summed over every driver on its way (a chain of services);
+   * 0 where no driver serves it.
    */
   predictedCost(client: number, disk: number, bytes: number): Joules;
 }

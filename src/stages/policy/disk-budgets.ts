@@ -21,7 +21,11 @@
  * limit covers the client's whole driver-side active power.
  *
  * Demand comes from the disk log: every recorded request once, in order, with its size and
- * service time; delayed while throttled, never dropped (served + backlog = demand, reported).
+ * service time; delayed while throttled, never dropped (served + backlog = demand, reported). In
+ * a chain of services (§3.3.3) the client's row is the request; the lower driver's row for it (the
+ * leg, naming the upper driver as client) is not queued again, and the client's request takes
+ * the disk for its bytes at the disk's measured rate (its own latency covers the whole chain); its
+ * cost includes every driver's CPU on its way.
  * `arrival: trace`: a request arrives at its recorded completion time. `arrival: closed` (the
  * paper's stress test): a client issues its next recorded request as soon as its previous one
  * completes, until its recorded requests are exhausted — as far as the trace has been read: the
@@ -33,6 +37,7 @@
  */
 import type { DiskBatch, EventSlice } from '../../core/events.js';
 import type { DiskSpec } from '../../core/machine.js';
+import { ServiceGraph } from '../../core/services.js';
 import { METRICS } from '../../core/metrics.js';
 import type { DiskPolicySettings } from '../../core/settings.js';
 import { startAfterRunNote } from './start.js';
@@ -97,6 +102,15 @@ interface DiskSim {
   curBytes: number;
   curJ: number;
   rr: number;
+  /**
+   * The disk's transfer rate for upper requests of a chain (their latency covers the chain): from
+   * the physical requests' bytes over service time, re-estimated every `rate_window` of them
+   * (nominal_rate_bps before), as disk-energy estimates it.
+   */
+  rate: number;
+  windowBytes: number;
+  windowNs: number;
+  windowN: number;
 }
 
 export class DiskBudgets implements Stage {
@@ -107,6 +121,7 @@ export class DiskBudgets implements Stage {
   private readonly sims: DiskSim[];
 
   private readonly diskIndex = new Map<string, number>();
+  private readonly graph: ServiceGraph;
   private origin = NaN;
   private now = NaN;
   private nextPeriod = NaN;
@@ -123,8 +138,28 @@ export class DiskBudgets implements Stage {
     this.startNs = sToNs(this.s.start_s);
     this.sims = Object.entries(ctx.machine.profile.disks).map(([id, spec], d) => {
       this.diskIndex.set(id, d);
-      return { d, id, spec, clients: [], byVm: new Map(), busyUntil: -Infinity, cur: null, curBytes: 0, curJ: 0, rr: 0 };
+      return { d, id, spec, clients: [], byVm: new Map(), busyUntil: -Infinity, cur: null, curBytes: 0, curJ: 0, rr: 0, rate: spec.nominal_rate_bps, windowBytes: 0, windowNs: 0, windowN: 0 };
     });
+    this.graph = new ServiceGraph(ctx.machine);
+  }
+
+  /**
+   * A request's service time on the simulated disk. A chain's upper request (its client's row;
+   * its latency covers the whole chain) takes what its bytes take at the disk's measured rate; a
+   * physical request its recorded latency (bytes / nominal rate where none is recorded).
+   */
+  private serviceOf(sim: DiskSim, upper: boolean, bytes: number, lat: number): number {
+    if (upper) return transferNs(bytes, sim.rate);
+    if (lat !== lat) return transferNs(bytes, sim.spec.nominal_rate_bps);
+    sim.windowBytes += bytes;
+    sim.windowNs += lat;
+    if (++sim.windowN >= sim.spec.rate_window) {
+      if (sim.windowNs > 0 && sim.windowBytes > 0) sim.rate = perSecond(sim.windowBytes, sim.windowNs);
+      sim.windowBytes = 0;
+      sim.windowNs = 0;
+      sim.windowN = 0;
+    }
+    return lat;
   }
 
   push(slice: EventSlice): void {
@@ -134,10 +169,19 @@ export class DiskBudgets implements Stage {
       const t = b.t[i]!;
       this.advance(t);
       const sim = this.sims[this.diskIndex.get(b.names[b.disk[i]!]!)!]!;
-      const c = this.client(sim, b.vm[i]!);
-      const lat = b.latency[i]!;
+      const vm = b.vm[i]!;
+      const route = this.graph.route(vm, sim.d);
+      const upper = route !== null && !route.physical;
+      // In a chain of services, a client's request is logged twice: by the upper driver (the
+      // client's row, the demand) and by the lower driver (the leg it sends on, naming the upper
+      // driver as client). The leg is the same request: queued again, it occupied the disk twice.
+      if (this.graph.relays(vm, sim.d)) {
+        this.serviceOf(sim, false, b.bytes[i]!, b.latency[i]!);
+        continue;
+      }
+      const c = this.client(sim, vm);
       // At least 1 ns: the simulated clock must move with every request.
-      const service = Math.max(1, lat === lat ? lat : transferNs(b.bytes[i]!, sim.spec.nominal_rate_bps));
+      const service = Math.max(1, this.serviceOf(sim, upper, b.bytes[i]!, b.latency[i]!));
       if (this.s.arrival === 'closed' && mutated('truncate-closed') && c.demand >= TRUNCATED) continue;
       c.demand++;
       this.enqueue(c, b.bytes[i]!, service);

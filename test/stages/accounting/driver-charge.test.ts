@@ -6,7 +6,7 @@ import { resolveProfile } from '../../../src/core/profile.js';
 import type { Profile } from '../../../src/core/machine.js';
 import type { EnergyRow } from '../../../src/core/stage.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, cli, driverProfile, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import { cells, chainProfile, chainTraces, cli, driverProfile, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 
 const fig5Profile = driverProfile;
 
@@ -257,48 +257,6 @@ describe('conservation and invariants', () => {
 });
 
 describe('service chains (§3.3.3: client → storage driver → network driver → NIC)', () => {
-  function chainProfile(): Profile {
-    return {
-      cpu: { tsc_hz: 1e9, idle_watts: 20, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
-      disks: { nic: { active_watts: 3, idle_watts: 1, nominal_rate_bps: 1.25e8, rate_window: 50, idle_period_ms: 50 } },
-      vms: [
-        { id: 'net', role: 'driver' },
-        { id: 'stor', role: 'driver' },
-        { id: 'vm1', role: 'client' },
-        { id: 'vm2', role: 'client' },
-      ],
-      services: [
-        { id: 'vblock', driver: 'stor', device: 'vnic', clients: ['vm1', 'vm2'] },
-        { id: 'vnic', driver: 'net', device: 'nic', clients: ['stor'] },
-      ],
-    };
-  }
-
-  /** Each client request: stor works 50 µs, then net works 50 µs and sends one packet for stor. */
-  function chainTraces(seconds: number, rates: Record<string, number>) {
-    const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
-    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
-    const T = seconds * 1e9;
-    const reqs: { t: number; vm: string }[] = [];
-    let seed = 1;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
-    for (const [vm, r] of Object.entries(rates)) for (let i = 0; i < r * seconds; i++) reqs.push({ t: 1e8 + Math.floor(rand() * (T - 2e8)), vm });
-    reqs.sort((a, b) => a.t - b.t);
-    let uops = 0;
-    let busy = 0;
-    for (const r of reqs) {
-      const t = Math.max(r.t, busy + 1000);
-      cs.push(`${t},0,idle,${t},${uops}`);
-      cs.push(`${t + 50_000},0,stor,${t + 50_000},${(uops += 100_000)}`);
-      cs.push(`${t + 100_000},0,net,${t + 100_000},${(uops += 40_000)}`);
-      busy = t + 100_000;
-      disk.push(`${t},${r.vm},R,0,4096,1000000`);
-      disk.push(`${t},stor,W,0,4096,100000`);
-    }
-    cs.push(`${T},0,idle,${T},${uops}`);
-    return { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n', T };
-  }
-
   it('charges both drivers and the NIC to the end clients, conserving every device', async () => {
     const m = resolveProfile(chainProfile(), 'chain.json');
     const tr = chainTraces(20, { vm1: 60, vm2: 20 });
@@ -353,6 +311,34 @@ describe('service chains (§3.3.3: client → storage driver → network driver 
     // The NIC's idle energy, all consumed via net for stor, is passed on in equal parts.
     expect(relDiff(c.get('vm1|net|nic|idle')!, c.get('vm2|net|nic|idle')!)).toBeLessThan(1e-9);
     expect(relDiff(c.get('vm1|net|nic|idle')! + c.get('vm2|net|nic|idle')!, (1 * T) / 1e9)).toBeLessThan(1e-9);
+  });
+
+  it('passes a chain\'s energy on independently of interval_ms, with mixed request sizes', async () => {
+    // Requests of 4 KiB (vm1) and 64 KiB or 1 MiB (vm2) in a random mix: the weights that split
+    // what net and the NIC spent for stor move with every request. Energy is passed on at each
+    // request's own time, so every cell is the same at 5, 37, 100 and 1000 ms intervals, to 1e-12
+    // (it moved by up to 1.6 % when the interval rows were split with the weights at their arrival).
+    const m = resolveProfile(chainProfile(), 'chain.json');
+    const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
+    let uops = 0;
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (let i = 0; i < 600; i++) {
+      const t = 1e8 + i * 7_000_000 + Math.floor(rand() * 3_000_000);
+      const [vm, bytes] = rand() < 0.5 ? ['vm1', 4096] : ['vm2', rand() < 0.5 ? 65536 : 1048576];
+      cs.push(`${t},0,idle,${t},${uops}`, `${t + 50_000},0,stor,${t + 50_000},${(uops += 100_000)}`, `${t + 100_000},0,net,${t + 100_000},${(uops += 20_000 + bytes / 16)}`);
+      disk.push(`${t},${vm},R,0,${bytes},1000000`, `${t},stor,W,0,${bytes},${Math.round((bytes / 1.25e8) * 1e9)}`);
+    }
+    const T = 1e8 + 600 * 7_000_000 + 1e8;
+    cs.push(`${T},0,idle,${T},${uops}`);
+    const at = async (intervalMs: number) => cells(await replayTexts(m, { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n' }, STAGES, { intervalMs }));
+    const fine = await at(5);
+    for (const ms of [37, 100, 1000]) {
+      const c = await at(ms);
+      expect([...c.keys()].sort(), `${ms} ms`).toEqual([...fine.keys()].sort());
+      for (const [k, j] of fine) expect(Math.abs(c.get(k)! - j), `${k} at ${ms} ms`).toBeLessThan(1e-12 * Math.abs(j) + 1e-15);
+    }
   });
 
   it('resolves a chain three drivers deep: client → A → B → C → disk', async () => {

@@ -11,7 +11,7 @@ import { resolveProfile } from '../../../src/core/profile.js';
 import { throttleStep } from '../../../src/stages/policy/disk-budgets.js';
 import { settle } from '../../../src/stages/policy/settle.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, driverProfile, machineOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import { cells, chainProfile, chainTraces, driverProfile, machineOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 import type { MemorySink } from '../../../src/store/memory.js';
 
 describe('the throttle-factor formula (§3.3.6), step by step by hand', () => {
@@ -150,6 +150,29 @@ describe('disk-budgets with arrival: trace', () => {
     // Every request once; the last completes at the end of the run, so it is still in service.
     expect(s.metrics.get('disk.vm1.requests')!).toBe(9);
     expect(s.metrics.get('disk.vm1.requests')! + s.metrics.get('disk.vm1.backlog')!).toBe(10);
+  });
+
+  it('a chain of services: each client request once, at the disk\'s rate, costing both drivers', async () => {
+    // chainTraces: each client request is logged by stor (the client's row: 4 KiB, latency 1 ms,
+    // the whole chain) and by net (the leg, naming stor: 4 KiB in 100 µs, so the NIC's measured
+    // rate is 4096 B / 100 µs). Per request the client's driver-side active energy is, by hand:
+    // the NIC's (3 − 1) W × 100 µs = 200 µJ, stor's CPU 100 k uops × 1 nJ = 100 µJ and net's
+    // 40 k uops = 40 µJ: 340 µJ. Before, the leg was queued again as a client `stor` and the
+    // client's row took the disk for its 1 ms: 2.1 mJ a request, 6× the accounting.
+    const m = resolveProfile(chainProfile(), 'chain.json');
+    const tr = chainTraces(20, { vm1: 60, vm2: 20 });
+    const sink = await replayTexts(m, { cswitch: tr.cswitch, disk: tr.disk }, ['cpu-split', 'disk-energy', 'driver-charge', 'disk-budgets'], { policy: { disk: { arrival: 'trace', start_s: 0 } } });
+    const c = cells(sink);
+    expect(sink.metrics.has('disk.stor.demand')).toBe(false);
+    expect(sink.diskPolicyRows.some((r) => r.vm === 'stor')).toBe(false);
+    for (const [vm, n] of [['vm1', 1200], ['vm2', 400]] as const) {
+      expect(sink.metrics.get(`disk.${vm}.demand`), vm).toBe(n);
+      expect(sink.metrics.get(`disk.${vm}.backlog`), vm).toBe(0);
+      const sim = sink.diskPolicyRows.filter((r) => r.vm === vm).reduce((a, r) => a + r.watts * 0.2, 0);
+      expect(relDiff(sim, n * 340e-6), vm).toBeLessThan(0.05);
+      const accounted = c.get(`${vm}|net|nic|active`)! + c.get(`${vm}|stor|cpu|active`)! + c.get(`${vm}|net|cpu|active`)!;
+      expect(relDiff(sim, accounted), vm).toBeLessThan(0.05);
+    }
   });
 
   it('delays, never drops: served + still waiting = demand; a tighter limit serves no more', async () => {
