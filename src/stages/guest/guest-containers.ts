@@ -20,9 +20,11 @@
  * are weights of the VM-wide budget, shared among the containers that want to run (an idle one's
  * share is borrowed by the others). The VM-wide budget is the host's limit for the VM
  * (`policy.cpu.limits_watts[vm]`) × period, from `policy.cpu.start_s`; the containers' limits are
- * in force from `policy.guest.start_s` (by default the same). A container's power while running is what it drew in
- * the guest log (virtual active energy over virtual time); its demand is what the log shows it
- * running, or unbounded with `cpu_bound` (CPU-bound tasks such as bzip2). A guest's containers are
+ * in force from `policy.guest.start_s` (by default the same). Its demand is what the log shows it
+ * running, chunk by chunk, and served work costs what that chunk drew in the log (virtual active
+ * energy over virtual time); with `cpu_bound` (CPU-bound tasks such as bzip2) demand is unbounded
+ * and runs at the container's mean power so far. A chunk is known once the row ending it is read,
+ * so the VM's periods wait until the guest log reaches their end (or GUEST_LOG_WAIT_NS). A guest's containers are
  * simulated on one virtual CPU: chunks of its time are taken in the order the log ends them
  * (enough for the single-CPU guests of the paper; a multi-CPU guest is under-served).
  *
@@ -54,6 +56,13 @@ interface Task {
   recJ: number;
   recNs: number;
   backlog: number;
+  /**
+   * The logged chunks not served yet (without `cpu_bound`), oldest first: their virtual time and
+   * active energy left, so served work costs what that very work drew in the log.
+   */
+  chunkNs: number[];
+  chunkJ: number[];
+  chunkHead: number;
   budget: number;
   /** The limit in force this period (static: its own; shares: its share of the VM budget). */
   periodLimit: number | null;
@@ -77,7 +86,18 @@ interface GuestVm {
   rr: number;
   nextRefresh: number;
   vmBudget: number;
+  /** The VM's periods not simulated yet: [t0, t1) pairs, waiting for the guest log to reach t1. */
+  waiting: number[];
+  /** The latest end of a logged container period of this VM. */
+  loggedTo: number;
 }
+
+/**
+ * How long a VM's time waits for its guest log before it is simulated without the chunks still to
+ * come: a chunk's demand is known only when the row that ends it is read, and a period of the VM
+ * is simulated once the log has reached its end (or is this far behind).
+ */
+const GUEST_LOG_WAIT_NS = 1e9;
 
 export class GuestContainers implements Stage {
   readonly receive = {
@@ -94,6 +114,8 @@ export class GuestContainers implements Stage {
   private readonly pending = new Map<number, Map<string, { t0: number; t1: number; joules: number }>>();
   private readonly guests = new Map<number, GuestVm>();
   private origin = NaN;
+  /** The latest time this stage has seen in either log. */
+  private latest = -Infinity;
   /** The host's limit for the VM (the VM-wide budget) is in force from policy.cpu.start_s. */
   private readonly startNs: number;
   /** The container limits, from policy.guest.start_s. */
@@ -110,7 +132,7 @@ export class GuestContainers implements Stage {
     for (const vm of this.aware) {
       const name = m.consumers[vm]!;
       const limits = this.s.limits_watts[name] ?? null;
-      const g: GuestVm = { vm, name, limits, vmLimit: hostLimits[name] ?? null, tasks: new Map(), rr: 0, nextRefresh: NaN, vmBudget: 0 };
+      const g: GuestVm = { vm, name, limits, vmLimit: hostLimits[name] ?? null, tasks: new Map(), rr: 0, nextRefresh: NaN, vmBudget: 0, waiting: [], loggedTo: -Infinity };
       this.guests.set(vm, g);
       // Containers with limits report even if they never run.
       for (const c of Object.keys(limits ?? {})) this.task(g, c);
@@ -182,8 +204,15 @@ export class GuestContainers implements Stage {
       const t1 = p.t1[i]!;
       const from = this.windowFrom();
       t.recAfterJ += t1 > t0 ? (e * Math.max(0, t1 - Math.max(t0, from))) / (t1 - t0) : t1 >= from ? e : 0;
-      if (!this.s.cpu_bound) t.backlog += dt;
+      if (!this.s.cpu_bound) {
+        t.backlog += dt;
+        t.chunkNs.push(dt);
+        t.chunkJ.push(e);
+      }
+      if (p.t1[i]! > g.loggedTo) g.loggedTo = p.t1[i]!;
+      if (p.t1[i]! > this.latest) this.latest = p.t1[i]!;
     }
+    for (const g of this.guests.values()) this.release(g, false);
   }
 
   private requests(slice: EventSlice<DiskBatch>): void {
@@ -198,7 +227,7 @@ export class GuestContainers implements Stage {
   private task(g: GuestVm, name: string): Task {
     let t = g.tasks.get(name);
     if (!t) {
-      t = { name, limit: g.limits?.[name] ?? null, recJ: 0, recNs: 0, backlog: 0, budget: 0, periodLimit: null, periodJ: 0, periodNs: 0, preempted: 0, totalJ: 0, afterJ: 0, recAfterJ: 0, workNs: 0, preemptedNs: 0 };
+      t = { name, limit: g.limits?.[name] ?? null, recJ: 0, recNs: 0, backlog: 0, chunkNs: [], chunkJ: [], chunkHead: 0, budget: 0, periodLimit: null, periodJ: 0, periodNs: 0, preempted: 0, totalJ: 0, afterJ: 0, recAfterJ: 0, workNs: 0, preemptedNs: 0 };
       g.tasks.set(name, t);
     }
     return t;
@@ -208,10 +237,26 @@ export class GuestContainers implements Stage {
   private vmTime(p: CpuPeriods): void {
     if (p.length > 0) this.begin(p.t1[0]!);
     for (let i = 0; i < p.length; i++) {
+      if (p.t1[i]! > this.latest) this.latest = p.t1[i]!;
       const g = this.guests.get(p.vm[i]!);
       if (!g || !g.limits) continue;
-      this.simulate(g, p.t0[i]!, p.t1[i]!);
+      g.waiting.push(p.t0[i]!, p.t1[i]!);
     }
+    for (const g of this.guests.values()) this.release(g, false);
+  }
+
+  /**
+   * Simulates the VM's waiting periods whose end the guest log has reached (so every chunk the
+   * guest ran in them is known), or that are GUEST_LOG_WAIT_NS behind the replay; all at the end.
+   */
+  private release(g: GuestVm, all: boolean): void {
+    const w = g.waiting;
+    let k = 0;
+    while (k < w.length && (all || w[k + 1]! <= g.loggedTo || w[k + 1]! + GUEST_LOG_WAIT_NS <= this.latest)) {
+      this.simulate(g, w[k]!, w[k + 1]!);
+      k += 2;
+    }
+    if (k > 0) w.splice(0, k);
   }
 
   /** The window of the mean powers starts at the first budget period from policy.guest.start_s. */
@@ -220,7 +265,7 @@ export class GuestContainers implements Stage {
   }
 
   private runnable(t: Task): boolean {
-    return this.s.cpu_bound ? t.recNs > 0 : t.backlog > 0;
+    return this.s.cpu_bound ? t.recNs > 0 : t.chunkHead < t.chunkNs.length;
   }
 
   private refresh(g: GuestVm, now: number): void {
@@ -299,12 +344,15 @@ export class GuestContainers implements Stage {
         t = end;
         continue;
       }
-      const power = powerOf(chosen.recJ, chosen.recNs);
+      // Served work costs what it drew in the log: the oldest logged chunk's power (cpu_bound:
+      // demand beyond the log, at the container's mean power so far).
+      const head = chosen.chunkHead;
+      const power = this.s.cpu_bound ? powerOf(chosen.recJ, chosen.recNs) : powerOf(chosen.chunkJ[head]!, chosen.chunkNs[head]!);
       const cap = Math.min(chosen.budget, g.vmBudget);
       let dt = Math.min(QUANTUM_NS, end - t, power > 0 ? sToNs(cap / power) : Infinity);
-      if (!this.s.cpu_bound) dt = Math.min(dt, chosen.backlog);
-      dt = Math.max(dt, 1);
-      const j = energyOf(power, dt);
+      if (!this.s.cpu_bound) dt = Math.min(dt, chosen.chunkNs[head]!);
+      dt = Math.max(dt, Math.min(1, this.s.cpu_bound ? 1 : chosen.chunkNs[head]!));
+      const j = this.s.cpu_bound ? energyOf(power, dt) : this.serveChunk(chosen, dt);
       chosen.budget -= j;
       g.vmBudget -= j;
       chosen.periodJ += j;
@@ -312,13 +360,35 @@ export class GuestContainers implements Stage {
       if (t >= this.windowFrom()) chosen.afterJ += j;
       chosen.periodNs += dt;
       chosen.workNs += dt;
-      if (!this.s.cpu_bound) chosen.backlog = Math.max(0, chosen.backlog - dt);
       for (const c of tasks) if (c !== chosen && this.runnable(c) && (c.budget <= 0 || g.vmBudget <= 0)) c.preempted += dt;
       t += dt;
     }
   }
 
+  /** Serves `dt` of the task's oldest chunk (dt ≤ what is left of it): the energy it drew for that. */
+  private serveChunk(task: Task, dt: number): number {
+    const h = task.chunkHead;
+    const left = task.chunkNs[h]!;
+    const j = dt >= left ? task.chunkJ[h]! : (task.chunkJ[h]! * dt) / left;
+    task.backlog = Math.max(0, task.backlog - dt);
+    if (dt >= left) {
+      task.chunkHead++;
+      // The served chunks are dropped now and then, not one by one.
+      if (task.chunkHead >= 1024 && task.chunkHead * 2 >= task.chunkNs.length) {
+        task.chunkNs.splice(0, task.chunkHead);
+        task.chunkJ.splice(0, task.chunkHead);
+        task.chunkHead = 0;
+      }
+      if (task.chunkHead === task.chunkNs.length) task.backlog = 0;
+    } else {
+      task.chunkNs[h] = left - dt;
+      task.chunkJ[h] = task.chunkJ[h]! - j;
+    }
+    return j;
+  }
+
   finish(run: RunSpan): void {
+    for (const g of this.guests.values()) this.release(g, true);
     const late = startAfterRunNote('policy.guest.start_s', this.s.start_s, Object.keys(this.s.limits_watts).length, run);
     if (late !== null) this.ctx.note(late);
     // The last, partial budget period.

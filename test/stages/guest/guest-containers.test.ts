@@ -9,6 +9,7 @@ import { PROJECT_ROOT } from '../../../src/core/json.js';
 import { loadProfile, resolveProfile } from '../../../src/core/profile.js';
 import { demoCswitchText, demoDiskText } from '../../../src/generate/demo-fixture.js';
 import { profileOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import type { MemorySink } from '../../../src/store/memory.js';
 
 const fig9 = path.join(PROJECT_ROOT, 'pipelines', 'paper-fig9.json');
 
@@ -146,5 +147,53 @@ describe('guest budgets: an idle container', () => {
     expect(Math.abs(st.metrics.get('container.g.a.mean_watts')! / 10 - 1)).toBeLessThan(0.05);
     expect(Math.abs(sh.metrics.get('container.g.a.mean_watts')! / 40 - 1)).toBeLessThan(0.05);
     expect(sh.containerRows.filter((r) => r.container === 'a').length).toBeGreaterThan(150);
+  });
+});
+
+describe('guest budgets: served work costs what that work drew in the log', () => {
+  // One CPU, 200 ms, the energy-aware VM g running all the time (hypervisor rows every 10 ms). In
+  // its guest, 5 ms chunks alternate: a at 20 W, b at 40 W, a at 80 W, b at 40 W, … (by uops at
+  // 1 nJ each). Per 50 ms budget period a runs 20, 80, 20, 80, 20 W chunks (1.1 J: 22 W) then
+  // 80, 20, 80, 20, 80 (1.4 J: 28 W); b 5 × 0.2 J (20 W). Before, served work was priced at a's
+  // running mean power (20.4, 24.24, 24.30, 24.67 W; mean 23.4 W, 6 % low), and a chunk became
+  // demand only after the VM's period that held it was simulated (b: 16 W in the first period,
+  // its last chunk never served).
+  const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,g,0,0'];
+  const guest = ['ts_ns,vm,cpu,container,tsc,uops', '0,g,0,a,0,0'];
+  let uops = 0;
+  for (let i = 1; i <= 40; i++) {
+    const t = i * 5_000_000;
+    const [c, watts] = i % 2 === 1 ? ['a', i % 4 === 1 ? 20 : 80] : ['b', 40];
+    uops += watts * 5e6;
+    guest.push(`${t},g,0,${c},${t},${uops}`);
+    if (i % 2 === 0) cs.push(`${t},0,g,${t},${uops}`);
+  }
+  const p = profileOf({ vms: ['g'], events: { uops: 1e-9 } });
+  p.vms[0]!.energy_aware = true;
+  const m = resolveProfile(p, 'g.json');
+  const run = (limits: Record<string, number>) =>
+    replayTexts(m, { cswitch: cs.join('\n') + '\n', guest: guest.join('\n') + '\n' }, ['cpu-split', 'virtual-counters', 'guest-containers'], {
+      policy: { guest: { period_ms: 50, limits_watts: { g: limits } } },
+    });
+  const watts = (r: MemorySink, c: string) => r.containerRows.filter((x) => x.container === c).map((x) => x.watts);
+
+  it('limits that never bind: every period as logged, every chunk served', async () => {
+    const r = await run({ a: 1000, b: 1000 });
+    watts(r, 'a').forEach((w, i) => expect(w, `a, period ${i}`).toBeCloseTo([22, 28, 22, 28][i]!, 9));
+    watts(r, 'b').forEach((w, i) => expect(w, `b, period ${i}`).toBeCloseTo(20, 9));
+    expect(r.metrics.get('container.g.a.mean_watts')).toBeCloseTo(25, 9);
+    for (const c of ['a', 'b']) {
+      expect(r.metrics.get(`container.g.${c}.backlog_s`), c).toBe(0);
+      expect(r.metrics.get(`container.g.${c}.work_s`), c).toBeCloseTo(0.1, 12);
+    }
+  });
+
+  it('a binding limit buys the logged chunks in order: 10 W × 50 ms = 0.5 J is 5 ms at 20 W and 5 ms at 80 W', async () => {
+    const r = await run({ a: 10, b: 1000 });
+    const first = r.containerRows.find((x) => x.container === 'a')!;
+    expect(first.workS).toBeCloseTo(0.01, 8);
+    expect(first.watts).toBeCloseTo(10, 6);
+    // Delayed, never dropped: what a did + what waits = what it logged.
+    expect(r.metrics.get('container.g.a.work_s')! + r.metrics.get('container.g.a.backlog_s')!).toBeCloseTo(0.1, 9);
   });
 });
