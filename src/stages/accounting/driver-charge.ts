@@ -30,8 +30,7 @@
  * cost on that disk under its model (bytes / rate, from disk-energy's `disk-requests`), active
  * energy of a lower driver's CPU in proportion to what each upper request costs under that
  * driver's cost model (`passOnShares`); over the driver's last complete cost window and the
- * current one, taken when each leg of the chain caused the energy (`foresee`), so the split does
- * not depend on `interval_ms`. A charge to a client that is itself a driver is taken over by that driver again, so
+ * current one. A charge to a client that is itself a driver is taken over by that driver again, so
  * chains of any depth resolve in dependency order by themselves.
  */
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
@@ -54,9 +53,6 @@ const IDLE = 0;
 const ACTIVE = 1;
 const SHARE = 2;
 const SLOTS = 3;
-
-/** Intervals behind the CPU log's a foreseen split waits for its row (a disk log may lag a little). */
-const FORESEEN_KEPT = 1024;
 
 /** Codes of `accounting.driver.<vm>.baseline_source` (docs/metrics.md). */
 export const BASELINE_SOURCE_CODE: Readonly<Record<DriverBaseline['source'], number>> = { none: 0, given: 1, quiet: 2, fit: 3 };
@@ -140,15 +136,6 @@ export class DriverCharge implements Stage, DriverCostModel {
   private readonly charges: IntervalAccumulator;
   /** Passed-on energy per interval: key `${client}\0${kind}\0${via}\0${device}`. */
   private readonly passed = new Map<number, Map<string, number>>();
-  /**
-   * Active energy a relaying driver (one that is a client of another service: a chain) will be
-   * charged, split among its clients at the time each request caused it: interval → key
-   * `${driver slot}\0${device key}` → amount per client. The interval's row is passed on in these
-   * proportions when it arrives, so the split does not depend on how long the intervals are.
-   */
-  private readonly foreseen = new Map<number, Map<string, Float64Array>>();
-  /** Active watts above idle of each disk, in profile order. */
-  private readonly diskActiveWatts: number[];
   private readonly clocks = new CpuClocks();
   private minT0 = Infinity;
   private cpuEnd = -Infinity;
@@ -215,7 +202,6 @@ export class DriverCharge implements Stage, DriverCostModel {
       return drv;
     });
     this.captures = new Set(this.drivers.map((d) => d.name));
-    this.diskActiveWatts = Object.values(m.profile.disks).map((d) => d.active_watts - d.idle_watts);
     this.charges = new IntervalAccumulator(ctx.intervalNs, this.drivers.length * this.nCons * SLOTS, (k, s) => this.emitCharges(k, s));
   }
 
@@ -266,15 +252,6 @@ export class DriverCharge implements Stage, DriverCostModel {
         drv.chargedBy[2 * c + 1] = drv.chargedBy[2 * c + 1]! + cost;
         drv.heldWin[c] = drv.heldWin[c]! + cost;
       }
-      // A request of a driver that relays its clients' requests (a chain's leg): the disk energy
-      // and this driver's cost it causes go on to the relay's clients by their weights now.
-      const relay = this.driverOf[c];
-      if (relay) {
-        const k = Math.floor(t / I);
-        const e = energyOf(this.diskActiveWatts[r.disk[i]!]!, r.activeNs[i]!);
-        if (e > 0) this.foresee(k, relay, `disk:${r.disk[i]}`, e);
-        if (cost > 0) this.foresee(k, relay, `cpu:${drv.name}`, cost);
-      }
       drv.runWeight[c] = drv.runWeight[c]! + (drv.windows === 0 ? 1 : p);
       // What the request costs on each device below the driver, to pass that device's energy on.
       this.weigh(drv, `disk:${r.disk[i]}`, c, r.activeNs[i]!);
@@ -286,51 +263,6 @@ export class DriverCharge implements Stage, DriverCostModel {
       drv.n++;
       drv.bytesInWindow += bytes;
     }
-  }
-
-  /** The shares of `drv`'s clients in active energy of device `key` it is charged now. */
-  private sharesNow(drv: Driver, key: string): number[] {
-    const pw = drv.pass.get(key);
-    const w = pw ? this.mix(pw.win, pw.last) : new Float64Array(this.nCons);
-    const n = pw ? this.mix(pw.winN, pw.lastN) : new Float64Array(this.nCons);
-    return passOnShares('active', drv.clients, w, n);
-  }
-
-  /** `amount` of active energy of `key` that `relay` will be charged in interval k, split now (and on, down a chain). */
-  private foresee(k: number, relay: Driver, key: string, amount: number): void {
-    const shares = this.sharesNow(relay, key);
-    let m = this.foreseen.get(k);
-    if (!m) this.foreseen.set(k, (m = new Map()));
-    const id = `${relay.slot}\0${key}`;
-    let f = m.get(id);
-    if (!f) m.set(id, (f = new Float64Array(this.nCons)));
-    relay.clients.forEach((c, i) => {
-      const a = amount * shares[i]!;
-      if (a === 0) return;
-      f[c] = f[c]! + a;
-      const sub = this.driverOf[c];
-      if (sub) this.foresee(k, sub, key, a);
-    });
-  }
-
-  /**
-   * How `j` J of active energy of `key` charged to `drv` in interval k goes on to its clients: as
-   * its requests caused it (foreseen); energy beyond that (the end's settlement of what the
-   * charges missed) by the weights now; less than that (a take-back) in the foreseen proportions.
-   */
-  private passOnActive(k: number, drv: Driver, key: string, j: number): number[] {
-    const m = this.foreseen.get(k);
-    const id = `${drv.slot}\0${key}`;
-    const f = m?.get(id);
-    if (m && f) {
-      m.delete(id);
-      if (m.size === 0) this.foreseen.delete(k);
-    }
-    const total = f ? drv.clients.reduce((a, c) => a + f[c]!, 0) : 0;
-    if (!f || !(total > 0)) return this.sharesNow(drv, key).map((x) => j * x);
-    if (j <= total) return drv.clients.map((c) => (j * f[c]!) / total);
-    const now = this.sharesNow(drv, key);
-    return drv.clients.map((c, i) => f[c]! + (j - total) * now[i]!);
   }
 
   private weigh(drv: Driver, key: string, c: number, w: number): void {
@@ -364,8 +296,6 @@ export class DriverCharge implements Stage, DriverCostModel {
     if (k > this.passedBefore) {
       this.passedBefore = k;
       this.flushPassed(k);
-      // A foreseen split whose row never came (energy that rounded to 0): not kept for ever.
-      for (const fk of this.foreseen.keys()) if (fk < k - FORESEEN_KEPT) this.foreseen.delete(fk);
     }
   }
 
@@ -485,9 +415,11 @@ export class DriverCharge implements Stage, DriverCostModel {
     drv.foreignJ += row.joules;
     const via = row.via ?? drv.name;
     const key = row.device === CPU_DEVICE ? `cpu:${via}` : `disk:${Object.keys(this.ctx.machine.profile.disks).indexOf(row.device)}`;
-    // Idle in equal parts; active as the requests that caused it were weighted at their time.
-    const parts = row.kind === 'idle' ? passOnShares('idle', drv.clients, [], []).map((x) => row.joules * x) : this.passOnActive(k, drv, key, row.joules);
-    drv.clients.forEach((c, i) => this.pass(k, c, via, row.device, row.kind, parts[i]!));
+    const pw = drv.pass.get(key);
+    const w = pw ? this.mix(pw.win, pw.last) : new Float64Array(this.nCons);
+    const n = pw ? this.mix(pw.winN, pw.lastN) : new Float64Array(this.nCons);
+    const shares = passOnShares(row.kind, drv.clients, w, n);
+    drv.clients.forEach((c, i) => this.pass(k, c, via, row.device, row.kind, row.joules * shares[i]!));
   }
 
   private mix(a: Float64Array, b: Float64Array): Float64Array {

@@ -98,6 +98,8 @@ interface GuestVm {
  * is simulated once the log has reached its end (or is this far behind).
  */
 const GUEST_LOG_WAIT_NS = 1e9;
+/** Chunks of a container's backlog kept apart; later ones are merged into the last (flat memory). */
+const MAX_CHUNKS = 4096;
 
 export class GuestContainers implements Stage {
   readonly receive = {
@@ -204,10 +206,18 @@ export class GuestContainers implements Stage {
       const t1 = p.t1[i]!;
       const from = this.windowFrom();
       t.recAfterJ += t1 > t0 ? (e * Math.max(0, t1 - Math.max(t0, from))) / (t1 - t0) : t1 >= from ? e : 0;
-      if (!this.s.cpu_bound) {
+      if (!this.s.cpu_bound && g.limits) {
         t.backlog += dt;
-        t.chunkNs.push(dt);
-        t.chunkJ.push(e);
+        // A deep backlog keeps its newest chunks merged into one (their mean power), so memory
+        // stays flat however far a limited container falls behind its log.
+        const last = t.chunkNs.length - 1;
+        if (last - t.chunkHead >= MAX_CHUNKS) {
+          t.chunkNs[last] = t.chunkNs[last]! + dt;
+          t.chunkJ[last] = t.chunkJ[last]! + e;
+        } else {
+          t.chunkNs.push(dt);
+          t.chunkJ.push(e);
+        }
       }
       if (p.t1[i]! > g.loggedTo) g.loggedTo = p.t1[i]!;
       if (p.t1[i]! > this.latest) this.latest = p.t1[i]!;

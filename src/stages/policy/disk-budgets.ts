@@ -176,7 +176,8 @@ export class DiskBudgets implements Stage {
       // client's row, the demand) and by the lower driver (the leg it sends on, naming the upper
       // driver as client). The leg is the same request: queued again, it occupied the disk twice.
       if (this.graph.relays(vm, sim.d)) {
-        this.serviceOf(sim, false, b.bytes[i]!, b.latency[i]!);
+        // A physical leg still tells the disk's rate; a middle leg of a deeper chain does not.
+        if (!upper) this.serviceOf(sim, false, b.bytes[i]!, b.latency[i]!);
         continue;
       }
       const c = this.client(sim, vm);

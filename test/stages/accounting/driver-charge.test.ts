@@ -313,11 +313,12 @@ describe('service chains (§3.3.3: client → storage driver → network driver 
     expect(relDiff(c.get('vm1|net|nic|idle')! + c.get('vm2|net|nic|idle')!, (1 * T) / 1e9)).toBeLessThan(1e-9);
   });
 
-  it('passes a chain\'s energy on independently of interval_ms, with mixed request sizes', async () => {
-    // Requests of 4 KiB (vm1) and 64 KiB or 1 MiB (vm2) in a random mix: the weights that split
-    // what net and the NIC spent for stor move with every request. Energy is passed on at each
-    // request's own time, so every cell is the same at 5, 37, 100 and 1000 ms intervals, to 1e-12
-    // (it moved by up to 1.6 % when the interval rows were split with the weights at their arrival).
+  it('a chain with mixed request sizes: device totals are independent of interval_ms; the split of passed-on energy is not (a known limit)', async () => {
+    // Requests of 4 KiB (vm1) and 64 KiB or 1 MiB (vm2) in a random mix. What net and the NIC spent
+    // for stor arrives at stor as interval rows, each split by stor's request weights (last complete
+    // cost window + current) when it arrives: so a client's passed-on cells move with interval_ms
+    // (here by up to 4 % between 5 ms and 1 s; README, Known limits), while every device's and
+    // kind's total, and every cell not passed on, stay exact.
     const m = resolveProfile(chainProfile(), 'chain.json');
     const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
     const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
@@ -337,7 +338,12 @@ describe('service chains (§3.3.3: client → storage driver → network driver 
     for (const ms of [37, 100, 1000]) {
       const c = await at(ms);
       expect([...c.keys()].sort(), `${ms} ms`).toEqual([...fine.keys()].sort());
-      for (const [k, j] of fine) expect(Math.abs(c.get(k)! - j), `${k} at ${ms} ms`).toBeLessThan(1e-12 * Math.abs(j) + 1e-15);
+      const sum = (cc: Map<string, number>, f: (k: string) => boolean) => [...cc].filter(([k]) => f(k)).reduce((x, [, j]) => x + j, 0);
+      for (const dk of ['|cpu|idle', '|cpu|active', '|nic|idle', '|nic|active']) expect(relDiff(sum(c, (k) => k.endsWith(dk)), sum(fine, (k) => k.endsWith(dk))), `${dk} at ${ms} ms`).toBeLessThan(1e-12);
+      for (const [k, j] of fine) {
+        const passedOn = k.includes('|net|') && k.endsWith('|active');
+        expect(relDiff(c.get(k)!, j), `${k} at ${ms} ms`).toBeLessThan(passedOn ? 0.05 : 1e-12);
+      }
     }
   });
 

@@ -9,6 +9,7 @@ import { generate } from '../../../src/commands/generate.js';
 import { PROJECT_ROOT } from '../../../src/core/json.js';
 import { resolveProfile } from '../../../src/core/profile.js';
 import { throttleStep } from '../../../src/stages/policy/disk-budgets.js';
+import type { Profile } from '../../../src/core/machine.js';
 import { settle } from '../../../src/stages/policy/settle.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
 import { cells, chainProfile, chainTraces, driverProfile, machineOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
@@ -171,6 +172,45 @@ describe('disk-budgets with arrival: trace', () => {
       const sim = sink.diskPolicyRows.filter((r) => r.vm === vm).reduce((a, r) => a + r.watts * 0.2, 0);
       expect(relDiff(sim, n * 340e-6), vm).toBeLessThan(0.05);
       const accounted = c.get(`${vm}|net|nic|active`)! + c.get(`${vm}|stor|cpu|active`)! + c.get(`${vm}|net|cpu|active`)!;
+      expect(relDiff(sim, accounted), vm).toBeLessThan(0.05);
+    }
+  });
+
+  it('a chain three drivers deep: only the physical leg tells the disk\'s rate, whatever the middle leg\'s latency', async () => {
+    // vm1 (3 of 4) and vm2 ask A, which asks B, which asks C, which reads 64 KiB from the disk in
+    // 655 µs (100 MB/s). B logs A's request with a latency that covers B → C → disk: ten times the
+    // physical one here. The simulation must cost and time vm's requests by the physical rate, as
+    // the accounting does (the middle leg's latency made it 5× the accounting, found by a review).
+    const p: Profile = {
+      cpu: { tsc_hz: 1e9, idle_watts: 30, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+      disks: { disk: { active_watts: 5, idle_watts: 2, nominal_rate_bps: 1e8, rate_window: 50, idle_period_ms: 50 } },
+      vms: ['A', 'B', 'C'].map((id) => ({ id, role: 'driver' as const })).concat(['vm1', 'vm2'].map((id) => ({ id, role: 'client' as const }))),
+      services: [
+        { id: 'sa', driver: 'A', device: 'sb', clients: ['vm1', 'vm2'] },
+        { id: 'sb', driver: 'B', device: 'sc', clients: ['A'] },
+        { id: 'sc', driver: 'C', device: 'disk', clients: ['B'] },
+      ],
+    };
+    const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
+    let uops = 0;
+    for (let i = 0; i < 1600; i++) {
+      const t = 1e8 + i * 6_250_000;
+      cs.push(`${t},0,idle,${t},${uops}`, `${t + 50_000},0,A,${t + 50_000},${(uops += 20_000)}`, `${t + 100_000},0,B,${t + 100_000},${(uops += 40_000)}`, `${t + 150_000},0,C,${t + 150_000},${(uops += 80_000)}`);
+      disk.push(`${t},B,R,0,65536,655360`, `${t},A,R,0,65536,6553600`, `${t},${i % 4 === 3 ? 'vm2' : 'vm1'},R,0,65536,6653600`);
+    }
+    const T = 1e8 + 1600 * 6_250_000 + 1e8;
+    cs.push(`${T},0,idle,${T},${uops}`);
+    const sink = await replayTexts(resolveProfile(p, 'deep.json'), { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n' }, ['cpu-split', 'disk-energy', 'driver-charge', 'disk-budgets'], { policy: { disk: { arrival: 'trace', start_s: 0 } } });
+    const c = cells(sink);
+    expect(sink.diskPolicyRows.some((r) => r.vm === 'A' || r.vm === 'B')).toBe(false);
+    for (const [vm, n] of [['vm1', 1200], ['vm2', 400]] as const) {
+      expect(sink.metrics.get(`disk.${vm}.demand`), vm).toBe(n);
+      expect(sink.metrics.get(`disk.${vm}.backlog`), vm).toBe(0);
+      const sim = sink.diskPolicyRows.filter((r) => r.vm === vm).reduce((a, r) => a + r.watts * 0.2, 0);
+      // By hand: the disk's (5 − 2) W × 655 µs = 1.97 mJ + A, B, C's 20 + 40 + 80 µJ = 2.11 mJ a request.
+      expect(relDiff(sim, n * (3 * 655.36e-6 + 140e-6)), vm).toBeLessThan(0.05);
+      const accounted = ['A', 'B', 'C'].reduce((a, d) => a + (c.get(`${vm}|${d}|cpu|active`) ?? 0), 0) + c.get(`${vm}|C|disk|active`)!;
       expect(relDiff(sim, accounted), vm).toBeLessThan(0.05);
     }
   });
