@@ -184,7 +184,13 @@ describe('disk-budgets with arrival: trace', () => {
     const p: Profile = {
       cpu: { tsc_hz: 1e9, idle_watts: 30, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
       disks: { disk: { active_watts: 5, idle_watts: 2, nominal_rate_bps: 1e8, rate_window: 50, idle_period_ms: 50 } },
-      vms: ['A', 'B', 'C'].map((id) => ({ id, role: 'driver' as const })).concat(['vm1', 'vm2'].map((id) => ({ id, role: 'client' as const }))),
+      vms: [
+        { id: 'A', role: 'driver' },
+        { id: 'B', role: 'driver' },
+        { id: 'C', role: 'driver' },
+        { id: 'vm1', role: 'client' },
+        { id: 'vm2', role: 'client' },
+      ],
       services: [
         { id: 'sa', driver: 'A', device: 'sb', clients: ['vm1', 'vm2'] },
         { id: 'sb', driver: 'B', device: 'sc', clients: ['A'] },
