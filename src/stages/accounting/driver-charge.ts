@@ -30,7 +30,10 @@
  * cost on that disk under its model (bytes / rate, from disk-energy's `disk-requests`), active
  * energy of a lower driver's CPU in proportion to what each upper request costs under that
  * driver's cost model (`passOnShares`); over the driver's last complete cost window and the
- * current one. A charge to a client that is itself a driver is taken over by that driver again, so
+ * current one. Leg by leg: the energy a driver's own request below (its leg) causes is split when
+ * its next client request is read (the lower driver logs the leg before the upper driver logs the
+ * client's request), and the interval's row is passed on in those proportions when it comes (it
+ * waits if it comes first): so the split does not depend on `interval_ms`. A charge to a client that is itself a driver is taken over by that driver again, so
  * chains of any depth resolve in dependency order by themselves.
  */
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
@@ -116,7 +119,29 @@ interface Driver {
   requestJ: number;
   residualJ: number;
   foreignJ: number;
+  /**
+   * Active energy this driver will be charged for requests it sent below (its legs: it is a
+   * client of a lower service), not split among its clients yet: split when its next client
+   * request is read, with weights that include it (a lower driver logs the leg first).
+   */
+  pending: Pending[];
+  /** Rows of such energy that arrived before their legs were split: passed on once they are. */
+  deferred: EnergyRow[];
 }
+
+/** Energy of one leg (or its part passed down a chain) for interval k on device key `key`. */
+interface Pending {
+  /** When the leg was logged (a part passed down a chain keeps its leg's time). */
+  readonly t: number;
+  readonly k: number;
+  readonly key: string;
+  readonly j: number;
+}
+
+/** Legs that wait for a client request of their driver before they are split with the weights then. */
+const MAX_PENDING = 4096;
+/** How long a leg waits for its driver's next client request (a driver's own I/O has none). */
+const LEG_WAIT_NS = 1e9;
 
 export class DriverCharge implements Stage, DriverCostModel {
   /** The driver VMs, whose host-level rows this stage takes over. */
@@ -136,6 +161,18 @@ export class DriverCharge implements Stage, DriverCostModel {
   private readonly charges: IntervalAccumulator;
   /** Passed-on energy per interval: key `${client}\0${kind}\0${via}\0${device}`. */
   private readonly passed = new Map<number, Map<string, number>>();
+  /**
+   * A chain's active energy split among a relaying driver's clients leg by leg: interval → key
+   * `${driver slot}\0${device key}` → amount per client. The interval's row, when it comes, is
+   * passed on in these proportions: so the split does not depend on the reporting interval.
+   */
+  private readonly foreseen = new Map<number, Map<string, Float64Array>>();
+  /** Active watts above idle of each disk, in profile order. */
+  private readonly diskActiveWatts: number[];
+  /** After the run's end: rows are no longer deferred. */
+  private finishing = false;
+  /** No relaying driver has a leg pending from before this (Infinity: none pending). */
+  private oldestLegT = Infinity;
   private readonly clocks = new CpuClocks();
   private minT0 = Infinity;
   private cpuEnd = -Infinity;
@@ -197,11 +234,14 @@ export class DriverCharge implements Stage, DriverCostModel {
         requestJ: 0,
         residualJ: 0,
         foreignJ: 0,
+        pending: [],
+        deferred: [],
       };
       this.driverOf[d] = drv;
       return drv;
     });
     this.captures = new Set(this.drivers.map((d) => d.name));
+    this.diskActiveWatts = Object.values(m.profile.disks).map((d) => d.active_watts - d.idle_watts);
     this.charges = new IntervalAccumulator(ctx.intervalNs, this.drivers.length * this.nCons * SLOTS, (k, s) => this.emitCharges(k, s));
   }
 
@@ -213,6 +253,7 @@ export class DriverCharge implements Stage, DriverCostModel {
       this.clocks.see(p.cpu[i]!, t1);
       if (t1 > this.cpuEnd) this.cpuEnd = t1;
       if (p.t0[i]! < this.minT0) this.minT0 = p.t0[i]!;
+      this.resolveStale(t1);
       const drv = this.driverOf[p.vm[i]!];
       if (!drv) continue;
       const e = p.activeJ[i]!;
@@ -259,10 +300,63 @@ export class DriverCharge implements Stage, DriverCostModel {
         const lower = this.driverOf[l];
         if (lower) this.weigh(drv, `cpu:${lower.name}`, c, lower.windows === 0 ? 0 : Math.max(0, lower.a + lower.b * bytes));
       }
+      // A client request of drv: the legs drv sent below before it (logged first by the lower
+      // driver) are split now, with weights that include this request.
+      if (drv.pending.length > 0) this.resolve(drv);
+      // A request of a driver that relays its clients' requests (c's leg): the disk energy and
+      // drv's cost it causes wait in c's pending until c's client request comes.
+      const relay = this.driverOf[c];
+      if (relay) {
+        const k = Math.floor(t / I);
+        const e = route.physical ? energyOf(this.diskActiveWatts[r.disk[i]!]!, r.activeNs[i]!) : 0;
+        if (e > 0) relay.pending.push({ t, k, key: `disk:${r.disk[i]}`, j: e });
+        if (cost > 0) relay.pending.push({ t, k, key: `cpu:${drv.name}`, j: cost });
+        if (t < this.oldestLegT) this.oldestLegT = t;
+        if (relay.pending.length > MAX_PENDING) this.resolve(relay);
+      }
+      this.resolveStale(t);
       drv.requests++;
       drv.n++;
       drv.bytesInWindow += bytes;
     }
+  }
+
+  /** The shares of `drv`'s clients in active energy of device `key`, by their requests' weights now. */
+  private sharesNow(drv: Driver, key: string): number[] {
+    const pw = drv.pass.get(key);
+    const w = pw ? this.mix(pw.win, pw.last) : new Float64Array(this.nCons);
+    const n = pw ? this.mix(pw.winN, pw.lastN) : new Float64Array(this.nCons);
+    return passOnShares('active', drv.clients, w, n);
+  }
+
+  /**
+   * Splits `drv`'s pending legs among its clients by the weights now; a client that relays too
+   * gets its part as pending in turn. Then the rows that waited for them are passed on.
+   */
+  private resolve(drv: Driver): void {
+    const pending = drv.pending;
+    drv.pending = [];
+    const shares = new Map<string, number[]>();
+    for (const p of pending) {
+      let sh = shares.get(p.key);
+      if (!sh) shares.set(p.key, (sh = this.sharesNow(drv, p.key)));
+      let m = this.foreseen.get(p.k);
+      if (!m) this.foreseen.set(p.k, (m = new Map()));
+      const id = `${drv.slot}\0${p.key}`;
+      let f = m.get(id);
+      if (!f) m.set(id, (f = new Float64Array(this.nCons)));
+      for (let i = 0; i < drv.clients.length; i++) {
+        const c = drv.clients[i]!;
+        const a = p.j * sh[i]!;
+        if (a === 0) continue;
+        f[c] = f[c]! + a;
+        const sub = this.driverOf[c];
+        if (sub) sub.pending.push({ t: p.t, k: p.k, key: p.key, j: a });
+      }
+    }
+    const rows = drv.deferred;
+    drv.deferred = [];
+    for (const row of rows) this.passOn(drv, row);
   }
 
   private weigh(drv: Driver, key: string, c: number, w: number): void {
@@ -292,7 +386,7 @@ export class DriverCharge implements Stage, DriverCostModel {
       if (drv.baselineOwed > 0 && drv.owedFrom < held) held = drv.owedFrom;
     }
     this.charges.flushBefore(Math.min(w, held));
-    const k = Math.floor(w / this.ctx.intervalNs);
+    const k = Math.min(Math.floor(w / this.ctx.intervalNs), this.oldestOpenRelayK());
     if (k > this.passedBefore) {
       this.passedBefore = k;
       this.flushPassed(k);
@@ -413,13 +507,67 @@ export class DriverCharge implements Stage, DriverCostModel {
       return;
     }
     drv.foreignJ += row.joules;
+    // Active energy of legs not split yet waits for them (their client requests come later).
+    if (row.kind === 'active' && !this.finishing && drv.pending.some((p) => p.k <= k)) drv.deferred.push(row);
+    else this.passOn(drv, row);
+  }
+
+  /**
+   * Passes energy charged to `drv` by others on to its clients, keeping its `via`: idle in equal
+   * parts; active as its legs were split (foreseen); energy beyond what they foresaw (the end's
+   * settlement) by the weights now; less than that (a take-back) in their proportions.
+   */
+  private passOn(drv: Driver, row: EnergyRow): void {
+    const k = Math.floor(row.t0 / this.ctx.intervalNs);
     const via = row.via ?? drv.name;
     const key = row.device === CPU_DEVICE ? `cpu:${via}` : `disk:${Object.keys(this.ctx.machine.profile.disks).indexOf(row.device)}`;
-    const pw = drv.pass.get(key);
-    const w = pw ? this.mix(pw.win, pw.last) : new Float64Array(this.nCons);
-    const n = pw ? this.mix(pw.winN, pw.lastN) : new Float64Array(this.nCons);
-    const shares = passOnShares(row.kind, drv.clients, w, n);
-    drv.clients.forEach((c, i) => this.pass(k, c, via, row.device, row.kind, row.joules * shares[i]!));
+    const parts = row.kind === 'idle' ? passOnShares('idle', drv.clients, [], []).map((x) => row.joules * x) : this.activeParts(k, drv, key, row.joules);
+    drv.clients.forEach((c, i) => this.pass(k, c, via, row.device, row.kind, parts[i]!));
+  }
+
+  private activeParts(k: number, drv: Driver, key: string, j: number): number[] {
+    const m = this.foreseen.get(k);
+    const id = `${drv.slot}\0${key}`;
+    const f = m?.get(id);
+    if (m && f) {
+      m.delete(id);
+      if (m.size === 0) this.foreseen.delete(k);
+    }
+    const total = f ? drv.clients.reduce((a, c) => a + f[c]!, 0) : 0;
+    if (!f || !(total > 0)) return this.sharesNow(drv, key).map((x) => j * x);
+    if (j <= total) return drv.clients.map((c) => (j * f[c]!) / total);
+    const now = this.sharesNow(drv, key);
+    return drv.clients.map((c, i) => f[c]! + (j - total) * now[i]!);
+  }
+
+  /**
+   * Legs that waited LEG_WAIT_NS up to the event at `now` without a client request of their driver
+   * are split by the weights now (also the parts they pass down a chain), so nothing waits longer.
+   */
+  private resolveStale(now: number): void {
+    if (now - LEG_WAIT_NS <= this.oldestLegT) return;
+    for (let again = true; again; ) {
+      again = false;
+      for (const drv of this.drivers) {
+        if (drv.pending.some((p) => p.t < now - LEG_WAIT_NS)) {
+          this.resolve(drv);
+          again = true;
+        }
+      }
+    }
+    let oldest = Infinity;
+    for (const drv of this.drivers) for (const p of drv.pending) if (p.t < oldest) oldest = p.t;
+    this.oldestLegT = oldest;
+  }
+
+  /** The oldest interval a relaying driver still has legs or rows open for (passing waits for it). */
+  private oldestOpenRelayK(): number {
+    let k = Infinity;
+    for (const drv of this.drivers) {
+      for (const p of drv.pending) if (p.k < k) k = p.k;
+      for (const r of drv.deferred) k = Math.min(k, Math.floor(r.t0 / this.ctx.intervalNs));
+    }
+    return k;
   }
 
   private mix(a: Float64Array, b: Float64Array): Float64Array {
@@ -480,6 +628,17 @@ export class DriverCharge implements Stage, DriverCostModel {
       }
     }
     for (const drv of this.drivers) this.chargeResidual(drv, run);
+    // Legs whose client request never came are split by the weights now (down a chain: until none
+    // is left, as the graph is acyclic); rows no longer wait.
+    this.finishing = true;
+    for (let again = true; again; ) {
+      again = false;
+      for (const drv of this.drivers) {
+        if (drv.pending.length === 0 && drv.deferred.length === 0) continue;
+        this.resolve(drv);
+        again = true;
+      }
+    }
     // Charges to drivers are taken over and passed on again; the graph is acyclic, so this ends.
     this.charges.flushAll();
     while (this.passed.size > 0) this.flushPassed(Infinity);
