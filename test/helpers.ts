@@ -286,3 +286,23 @@ export function chainTraces(seconds: number, rates: Record<string, number>) {
   cs.push(`${T},0,idle,${T},${uops}`);
   return { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n', T };
 }
+
+/** A chain three drivers deep: vm1 and vm2 → A → B → C → the disk (5 W active, 2 W idle, 100 MB/s). */
+export function deepChainProfile(): Profile {
+  return {
+    cpu: { tsc_hz: 1e9, idle_watts: 30, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
+    disks: { disk: { active_watts: 5, idle_watts: 2, nominal_rate_bps: 1e8, rate_window: 50, idle_period_ms: 50 } },
+    vms: [
+      { id: 'A', role: 'driver' },
+      { id: 'B', role: 'driver' },
+      { id: 'C', role: 'driver' },
+      { id: 'vm1', role: 'client' },
+      { id: 'vm2', role: 'client' },
+    ],
+    services: [
+      { id: 'sa', driver: 'A', device: 'sb', clients: ['vm1', 'vm2'] },
+      { id: 'sb', driver: 'B', device: 'sc', clients: ['A'] },
+      { id: 'sc', driver: 'C', device: 'disk', clients: ['B'] },
+    ],
+  };
+}

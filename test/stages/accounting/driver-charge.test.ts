@@ -6,7 +6,7 @@ import { resolveProfile } from '../../../src/core/profile.js';
 import type { Profile } from '../../../src/core/machine.js';
 import type { EnergyRow } from '../../../src/core/stage.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, chainProfile, chainTraces, cli, driverProfile, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import { cells, chainProfile, chainTraces, deepChainProfile, cli, driverProfile, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 
 const fig5Profile = driverProfile;
 
@@ -377,22 +377,7 @@ describe('service chains (§3.3.3: client → storage driver → network driver 
     // Every client request: A works 50 µs (20 µJ), B 50 µs (40 µJ), C 50 µs (80 µJ), and C's disk
     // serves it. vm1 asks three times as often as vm2, with the same sizes, so every driver's
     // active CPU and the disk's active energy follow 3:1 down the chain; idle in equal parts.
-    const profile: Profile = {
-      cpu: { tsc_hz: 1e9, idle_watts: 30, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
-      disks: { disk: { active_watts: 5, idle_watts: 2, nominal_rate_bps: 1e8, rate_window: 50, idle_period_ms: 50 } },
-      vms: [
-        { id: 'A', role: 'driver' },
-        { id: 'B', role: 'driver' },
-        { id: 'C', role: 'driver' },
-        { id: 'vm1', role: 'client' },
-        { id: 'vm2', role: 'client' },
-      ],
-      services: [
-        { id: 'sa', driver: 'A', device: 'sb', clients: ['vm1', 'vm2'] },
-        { id: 'sb', driver: 'B', device: 'sc', clients: ['A'] },
-        { id: 'sc', driver: 'C', device: 'disk', clients: ['B'] },
-      ],
-    };
+    const profile = deepChainProfile();
     const m = resolveProfile(profile, 'deep.json');
     const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
     const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
@@ -429,22 +414,7 @@ describe('service chains (§3.3.3: client → storage driver → network driver 
     // Every client request: A works 50 µs (20 µJ), B 50 µs (40 µJ), C 50 µs (80 µJ), and C's disk
     // serves it. vm1 asks three times as often as vm2, with the same sizes, so every driver's
     // active CPU and the disk's active energy follow 3:1 down the chain; idle in equal parts.
-    const profile: Profile = {
-      cpu: { tsc_hz: 1e9, idle_watts: 30, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
-      disks: { disk: { active_watts: 5, idle_watts: 2, nominal_rate_bps: 1e8, rate_window: 50, idle_period_ms: 50 } },
-      vms: [
-        { id: 'A', role: 'driver' },
-        { id: 'B', role: 'driver' },
-        { id: 'C', role: 'driver' },
-        { id: 'vm1', role: 'client' },
-        { id: 'vm2', role: 'client' },
-      ],
-      services: [
-        { id: 'sa', driver: 'A', device: 'sb', clients: ['vm1', 'vm2'] },
-        { id: 'sb', driver: 'B', device: 'sc', clients: ['A'] },
-        { id: 'sc', driver: 'C', device: 'disk', clients: ['B'] },
-      ],
-    };
+    const profile = deepChainProfile();
     const m = resolveProfile(profile, 'deep.json');
     // vm1 asks three times as often as vm2; the lower a driver, the earlier its row (it finishes
     // first): the energy each leg causes is split when the request above it is read.

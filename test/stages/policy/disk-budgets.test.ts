@@ -9,10 +9,9 @@ import { generate } from '../../../src/commands/generate.js';
 import { PROJECT_ROOT } from '../../../src/core/json.js';
 import { resolveProfile } from '../../../src/core/profile.js';
 import { throttleStep } from '../../../src/stages/policy/disk-budgets.js';
-import type { Profile } from '../../../src/core/machine.js';
 import { settle } from '../../../src/stages/policy/settle.js';
 import { driverScenario } from '../../../src/generate/driver-scenario.js';
-import { cells, chainProfile, chainTraces, driverProfile, machineOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
+import { cells, chainProfile, chainTraces, deepChainProfile, driverProfile, machineOf, relDiff, replayTexts, tmpDir } from '../../helpers.js';
 import type { MemorySink } from '../../../src/store/memory.js';
 
 describe('the throttle-factor formula (§3.3.6), step by step by hand', () => {
@@ -181,22 +180,7 @@ describe('disk-budgets with arrival: trace', () => {
     // 655 µs (100 MB/s). B logs A's request with a latency that covers B → C → disk: ten times the
     // physical one here. The simulation must cost and time vm's requests by the physical rate, as
     // the accounting does (the middle leg's latency made it 5× the accounting, found by a review).
-    const p: Profile = {
-      cpu: { tsc_hz: 1e9, idle_watts: 30, counter_bits: 48, idle_split: 'equal', events: { uops: 1e-9 } },
-      disks: { disk: { active_watts: 5, idle_watts: 2, nominal_rate_bps: 1e8, rate_window: 50, idle_period_ms: 50 } },
-      vms: [
-        { id: 'A', role: 'driver' },
-        { id: 'B', role: 'driver' },
-        { id: 'C', role: 'driver' },
-        { id: 'vm1', role: 'client' },
-        { id: 'vm2', role: 'client' },
-      ],
-      services: [
-        { id: 'sa', driver: 'A', device: 'sb', clients: ['vm1', 'vm2'] },
-        { id: 'sb', driver: 'B', device: 'sc', clients: ['A'] },
-        { id: 'sc', driver: 'C', device: 'disk', clients: ['B'] },
-      ],
-    };
+    const p = deepChainProfile();
     const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
     const disk = ['ts_ns,vm,op,offset,bytes,latency_ns'];
     let uops = 0;
