@@ -31,9 +31,10 @@
  * energy of a lower driver's CPU in proportion to what each upper request costs under that
  * driver's cost model (`passOnShares`); over the driver's last complete cost window and the
  * current one. Leg by leg: the energy a driver's own request below (its leg) causes is split when
- * its next client request is read (the lower driver logs the leg before the upper driver logs the
- * client's request), and the interval's row is passed on in those proportions when it comes (it
- * waits if it comes first): so the split does not depend on `interval_ms`. A charge to a client that is itself a driver is taken over by that driver again, so
+ * its next client request on that disk is read (the lower driver logs the leg before the upper
+ * driver logs the client's request), one leg per request, oldest first; the interval's row is
+ * passed on in those proportions when it comes (it waits if it comes first): so the split does not
+ * depend on `interval_ms`. A charge to a client that is itself a driver is taken over by that driver again, so
  * chains of any depth resolve in dependency order by themselves.
  */
 import { IntervalAccumulator, spread } from '../../core/intervals.js';
@@ -124,15 +125,22 @@ interface Driver {
    * client of a lower service), not split among its clients yet: split when its next client
    * request is read, with weights that include it (a lower driver logs the leg first).
    */
-  pending: Pending[];
+  pending: Leg[];
   /** Rows of such energy that arrived before their legs were split: passed on once they are. */
   deferred: EnergyRow[];
 }
 
-/** Energy of one leg (or its part passed down a chain) for interval k on device key `key`. */
-interface Pending {
+/** Energy one leg caused (or its part passed down a chain): amounts by interval and device key. */
+interface Leg {
   /** When the leg was logged (a part passed down a chain keeps its leg's time). */
   readonly t: number;
+  /** The disk it ended on (profile order): a client request on that disk is the one it served. */
+  readonly d: number;
+  readonly parts: Part[];
+}
+
+/** Energy of device key `key` for interval k. */
+interface Part {
   readonly k: number;
   readonly key: string;
   readonly j: number;
@@ -300,19 +308,32 @@ export class DriverCharge implements Stage, DriverCostModel {
         const lower = this.driverOf[l];
         if (lower) this.weigh(drv, `cpu:${lower.name}`, c, lower.windows === 0 ? 0 : Math.max(0, lower.a + lower.b * bytes));
       }
-      // A client request of drv: the legs drv sent below before it (logged first by the lower
-      // driver) are split now, with weights that include this request.
-      if (drv.pending.length > 0) this.resolve(drv);
+      // A client request of drv on this disk: the oldest leg drv sent below to it (logged first by
+      // the lower driver, so usually this request's own) is split now, with weights that include it.
+      // Its share for a client that relays too goes with that client's own leg (this request).
+      let mine: Part[] = [];
+      if (drv.pending.length > 0) {
+        const down = this.resolveLeg(drv, r.disk[i]!);
+        if (down) {
+          mine = down.get(c) ?? [];
+          down.delete(c);
+          this.giveDown(down, t, r.disk[i]!);
+        }
+      }
       // A request of a driver that relays its clients' requests (c's leg): the disk energy and
       // drv's cost it causes wait in c's pending until c's client request comes.
       const relay = this.driverOf[c];
       if (relay) {
         const k = Math.floor(t / I);
         const e = route.physical ? energyOf(this.diskActiveWatts[r.disk[i]!]!, r.activeNs[i]!) : 0;
-        if (e > 0) relay.pending.push({ t, k, key: `disk:${r.disk[i]}`, j: e });
-        if (cost > 0) relay.pending.push({ t, k, key: `cpu:${drv.name}`, j: cost });
-        if (t < this.oldestLegT) this.oldestLegT = t;
-        if (relay.pending.length > MAX_PENDING) this.resolve(relay);
+        const parts: Part[] = [...mine];
+        if (e > 0) parts.push({ k, key: `disk:${r.disk[i]}`, j: e });
+        if (cost > 0) parts.push({ k, key: `cpu:${drv.name}`, j: cost });
+        if (parts.length > 0) {
+          relay.pending.push({ t, d: r.disk[i]!, parts });
+          if (t < this.oldestLegT) this.oldestLegT = t;
+          if (relay.pending.length > MAX_PENDING) this.resolve(relay);
+        }
       }
       this.resolveStale(t);
       drv.requests++;
@@ -330,16 +351,51 @@ export class DriverCharge implements Stage, DriverCostModel {
   }
 
   /**
-   * Splits `drv`'s pending legs among its clients by the weights now; a client that relays too
-   * gets its part as pending in turn. Then the rows that waited for them are passed on.
+   * Splits `drv`'s oldest pending leg on disk `d` (if any) and passes on the rows it held up.
+   * Returns the parts that go on down a chain, by relaying client.
    */
+  private resolveLeg(drv: Driver, d: number): Map<number, Part[]> | null {
+    const at = drv.pending.findIndex((l) => l.d === d);
+    if (at < 0) return null;
+    const [leg] = drv.pending.splice(at, 1);
+    const down = this.split(drv, leg!);
+    this.releaseDeferred(drv);
+    return down;
+  }
+
+  /** Splits all of `drv`'s pending legs by the weights now (stale legs, the end). */
   private resolve(drv: Driver): void {
-    const pending = drv.pending;
+    const legs = drv.pending;
     drv.pending = [];
-    const shares = new Map<string, number[]>();
-    for (const p of pending) {
-      let sh = shares.get(p.key);
-      if (!sh) shares.set(p.key, (sh = this.sharesNow(drv, p.key)));
+    for (const leg of legs) this.giveDown(this.split(drv, leg), leg.t, leg.d);
+    this.releaseDeferred(drv);
+  }
+
+  /**
+   * Parts of a leg for relaying clients that no request of theirs is being read for: added to
+   * their newest pending leg on that disk (so each client request still resolves one), else a leg.
+   */
+  private giveDown(down: Map<number, Part[]>, t: number, d: number): void {
+    for (const [c, parts] of down) {
+      const legs = this.driverOf[c]!.pending;
+      let i = legs.length - 1;
+      while (i >= 0 && legs[i]!.d !== d) i--;
+      if (i >= 0) legs[i]!.parts.push(...parts);
+      else {
+        legs.push({ t, d, parts });
+        if (t < this.oldestLegT) this.oldestLegT = t;
+      }
+    }
+  }
+
+  /**
+   * A leg's energy among `drv`'s clients by their requests' weights now (foreseen, for the rows
+   * that carry it); returns the parts of clients that relay too, which go on as their legs.
+   */
+  private split(drv: Driver, leg: Leg): Map<number, Part[]> {
+    const down = new Map<number, Part[]>();
+    for (const p of leg.parts) {
+      const sh = this.sharesNow(drv, p.key);
       let m = this.foreseen.get(p.k);
       if (!m) this.foreseen.set(p.k, (m = new Map()));
       const id = `${drv.slot}\0${p.key}`;
@@ -350,13 +406,37 @@ export class DriverCharge implements Stage, DriverCostModel {
         const a = p.j * sh[i]!;
         if (a === 0) continue;
         f[c] = f[c]! + a;
-        const sub = this.driverOf[c];
-        if (sub) sub.pending.push({ t: p.t, k: p.k, key: p.key, j: a });
+        if (this.driverOf[c]) {
+          let l = down.get(c);
+          if (!l) down.set(c, (l = []));
+          l.push({ k: p.k, key: p.key, j: a });
+        }
       }
     }
+    return down;
+  }
+
+  /** Passes on the rows `drv` held that no pending leg holds up any more. */
+  private releaseDeferred(drv: Driver): void {
+    if (drv.deferred.length === 0) return;
     const rows = drv.deferred;
     drv.deferred = [];
-    for (const row of rows) this.passOn(drv, row);
+    for (const row of rows) {
+      if (!this.finishing && this.heldUp(drv, row)) drv.deferred.push(row);
+      else this.passOn(drv, row);
+    }
+  }
+
+  /** A pending leg of `drv` has energy of the row's device from its interval or before. */
+  private heldUp(drv: Driver, row: EnergyRow): boolean {
+    const k = Math.floor(row.t0 / this.ctx.intervalNs);
+    const key = this.keyOf(drv, row);
+    return drv.pending.some((l) => l.parts.some((p) => p.key === key && p.k <= k));
+  }
+
+  /** The pass-on weights' key of a row charged to `drv`: `cpu:<via>` or `disk:<index>`. */
+  private keyOf(drv: Driver, row: EnergyRow): string {
+    return row.device === CPU_DEVICE ? `cpu:${row.via ?? drv.name}` : `disk:${Object.keys(this.ctx.machine.profile.disks).indexOf(row.device)}`;
   }
 
   private weigh(drv: Driver, key: string, c: number, w: number): void {
@@ -508,7 +588,7 @@ export class DriverCharge implements Stage, DriverCostModel {
     }
     drv.foreignJ += row.joules;
     // Active energy of legs not split yet waits for them (their client requests come later).
-    if (row.kind === 'active' && !this.finishing && drv.pending.some((p) => p.k <= k)) drv.deferred.push(row);
+    if (row.kind === 'active' && !this.finishing && this.heldUp(drv, row)) drv.deferred.push(row);
     else this.passOn(drv, row);
   }
 
@@ -520,7 +600,7 @@ export class DriverCharge implements Stage, DriverCostModel {
   private passOn(drv: Driver, row: EnergyRow): void {
     const k = Math.floor(row.t0 / this.ctx.intervalNs);
     const via = row.via ?? drv.name;
-    const key = row.device === CPU_DEVICE ? `cpu:${via}` : `disk:${Object.keys(this.ctx.machine.profile.disks).indexOf(row.device)}`;
+    const key = this.keyOf(drv, row);
     const parts = row.kind === 'idle' ? passOnShares('idle', drv.clients, [], []).map((x) => row.joules * x) : this.activeParts(k, drv, key, row.joules);
     drv.clients.forEach((c, i) => this.pass(k, c, via, row.device, row.kind, parts[i]!));
   }
@@ -549,14 +629,14 @@ export class DriverCharge implements Stage, DriverCostModel {
     for (let again = true; again; ) {
       again = false;
       for (const drv of this.drivers) {
-        if (drv.pending.some((p) => p.t < now - LEG_WAIT_NS)) {
+        if (drv.pending.some((l) => l.t < now - LEG_WAIT_NS)) {
           this.resolve(drv);
           again = true;
         }
       }
     }
     let oldest = Infinity;
-    for (const drv of this.drivers) for (const p of drv.pending) if (p.t < oldest) oldest = p.t;
+    for (const drv of this.drivers) for (const l of drv.pending) if (l.t < oldest) oldest = l.t;
     this.oldestLegT = oldest;
   }
 
@@ -564,7 +644,7 @@ export class DriverCharge implements Stage, DriverCostModel {
   private oldestOpenRelayK(): number {
     let k = Infinity;
     for (const drv of this.drivers) {
-      for (const p of drv.pending) if (p.k < k) k = p.k;
+      for (const l of drv.pending) for (const p of l.parts) if (p.k < k) k = p.k;
       for (const r of drv.deferred) k = Math.min(k, Math.floor(r.t0 / this.ctx.intervalNs));
     }
     return k;

@@ -356,6 +356,45 @@ describe('service chains (§3.3.3: client → storage driver → network driver 
     });
   }
 
+  it('legs in flight two at a time, and a relay that also serves another disk directly: each leg goes with a request on its own disk', async () => {
+    // stor relays vm1 (4 KiB, 90 %) and vm2 (1 MiB, 10 %) to the NIC through net, and serves vm3
+    // on an SSD of its own. net logs two legs, then stor the two client rows; a vm3 request on the
+    // SSD comes between. Before, the first client row (or vm3's SSD request) split every pending
+    // leg with weights that missed the others' requests: vm1 +60 % and +250 % (a review's traces).
+    const p = chainProfile();
+    p.disks['ssd'] = { active_watts: 4, idle_watts: 1, nominal_rate_bps: 2e8, rate_window: 50, idle_period_ms: 50 };
+    p.vms.push({ id: 'vm3', role: 'client' });
+    p.services.splice(1, 0, { id: 'vdisk', driver: 'stor', device: 'ssd', clients: ['vm3'] });
+    const m = resolveProfile(p, 'chain-ssd.json');
+    const cs = ['ts_ns,cpu,vm,tsc,uops', '0,0,idle,0,0'];
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns,disk'];
+    let uops = 0;
+    let seed = 11;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const nicJ = { vm1: 0, vm2: 0 };
+    let t = 1e8;
+    for (let i = 0; i < 1500; i++, t += 14_000_000) {
+      const pair = [0, 1].map(() => (rand() < 0.9 ? (['vm1', 4096] as const) : (['vm2', 1048576] as const)));
+      cs.push(`${t},0,idle,${t},${uops}`);
+      let tt = t;
+      for (const [, bytes] of pair) cs.push(`${(tt += 20_000)},0,stor,${tt},${(uops += 100_000)}`, `${(tt += 20_000)},0,net,${tt},${(uops += 20_000 + bytes / 16)}`);
+      pair.forEach(([vm, bytes]) => (nicJ[vm] += (2 * bytes) / 1.25e8));
+      disk.push(
+        ...pair.map(([, bytes], j) => `${t + j * 10_000},stor,W,0,${bytes},${Math.round((bytes / 1.25e8) * 1e9)},nic`),
+        `${t + 100_000},vm3,R,0,4096,20480,ssd`,
+        ...pair.map(([vm, bytes], j) => `${t + 200_000 + j * 10_000},${vm},R,0,${bytes},1000000,nic`),
+      );
+    }
+    cs.push(`${t + 1e8},0,idle,${t + 1e8},${uops}`);
+    const at = async (intervalMs: number) => cells(await replayTexts(m, { cswitch: cs.join('\n') + '\n', disk: disk.join('\n') + '\n' }, STAGES, { intervalMs }));
+    const fine = await at(1);
+    const coarse = await at(1000);
+    for (const [k, j] of fine) expect(relDiff(coarse.get(k)!, j), k).toBeLessThan(k.endsWith('|cpu|active') ? 2e-3 : 1e-12);
+    // By the requests' weights, near each client's own NIC energy; vm3 never used the NIC.
+    for (const vm of ['vm1', 'vm2'] as const) expect(relDiff(fine.get(`${vm}|net|nic|active`)!, nicJ[vm]), vm).toBeLessThan(0.05);
+    expect(fine.has('vm3|net|nic|active')).toBe(false);
+  });
+
   it("a relaying driver's own requests (no client request follows): split by the weights a second later, whatever the interval", async () => {
     // stor sends 20 packets of its own at the start; its clients' requests begin 3 s later.
     const m = resolveProfile(chainProfile(), 'chain.json');
