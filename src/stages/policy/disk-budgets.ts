@@ -123,6 +123,8 @@ export class DiskBudgets implements Stage {
   private readonly diskIndex = new Map<string, number>();
   private readonly graph: ServiceGraph;
   private origin = NaN;
+  /** Manager periods so far with the limits in force (a client's `watts` has one entry per such period). */
+  private controlled = 0;
   private now = NaN;
   private nextPeriod = NaN;
   private nextRefresh = NaN;
@@ -210,7 +212,8 @@ export class DiskBudgets implements Stage {
         if (windowNs > 0) metrics.write(METRICS.diskPolMean, vm, powerOf(c.afterJ, windowNs));
         if (c.limit === null) continue;
         const st: SettleResult = settle(c.watts, c.limit, nsToS(this.periodNs));
-        if (st.settled) metrics.write(METRICS.diskPolSettle, vm, st.settleS);
+        // From start_s: the first controlled period begins at the first period boundary after it.
+        if (st.settled) metrics.write(METRICS.diskPolSettle, vm, st.settleS + nsToS(Math.ceil(this.startNs / this.periodNs) * this.periodNs - this.startNs));
         metrics.write(METRICS.diskPolSettledMean, vm, st.meanWatts);
         metrics.write(METRICS.diskPolMax, vm, st.maxWatts);
         metrics.write(METRICS.diskPolOver, vm, st.overLimitFrac);
@@ -354,6 +357,7 @@ export class DiskBudgets implements Stage {
     const periodS = nsToS(this.periodNs);
     // The period that ends now began after the limits came on.
     const started = this.now - this.origin >= this.startNs + this.periodNs;
+    if (started) this.controlled++;
     for (const sim of this.sims) {
       for (const c of sim.clients) {
         const w = c.eJ / periodS;
@@ -363,6 +367,11 @@ export class DiskBudgets implements Stage {
           c.t = t;
         }
         if (started) {
+          // A client that appeared later drew 0 W in the controlled periods before it.
+          while (c.watts.length < this.controlled - 1) {
+            c.watts.push(0);
+            c.periodBytes.push(0);
+          }
           c.watts.push(w);
           c.periodBytes.push(c.bytes);
         } else {

@@ -112,6 +112,8 @@ export class HostStrides implements Stage {
   private readonly vms: VmState[];
   private readonly idleVm: number;
   private origin = NaN;
+  /** Manager periods so far with the limits in force (a VM's `watts` has one entry per such period). */
+  private controlled = 0;
   /** The current manager period lies in the window of the mean powers (from start_s on). */
   private inWindow = false;
   private nextPeriod = NaN;
@@ -385,6 +387,7 @@ export class HostStrides implements Stage {
   private managePeriod(): void {
     const periodS = nsToS(this.periodNs);
     const started = this.started(this.nextPeriod - this.periodNs);
+    if (started) this.controlled++;
     this.vms.forEach((st, vm) => {
       if (vm === this.idleVm || st.demandNs === 0) return;
       const w = st.periodJ / periodS;
@@ -392,6 +395,9 @@ export class HostStrides implements Stage {
       if (started && st.limit !== null) {
         const el = st.limit * periodS;
         st.stride = this.s.controller === 'adaptive' ? adaptiveStride(st.adaptive, st.periodJ, el, this.shareOf(vm, st)) : paperStride(st.stride, st.periodJ, el, this.s.offset);
+        // A VM that had no demand yet drew 0 W in the controlled periods before (settle_s counts
+        // from start_s, not from the VM's first period).
+        while (st.watts.length < this.controlled - 1) st.watts.push(0);
         st.watts.push(w);
       }
       let backlog = 0;
@@ -454,7 +460,8 @@ export class HostStrides implements Stage {
       if (windowNs > 0) metrics.write(METRICS.cpuMean, vm, powerOf(st.afterJ, windowNs));
       if (st.limit !== null && st.watts.length > 0) {
         const r = settle(st.watts, st.limit, nsToS(this.periodNs));
-        if (r.settled) metrics.write(METRICS.cpuSettle, vm, r.settleS);
+        // From start_s: the first controlled period begins at the first period boundary after it.
+        if (r.settled) metrics.write(METRICS.cpuSettle, vm, r.settleS + nsToS(from - this.origin - sToNs(this.s.start_s)));
         metrics.write(METRICS.cpuSettledMean, vm, r.meanWatts);
         metrics.write(METRICS.cpuMax, vm, r.maxWatts);
         metrics.write(METRICS.cpuOver, vm, r.overLimitFrac);

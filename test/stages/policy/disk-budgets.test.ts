@@ -205,6 +205,17 @@ describe('disk-budgets with arrival: trace', () => {
     }
   });
 
+  it('settle_s counts from start_s, also when start_s falls between two manager periods', async () => {
+    // One client on the disk directly: 64 KiB every 10 ms, 5 ms each, 1 W of active power; a
+    // 0.5 W limit. Periods of 200 ms from the trace's start: start_s 5.1 and 5.2 control the same
+    // periods (the first begins at 5.2 s), so their settle_s are 0.1 s apart.
+    const reqs = ['ts_ns,vm,op,offset,bytes,latency_ns', ...Array.from({ length: 6000 }, (_, i) => `${(i + 1) * 10_000_000},vm1,R,0,65536,5000000`)].join('\n') + '\n';
+    const at = (startS: number) => replayTexts(direct, { disk: reqs }, ['disk-energy', 'disk-budgets'], { policy: { disk: { arrival: 'trace', limits_watts: { vm1: 0.5 }, start_s: startS } } });
+    const [a, b] = await Promise.all([at(5.1), at(5.2)]);
+    expect(b.metrics.get('disk.vm1.settle_s')).toBeGreaterThanOrEqual(0);
+    expect(a.metrics.get('disk.vm1.settle_s')! - b.metrics.get('disk.vm1.settle_s')!).toBeCloseTo(0.1, 9);
+  });
+
   it('delays, never drops: served + still waiting = demand; a tighter limit serves no more', async () => {
     const a = await run({ vm1: 0.05 });
     const b = await run({ vm1: 0.02 });

@@ -314,3 +314,31 @@ function alternatingAB(): string {
   }
   return rows.join('\n') + '\n';
 }
+
+describe('host-strides: settle_s counts from start_s', () => {
+  // CPU 0: VM a busy at 50 W for 10 s. CPU 1: VM b appears at 3 s at 30 W until 6 s, idle around
+  // it. Limits a 25 W, b 10 W. (1 GHz, 1 nJ per uop: 50 W is 5e7 uops per ms.)
+  const rows = ['ts_ns,cpu,vm,tsc,uops', '0,0,a,0,0', '0,1,idle,0,0'];
+  let ua = 0;
+  let ub = 0;
+  for (let ms = 1; ms <= 10_000; ms++) {
+    const t = ms * 1e6;
+    rows.push(`${t},0,a,${t},${(ua += 5e7)}`);
+    const b = ms > 3000 && ms <= 6000;
+    if (b || ms % 10 === 0) rows.push(`${t},1,${b ? 'b' : 'idle'},${t},${b ? (ub += 3e7) : ub}`);
+  }
+  const m = resolveProfile(profileOf({ vms: ['a', 'b'] }), 'p.json');
+  const run = (startS: number) =>
+    replayTexts(m, { cswitch: rows.join('\n') + '\n' }, ['cpu-split', 'host-strides'], { policy: { cpu: { start_s: startS, limits_watts: { a: 25, b: 10 } } } });
+
+  it('a VM that appears late settles no earlier than it appears (before, 0.7 s after start_s for a VM there from 2 s)', async () => {
+    const s = await run(1);
+    expect(s.metrics.get('cpu.b.settle_s')!).toBeGreaterThanOrEqual(2);
+  });
+
+  it('start_s between two manager periods: the time to the first controlled period counts too', async () => {
+    // 2.05 s and 2.1 s control the same periods (the first begins at 2.1 s): settle_s 0.05 s apart.
+    const [a, b] = await Promise.all([run(2.05), run(2.1)]);
+    for (const vm of ['a', 'b']) expect(a.metrics.get(`cpu.${vm}.settle_s`)! - b.metrics.get(`cpu.${vm}.settle_s`)!, vm).toBeCloseTo(0.05, 9);
+  });
+});
