@@ -74,6 +74,12 @@ interface DiskState {
   firstP: number;
   firstUtil: Float64Array | null;
   firstUtilSum: number;
+  /**
+   * Idle energy before `firstFrom` has been emitted from here on: at the first period's close (the
+   * run's start as known then), so it goes into intervals not yet written; the end adds what lies
+   * before, should the run's start have moved earlier since.
+   */
+  preFrom: number;
 
   requests: number;
   bytes: number;
@@ -120,6 +126,7 @@ export class DiskEnergy implements Stage {
       firstP: NaN,
       firstUtil: null,
       firstUtilSum: 0,
+      preFrom: NaN,
 
       idleFrom: NaN,
       firstFrom: NaN,
@@ -230,7 +237,9 @@ export class DiskEnergy implements Stage {
     let mark = Infinity;
     for (const st of this.disks) {
       this.advance(st, t);
-      mark = Math.min(mark, st.curP * st.periodNs);
+      // Nothing is written before every disk's first period has closed: the time before it is
+      // charged then (by that period's use), to intervals still open.
+      mark = Math.min(mark, st.firstUtil === null ? -Infinity : st.curP * st.periodNs);
     }
     this.acc.flushBefore(mark);
   }
@@ -258,13 +267,8 @@ export class DiskEnergy implements Stage {
       this.advance(st, run.t1);
       // The last, partial period, and time before the first period the stream showed us.
       if (run.t1 > st.idleFrom) this.closePeriod(st, st.idleFrom, run.t1, true);
-      if (run.t0 < st.firstFrom) {
-        // Whole periods before the first one closed: nobody used them (equally); the part of that
-        // first period before `firstFrom`: by its utilization, as the rest of it.
-        const p0 = Math.min(st.firstFrom, Math.max(run.t0, st.firstP * st.periodNs));
-        this.idle(st, run.t0, p0, false);
-        this.idle(st, p0, st.firstFrom, st.firstUtilSum > 0, st.firstUtil!, st.firstUtilSum);
-      }
+      // What lies before the run's start as known at the first period's close.
+      if (run.t0 < st.preFrom) this.beforeFirst(st, run.t0, st.preFrom);
     }
     this.acc.flushAll();
     this.flushContainers(Infinity);
@@ -311,10 +315,24 @@ export class DiskEnergy implements Stage {
       st.firstP = Math.floor(from / st.periodNs);
       st.firstUtil = st.util.slice();
       st.firstUtilSum = st.utilSum;
+      st.preFrom = Math.min(st.firstFrom, this.ctx.span.t0);
+      this.beforeFirst(st, st.preFrom, st.firstFrom);
     }
     this.idle(st, from, to, byUse && st.utilSum > 0);
     st.util.fill(0);
     st.utilSum = 0;
+  }
+
+  /**
+   * The disk's idle energy over [from, to), before `firstFrom`: whole periods before the first
+   * one closed nobody used (equally); the part of that first period, by its utilization, as the
+   * rest of it.
+   */
+  private beforeFirst(st: DiskState, from: number, to: number): void {
+    if (to <= from) return;
+    const p0 = Math.min(to, Math.max(from, st.firstP * st.periodNs));
+    this.idle(st, from, p0, false);
+    this.idle(st, p0, to, st.firstUtilSum > 0, st.firstUtil!, st.firstUtilSum);
   }
 
   /** idle_watts over [from, to), by the period's utilization or equally among the disk's clients. */

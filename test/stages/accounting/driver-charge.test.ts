@@ -395,6 +395,22 @@ describe('service chains (§3.3.3: client → storage driver → network driver 
     expect(fine.has('vm3|net|nic|active')).toBe(false);
   });
 
+  it('the disk\'s idle before its first request is one row per key and interval, also where the CPU log shows its start late', async () => {
+    // The CPU log starts at 0 but its first period closes only at 10 ms, after the first disk
+    // request (1 ms): the time before that request was charged at the end, as a second row of
+    // interval 0 for each client (a review found it).
+    const m = resolveProfile(chainProfile(), 'chain.json');
+    const tr = chainTraces(4, { vm1: 30, vm2: 10 });
+    const cs = tr.cswitch.split('\n');
+    cs.splice(2, 0, '10000000,0,idle,10000000,0');
+    const own = Array.from({ length: 5 }, (_, i) => `${1_000_000 + i * 1_000_000},stor,W,0,65536,524288`);
+    const disk = ['ts_ns,vm,op,offset,bytes,latency_ns', ...own, ...tr.disk.split('\n').slice(1)].join('\n');
+    for (const intervalMs of [5, 1000]) {
+      const sink = await replayTexts(m, { cswitch: cs.join('\n'), disk }, STAGES, { intervalMs });
+      expect(splitKeys(sink.rows), `${intervalMs} ms`).toEqual([]);
+    }
+  });
+
   it("a relaying driver's own requests (no client request follows): split by the weights a second later, whatever the interval", async () => {
     // stor sends 20 packets of its own at the start; its clients' requests begin 3 s later.
     const m = resolveProfile(chainProfile(), 'chain.json');
