@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS cpu_policy (
   run_id      INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
   -- End of the manager period.
   t_ns        INTEGER NOT NULL,
-  -- The VM (or 'idle', the idle virtual processor that halts).
+  -- The VM. (The idle virtual processor, which halts, has no rows: its share is always 1 ticket.)
   vm          TEXT NOT NULL,
   -- Stride-scheduler tickets after this period's adjustment.
   share       REAL NOT NULL,
