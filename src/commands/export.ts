@@ -185,17 +185,17 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
           const r = await c.runAndReadAll(`SELECT DISTINCT run_uid FROM read_parquet(${lit(path.join(args.out, 'runs', '**', '*.parquet'))}, hive_partitioning = true, union_by_name = true)`);
           for (const [uid] of r.getRows()) have.add(String(uid));
         }
-        const todo = runs.filter((r) => {
+        const toExport = runs.filter((r) => {
           if (have.has(r.run.uid)) return false;
           have.add(r.run.uid);
           return true;
         });
-        const labelKeys = [...new Set(todo.flatMap((r) => Object.keys(r.run.labels)))].sort();
+        const labelKeys = [...new Set(toExport.flatMap((r) => Object.keys(r.run.labels)))].sort();
         const rows: Record<string, number> = {};
-        const tag = `${new Date(started).toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${createHash('sha256').update(todo.map((r) => r.run.uid).join(',')).digest('hex').slice(0, 8)}`;
+        const tag = `${new Date(started).toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${createHash('sha256').update(toExport.map((r) => r.run.uid).join(',')).digest('hex').slice(0, 8)}`;
         for (const table of EXPORT_TABLES) {
-          if (todo.length === 0) break;
-          rows[table] = await exportTable(c, table, todo, labelKeys, path.join(staging, table), tag, abort.signal);
+          if (toExport.length === 0) break;
+          rows[table] = await exportTable(c, table, toExport, labelKeys, path.join(staging, table), tag, abort.signal);
         }
         c.closeSync();
         duck.closeSync();
@@ -227,7 +227,7 @@ export async function runExport(args: ExportArgs, io: IO): Promise<ExportSummary
         // is said of the export.
         await signalsTurn();
         abort.signal.throwIfAborted();
-        const s: ExportSummary = { exported: todo.length, skipped: runs.length - todo.length, rows, files: newFiles.length, bytes };
+        const s: ExportSummary = { exported: toExport.length, skipped: runs.length - toExport.length, rows, files: newFiles.length, bytes };
         const secs = ((Date.now() - started) / 1000).toFixed(1);
         io.out(`exported ${s.exported} run${s.exported === 1 ? '' : 's'} of ${stores.length} database${stores.length === 1 ? '' : 's'} → ${args.out} (${s.files} Parquet files, ${(s.bytes / 1e6).toFixed(2)} MB, ${secs} s)${s.skipped > 0 ? `; ${s.skipped} already in the dataset (or given twice), not exported again` : ''}`);
         if (s.exported > 0) io.out(`  rows: ${Object.entries(rows).map(([t, n]) => `${t} ${n.toLocaleString('en-US')}`).join(', ')}`);
@@ -271,7 +271,7 @@ function runsOf(db: Database.Database): RunRow[] {
 async function exportTable(
   c: import('@duckdb/node-api').DuckDBConnection,
   table: string,
-  todo: readonly { store: { db: Database.Database }; run: RunRow }[],
+  toExport: readonly { store: { db: Database.Database }; run: RunRow }[],
   labelKeys: readonly string[],
   dir: string,
   tag: string,
@@ -280,7 +280,7 @@ async function exportTable(
   // The columns as the first store declares them (every schema has them; runs gains labels in 3).
   const declared = (db: Database.Database) =>
     (db.prepare(`SELECT name, type FROM pragma_table_info('${table}')`).all() as { name: string; type: string }[]).filter((col) => col.name !== 'run_id' && col.name !== 'labels');
-  const declaredCols = declared(todo[0]!.store.db);
+  const declaredCols = declared(toExport[0]!.store.db);
   const declaredNames = declaredCols.map((col) => col.name);
   const kinds = declaredCols.map((col) => kindOf(col.type));
   const extra = table === 'runs' ? ['labels'] : [];
@@ -312,7 +312,7 @@ async function exportTable(
   };
   let n = 0;
   let chunks = 0;
-  for (const { store, run } of todo) {
+  for (const { store, run } of toExport) {
     const stmt = store.db.prepare(`SELECT ${declaredNames.map((x) => `"${x}"`).join(', ')} FROM ${table} WHERE run_id = ? ORDER BY rowid`).raw(true).safeIntegers(true);
     const tail = [...(table === 'runs' ? [JSON.stringify(run.labels)] : [run.pipeline, run.variant]), ...labelKeys.map((k) => run.labels[k] ?? null)];
     for (const row of stmt.iterate(run.run_id) as Iterable<unknown[]>) {
@@ -340,7 +340,7 @@ async function exportTable(
   if (n === 0) {
     // No rows: one empty file with the table's columns, so the table's folder exists and every
     // reader finds its schema (a glob over no file is an error in DuckDB and Trino).
-    const { pipeline, variant } = todo[0]!.run;
+    const { pipeline, variant } = toExport[0]!.run;
     const part = path.join(dir, `pipeline=${hiveEscape(pipeline)}`, `variant=${hiveEscape(variant)}`);
     fs.mkdirSync(part, { recursive: true });
     stopped.throwIfAborted();

@@ -14,11 +14,11 @@
 
 export type MetricUnit = 'J' | 'W' | 's' | 'bytes' | 'B/s' | 'J/byte' | 'fraction' | 'percent' | 'count' | 'events';
 
-/** The placeholders of a pattern: `cpu.<vm>.work_s` → { vm: string }. */
+/** The parameters of a pattern: `cpu.<vm>.work_s` → { vm: string }. */
 export type MetricParams<P extends string> = P extends `${string}<${infer K}>${infer Rest}` ? { [k in K]: string } & MetricParams<Rest> : unknown;
 
 export interface MetricDef<P extends string = string> {
-  /** The name, with `<placeholder>` parts. */
+  /** The name, with `<parameter>` parts. */
   readonly pattern: P;
   readonly unit: MetricUnit;
   /** What the value covers: the span summed or averaged over. */
@@ -123,7 +123,7 @@ export const METRICS = {
 
 export type MetricKey = keyof typeof METRICS;
 
-/** The name of metric `m` with its placeholders filled in. */
+/** The name of metric `m` with its parameters filled in. */
 export function metricName<P extends string>(m: MetricDef<P>, params: MetricParams<P>): string {
   return m.pattern.replace(/<([a-z]+)>/g, (_, k: string) => {
     const v = (params as Record<string, string | undefined>)[k];

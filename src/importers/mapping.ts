@@ -124,8 +124,8 @@ export function starterServices(vms: readonly string[], mapping: Mapping, disks:
 }
 
 /**
- * Placeholders of starter profiles, to be replaced by measured figures (the README says so, and
- * each starter profile's description): the disk of the paper's §4 (5.6 W active, 3.6 W idle),
+ * Starter values of the profiles importers write, to be replaced by measured figures (the README
+ * says so, and so does each starter profile's description): the disk of the paper's §4 (5.6 W active, 3.6 W idle),
  * and 10 W of idle power per CPU.
  */
 export const STARTER_DISK = { active_watts: 5.6, idle_watts: 3.6, nominal_rate_bps: 5e7, rate_window: 50, idle_period_ms: 50 } as const;

@@ -177,6 +177,8 @@ export class DriverCharge implements Stage, DriverCostModel {
   private readonly foreseen = new Map<number, Map<string, Float64Array>>();
   /** Active watts above idle of each disk, in profile order. */
   private readonly diskActiveWatts: number[];
+  /** Profile index of each disk id (the `disk:<index>` keys of the pass-on weights). */
+  private readonly diskIndex: Map<string, number>;
   /** After the run's end: rows are no longer deferred. */
   private finishing = false;
   /** No relaying driver has a leg pending from before this (Infinity: none pending). */
@@ -250,6 +252,7 @@ export class DriverCharge implements Stage, DriverCostModel {
     });
     this.captures = new Set(this.drivers.map((d) => d.name));
     this.diskActiveWatts = Object.values(m.profile.disks).map((d) => d.active_watts - d.idle_watts);
+    this.diskIndex = new Map(Object.keys(m.profile.disks).map((id, i) => [id, i]));
     this.charges = new IntervalAccumulator(ctx.intervalNs, this.drivers.length * this.nCons * SLOTS, (k, s) => this.emitCharges(k, s));
   }
 
@@ -436,7 +439,7 @@ export class DriverCharge implements Stage, DriverCostModel {
 
   /** The pass-on weights' key of a row charged to `drv`: `cpu:<via>` or `disk:<index>`. */
   private keyOf(drv: Driver, row: EnergyRow): string {
-    return row.device === CPU_DEVICE ? `cpu:${row.via ?? drv.name}` : `disk:${Object.keys(this.ctx.machine.profile.disks).indexOf(row.device)}`;
+    return row.device === CPU_DEVICE ? `cpu:${row.via ?? drv.name}` : `disk:${this.diskIndex.get(row.device) ?? -1}`;
   }
 
   private weigh(drv: Driver, key: string, c: number, w: number): void {
